@@ -1,0 +1,288 @@
+"""TFDS split -> tf.data -> numpy batches for this process.
+
+A ``Dataset`` resolves a config's data set once (prepared in the TFDS data_dir,
+downloaded there if it can be), and hands out
+
+* ``train_batches(epoch, start, seed)``: the batches of one epoch for this process,
+  deterministic in ``(seed, epoch)``; ``start`` skips the first batches (resuming
+  mid-epoch costs no decoding of the skipped images);
+* ``eval_batches()``: the whole eval split once, padded to full batches, with a
+  ``mask`` marking real examples.
+
+Every batch is a dict of numpy arrays: ``image`` float32 [b, H, W, C] normalised,
+``index`` int32 [b] (the example's position in its split; for data sets without an
+index feature it is derived from the TFDS record id), ``label`` int32 [b] unless
+the data is unlabelled (``data.unlabeled``), ``mask`` float32 [b] for eval.
+``b`` is the global batch divided by the number of processes: each process reads
+its own shard of the split (``tfds.split_for_jax_process``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kd_jax.data import augment
+from kd_jax.data import digits as _digits  # noqa: F401  (registers sklearn_digits)
+from kd_jax.errors import KdJaxError
+
+CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
+CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2675, 0.2565, 0.2761)}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+# Per data set defaults: how to augment for training, how to prepare eval images,
+# the normalisation statistics and the model input size.
+PRESETS: dict[str, dict[str, Any]] = {
+    "sklearn_digits": dict(train_augment="none", eval_preprocess="none",
+                           mean=(0.3053,), std=(0.3759,), image_size=8),
+    "cifar10": dict(train_augment="cifar", eval_preprocess="none",
+                    mean=CIFAR_MEAN["cifar10"], std=CIFAR_STD["cifar10"], image_size=32),
+    "cifar100": dict(train_augment="cifar", eval_preprocess="none",
+                     mean=CIFAR_MEAN["cifar100"], std=CIFAR_STD["cifar100"], image_size=32),
+    "imagenet2012": dict(train_augment="inception", eval_preprocess="center_crop",
+                         mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224),
+}
+TRAIN_AUGMENTS = ("none", "cifar", "pad_crop", "inception")
+EVAL_PREPROCESS = ("none", "center_crop")
+
+
+def default_data_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders(), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise KdJaxError(
+        f"config.data.name: unknown data set {name!r}: it is not a TFDS data set.{hint} "
+        f"(`tfds.list_builders()` lists them; sklearn_digits is the embedded one.)") from None
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, download: bool) -> None:
+  """Prepares the data set in its data_dir unless it already is; one-line error if it can't."""
+  if builder.is_prepared():
+    return
+  name, data_dir = builder.name, os.path.dirname(os.path.dirname(builder.data_dir))
+  if not download and builder.name != "sklearn_digits":
+    raise KdJaxError(
+        f"data set {name!r} is not prepared in {data_dir} and config.data.download is False: "
+        f"run `tfds build {name} --data_dir={data_dir}` (on a machine with network), "
+        f"or point --config.data.data_dir to a directory that holds it.")
+  try:
+    if jax.process_index() == 0:  # Multi-host: one writer; the data_dir must be shared.
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  except Exception as err:  # pylint: disable=broad-except
+    what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    manual = (" ImageNet needs the manual download: put ILSVRC2012_img_train.tar and "
+              f"ILSVRC2012_img_val.tar in {data_dir}/downloads/manual first."
+              if name.startswith("imagenet") else "")
+    raise KdJaxError(
+        f"data set {name!r} is not prepared in {data_dir} and could not be downloaded "
+        f"({type(err).__name__}: {what[:200]}).{manual} Run `tfds build {name} "
+        f"--data_dir={data_dir}` on a machine with network and copy {data_dir}/{name} "
+        f"here, or set --config.data.data_dir to where it is prepared.") from None
+
+
+def _index_from_tfds_id(tfds_id: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+  """'name-split.tfrecord-00003-of-00016__417' -> offsets[3] + 417 (position in the split)."""
+  parts = tf.strings.split(tfds_id, "__")
+  position = tf.strings.to_number(parts[-1], tf.int64)
+  shard = tf.strings.to_number(
+      tf.strings.regex_replace(parts[0], r"^.*-(\d+)-of-\d+$", r"\1"), tf.int64)
+  shard = tf.minimum(shard, tf.cast(tf.size(offsets) - 1, tf.int64))
+  return tf.gather(offsets, shard) + position
+
+
+@dataclasses.dataclass
+class Dataset:
+  """A prepared TFDS data set as configured by ``config.data`` (see configs/base.py)."""
+
+  name: str
+  train_split: str
+  eval_split: str
+  global_batch_size: int
+  eval_batch_size: int
+  image_size: int
+  channels: int | None
+  train_augment: str
+  eval_preprocess: str
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  unlabeled: bool
+  cache: bool
+  builder: tfds.core.DatasetBuilder
+  num_classes: int | None
+  num_train_examples: int
+  num_eval_examples: int
+
+  @property
+  def local_batch_size(self) -> int:
+    return self.global_batch_size // jax.process_count()
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return max(1, self.num_train_examples // self.global_batch_size)
+
+  @property
+  def has_labels(self) -> bool:
+    return not self.unlabeled and "label" in self.builder.info.features
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    channels = self.channels or self.builder.info.features["image"].shape[-1]
+    return (self.image_size, self.image_size, channels)
+
+  # -- tf.data construction -------------------------------------------------
+  def _read(self, split: str, shuffle_files: bool, seed: int | None) -> tf.data.Dataset:
+    read_config = tfds.ReadConfig(add_tfds_id=True, shuffle_seed=seed,
+                                  interleave_cycle_length=16 if shuffle_files else 1)
+    ds = self.builder.as_dataset(split=tfds.split_for_jax_process(split),
+                                 shuffle_files=shuffle_files, read_config=read_config,
+                                 decoders=None)
+    base = split.split("[")[0]
+    splits = self.builder.info.splits
+    shard_lengths = (list(splits[base].shard_lengths) if base in splits else []) or [0]
+    offsets = tf.constant(np.concatenate([[0], np.cumsum(shard_lengths)[:-1]]), tf.int64)
+    has_index = "index" in self.builder.info.features
+    keep_label = self.has_labels
+
+    def select(ex):
+      index = ex["index"] if has_index else _index_from_tfds_id(ex["tfds_id"], offsets)
+      out = {"image": ex["image"], "index": tf.cast(index, tf.int32)}
+      if keep_label:
+        out["label"] = tf.cast(ex["label"], tf.int32)
+      return out
+
+    return ds.map(select, num_parallel_calls=tf.data.AUTOTUNE)
+
+  def _finish(self, ex: dict, train: bool, seed: tf.Tensor | None) -> dict:
+    stored_channels = self.builder.info.features["image"].shape[-1] or 3
+    image = ex["image"]
+    if train and self.train_augment == "inception":
+      image = augment.inception_crop(image, seed, self.image_size)
+    elif not train and self.eval_preprocess == "center_crop":
+      image = augment.resize_center_crop(image, self.image_size)
+    else:
+      image = augment.resize(image, self.image_size)
+      if train and self.train_augment in ("cifar", "pad_crop"):
+        pad = 4 if self.image_size >= 32 else max(1, self.image_size // 8)
+        image = augment.pad_crop_flip(image, seed, pad=pad, flip=self.train_augment == "cifar")
+    image = tf.ensure_shape(image, (self.image_size, self.image_size, stored_channels))
+    in_channels = stored_channels
+    if self.channels and self.channels != in_channels:
+      if in_channels != 1:
+        raise KdJaxError(f"config.data.channels={self.channels}: can only expand "
+                         f"1-channel images, this data set has {in_channels}.")
+      image = tf.repeat(image, self.channels, axis=-1)
+    mean, std = self.mean, self.std
+    if len(mean) != image.shape[-1]:
+      mean, std = mean[:1] * image.shape[-1], std[:1] * image.shape[-1]
+    return {**ex, "image": augment.normalize(image, mean, std)}
+
+  def train_batches(self, epoch: int, start: int = 0, seed: int = 0) -> Iterator[dict]:
+    """The ``steps_per_epoch`` batches of ``epoch`` for this process, from batch ``start``."""
+    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31))
+    ds = self._read(self.train_split, shuffle_files=True, seed=epoch_seed)
+    if self.cache:
+      ds = ds.cache()
+    n_local = max(1, self.num_train_examples // jax.process_count())
+    ds = ds.shuffle(min(n_local, 50_000), seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = ds.repeat()  # Only matters when a split holds fewer examples than it claims.
+    ds = ds.skip(start * self.local_batch_size)
+
+    def finish(ex):
+      ex_seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(ex["index"], tf.int64)])
+      return self._finish(ex, train=True, seed=ex_seed)
+
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(self.local_batch_size, drop_remainder=True)
+    ds = ds.take(self.steps_per_epoch - start).prefetch(tf.data.AUTOTUNE)
+    return tfds.as_numpy(ds)
+
+  def num_eval_steps(self) -> int:
+    per_process = -(-self.num_eval_examples // jax.process_count())
+    return max(1, -(-per_process // (self.eval_batch_size // jax.process_count())))
+
+  def eval_batches(self) -> Iterator[dict]:
+    """The eval split once, padded with ``mask == 0`` examples to ``num_eval_steps()`` full batches."""
+    local = self.eval_batch_size // jax.process_count()
+    ds = self._read(self.eval_split, shuffle_files=False, seed=None)
+    ds = ds.map(lambda ex: {**self._finish(ex, train=False, seed=None),
+                            "mask": tf.constant(1.0, tf.float32)},
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(local).prefetch(tf.data.AUTOTUNE)
+    steps = 0
+    for batch in tfds.as_numpy(ds):
+      if steps == self.num_eval_steps():
+        break
+      n = len(batch["mask"])
+      if n < local:
+        batch = {k: np.concatenate([v, np.zeros((local - n,) + v.shape[1:], v.dtype)])
+                 for k, v in batch.items()}
+      steps += 1
+      yield batch
+    while steps < self.num_eval_steps():  # Processes with fewer examples still step.
+      yield {k: np.zeros((local,) + v.shape[1:], v.dtype) for k, v in batch.items()}
+      steps += 1
+
+
+def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None = None) -> Dataset:
+  """Resolves ``config.data`` into a prepared ``Dataset`` (one-line ``KdJaxError`` on problems)."""
+  name = data_cfg.name
+  preset = PRESETS.get(name, {})
+  data_dir = data_cfg.get("data_dir") or default_data_dir()
+  builder = _builder(name, data_dir)
+  _prepare(builder, download=data_cfg.get("download", True))
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("kd_jax:data_prepared")
+    builder = _builder(name, data_dir)
+  info = builder.info
+  features = info.features
+  if "image" not in features:
+    raise KdJaxError(f"config.data.name: data set {name!r} has no 'image' feature "
+                     f"(features: {', '.join(features.keys())}).")
+  sizes = {}
+  for field, split in (("train", data_cfg.train_split), ("eval", data_cfg.eval_split)):
+    given = data_cfg.get(f"num_{field}_examples", -1)
+    if given and given > 0:
+      sizes[field] = int(given)
+    elif split.split("[")[0] in info.splits:
+      sizes[field] = info.splits[split].num_examples
+    else:
+      raise KdJaxError(f"config.data.{field}_split: data set {name!r} has no split {split!r} "
+                       f"(splits: {', '.join(info.splits.keys()) or 'unknown'}).")
+
+  def pick(field, default):
+    value = data_cfg.get(field)
+    return default if value in (None, "", -1) else value
+
+  train_augment = pick("train_augment", preset.get("train_augment", "none"))
+  eval_preprocess = pick("eval_preprocess", preset.get("eval_preprocess", "none"))
+  image_size = pick("image_size", preset.get("image_size") or features["image"].shape[0])
+  if not image_size:
+    raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
+  num_classes = features["label"].num_classes if "label" in features else None
+  return Dataset(
+      name=name, train_split=data_cfg.train_split, eval_split=data_cfg.eval_split,
+      global_batch_size=global_batch_size,
+      eval_batch_size=eval_batch_size or global_batch_size,
+      image_size=int(image_size), channels=data_cfg.get("channels") or None,
+      train_augment=train_augment, eval_preprocess=eval_preprocess,
+      mean=tuple(pick("mean", preset.get("mean", (0.5,)))),
+      std=tuple(pick("std", preset.get("std", (0.5,)))),
+      unlabeled=bool(data_cfg.get("unlabeled", False)),
+      cache=bool(data_cfg.get("cache", True)),
+      builder=builder, num_classes=num_classes,
+      num_train_examples=sizes["train"], num_eval_examples=sizes["eval"],
+  )

@@ -1,0 +1,34 @@
+"""The one train state of every run (supervised training is distillation with no teacher)."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+
+# The fields that are checkpointed. Teachers are referenced, not re-saved.
+CHECKPOINTED = ("step", "params", "batch_stats", "opt_state", "bad_step")
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """All the arrays a train step reads and writes.
+
+  params: ``{'student': ..., 'aux': ...}`` (aux: learnable modules of objectives).
+  batch_stats: the student's BatchNorm running statistics.
+  bad_step: -1, or the first step whose loss or gradients were not finite; from then
+    on updates are skipped so the state stays the last good one.
+  teachers: ``{name: variables}`` of the frozen teachers (not optimised, not saved).
+  """
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  bad_step: jax.Array
+  teachers: Any = None
+
+  def checkpoint_items(self) -> dict[str, Any]:
+    return {k: getattr(self, k) for k in CHECKPOINTED}
+
+  def replace_checkpointed(self, items: dict[str, Any]) -> "TrainState":
+    return self.replace(**{k: items[k] for k in CHECKPOINTED})

@@ -1,0 +1,110 @@
+"""The one train step and the eval step, shared by every method.
+
+``train_step(state, batch, rng) -> (state, metrics)`` is pure and jitted once:
+each teacher runs once in inference mode under ``stop_gradient``; the student runs
+once in training mode; every objective reads those outputs; gradients reach the
+student (and the objectives' auxiliary parameters) only.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from clu import metrics as clu_metrics
+
+from kd_jax.distill.objectives import Objective, Outputs
+from kd_jax.distill.state import TrainState
+
+
+def metric_name(objective: str) -> str:
+  return f"loss_{objective}"
+
+
+def train_metrics_class(objectives: Sequence[Objective], has_labels: bool):
+  """A clu Collection: the weighted total ``loss``, ``loss_<objective>`` each, ``accuracy``."""
+  fields = {"loss": clu_metrics.Average.from_output("loss")}
+  for obj in objectives:
+    fields[metric_name(obj.name)] = clu_metrics.Average.from_output(metric_name(obj.name))
+  if has_labels:
+    fields["accuracy"] = clu_metrics.Accuracy
+  return clu_metrics.Collection.create(**fields)
+
+
+def _top5(logits, labels, **_):
+  top = jax.lax.top_k(logits, 5)[1]
+  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def eval_metrics_class(num_classes: int):
+  """A clu Collection over masked examples: ``loss`` (CE), ``accuracy`` and ``top5`` (C > 5)."""
+  fields = {"loss": clu_metrics.Average.from_output("loss"), "accuracy": clu_metrics.Accuracy}
+  if num_classes > 5:
+    fields["top5"] = clu_metrics.Average.from_fun(_top5)
+  return clu_metrics.Collection.create(**fields)
+
+
+def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
+                    objectives: Sequence[Objective], tx: optax.GradientTransformation,
+                    has_labels: bool) -> Callable:
+  """Returns the (un-jitted) pure train step for this student, teachers and objectives."""
+  metrics_cls = train_metrics_class(objectives, has_labels)
+  used_teachers = sorted({o.teacher for o in objectives if o.teacher is not None})
+
+  def train_step(state: TrainState, batch, rng):
+    images = batch["image"]
+    rng = jax.random.fold_in(rng, state.step)
+    teacher_out = {}
+    for name in used_teachers:  # Each teacher: exactly one forward pass per batch.
+      logits, feats = teachers[name].apply(state.teachers[name], images, train=False)
+      teacher_out[name] = jax.lax.stop_gradient(Outputs(logits, feats))
+
+    def loss_fn(params):
+      (logits, feats), new_vars = student.apply(
+          {"params": params["student"], "batch_stats": state.batch_stats},
+          images, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+      out = Outputs(logits, feats)
+      values = {o.name: o(out, teacher_out, batch) for o in objectives}
+      total = sum(o.weight * values[o.name] for o in objectives)
+      return total, (values, logits, new_vars["batch_stats"])
+
+    (total, (values, logits, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    finite = jnp.isfinite(total) & jnp.isfinite(optax.global_norm(grads))
+    ok = finite & (state.bad_step < 0)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep(params, state.params),
+        batch_stats=keep(batch_stats, state.batch_stats),
+        opt_state=keep(opt_state, state.opt_state),
+        bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step),
+    )
+    outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
+    if has_labels:
+      outputs.update(logits=logits, labels=batch["label"])
+    return new_state, metrics_cls.single_from_model_output(**outputs)
+
+  return train_step
+
+
+def make_eval_step(student: nn.Module, num_classes: int) -> Callable:
+  """``eval_step(state, batch) -> metrics`` on masked (padded) batches; inference-mode BN."""
+  metrics_cls = eval_metrics_class(num_classes)
+
+  def eval_step(state: TrainState, batch):
+    logits, _ = student.apply(
+        {"params": state.params["student"], "batch_stats": state.batch_stats},
+        batch["image"], train=False)
+    logits = logits.astype(jnp.float32)
+    labels = batch["label"]
+    loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1)[:, 0]
+    return metrics_cls.single_from_model_output(
+        loss=loss, logits=logits, labels=labels, mask=batch["mask"])
+
+  return eval_step

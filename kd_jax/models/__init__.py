@@ -1,0 +1,30 @@
+"""The model zoo. Every model is a Flax module whose ``__call__(x, train)`` returns
+``(logits, features)``; ``features`` is a dict of named intermediate activations
+(``stem``, ``stage<k>``, ``preact/stage<k>``, ``pooled``). Unused features cost
+nothing under jit (XLA drops them)."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kd_jax.errors import KdJaxError
+from kd_jax.models import resnet_cifar
+
+_REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+    **{name: (resnet_cifar.CifarResNet, kw) for name, kw in resnet_cifar.MODELS.items()},
+}
+
+
+def names() -> list[str]:
+  """The registered model names."""
+  return sorted(_REGISTRY)
+
+
+def create(name: str, num_classes: int, dtype: Any = jnp.float32, **kw) -> nn.Module:
+  """The zoo model ``name`` with a ``num_classes``-way classifier."""
+  if name not in _REGISTRY:
+    raise KdJaxError(f"unknown model {name!r}; valid names: {', '.join(names())}")
+  cls, defaults = _REGISTRY[name]
+  return cls(num_classes=num_classes, dtype=dtype, **{**defaults, **kw})

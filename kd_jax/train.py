@@ -1,0 +1,50 @@
+"""Entrypoint: ``python -m kd_jax.train --config=configs/<name>.py --workdir=<dir>``.
+
+``--config.<field>=<value>`` overrides any field. Without ``--config`` it runs
+configs/default.py (the main job on the embedded digits data).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "configs", "default.py")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG if os.path.exists(_DEFAULT_CONFIG) else None,
+    "Config file (get_config() returning a ConfigDict).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax", "Where checkpoints, TensorBoard "
+                               "events and results.json go.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
+  from kd_jax.errors import KdJaxError
+  from kd_jax.runtime import quiet_tensorflow
+  quiet_tensorflow()
+  logging.set_verbosity(logging.WARNING)  # Our own lines go to stdout; libraries stay quiet.
+  from kd_jax.training import job, sharding
+  try:
+    sharding.maybe_initialize_distributed()
+    workdir = os.path.abspath(_WORKDIR.value)
+    print(f"kd_jax: results go to {workdir}", flush=True)
+    job.run(_CONFIG.value, workdir)
+  except KdJaxError as err:
+    sys.exit(f"kd_jax: error: {err}")
+
+
+def run_main():
+  try:
+    app.run(main)
+  except flags.Error as err:  # Bad --config.<field> overrides are reported at parse time.
+    sys.exit(f"kd_jax: error: {str(err).splitlines()[0]}")
+
+
+if __name__ == "__main__":
+  run_main()

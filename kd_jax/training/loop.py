@@ -1,0 +1,187 @@
+"""The training loop of one run: data, state, the jitted step, eval, checkpoints, writers.
+
+``train_and_evaluate(config, workdir)`` trains ``config.model`` with ``config.objectives``
+(reading ``config.teachers``), resumes from the latest checkpoint in ``workdir`` when
+there is one, evaluates every ``eval_every_epochs`` and writes ``<workdir>/results.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from kd_jax import models
+from kd_jax.data import pipelines
+from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill.state import TrainState
+from kd_jax.distill.step import make_eval_step, make_train_step
+from kd_jax.errors import KdJaxError
+from kd_jax.training import checkpoint as ckpt_lib
+from kd_jax.training import metrics as metrics_lib
+from kd_jax.training import optim, sharding
+
+
+class TrainingDiverged(KdJaxError):
+  """The loss or the gradients became NaN/Inf."""
+
+
+def _log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(msg, flush=True)
+
+
+def load_teachers(config, input_shape, job_workdir: str | None):
+  """``{name: (module, variables)}``: each teacher's model and frozen variables."""
+  out = {}
+  for name, t in config.teachers.items():
+    path = t.get("checkpoint") or os.path.join(job_workdir or ".", t["run"])
+    variables, meta = ckpt_lib.load_model_variables(path, t.get("which", "latest"))
+    num_classes = t.get("num_classes") or meta.get("num_classes")
+    if meta.get("model") not in (None, t["model"]):
+      raise KdJaxError(f"config.teachers.{name}.model is {t['model']!r} but {path} holds a "
+                       f"{meta['model']!r}")
+    module = models.create(t["model"], num_classes, dtype=jnp.dtype(config.dtype))
+    expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
+                                                  jnp.zeros((1, *input_shape)), train=False))
+    got = jax.tree.map(lambda x: x.shape, variables)
+    want = jax.tree.map(lambda x: x.shape, dict(expected))
+    if got != want:
+      raise KdJaxError(f"config.teachers.{name}: the variables in {path} do not fit a "
+                       f"{t['model']} with {num_classes} classes on input {input_shape}")
+    out[name] = (module, variables)
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       run_name: str = "", job_workdir: str | None = None) -> dict[str, Any]:
+  """Trains one run to ``config.num_epochs`` (resuming if possible); returns the results dict."""
+  t_start = time.time()
+  sharding.check_batch_size(config.batch_size)
+  eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
+  sharding.check_batch_size(eval_batch, "config.eval_batch_size")
+  data = pipelines.create_dataset(config.data, config.batch_size, eval_batch)
+  num_classes = config.num_classes if config.num_classes > 0 else data.num_classes
+  if not num_classes:
+    raise KdJaxError("config.num_classes must be set: the data set has no labels")
+  dtype = jnp.dtype(config.dtype)
+  student = models.create(config.model, num_classes, dtype=dtype)
+  teachers = load_teachers(config, data.input_shape, job_workdir)
+  objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels)
+  if not data.has_labels and data.num_classes is None:
+    raise KdJaxError("config.data: evaluation needs a labelled eval split")
+
+  mesh = sharding.data_mesh()
+  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  spe = data.steps_per_epoch
+  total_steps = spe * config.num_epochs
+  schedule = optim.make_schedule(config.optimizer, spe, config.num_epochs, config.batch_size)
+  tx = optim.make_optimizer(config.optimizer, schedule)
+
+  def init_state(rng):
+    variables = student.init(rng, jnp.zeros((1, *data.input_shape)), train=False)
+    params = {"student": variables["params"], "aux": {}}
+    return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+                      bad_step=jnp.array(-1, jnp.int32),
+                      teachers={n: v for n, (_, v) in teachers.items()})
+
+  state = jax.jit(init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
+  step_rng = jax.device_put(jax.random.PRNGKey(config.seed + 1), repl)
+
+  ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
+  meta = {"model": config.model, "num_classes": int(num_classes), "run": run_name,
+          "checkpoint_version": ckpt_lib.VERSION, "aux": [], "data": data.name,
+          "steps_per_epoch": spe}
+  latest = ckpts.latest_step()
+  if latest is not None:
+    ckpts.check_compatible(latest, meta)
+    state = state.replace_checkpointed(ckpts.restore(latest, state.checkpoint_items()))
+    _log(f"[{run_name}] resuming from the checkpoint at step {latest} "
+         f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")
+
+  train_step = jax.jit(
+      make_train_step(student, {n: m for n, (m, _) in teachers.items()}, objectives, tx,
+                      data.has_labels),
+      in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl), donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(student, num_classes),
+                      in_shardings=(repl, batch_sh), out_shardings=repl)
+
+  writer, tensorboard = metrics_lib.create_writers(workdir, run_name)
+  step = int(state.step)
+  if step == 0:
+    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+  progress = metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name, step,
+                                  config.log_every_steps)
+  ckpt_every = config.checkpoint_every_steps if config.checkpoint_every_steps > 0 else spe
+  eval_result: dict[str, float] = {}
+
+  def check_finite(train_metrics):
+    bad = int(state.bad_step)
+    if bad >= 0:
+      ckpts.wait()
+      culprits = [k for k, v in (train_metrics or {}).items() if not math.isfinite(v)]
+      last = ckpts.latest_step()
+      kept = f"the last good checkpoint (step {last}) is kept in {ckpts.dir}" if last is not None \
+          else "no checkpoint had been written yet"
+      raise TrainingDiverged(
+          f"[{run_name or 'train'}] stopped: the loss became non-finite at step {bad}"
+          f"{' (' + ', '.join(culprits) + ')' if culprits else ''}; {kept}. Lower "
+          f"config.optimizer.lr (now {config.optimizer.lr}) or check the data")
+
+  def evaluate() -> dict[str, float]:
+    acc = None
+    for batch in data.eval_batches():
+      m = eval_step(state, sharding.shard_batch(batch, batch_sh))
+      acc = m if acc is None else acc.merge(m)
+    return {k: float(v) for k, v in acc.compute().items()}
+
+  acc_metrics = None
+  while step < total_steps:
+    epoch, start = divmod(step, spe)
+    for batch in data.train_batches(epoch, start, config.seed):
+      state, m = train_step(state, sharding.shard_batch(batch, batch_sh), step_rng)
+      acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
+      step += 1
+      progress.tick(step)
+      end_of_epoch = step % spe == 0
+      if step % config.log_every_steps == 0 or end_of_epoch:
+        computed = {k: float(v) for k, v in acc_metrics.compute().items()}
+        acc_metrics = None
+        check_finite(computed)
+        computed["learning_rate"] = float(schedule(step - 1))
+        writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
+        progress(step, computed["loss"])
+      if end_of_epoch and ((step // spe) % config.eval_every_epochs == 0 or step == total_steps):
+        eval_result = evaluate()
+        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_result.items()})
+        ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
+                               "batch_stats": state.batch_stats},
+                        {**meta, "step": step}, eval_result["accuracy"])
+      if step % ckpt_every == 0 or step == total_steps:
+        check_finite(None)
+        ckpts.save(step, state.checkpoint_items(),
+                   {**meta, "step": step, "epoch": step // spe, "batch_in_epoch": step % spe})
+  if not eval_result:  # Resumed after the last step's checkpoint but before results were written.
+    eval_result = evaluate()
+  ckpts.wait()
+  ckpts.close()
+  writer.flush()
+  results = {
+      "run": run_name, "model": config.model, "teachers": sorted(teachers),
+      "objectives": {o.name: o.weight for o in objectives},
+      "test_accuracy": eval_result["accuracy"], "eval": eval_result,
+      "steps": step, "epochs": config.num_epochs, "train_time_s": round(time.time() - t_start, 1),
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  _log(f"[{run_name}] done: test accuracy {100 * results['test_accuracy']:.2f}% "
+       f"({os.path.join(workdir, 'results.json')})")
+  return results
+

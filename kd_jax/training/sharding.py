@@ -1,0 +1,47 @@
+"""Devices and data parallelism: one ``Mesh`` over every device, batches sharded on 'data'."""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from kd_jax.errors import KdJaxError
+
+
+def maybe_initialize_distributed() -> None:
+  """Joins a multi-process job when one is configured (``JAX_COORDINATOR_ADDRESS`` /
+  ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or a cluster JAX detects: TPU pods, SLURM)."""
+  if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    jax.distributed.initialize(
+        coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+        process_id=int(os.environ["JAX_PROCESS_ID"]))
+  elif os.environ.get("KD_JAX_DISTRIBUTED") == "auto":
+    jax.distributed.initialize()
+
+
+def data_mesh() -> Mesh:
+  """A 1-D mesh named 'data' over all devices of all processes (Auto axis type)."""
+  return Mesh(np.array(jax.devices()), ("data",))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P("data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(batch_size: int, field: str = "config.batch_size") -> None:
+  n = jax.device_count()
+  if batch_size % n:
+    raise KdJaxError(f"{field}={batch_size} is not divisible by the {n} devices; "
+                     f"use a multiple of {n}, e.g. {max(n, batch_size // n * n)}")
+
+
+def shard_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+  """This process's slice of the global batch -> global arrays sharded over 'data'."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

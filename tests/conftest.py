@@ -1,0 +1,25 @@
+"""Test setup: quiet TensorFlow, a private TFDS data_dir, and the `slow` marker."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: end-to-end runs (seconds to minutes); run in CI too")
+  from kd_jax.runtime import quiet_tensorflow
+  quiet_tensorflow()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tfds_data_dir(tmp_path_factory):
+  """Every test prepares the embedded data in a private TFDS data_dir."""
+  path = str(tmp_path_factory.mktemp("tfds"))
+  old = os.environ.get("TFDS_DATA_DIR")
+  os.environ["TFDS_DATA_DIR"] = path
+  yield path
+  if old is None:
+    os.environ.pop("TFDS_DATA_DIR", None)
+  else:
+    os.environ["TFDS_DATA_DIR"] = old

@@ -1,0 +1,134 @@
+"""tfds -> tf.data -> batches: digits for real, cifar100 and imagenet2012 with mock data."""
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from kd_jax.data import pipelines
+from kd_jax.errors import KdJaxError
+
+
+def _cfg(**kw):
+  base = dict(name="sklearn_digits", train_split="train", eval_split="test")
+  return ml_collections.ConfigDict({**base, **kw})
+
+
+def _range(mean, std):
+  lo = min((0 - m) / s for m, s in zip(mean, std))
+  hi = max((1 - m) / s for m, s in zip(mean, std))
+  return lo - 1e-5, hi + 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits_ds():
+  return pipelines.create_dataset(_cfg(), 32)
+
+
+def test_digits_train_batch_shapes(digits_ds):
+  batch = next(iter(digits_ds.train_batches(0)))
+  assert batch["image"].shape == (32, 8, 8, 1) and batch["image"].dtype == np.float32
+  assert batch["label"].dtype == np.int32 and batch["index"].dtype == np.int32
+  lo, hi = _range(digits_ds.mean, digits_ds.std)
+  assert lo <= batch["image"].min() and batch["image"].max() <= hi
+
+
+def test_digits_epoch_covers_split_once(digits_ds):
+  seen = np.concatenate([b["index"] for b in digits_ds.train_batches(0)])
+  assert len(seen) == digits_ds.steps_per_epoch * 32 == 1437 // 32 * 32
+  assert len(np.unique(seen)) == len(seen)
+
+
+def test_train_order_is_deterministic_per_epoch(digits_ds):
+  first = [b["index"] for b in digits_ds.train_batches(1, seed=3)]
+  again = [b["index"] for b in digits_ds.train_batches(1, seed=3)]
+  other = [b["index"] for b in digits_ds.train_batches(2, seed=3)]
+  np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
+  assert not np.array_equal(np.concatenate(first), np.concatenate(other))
+
+
+def test_resume_mid_epoch_gives_the_remaining_batches(digits_ds):
+  full = list(digits_ds.train_batches(4, seed=0))
+  tail = list(digits_ds.train_batches(4, start=5, seed=0))
+  assert len(tail) == len(full) - 5
+  for a, b in zip(full[5:], tail):
+    np.testing.assert_array_equal(a["index"], b["index"])
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_eval_is_padded_and_masked(digits_ds):
+  batches = list(digits_ds.eval_batches())
+  assert len(batches) == digits_ds.num_eval_steps() == 12  # ceil(360 / 32)
+  assert sum(b["mask"].sum() for b in batches) == 360
+  assert all(b["image"].shape == (32, 8, 8, 1) for b in batches)
+
+
+def test_channels_and_resize():
+  ds = pipelines.create_dataset(_cfg(image_size=16, channels=3), 8)
+  batch = next(iter(ds.train_batches(0)))
+  assert batch["image"].shape == (8, 16, 16, 3)
+  np.testing.assert_array_equal(batch["image"][..., 0], batch["image"][..., 2])
+
+
+def test_unlabeled_split_drops_labels_keeps_index():
+  ds = pipelines.create_dataset(_cfg(unlabeled=True), 16)
+  batch = next(iter(ds.train_batches(0)))
+  assert "label" not in batch and batch["index"].shape == (16,)
+  assert not ds.has_labels
+
+
+def test_cifar100_mock_train_batch():
+  with tfds.testing.mock_data(num_examples=96):
+    ds = pipelines.create_dataset(
+        _cfg(name="cifar100", num_train_examples=96, num_eval_examples=96), 16)
+    batch = next(iter(ds.train_batches(0)))
+    evals = list(ds.eval_batches())
+  assert ds.train_augment == "cifar" and ds.num_classes == 100
+  assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.float32
+  lo, hi = _range(pipelines.CIFAR_MEAN["cifar100"], pipelines.CIFAR_STD["cifar100"])
+  assert lo <= batch["image"].min() and batch["image"].max() <= hi
+  assert ((0 <= batch["label"]) & (batch["label"] < 100)).all()
+  assert ((0 <= batch["index"]) & (batch["index"] < 96)).all()
+  assert sum(b["mask"].sum() for b in evals) == 96
+
+
+def test_cifar_augmentation_is_crop_of_padded_image():
+  """Every augmented image is a 32x32 window of the zero-padded (40x40) image, maybe flipped."""
+  import tensorflow as tf
+  from kd_jax.data import augment
+  image = tf.reshape(tf.range(32 * 32 * 3) % 251 + 1, (32, 32, 3))
+  image = tf.cast(image, tf.uint8)
+  padded = np.pad(image.numpy(), ((4, 4), (4, 4), (0, 0)))
+  for i in range(8):
+    out = augment.pad_crop_flip(image, tf.constant([7, i], tf.int64), pad=4, flip=True).numpy()
+    windows = [padded[y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
+    assert any(np.array_equal(out, w) or np.array_equal(out, w[:, ::-1]) for w in windows)
+
+
+def test_imagenet_mock_train_and_eval():
+  with tfds.testing.mock_data(num_examples=32):
+    ds = pipelines.create_dataset(
+        _cfg(name="imagenet2012", eval_split="validation", image_size=64,
+             num_train_examples=32, num_eval_examples=32), 8)
+    train = next(iter(ds.train_batches(0)))
+    evals = list(ds.eval_batches())
+  assert ds.train_augment == "inception" and ds.eval_preprocess == "center_crop"
+  assert train["image"].shape == (8, 64, 64, 3) and evals[0]["image"].shape == (8, 64, 64, 3)
+  lo, hi = _range(pipelines.IMAGENET_MEAN, pipelines.IMAGENET_STD)
+  for x in (train["image"], evals[0]["image"]):
+    assert lo <= x.min() and x.max() <= hi
+  assert ((0 <= train["label"]) & (train["label"] < 1000)).all()
+  assert sum(b["mask"].sum() for b in evals) == 32
+
+
+def test_unknown_dataset_is_one_clear_line():
+  with pytest.raises(KdJaxError, match=r"unknown data set 'cifar1000'.*Did you mean"):
+    pipelines.create_dataset(_cfg(name="cifar1000"), 8)
+
+
+def test_unprepared_dataset_that_cannot_download(tmp_path, monkeypatch):
+  def no_network(self, *a, **k):
+    raise ConnectionError("network unreachable")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
+  with pytest.raises(KdJaxError, match=r"'cifar10' is not prepared in .* could not be downloaded"
+                     r".*tfds build cifar10"):
+    pipelines.create_dataset(_cfg(name="cifar10", data_dir=str(tmp_path)), 8)
