@@ -31,19 +31,42 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Our own lines go to stdout; libraries stay quiet.
   from kd_jax.training import job, sharding
   try:
+    config = _CONFIG.value
+    config.keys()  # A config file that failed to load raises here.
+  except Exception as err:  # pylint: disable=broad-except
+    sys.exit(_load_error(err))
+  try:
     sharding.maybe_initialize_distributed()
     workdir = os.path.abspath(_WORKDIR.value)
     print(f"kd_jax: results go to {workdir}", flush=True)
-    job.run(_CONFIG.value, workdir)
+    job.run(config, workdir)
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")
 
 
-def run_main():
+def parse_flags(argv):
+  """absl flag parsing, where config files load and overrides apply: errors in one line."""
   try:
-    app.run(main)
-  except flags.Error as err:  # Bad --config.<field> overrides are reported at parse time.
+    return flags.FLAGS(argv)
+  except flags.Error as err:
     sys.exit(f"kd_jax: error: {str(err).splitlines()[0]}")
+  except (AttributeError, KeyError) as err:  # ConfigDict: an override names no field.
+    text = " ".join(str(err).replace("\\n", " ").strip("'\"").split()).replace("\\'", "")
+    field = text.split()[0].strip("'\\") if text else "?"
+    hint = text[len(field):].strip(" '")
+    sys.exit(f"kd_jax: error: unknown config field in --config.* override: {field!r}"
+             f"{'; ' + hint if hint else ''}")
+  except Exception as err:  # pylint: disable=broad-except  (a config file that fails to load)
+    sys.exit(_load_error(err))
+
+
+def _load_error(err: Exception) -> str:
+  lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+  return f"kd_jax: error: cannot load the config: {' '.join(lines[-1:])[:300]}"
+
+
+def run_main():
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Bad input stops at start-up with one clear line; a diverging loss stops with the last good
+checkpoint intact."""
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from kd_jax.errors import KdJaxError
+from kd_jax.training import checkpoint, job
+from kd_jax.training.loop import TrainingDiverged
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cli(*args, env=None):
+  proc = subprocess.run([sys.executable, "-m", "kd_jax.train", *args], capture_output=True,
+                        text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=300)
+  return proc.returncode, proc.stderr.strip().splitlines()
+
+
+def test_unknown_field_in_config_file(tiny_config, tmp_path):
+  cfg = tiny_config()
+  cfg.optimizer.learning_rate = 0.1
+  with pytest.raises(KdJaxError, match=r"^unknown config field config\.optimizer\.learning_rate$"):
+    job.run(cfg, str(tmp_path))
+
+
+def test_unknown_field_override_on_the_command_line(tmp_path):
+  rc, err = _cli("--config=configs/default.py", "--config.epochs=3", f"--workdir={tmp_path}")
+  assert rc == 1 and len(err) == 1
+  assert err[0] == ("kd_jax: error: unknown config field in --config.* override: 'epochs'; "
+                    "Did you mean \"num_epochs\" instead of \"epochs\"?")
+
+
+def test_unknown_model(tiny_config, tmp_path):
+  with pytest.raises(KdJaxError, match=r"^config\.model: unknown model 'resnet9'; valid names: "):
+    job.run(tiny_config(model="resnet9"), str(tmp_path))
+
+
+def test_unknown_teacher_model(tiny_config, tmp_path):
+  cfg = tiny_config()
+  cfg.teachers = {"t": dict(model="wrn_99", checkpoint="/nowhere")}
+  with pytest.raises(KdJaxError, match=r"^config\.teachers\.t\.model: unknown model 'wrn_99'"):
+    job.run(cfg, str(tmp_path))
+
+
+def test_unknown_dataset(tiny_config, tmp_path):
+  with pytest.raises(KdJaxError, match=r"^config\.data\.name: unknown data set 'digitz'"):
+    job.run(tiny_config(**{"data.name": "digitz"}), str(tmp_path))
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+  rc, err = _cli("--config=configs/default.py", "--config.batch_size=12", f"--workdir={tmp_path}",
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert rc == 1 and len(err) == 1
+  assert err[0] == ("kd_jax: error: config.batch_size=12 is not divisible by the 8 devices; "
+                    "use a multiple of 8, e.g. 8")
+
+
+def test_dataset_not_prepared_and_no_network(tiny_config, tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds
+
+  def offline(self, *a, **k):
+    raise ConnectionError("Failed to establish a new connection")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+  cfg = tiny_config(**{"data.name": "cifar100", "data.data_dir": str(tmp_path / "tfds")})
+  with pytest.raises(KdJaxError, match=r"^data set 'cifar100' is not prepared in .*tfds and could "
+                     r"not be downloaded \(ConnectionError: .*\)\. Run `tfds build cifar100 "):
+    job.run(cfg, str(tmp_path / "w"))
+
+
+def test_bad_numbers(tiny_config, tmp_path):
+  with pytest.raises(KdJaxError, match=r"^config\.num_epochs must be an integer >= 1, got 0$"):
+    job.run(tiny_config(num_epochs=0), str(tmp_path))
+  with pytest.raises(KdJaxError, match=r"^config\.optimizer\.lr must be a number > 0"):
+    job.run(tiny_config(**{"optimizer.lr": -1.0}), str(tmp_path))
+
+
+def test_objective_errors(tiny_config, tmp_path):
+  cfg = tiny_config()
+  cfg.objectives = {"kd": dict(weight=1.0)}
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.kd\.teacher: None is not a "
+                     r"configured teacher"):
+    job.run(cfg, str(tmp_path))
+  cfg.objectives = {"ce": dict(weight=1.0, temprature=3)}
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.ce: unknown field\(s\) temprature"):
+    job.run(cfg, str(tmp_path))
+
+
+def test_workdir_with_checkpoint_of_another_model(tiny_config, tmp_path):
+  job.run(tiny_config(num_epochs=1), str(tmp_path))
+  with pytest.raises(KdJaxError, match=r"holds a checkpoint \(step 2\) with model='resnet8', but "
+                     r"this config has model='resnet14'; use another --workdir"):
+    job.run(tiny_config(model="resnet14"), str(tmp_path))
+
+
+def test_nan_stops_training_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
+  # Epoch 1 at a sane lr writes a checkpoint; then an absurd lr makes the loss overflow.
+  job.run(tiny_config(num_epochs=1), str(tmp_path))
+  good, _ = checkpoint.load_model_variables(str(tmp_path))
+  cfg = tiny_config(num_epochs=3, **{"optimizer.lr": 1e30})
+  with pytest.raises(TrainingDiverged, match=r"stopped: the loss became non-finite at step \d+"
+                     r".*the last good checkpoint \(step \d+\) is kept in"):
+    job.run(cfg, str(tmp_path))
+  kept, meta = checkpoint.load_model_variables(str(tmp_path))
+  assert meta["step"] >= 2
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(kept))
+  if meta["step"] == 2:
+    for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(kept)):
+      np.testing.assert_array_equal(a, b)
