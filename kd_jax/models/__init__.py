@@ -10,10 +10,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kd_jax.errors import KdJaxError
-from kd_jax.models import resnet_cifar
+from kd_jax.models import resnet_cifar, resnet_imagenet
 
 _REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     **{name: (resnet_cifar.CifarResNet, kw) for name, kw in resnet_cifar.MODELS.items()},
+    **{name: (resnet_imagenet.ImageNetResNet, kw) for name, kw in resnet_imagenet.MODELS.items()},
 }
 
 

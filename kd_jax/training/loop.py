@@ -113,7 +113,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                       in_shardings=(repl, batch_sh), out_shardings=repl)
 
   writer, tensorboard = metrics_lib.create_writers(workdir, run_name)
-  step = int(state.step)
+  step = int(sharding.host_value(state.step))
   if step == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
   progress = metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name, step,
@@ -122,7 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   eval_result: dict[str, float] = {}
 
   def check_finite(train_metrics):
-    bad = int(state.bad_step)
+    bad = int(sharding.host_value(state.bad_step))
     if bad >= 0:
       ckpts.wait()
       culprits = [k for k, v in (train_metrics or {}).items() if not math.isfinite(v)]
@@ -139,7 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     for batch in data.eval_batches():
       m = eval_step(state, sharding.shard_batch(batch, batch_sh))
       acc = m if acc is None else acc.merge(m)
-    return {k: float(v) for k, v in acc.compute().items()}
+    return {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
 
   acc_metrics = None
   while step < total_steps:
@@ -151,7 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       progress.tick(step)
       end_of_epoch = step % spe == 0
       if step % config.log_every_steps == 0 or end_of_epoch:
-        computed = {k: float(v) for k, v in acc_metrics.compute().items()}
+        computed = {k: float(v) for k, v in sharding.host_value(acc_metrics).compute().items()}
         acc_metrics = None
         check_finite(computed)
         computed["learning_rate"] = float(schedule(step - 1))

@@ -13,6 +13,9 @@ from kd_jax.errors import KdJaxError
 def maybe_initialize_distributed() -> None:
   """Joins a multi-process job when one is configured (``JAX_COORDINATOR_ADDRESS`` /
   ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or a cluster JAX detects: TPU pods, SLURM)."""
+  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("KD_JAX_DISTRIBUTED") == "auto":
+    if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize(
         coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
@@ -40,6 +43,13 @@ def check_batch_size(batch_size: int, field: str = "config.batch_size") -> None:
   if batch_size % n:
     raise KdJaxError(f"{field}={batch_size} is not divisible by the {n} devices; "
                      f"use a multiple of {n}, e.g. {max(n, batch_size // n * n)}")
+
+
+def host_value(tree):
+  """Replicated device arrays -> numpy, also when they span several processes (each process
+  reads its own replica; no cross-host transfer)."""
+  return jax.tree.map(
+      lambda a: np.asarray(a.addressable_data(0)) if isinstance(a, jax.Array) else a, tree)
 
 
 def shard_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
