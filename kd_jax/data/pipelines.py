@@ -124,6 +124,8 @@ class Dataset:
   num_classes: int | None
   num_train_examples: int
   num_eval_examples: int
+  _cached_train: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
+  _eval: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
 
   @property
   def local_batch_size(self) -> int:
@@ -192,9 +194,12 @@ class Dataset:
   def train_batches(self, epoch: int, start: int = 0, seed: int = 0) -> Iterator[dict]:
     """The ``steps_per_epoch`` batches of ``epoch`` for this process, from batch ``start``."""
     epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31))
-    ds = self._read(self.train_split, shuffle_files=True, seed=epoch_seed)
-    if self.cache:
-      ds = ds.cache()
+    if self.cache:  # Read and decode once; every epoch shuffles the cached examples.
+      if self._cached_train is None:
+        self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None).cache()
+      ds = self._cached_train
+    else:
+      ds = self._read(self.train_split, shuffle_files=True, seed=epoch_seed)
     n_local = max(1, self.num_train_examples // jax.process_count())
     ds = ds.shuffle(min(n_local, 50_000), seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.repeat()  # Only matters when a split holds fewer examples than it claims.
@@ -216,11 +221,14 @@ class Dataset:
   def eval_batches(self) -> Iterator[dict]:
     """The eval split once, padded with ``mask == 0`` examples to ``num_eval_steps()`` full batches."""
     local = self.eval_batch_size // jax.process_count()
-    ds = self._read(self.eval_split, shuffle_files=False, seed=None)
-    ds = ds.map(lambda ex: {**self._finish(ex, train=False, seed=None),
-                            "mask": tf.constant(1.0, tf.float32)},
-                num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(local).prefetch(tf.data.AUTOTUNE)
+    if self._eval is None:
+      ds = self._read(self.eval_split, shuffle_files=False, seed=None)
+      ds = ds.map(lambda ex: {**self._finish(ex, train=False, seed=None),
+                              "mask": tf.constant(1.0, tf.float32)},
+                  num_parallel_calls=tf.data.AUTOTUNE)
+      ds = ds.batch(local)
+      self._eval = (ds.cache() if self.cache else ds).prefetch(tf.data.AUTOTUNE)
+    ds = self._eval
     steps = 0
     for batch in tfds.as_numpy(ds):
       if steps == self.num_eval_steps():

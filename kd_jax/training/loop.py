@@ -99,8 +99,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           "checkpoint_version": ckpt_lib.VERSION, "aux": [], "data": data.name,
           "steps_per_epoch": spe}
   latest = ckpts.latest_step()
+  time_before = 0.0  # Training time of earlier, interrupted invocations of this run.
   if latest is not None:
     ckpts.check_compatible(latest, meta)
+    time_before = float(ckpts.meta(latest).get("train_time_s", 0.0))
     state = state.replace_checkpointed(ckpts.restore(latest, state.checkpoint_items()))
     _log(f"[{run_name}] resuming from the checkpoint at step {latest} "
          f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")
@@ -166,7 +168,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if step % ckpt_every == 0 or step == total_steps:
         check_finite(None)
         ckpts.save(step, state.checkpoint_items(),
-                   {**meta, "step": step, "epoch": step // spe, "batch_in_epoch": step % spe})
+                   {**meta, "step": step, "epoch": step // spe, "batch_in_epoch": step % spe,
+                    "train_time_s": time_before + time.time() - t_start})
   if not eval_result:  # Resumed after the last step's checkpoint but before results were written.
     eval_result = evaluate()
   ckpts.wait()
@@ -176,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       "run": run_name, "model": config.model, "teachers": sorted(teachers),
       "objectives": {o.name: o.weight for o in objectives},
       "test_accuracy": eval_result["accuracy"], "eval": eval_result,
-      "steps": step, "epochs": config.num_epochs, "train_time_s": round(time.time() - t_start, 1),
+      "steps": step, "epochs": config.num_epochs, "train_time_s": round(time_before + time.time() - t_start, 1),
   }
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
