@@ -1,7 +1,7 @@
 """Checkpoints with orbax.
 
-``<workdir>/checkpoints/<step>/{state,meta}``: the train state (``TrainState.CHECKPOINTED``)
-every ``checkpoint_every_steps`` and at the end, the last ``keep_checkpoints`` kept;
+``<workdir>/checkpoints/<step>/{state,meta}``: the train state (``TrainState.CHECKPOINTED``
+plus the step RNG key) every ``checkpoint_every_steps`` and at the end, the last ``keep_checkpoints`` kept;
 ``meta`` (JSON) says what model it is and where the input pipeline stands (epoch, batch).
 ``<workdir>/best/<step>/{model,meta}``: student params and batch_stats of the best eval.
 Saves are atomic (orbax finalises a step directory only when complete).
@@ -43,7 +43,9 @@ class Checkpoints:
   def check_compatible(self, step: int, expected: dict[str, Any]) -> None:
     """Refuses a workdir whose checkpoint is of another model (one line, with the fix)."""
     meta = self.meta(step)
-    for key in ("model", "num_classes", "checkpoint_version", "aux"):
+    # seed and batch_size fix the data order, which the resumed run must continue.
+    for key in ("model", "num_classes", "checkpoint_version", "aux", "steps_per_epoch", "seed",
+                "batch_size"):
       if meta.get(key) != expected.get(key):
         raise KdJaxError(
             f"workdir {self.dir.parent} holds a checkpoint (step {step}) with {key}="

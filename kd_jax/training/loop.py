@@ -92,18 +92,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                       teachers={n: v for n, (_, v) in teachers.items()})
 
   state = jax.jit(init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
-  step_rng = jax.device_put(jax.random.PRNGKey(config.seed + 1), repl)
+  step_rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
   ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
   meta = {"model": config.model, "num_classes": int(num_classes), "run": run_name,
           "checkpoint_version": ckpt_lib.VERSION, "aux": [], "data": data.name,
-          "steps_per_epoch": spe}
+          "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size}
   latest = ckpts.latest_step()
   time_before = 0.0  # Training time of earlier, interrupted invocations of this run.
   if latest is not None:
     ckpts.check_compatible(latest, meta)
     time_before = float(ckpts.meta(latest).get("train_time_s", 0.0))
-    state = state.replace_checkpointed(ckpts.restore(latest, state.checkpoint_items()))
+    restored = ckpts.restore(latest, {**state.checkpoint_items(), "rng": step_rng})
+    state, step_rng = state.replace_checkpointed(restored), restored["rng"]
     _log(f"[{run_name}] resuming from the checkpoint at step {latest} "
          f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")
 
@@ -167,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                         {**meta, "step": step}, eval_result["accuracy"])
       if step % ckpt_every == 0 or step == total_steps:
         check_finite(None)
-        ckpts.save(step, state.checkpoint_items(),
+        ckpts.save(step, {**state.checkpoint_items(), "rng": step_rng},
                    {**meta, "step": step, "epoch": step // spe, "batch_in_epoch": step % spe,
                     "train_time_s": time_before + time.time() - t_start})
   if not eval_result:  # Resumed after the last step's checkpoint but before results were written.
