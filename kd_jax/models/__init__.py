@@ -10,11 +10,16 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kd_jax.errors import KdJaxError
-from kd_jax.models import resnet_cifar, resnet_imagenet
+from kd_jax.models import mobilenetv2, resnet_cifar, resnet_imagenet, shufflenet, vgg, wrn
 
 _REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     **{name: (resnet_cifar.CifarResNet, kw) for name, kw in resnet_cifar.MODELS.items()},
     **{name: (resnet_imagenet.ImageNetResNet, kw) for name, kw in resnet_imagenet.MODELS.items()},
+    **{name: (wrn.WideResNet, kw) for name, kw in wrn.MODELS.items()},
+    **{name: (vgg.VGG, kw) for name, kw in vgg.MODELS.items()},
+    **{name: (mobilenetv2.MobileNetV2, kw) for name, kw in mobilenetv2.MODELS.items()},
+    **{name: (shufflenet.ShuffleNetV1, kw) for name, kw in shufflenet.MODELS_V1.items()},
+    **{name: (shufflenet.ShuffleNetV2, kw) for name, kw in shufflenet.MODELS_V2.items()},
 }
 
 

@@ -21,24 +21,37 @@ def torch_linear_bias_init(fan_in: int):
 
 
 class TorchDense(nn.Module):
-  """``torch.nn.Linear`` with its default initialisation. [..., in] -> [..., features]."""
+  """``torch.nn.Linear``. [..., in] -> [..., features]. Initialisation: PyTorch's default,
+  or ``init='normal'`` (N(0, 0.01), bias 0: VGG, MobileNetV2) / ``'zero_bias'`` (default
+  weights, bias 0: WRN), as the reference models set it."""
 
   features: int
   dtype: Any = jnp.float32
+  init: str = "torch"
 
   @nn.compact
   def __call__(self, x):
-    return nn.Dense(self.features, dtype=self.dtype, kernel_init=linear_kernel_init,
-                    bias_init=torch_linear_bias_init(x.shape[-1]))(x)
+    kernel_init = nn.initializers.normal(0.01) if self.init == "normal" else linear_kernel_init
+    bias_init = (torch_linear_bias_init(x.shape[-1]) if self.init == "torch"
+                 else nn.initializers.zeros)
+    return nn.Dense(self.features, dtype=self.dtype, kernel_init=kernel_init,
+                    bias_init=bias_init)(x)
+
+
+# torch.nn.Conv2d's own default (kaiming_uniform_(a=sqrt(5))), for models that keep it.
+torch_default_conv_init = linear_kernel_init
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int | None = None,
-         dtype: Any = jnp.float32, name: str | None = None) -> nn.Conv:
-  """Bias-free NHWC convolution with PyTorch-style symmetric padding (default: kernel // 2)."""
+         dtype: Any = jnp.float32, name: str | None = None, groups: int = 1,
+         use_bias: bool = False, kernel_init=conv_kernel_init) -> nn.Conv:
+  """NHWC convolution (bias-free by default) with PyTorch-style symmetric padding
+  (default ``kernel // 2``); ``groups`` as in ``torch.nn.Conv2d``; bias initialised to 0."""
   pad = kernel // 2 if padding is None else padding
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
-                 kernel_init=conv_kernel_init, name=name)
+                 padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
+                 feature_group_count=groups, kernel_init=kernel_init,
+                 bias_init=nn.initializers.zeros, name=name)
 
 
 def batch_norm(train: bool, dtype: Any = jnp.float32, name: str | None = None) -> nn.BatchNorm:
@@ -48,3 +61,10 @@ def batch_norm(train: bool, dtype: Any = jnp.float32, name: str | None = None) -
 
 
 global_avg_pool = functools.partial(jnp.mean, axis=(1, 2))
+
+
+def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+  """ShuffleNet channel shuffle on NHWC, equal to PyTorch's NCHW
+  ``view(N, g, C/g, H, W).permute(0, 2, 1, 3, 4)``: channel ``i*C/g + j`` moves to ``j*g + i``."""
+  n, h, w, c = x.shape
+  return x.reshape(n, h, w, groups, c // groups).swapaxes(3, 4).reshape(n, h, w, c)

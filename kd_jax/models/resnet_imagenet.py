@@ -1,5 +1,7 @@
 """ImageNet ResNets in torchvision's layout: resnet18, resnet34 (BasicBlock), resnet50
-(Bottleneck, stride on the 3x3 conv: "ResNet v1.5").
+(Bottleneck, stride on the 3x3 conv: "ResNet v1.5"); and ``ResNet50``, the CIFAR variant of
+RepDistiller (models/resnetv2.py): the same blocks after a conv3x3/1 stem without max-pool
+(features then: ``stem`` [B, 32, 32, 64], ``stage1..4`` at 32, 16, 8, 4 pixels).
 
 Stem: conv7x7/2 (no bias) -> BN -> ReLU -> maxpool 3x3/2. Four stages (64, 128, 256, 512
 planes; strides 1, 2, 2, 2; Bottleneck outputs 4x planes), a 1x1 conv + BN shortcut when
@@ -74,14 +76,19 @@ class ImageNetResNet(nn.Module):
   bottleneck: bool
   num_classes: int
   dtype: Any = jnp.float32
+  cifar_stem: bool = False  # conv3x3/1 and no max-pool (RepDistiller's resnetv2.py ResNet50).
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     block = Bottleneck if self.bottleneck else BasicBlock
-    x = layers.conv(64, 7, 2, padding=3, dtype=self.dtype)(x.astype(self.dtype))
+    if self.cifar_stem:
+      x = layers.conv(64, 3, dtype=self.dtype)(x.astype(self.dtype))
+    else:
+      x = layers.conv(64, 7, 2, padding=3, dtype=self.dtype)(x.astype(self.dtype))
     x = nn.relu(layers.batch_norm(train, self.dtype)(x))
     features = {"stem": x}
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if not self.cifar_stem:
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, (n, planes, stride) in enumerate(
         zip(self.blocks, (64, 128, 256, 512), (1, 2, 2, 2)), start=1):
       for i in range(n):
@@ -99,4 +106,5 @@ MODELS = {
     "resnet18": dict(blocks=(2, 2, 2, 2), bottleneck=False),
     "resnet34": dict(blocks=(3, 4, 6, 3), bottleneck=False),
     "resnet50": dict(blocks=(3, 4, 6, 3), bottleneck=True),
+    "ResNet50": dict(blocks=(3, 4, 6, 3), bottleneck=True, cifar_stem=True),
 }
