@@ -32,6 +32,8 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=9.0"],
+        # PyTorch only converts teachers (kd_jax.convert); the tests check conversions.
+        "torch": ["torch>=2.13.0"],
+        "test": ["pytest>=9.0", "torch>=2.13.0"],
     },
 )

@@ -87,17 +87,20 @@ class Checkpoints:
 def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str, Any], dict[str, Any]]:
   """``({'params', 'batch_stats'}, meta)`` of the model trained in a kd_jax run's workdir.
 
-  which: ``latest`` (the last saved train state) or ``best`` (best eval accuracy).
+  which: ``latest`` (the last saved train state) or ``best`` (best eval accuracy). A workdir
+  written by ``kd_jax.convert`` holds only ``best/``, which serves both.
   """
   root = epath.Path(workdir)
   sub = "checkpoints" if which == "latest" else "best"
+  if sub == "checkpoints" and not (root / sub).exists() and (root / "best").exists():
+    which, sub = "best", "best"  # A converted PyTorch teacher has only best/.
   if not (root / sub).exists():
     raise KdJaxError(f"no kd_jax checkpoint in {root} (expected {root / sub}); train it first "
                      f"or convert a PyTorch teacher into it")
   item = "state" if which == "latest" else "model"
   with ocp.CheckpointManager(root / sub, item_names=(item, "meta"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
-    step = mngr.latest_step() if which == "latest" else mngr.best_step()
+    step = mngr.latest_step() if which == "latest" else (mngr.best_step() or mngr.latest_step())
     if step is None:
       raise KdJaxError(f"no complete checkpoint in {root / sub}")
     restored = mngr.restore(step, args=ocp.args.Composite(
