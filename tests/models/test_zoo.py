@@ -64,3 +64,33 @@ def test_jitted_training_step_and_feature_contract(name):
   assert feats["pooled"].shape[0] == 2 and feats["pooled"].ndim == 2
   logits, _ = model.apply({"params": params, "batch_stats": stats}, x, train=False)
   assert logits.shape == (2, 10)
+
+
+# The documented feature shapes (model docstrings) for 32x32x3 input, one model per family.
+DOCUMENTED = {
+    "resnet8x4": {"stem": (32, 32, 32), "stage1": (32, 32, 64), "stage2": (16, 16, 128),
+                  "stage3": (8, 8, 256), "pooled": (256,)},
+    "ResNet50": {"stem": (32, 32, 64), "stage1": (32, 32, 256), "stage2": (16, 16, 512),
+                 "stage3": (8, 8, 1024), "stage4": (4, 4, 2048), "pooled": (2048,)},
+    "wrn_16_2": {"stem": (32, 32, 16), "stage1": (32, 32, 32), "stage2": (16, 16, 64),
+                 "stage3": (8, 8, 128), "pooled": (128,)},
+    "vgg8": {"stem": (32, 32, 64), "stage1": (16, 16, 128), "stage2": (8, 8, 256),
+             "stage3": (4, 4, 512), "stage4": (4, 4, 512), "pooled": (512,)},
+    "MobileNetV2": {"stem": (16, 16, 16), "stage1": (16, 16, 12), "stage2": (8, 8, 16),
+                    "stage3": (4, 4, 48), "stage4": (2, 2, 160), "pooled": (1280,)},
+    "ShuffleV1": {"stem": (32, 32, 24), "stage1": (16, 16, 240), "stage2": (8, 8, 480),
+                  "stage3": (4, 4, 960), "pooled": (960,)},
+    "ShuffleV2": {"stem": (32, 32, 24), "stage1": (16, 16, 116), "stage2": (8, 8, 232),
+                  "stage3": (4, 4, 464), "pooled": (1024,)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_feature_shapes_match_documentation(name):
+  model = models.create(name, 100)
+  x = jnp.zeros((2, 32, 32, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+  _, feats = jax.eval_shape(lambda v: model.apply(v, x), variables)
+  want = {k: (2, *s) for k, s in DOCUMENTED[name].items()}
+  want.update({f"preact/{k}": v for k, v in want.items() if k.startswith("stage")})
+  assert {k: v.shape for k, v in feats.items()} == want
