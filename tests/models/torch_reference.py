@@ -165,18 +165,7 @@ class MobileHalf(nn.Module):  # RepDistiller models/mobilenetv2.py mobile_half
     return self.classifier(pooled), feats
 
 
-class TVBlock(nn.Module):
-  def __init__(self, i, o, s):
-    super().__init__()
-    self.conv1, self.bn1 = conv3x3(i, o, s), nn.BatchNorm2d(o)
-    self.conv2, self.bn2 = conv3x3(o, o), nn.BatchNorm2d(o)
-    self.downsample = (nn.Sequential(nn.Conv2d(i, o, 1, s, bias=False), nn.BatchNorm2d(o))
-                       if s != 1 or i != o else None)
-
-  def forward(self, x):
-    out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-    pre = out + (self.downsample(x) if self.downsample is not None else x)
-    return F.relu(pre), pre
+TVBlock = CifarBlock  # torchvision's BasicBlock has the same layers and names.
 
 
 class ResNet18(nn.Module):  # torchvision layout and names
