@@ -31,7 +31,10 @@ class Checkpoints:
     self.best = ocp.CheckpointManager(
         epath.Path(workdir) / "best",
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, best_fn=lambda m: m["accuracy"], best_mode="max", create=True),
+            max_to_keep=1, best_fn=lambda m: m["accuracy"], best_mode="max", create=True,
+            # Both managers save at the same steps: their multi-host barriers need own names.
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix="best")),
         item_names=("model", "meta"))
 
   def latest_step(self) -> int | None:

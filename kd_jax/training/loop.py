@@ -62,6 +62,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        run_name: str = "", job_workdir: str | None = None) -> dict[str, Any]:
   """Trains one run to ``config.num_epochs`` (resuming if possible); returns the results dict."""
   t_start = time.time()
+  tag = f"[{run_name}] " if run_name else ""
   sharding.check_batch_size(config.batch_size)
   eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
   sharding.check_batch_size(eval_batch, "config.eval_batch_size")
@@ -105,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     time_before = float(ckpts.meta(latest).get("train_time_s", 0.0))
     restored = ckpts.restore(latest, {**state.checkpoint_items(), "rng": step_rng})
     state, step_rng = state.replace_checkpointed(restored), restored["rng"]
-    _log(f"[{run_name}] resuming from the checkpoint at step {latest} "
+    _log(f"{tag}resuming from the checkpoint at step {latest} "
          f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")
 
   train_step = jax.jit(
@@ -185,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
-  _log(f"[{run_name}] done: test accuracy {100 * results['test_accuracy']:.2f}% "
+  _log(f"{tag}done: test accuracy {100 * results['test_accuracy']:.2f}% "
        f"({os.path.join(workdir, 'results.json')})")
   return results
 

@@ -22,13 +22,25 @@ def test_two_processes_train_and_only_process_zero_writes(tmp_path):
   cmd = [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
          f"--workdir={tmp_path}", "--config.num_epochs=2", "--config.batch_size=32",
          "--config.data.num_train_examples=128", "--config.log_every_steps=2"]
-  procs = []
+  procs, logs = [], []
   for i in range(2):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
            "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}
-    procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
-  outs = [p.communicate(timeout=600) for p in procs]
+    # Files, not pipes: a process blocked on a full pipe would stall the other's collectives.
+    out, err = open(tmp_path / f"out{i}.txt", "w"), open(tmp_path / f"err{i}.txt", "w")
+    logs.append((out, err))
+    procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err))
+  try:
+    for p in procs:
+      p.wait(timeout=600)
+  finally:
+    for p in procs:
+      p.kill()
+    for out, err in logs:
+      out.close()
+      err.close()
+  outs = [((tmp_path / f"out{i}.txt").read_text(), (tmp_path / f"err{i}.txt").read_text())
+          for i in range(2)]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   assert "8/8 epoch 2/2" in outs[0][0]
