@@ -1,0 +1,179 @@
+"""Contrastive Representation Distillation (Tian, Krishnan, Isola, ICLR 2020).
+
+RepDistiller ``crd/criterion.py`` and ``crd/memory.py``, as pure functions: the memory
+bank is a pytree (``CRDMemory``) that lives in the train state and is returned updated by
+``crd``; nothing is mutated in place.
+
+Per step, with ``z_S = CRDEmbed(f_S)``, ``z_T = CRDEmbed(f_T)`` [B, d] (unit rows) and
+``contrast_index`` [B, K+1] (column 0 the example's own index, then K negatives):
+  teacher anchor: ``a = exp(<M_S[contrast_index], z_T> / tau)``
+  student anchor: ``b = exp(<M_T[contrast_index], z_S> / tau)``
+read from the memory *before* this step's update. ``Z_a = N * mean(a)`` and ``Z_b = N *
+mean(b)`` are set on the first call (the mean over all B*(K+1) entries of that batch,
+without gradient) and frozen. ``loss = nce(a / Z_a) + nce(b / Z_b)``. Then
+``M_S[i] <- l2n(m M_S[i] + (1 - m) z_S,i)`` and likewise ``M_T`` (no gradient).
+
+Under ``jit`` on a batch sharded across devices every reduction and the memory update see
+the global batch (the arrays are global), so the result equals the single-device step.
+A 1.3M x 128 float32 bank is 666 MB per side; ``dtype=jnp.bfloat16`` halves it (scores
+and updates are computed in float32 and rounded on write).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kd_jax.losses.common import flatten, float32
+from kd_jax.models import layers
+
+NCE_EPS = 1e-7
+
+
+class CRDEmbed(nn.Module):
+  """RepDistiller ``Embed``: [B, ...] -> flatten -> ``torch.nn.Linear(D, features)`` ->
+  ``x / ||x||_2`` (no epsilon). PyTorch's default Linear initialisation."""
+
+  features: int = 128
+
+  @nn.compact
+  def __call__(self, x):
+    x = layers.TorchDense(self.features, name="linear")(flatten(x))
+    x = x.astype(jnp.float32)
+    return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=1, keepdims=True))
+
+
+class CRDMemory(flax.struct.PyTreeNode):
+  """The memory bank: ``student`` (M_S) and ``teacher`` (M_T), [N, d]; the normalisers
+  ``z_student`` (Z of the student-anchor scores) and ``z_teacher`` (Z of the teacher-anchor
+  scores), float32 scalars, negative until the first call sets them."""
+
+  student: jax.Array
+  teacher: jax.Array
+  z_student: jax.Array
+  z_teacher: jax.Array
+
+  @property
+  def num_data(self) -> int:
+    return self.student.shape[0]
+
+
+def crd_memory_init(rng: jax.Array, num_data: int, dim: int = 128,
+                    dtype=jnp.float32) -> CRDMemory:
+  """Both banks drawn from U(-a, a), ``a = 1/sqrt(dim/3)`` (reference ``ContrastMemory``);
+  the normalisers unset (-1)."""
+  a = 1.0 / np.sqrt(dim / 3.0)
+  k1, k2 = jax.random.split(rng)
+  draw = lambda k: jax.random.uniform(k, (num_data, dim), jnp.float32, -a, a).astype(dtype)
+  return CRDMemory(draw(k1), draw(k2), jnp.float32(-1.0), jnp.float32(-1.0))
+
+
+def nce(x: jax.Array, num_data: int, eps: float = NCE_EPS) -> jax.Array:
+  """RepDistiller ``ContrastLoss`` (Eq. 18): x [B, K+1] normalised scores, positive first.
+
+  With ``m = K`` and ``P_n = 1/N``: ``-(1/B) sum_i [log(x_i0 / (x_i0 + m P_n + eps)) +
+  sum_k log(m P_n / (x_ik + m P_n + eps))]``.
+  """
+  b, m = x.shape[0], x.shape[1] - 1
+  mpn = m / float(num_data)
+  log_d1 = jnp.log(x[:, 0] / (x[:, 0] + mpn + eps))
+  log_d0 = jnp.log(mpn / (x[:, 1:] + mpn + eps))
+  return -(jnp.sum(log_d1) + jnp.sum(log_d0)) / b
+
+
+def _update(bank: jax.Array, index: jax.Array, z: jax.Array, momentum: float) -> jax.Array:
+  rows = momentum * bank[index].astype(jnp.float32) + (1.0 - momentum) * z
+  rows = rows / jnp.sqrt(jnp.sum(jnp.square(rows), axis=1, keepdims=True))
+  return bank.at[index].set(rows.astype(bank.dtype), unique_indices=True)
+
+
+def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
+        contrast_index: jax.Array, temperature: float = 0.07,
+        momentum: float = 0.5) -> tuple[jax.Array, CRDMemory]:
+  """The CRD loss and the updated memory (see the module docstring).
+
+  z_s, z_t: [B, d] embeddings (``CRDEmbed`` outputs). index: int [B], the examples'
+  positions in the training set (unique within the batch). contrast_index: int [B, K+1],
+  column 0 the positive (``index`` in the reference's "exact" mode), then K negatives
+  (``sample_contrast_index`` or the data pipeline). Returns ``(nce(b/Z_b) + nce(a/Z_a),
+  new_memory)``; gradients reach z_s through the student-anchor term and z_t through
+  the teacher-anchor term only.
+  """
+  z_s, z_t = float32(z_s, z_t)
+  n = memory.num_data
+  m_s = jax.lax.stop_gradient(memory.student[contrast_index].astype(jnp.float32))
+  m_t = jax.lax.stop_gradient(memory.teacher[contrast_index].astype(jnp.float32))
+  out_t = jnp.exp(jnp.einsum("bkd,bd->bk", m_s, z_t) / temperature)  # teacher anchor
+  out_s = jnp.exp(jnp.einsum("bkd,bd->bk", m_t, z_s) / temperature)  # student anchor
+
+  def normaliser(z, out):
+    first = n * jnp.mean(jax.lax.stop_gradient(out))
+    return jnp.where(z < 0, first, z).astype(jnp.float32)
+
+  z_student = normaliser(memory.z_student, out_s)
+  z_teacher = normaliser(memory.z_teacher, out_t)
+  loss = nce(out_s / z_student, n) + nce(out_t / z_teacher, n)
+  new_memory = CRDMemory(
+      student=_update(memory.student, index, jax.lax.stop_gradient(z_s), momentum),
+      teacher=_update(memory.teacher, index, jax.lax.stop_gradient(z_t), momentum),
+      z_student=z_student, z_teacher=z_teacher)
+  return loss, new_memory
+
+
+class ClassIndex(flax.struct.PyTreeNode):
+  """The training set's examples grouped by class, for in-step negative sampling:
+  ``order`` int [N] (indices sorted by class), ``start``/``count`` int [num_classes]."""
+
+  order: jax.Array
+  start: jax.Array
+  count: jax.Array
+
+
+def class_index(labels: np.ndarray, num_classes: int | None = None) -> ClassIndex:
+  """Builds the ``ClassIndex`` of a training set from its labels int [N] (index = position)."""
+  labels = np.asarray(labels)
+  num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+  count = np.bincount(labels, minlength=num_classes)
+  start = np.concatenate([[0], np.cumsum(count)[:-1]])
+  order = np.argsort(labels, kind="stable")
+  return ClassIndex(jnp.asarray(order, jnp.int32), jnp.asarray(start, jnp.int32),
+                    jnp.asarray(count, jnp.int32))
+
+
+def sample_contrast_index(rng: jax.Array, index: jax.Array, num_negatives: int,
+                          num_data: int, labels: jax.Array | None = None,
+                          classes: ClassIndex | None = None,
+                          mode: str = "exact") -> jax.Array:
+  """Contrast indices int [B, K+1] drawn in the step.
+
+  Column 0: ``index`` ("exact") or, with ``mode='relax'``, a random example of the same
+  class. Columns 1..K: with ``labels`` and ``classes``, uniform draws from the examples
+  of *other* classes (the reference's "exact" negatives); without them, uniform draws from
+  all N examples (the reference's sampler when no indices are supplied). Draws are with
+  replacement: the reference draws without replacement unless K exceeds the pool, which a
+  data pipeline can reproduce by supplying ``contrast_index`` itself.
+  """
+  b = index.shape[0]
+  k_neg, k_pos = jax.random.split(rng)
+  if labels is None or classes is None:
+    if mode != "exact":
+      raise ValueError("mode='relax' needs labels and a ClassIndex")
+    neg = jax.random.randint(k_neg, (b, num_negatives), 0, num_data)
+    return jnp.concatenate([index[:, None].astype(neg.dtype), neg], axis=1)
+  start, count = classes.start[labels][:, None], classes.count[labels][:, None]
+  u = jax.random.randint(k_neg, (b, num_negatives), 0, num_data - count)
+  neg = classes.order[jnp.where(u < start, u, u + count)]
+  if mode == "exact":
+    pos = index.astype(neg.dtype)
+  elif mode == "relax":
+    v = jax.random.randint(k_pos, (b,), 0, classes.count[labels])
+    pos = classes.order[classes.start[labels] + v]
+  else:
+    raise ValueError(f"mode must be 'exact' or 'relax', got {mode!r}")
+  return jnp.concatenate([pos[:, None], neg], axis=1)
+
+
+__all__ = ["CRDEmbed", "CRDMemory", "ClassIndex", "class_index", "crd", "crd_memory_init",
+           "nce", "sample_contrast_index"]

@@ -1,0 +1,107 @@
+"""Losses on relations between the examples of a batch (RepDistiller ``distiller_zoo/``):
+SP, CC, RKD, PKT. Inputs are [B, ...] features; maps are flattened per example."""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from kd_jax.losses.common import flatten, float32, l2_normalize, smooth_l1
+from kd_jax.models import layers
+
+
+def similarity_preserving(f_s: jax.Array, f_t: jax.Array) -> jax.Array:
+  """Similarity-preserving KD (Tung & Mori, ICCV 2019; RepDistiller ``Similarity``).
+
+  f_s [B, ...], f_t [B, ...] (any shapes, flattened per example). With ``G = F F^T``
+  [B, B] and each row L2-normalised: ``sum (G_T - G_S)^2 / B^2``.
+  """
+  f_s, f_t = float32(f_s, f_t)
+  b = f_s.shape[0]
+  gram = lambda f: l2_normalize(flatten(f) @ flatten(f).T, axis=1)
+  diff = gram(jax.lax.stop_gradient(f_t)) - gram(f_s)
+  return jnp.sum(jnp.square(diff)) / (b * b)
+
+
+class LinearEmbed(nn.Module):
+  """``torch.nn.Linear(D, features)`` on flattened features, PyTorch's initialisation
+  (RepDistiller ``LinearEmbed``, used by CC): [B, ...] -> [B, features]."""
+
+  features: int = 128
+
+  @nn.compact
+  def __call__(self, x):
+    return layers.TorchDense(self.features, name="linear")(flatten(x))
+
+
+def correlation_congruence(e_s: jax.Array, e_t: jax.Array) -> jax.Array:
+  """Correlation congruence (Peng et al., ICCV 2019; RepDistiller ``Correlation``).
+
+  e_s, e_t [B, D]: both sides' ``LinearEmbed`` outputs (both embeddings are trained, so the
+  teacher side is *not* stop-gradient here). With ``delta = |e_s - e_t|``:
+  mean over i = 0..B-2 of ``sum_d delta[i, d] * delta[i + 1, d]``.
+  """
+  e_s, e_t = float32(e_s, e_t)
+  delta = jnp.abs(e_s - e_t)
+  return jnp.mean(jnp.sum(delta[:-1] * delta[1:], axis=1))
+
+
+def pairwise_distances(e: jax.Array, squared: bool = False, eps: float = 1e-12) -> jax.Array:
+  """[B, D] -> [B, B] Euclidean distances from ``|a|^2 + |b|^2 - 2 a.b`` clamped at ``eps``,
+  diagonal set to 0 (RepDistiller ``RKDLoss.pdist``)."""
+  sq = jnp.sum(jnp.square(e), axis=1)
+  d = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * (e @ e.T), eps)
+  if not squared:
+    d = jnp.sqrt(d)
+  return jnp.where(jnp.eye(e.shape[0], dtype=bool), 0.0, d)
+
+
+def _normalised_distances(e):
+  d = pairwise_distances(e)
+  positive = d > 0
+  return d / (jnp.sum(jnp.where(positive, d, 0.0)) / jnp.sum(positive))
+
+
+def _angles(e):
+  """[B, D] -> [B, B, B]: ``cos`` between ``e_j - e_i`` and ``e_k - e_i`` at [i, j, k]."""
+  n = l2_normalize(e[None, :, :] - e[:, None, :], axis=2)
+  return jnp.einsum("ijd,ikd->ijk", n, n)
+
+
+def rkd(f_s: jax.Array, f_t: jax.Array, distance_weight: float = 25.0,
+        angle_weight: float = 50.0) -> jax.Array:
+  """Relational KD (Park et al., CVPR 2019; RepDistiller ``RKDLoss``).
+
+  f_s [B, ...], f_t [B, ...] flattened per example. Distance term: pairwise distances
+  divided by the mean of their positive entries, smooth-L1 (mean over B^2). Angle term:
+  cosines of all triplets, smooth-L1 (mean over B^3). ``w_d * L_d + w_a * L_a``; the
+  teacher side gets no gradient.
+  """
+  s, t = float32(flatten(f_s), flatten(f_t))
+  t = jax.lax.stop_gradient(t)
+  loss_d = smooth_l1(_normalised_distances(s), _normalised_distances(t))
+  loss_a = smooth_l1(_angles(s), _angles(t))
+  return distance_weight * loss_d + angle_weight * loss_a
+
+
+def pkt(f_s: jax.Array, f_t: jax.Array, eps: float = 1e-7) -> jax.Array:
+  """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018; RepDistiller ``PKT``).
+
+  f_s [B, D], f_t [B, D'] (flattened per example). Cosine similarities
+  (``x / (||x|| + eps)``, NaN set to 0) mapped to ``(s + 1) / 2``, each row normalised to
+  sum 1; then mean over B^2 of ``p_T * log((p_T + eps) / (p_S + eps))``.
+  """
+  def probabilities(x):
+    # max(., 1e-30): a zero row gets a zero gradient instead of NaN (value change < 1e-8).
+    x = x / (jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1, keepdims=True), 1e-30)) + eps)
+    x = jnp.where(jnp.isnan(x), 0.0, x)
+    sim = (x @ x.T + 1.0) / 2.0
+    return sim / jnp.sum(sim, axis=1, keepdims=True)
+
+  s, t = float32(flatten(f_s), flatten(f_t))
+  p_s, p_t = probabilities(s), probabilities(jax.lax.stop_gradient(t))
+  return jnp.mean(p_t * jnp.log((p_t + eps) / (p_s + eps)))
+
+
+__all__ = ["LinearEmbed", "correlation_congruence", "pairwise_distances", "pkt", "rkd",
+           "similarity_preserving"]
