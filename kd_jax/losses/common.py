@@ -84,6 +84,8 @@ def summed_over_layers(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]
 
 
 def float32(*xs: jax.Array):
-  """Casts to float32 (losses do their arithmetic in float32 whatever the compute dtype)."""
-  out = tuple(jnp.asarray(x).astype(jnp.float32) for x in xs)
+  """Promotes to at least float32 (losses do their arithmetic in float32 whatever the
+  compute dtype; float64 stays float64, for gradient checks)."""
+  out = tuple(jnp.asarray(x).astype(jnp.promote_types(jnp.asarray(x).dtype, jnp.float32))
+              for x in xs)
   return out if len(out) > 1 else out[0]

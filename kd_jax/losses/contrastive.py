@@ -41,7 +41,7 @@ class CRDEmbed(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = layers.TorchDense(self.features, name="linear")(flatten(x))
-    x = x.astype(jnp.float32)
+    x = float32(x)
     return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=1, keepdims=True))
 
 
@@ -84,7 +84,7 @@ def nce(x: jax.Array, num_data: int, eps: float = NCE_EPS) -> jax.Array:
 
 
 def _update(bank: jax.Array, index: jax.Array, z: jax.Array, momentum: float) -> jax.Array:
-  rows = momentum * bank[index].astype(jnp.float32) + (1.0 - momentum) * z
+  rows = momentum * bank[index].astype(z.dtype) + (1.0 - momentum) * z
   rows = rows / jnp.sqrt(jnp.sum(jnp.square(rows), axis=1, keepdims=True))
   return bank.at[index].set(rows.astype(bank.dtype), unique_indices=True)
 
@@ -103,14 +103,14 @@ def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
   """
   z_s, z_t = float32(z_s, z_t)
   n = memory.num_data
-  m_s = jax.lax.stop_gradient(memory.student[contrast_index].astype(jnp.float32))
-  m_t = jax.lax.stop_gradient(memory.teacher[contrast_index].astype(jnp.float32))
+  m_s = jax.lax.stop_gradient(memory.student[contrast_index].astype(z_s.dtype))
+  m_t = jax.lax.stop_gradient(memory.teacher[contrast_index].astype(z_t.dtype))
   out_t = jnp.exp(jnp.einsum("bkd,bd->bk", m_s, z_t) / temperature)  # teacher anchor
   out_s = jnp.exp(jnp.einsum("bkd,bd->bk", m_t, z_s) / temperature)  # student anchor
 
   def normaliser(z, out):
     first = n * jnp.mean(jax.lax.stop_gradient(out))
-    return jnp.where(z < 0, first, z).astype(jnp.float32)
+    return jnp.where(z < 0, first.astype(z.dtype), z)
 
   z_student = normaliser(memory.z_student, out_s)
   z_teacher = normaliser(memory.z_teacher, out_t)

@@ -329,8 +329,8 @@ def fsp(f_s: Sequence[jax.Array], f_t: Sequence[jax.Array]) -> jax.Array:
   compared by the mean over B*C2*C1 of the squared difference; summed over pairs.
   """
   check_fsp_channels([f.shape[-1] for f in f_s], [f.shape[-1] for f in f_t])
-  f_s = [f.astype(jnp.float32) for f in f_s]
-  f_t = [jax.lax.stop_gradient(f).astype(jnp.float32) for f in f_t]
+  f_s = [float32(f) for f in f_s]
+  f_t = [float32(jax.lax.stop_gradient(f)) for f in f_t]
   return sum(jnp.mean(jnp.square(fsp_matrix(f_s[i], f_s[i + 1]) - fsp_matrix(f_t[i], f_t[i + 1])))
              for i in range(len(f_s) - 1))
 

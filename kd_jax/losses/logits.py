@@ -4,6 +4,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from kd_jax.losses.common import float32
+
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
                   mask: jax.Array | None = None) -> jax.Array:
@@ -12,7 +14,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   logits [B, C] (computed in float32), labels int [B]. With label smoothing ``e`` the
   target is ``(1 - e) * onehot + e / C`` (``torch.nn.CrossEntropyLoss(label_smoothing=e)``).
   """
-  logits = logits.astype(jnp.float32)
+  logits = float32(logits)
   num_classes = logits.shape[-1]
   targets = jax.nn.one_hot(labels, num_classes)
   if label_smoothing:
@@ -30,8 +32,8 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float 
   student_logits, teacher_logits [B, C]; float32 arithmetic; the teacher side gets no gradient.
   """
   t = temperature
-  log_ps = jax.nn.log_softmax(student_logits.astype(jnp.float32) / t, axis=-1)
-  log_pt = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits).astype(jnp.float32) / t, axis=-1)
+  log_ps = jax.nn.log_softmax(float32(student_logits) / t, axis=-1)
+  log_pt = jax.nn.log_softmax(float32(jax.lax.stop_gradient(teacher_logits)) / t, axis=-1)
   kl = jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1)
   return t * t * jnp.mean(kl)
 
@@ -49,9 +51,9 @@ def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
   ``min(epoch / warmup, 1)``; ``None`` leaves it out. The teacher side gets no gradient.
   """
   t = temperature
-  zs = student_logits.astype(jnp.float32) / t
-  zt = jax.lax.stop_gradient(teacher_logits).astype(jnp.float32) / t
-  gt = jax.nn.one_hot(labels, zs.shape[-1], dtype=jnp.float32)
+  zs = float32(student_logits) / t
+  zt = float32(jax.lax.stop_gradient(teacher_logits)) / t
+  gt = jax.nn.one_hot(labels, zs.shape[-1], dtype=zs.dtype)
 
   def binary(p):
     p_gt = jnp.sum(p * gt, axis=-1)
@@ -66,5 +68,5 @@ def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
   nckd = jnp.sum(jax.scipy.special.xlogy(qt, qt) - qt * log_qs, axis=-1)
   loss = t * t * (alpha * jnp.mean(tckd) + beta * jnp.mean(nckd))
   if epoch is not None:
-    loss = loss * jnp.minimum(jnp.asarray(epoch, jnp.float32) / warmup, 1.0)
+    loss = loss * jnp.minimum(float32(epoch) / warmup, 1.0)
   return loss

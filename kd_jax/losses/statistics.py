@@ -36,7 +36,7 @@ def channel_mean_std(f: jax.Array, eps: float = 1e-5,
   """[B, H, W, C] -> (mean [B, C], std [B, C]) over the spatial positions;
   ``std = sqrt(var + eps)``, var biased (``unbiased=True``: divide by H*W - 1, as
   ``torch.var``'s default and common AdaIN code)."""
-  f = f.astype(jnp.float32)
+  f = float32(f)
   mean = jnp.mean(f, axis=(1, 2))
   var = jnp.var(f, axis=(1, 2), ddof=1 if unbiased else 0)
   return mean, jnp.sqrt(var + eps)
@@ -67,7 +67,7 @@ def adain(content: jax.Array, style: jax.Array, eps: float = 1e-5,
   [B, H', W', C] (only its statistics are used)."""
   mu_c, sd_c = channel_mean_std(content, eps, unbiased)
   mu_s, sd_s = channel_mean_std(style, eps, unbiased)
-  normalised = (content.astype(jnp.float32) - mu_c[:, None, None]) / sd_c[:, None, None]
+  normalised = (float32(content) - mu_c[:, None, None]) / sd_c[:, None, None]
   return sd_s[:, None, None] * normalised + mu_s[:, None, None]
 
 
@@ -85,8 +85,8 @@ def adain_loss(f_s: jax.Array, f_t: jax.Array, teacher_tail: Callable[[jax.Array
   Gradients reach the student only through ``mu(f_s)`` and ``sigma(f_s)``.
   """
   f_t = jax.lax.stop_gradient(f_t)
-  y_t = jax.lax.stop_gradient(teacher_tail(f_t)).astype(jnp.float32)
-  y = teacher_tail(adain(f_t, f_s, eps, unbiased).astype(f_t.dtype)).astype(jnp.float32)
+  y_t = float32(jax.lax.stop_gradient(teacher_tail(f_t)))
+  y = float32(teacher_tail(adain(f_t, f_s, eps, unbiased).astype(f_t.dtype)))
   if kind == "mse":
     return jnp.mean(jnp.square(y - y_t))
   if kind == "kl":
@@ -98,8 +98,8 @@ def teacher_head_mse(f_s: jax.Array, teacher_logits: jax.Array,
                      teacher_head: Callable[[jax.Array], jax.Array]) -> jax.Array:
   """SRRL's teacher-head evaluation: ``mean over B*K of (head(f_s) - teacher_logits)^2``,
   ``head`` the frozen teacher's pooling + classifier, f_s the connected student map."""
-  y = teacher_head(f_s).astype(jnp.float32)
-  return jnp.mean(jnp.square(y - jax.lax.stop_gradient(teacher_logits).astype(jnp.float32)))
+  y = float32(teacher_head(f_s))
+  return jnp.mean(jnp.square(y - float32(jax.lax.stop_gradient(teacher_logits))))
 
 
 __all__ = ["StatConnector", "adain", "adain_loss", "channel_mean_std", "mean_matching",

@@ -3,6 +3,8 @@ float64) to 1e-5 relative, in float32 on random inputs of realistic shapes: the
 resnet32x4 -> resnet8x4 features of RepDistiller's CIFAR-100 benchmark (stage1..3
 [B, 32/16/8, 32/16/8, 64/128/256], pooled [B, 256], 100 logits), and a pair whose maps
 differ in size and channels (pooling and connectors)."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,11 @@ from tests.losses import torch_reference as ref
 
 RTOL = 1e-5
 B = 16
+
+
+def run(fn, *arrays, **hparams):
+  """``fn(*arrays, **hparams)`` under ``jit`` (one compilation instead of op-by-op dispatch)."""
+  return jax.jit(functools.partial(fn, **hparams))(*arrays)
 
 
 def nchw(x):
@@ -51,40 +58,40 @@ def logits():
 
 def test_kd_matches_reference(logits):
   zs, zt, _ = logits
-  got = losses.kd(zs, zt, 4.0)
+  got = run(losses.kd, zs, zt, temperature=4.0)
   assert rel_err(got, ref.kd(nchw(zs), nchw(zt), 4.0)) < RTOL
 
 
 @pytest.mark.parametrize("alpha,beta,t", [(1.0, 8.0, 4.0), (1.0, 2.0, 1.0), (0.5, 6.0, 2.0)])
 def test_dkd_matches_reference(logits, alpha, beta, t):
   zs, zt, y = logits
-  got = losses.dkd(zs, zt, y, alpha, beta, t)
+  got = run(losses.dkd, zs, zt, y, alpha=alpha, beta=beta, temperature=t)
   want = ref.dkd(nchw(zs), nchw(zt), torch.from_numpy(y), alpha, beta, t)
   assert rel_err(got, want) < RTOL
 
 
 def test_fitnet_matches_reference():
   fs, ft = maps(1, [(16, 16, 128), (16, 16, 128)], relu=False)
-  assert rel_err(losses.fitnet(fs, ft), ref.hint(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(run(losses.fitnet, fs, ft), ref.hint(nchw(fs), nchw(ft))) < RTOL
 
 
 @pytest.mark.parametrize("s_shapes,t_shapes", [(S_MAPS, T_MAPS), (S_ODD, T_ODD)])
 def test_at_matches_reference(s_shapes, t_shapes):
   fs, ft = maps(2, s_shapes), maps(3, t_shapes)
   want = sum(ref.at(nchw(s), nchw(t)) for s, t in zip(fs, ft))
-  assert rel_err(losses.attention_transfer(fs, ft), want) < RTOL
+  assert rel_err(run(losses.attention_transfer, fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 256), (8, 8, 256)), ((4, 4, 128), (8, 8, 160))])
 def test_sp_matches_reference(s_shape, t_shape):
   fs, ft = maps(4, [s_shape]) + maps(5, [t_shape])
-  assert rel_err(losses.similarity_preserving(fs, ft), ref.sp(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(run(losses.similarity_preserving, fs, ft), ref.sp(nchw(fs), nchw(ft))) < RTOL
 
 
 def test_cc_matches_reference():
   rng = np.random.RandomState(6)
   es, et = rng.randn(64, 128).astype(np.float32), rng.randn(64, 128).astype(np.float32)
-  assert rel_err(losses.correlation_congruence(es, et), ref.cc(nchw(es), nchw(et))) < RTOL
+  assert rel_err(run(losses.correlation_congruence, es, et), ref.cc(nchw(es), nchw(et))) < RTOL
 
 
 @pytest.mark.parametrize("dims", [(256, 256), (64, 128)])
@@ -92,40 +99,40 @@ def test_rkd_matches_reference(dims):
   rng = np.random.RandomState(7)
   fs = np.maximum(rng.randn(64, dims[0]), 0).astype(np.float32)
   ft = np.maximum(rng.randn(64, dims[1]), 0).astype(np.float32)
-  assert rel_err(losses.rkd(fs, ft), ref.rkd(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(run(losses.rkd, fs, ft), ref.rkd(nchw(fs), nchw(ft))) < RTOL
 
 
 def test_pkt_matches_reference():
   rng = np.random.RandomState(8)
   fs = np.maximum(rng.randn(64, 256), 0).astype(np.float32)
   ft = np.maximum(rng.randn(64, 256), 0).astype(np.float32)
-  assert rel_err(losses.pkt(fs, ft), ref.pkt(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(run(losses.pkt, fs, ft), ref.pkt(nchw(fs), nchw(ft))) < RTOL
 
 
 def test_ab_matches_reference():
   fs, ft = maps(9, S_MAPS, relu=False), maps(10, T_MAPS, relu=False)
   want = ref.ab([nchw(s) for s in fs], [nchw(t) for t in ft])
-  assert rel_err(losses.activation_boundaries(fs, ft), want) < RTOL
+  assert rel_err(run(losses.activation_boundaries, fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 128), (8, 8, 128)), ((16, 16, 64), (8, 8, 64))])
 def test_ft_matches_reference(s_shape, t_shape):
   fs, ft = maps(11, [s_shape]) + maps(12, [t_shape])
-  assert rel_err(losses.factor_transfer(fs, ft), ref.ft(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(run(losses.factor_transfer, fs, ft), ref.ft(nchw(fs), nchw(ft))) < RTOL
 
 
 def test_fsp_matches_reference():
   shapes = [(32, 32, 32)] + T_MAPS  # stem, stage1..3 (equal channels in S and T)
   fs, ft = maps(13, shapes), maps(14, shapes)
   want = ref.fsp([nchw(f) for f in fs], [nchw(f) for f in ft])
-  assert rel_err(losses.fsp(fs, ft), want) < RTOL
+  assert rel_err(run(losses.fsp, fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shapes,t_shapes", [(S_MAPS, T_MAPS), (S_ODD, T_ODD)])
 def test_nst_matches_reference(s_shapes, t_shapes):
   fs, ft = maps(15, s_shapes), maps(16, t_shapes)
   want = sum(ref.nst(nchw(s), nchw(t)) for s, t in zip(fs, ft))
-  assert rel_err(losses.neuron_selectivity_transfer(fs, ft), want) < RTOL
+  assert rel_err(run(losses.neuron_selectivity_transfer, fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 128), (8, 8, 256)), ((16, 16, 64), (8, 8, 96))])
@@ -133,12 +140,10 @@ def test_vid_matches_reference(s_shape, t_shape):
   fs, ft = maps(17, [s_shape]) + maps(18, [t_shape])
   module = losses.VIDRegressor(t_shape[-1])
   fs_m, ft_m = losses.vid_match(jnp.asarray(fs), jnp.asarray(ft))
-  variables = module.init(jax.random.PRNGKey(0), fs_m)
-  p = variables["params"]
-  p = jax.tree.map(lambda x: x, p)
+  p = dict(jax.jit(module.init)(jax.random.PRNGKey(0), fs_m)["params"])
   p["log_scale"] = p["log_scale"] + jnp.linspace(-1.0, 1.0, t_shape[-1])  # non-trivial variance
-  mean, var = module.apply({"params": p}, fs_m)
-  got = losses.vid(mean, var, ft_m)
+  mean, var = jax.jit(module.apply)({"params": p}, fs_m)
+  got = run(losses.vid, mean, var, ft_m)
   convs = [torch.from_numpy(np.asarray(p[f"TorchConv_{i}"]["Conv_0"]["kernel"], np.float64))
            .permute(3, 2, 0, 1) for i in range(3)]
   regressor = lambda x: torch.nn.functional.conv2d(torch.relu(torch.nn.functional.conv2d(
@@ -172,7 +177,7 @@ def test_crd_matches_reference_over_three_steps():
 
 def test_mean_matching_matches_srrl_reference():
   fs, ft = maps(20, [(7, 7, 512), (7, 7, 512)])
-  assert rel_err(losses.mean_matching(fs, ft), ref.statm(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(run(losses.mean_matching, fs, ft), ref.statm(nchw(fs), nchw(ft))) < RTOL
 
 
 @pytest.mark.parametrize("kind,s_hw,t_hw", [("down2", 16, 8), ("up2", 8, 16), ("valid", 10, 8),
@@ -181,8 +186,8 @@ def test_conv_reg_matches_reference(kind, s_hw, t_hw):
   """FitNet's regressor with PyTorch's layout: weights converted by a plain transpose."""
   x = maps(21, [(s_hw, s_hw, 32)], relu=False)[0]
   module = losses.ConvReg(48, (t_hw, t_hw))
-  variables = module.init(jax.random.PRNGKey(1), x)
-  y, _ = module.apply(variables, x, train=True, mutable=["batch_stats"])
+  variables = jax.jit(module.init)(jax.random.PRNGKey(1), x)
+  y, _ = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
   assert y.shape == (B, t_hw, t_hw, 48)
   p = variables["params"]
   conv = p[[k for k in p if k.startswith("TorchConv")][0]]
