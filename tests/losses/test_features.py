@@ -157,3 +157,15 @@ def test_torch_conv_transpose_matches_pytorch():
   got = module.apply(v, x)
   assert got.shape == (2, 10, 10, 4)
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_conv_and_conv_transpose_initialise_as_pytorch():
+  x = jnp.ones((1, 4, 4, 50))
+  v = jax.jit(losses.TorchConv(64, (3, 3)).init)(jax.random.PRNGKey(0), x)["params"]["Conv_0"]
+  bound = 1 / np.sqrt(3 * 3 * 50)  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight and bias
+  assert float(jnp.abs(v["kernel"]).max()) <= bound and float(jnp.abs(v["bias"]).max()) <= bound
+  assert float(v["kernel"].std()) == pytest.approx(bound / np.sqrt(3), rel=0.05)
+  v = jax.jit(losses.TorchConvTranspose(20, 4, 2, 1).init)(jax.random.PRNGKey(0), x)["params"]
+  bound = 1 / np.sqrt(20 * 4 * 4)  # PyTorch takes fan_in from the weight's dim 1 (C_out)
+  assert float(jnp.abs(v["kernel"]).max()) <= bound
+  assert float(v["kernel"].std()) == pytest.approx(bound / np.sqrt(3), rel=0.05)

@@ -62,6 +62,14 @@ def test_kd_matches_reference(logits):
   assert rel_err(got, ref.kd(nchw(zs), nchw(zt), 4.0)) < RTOL
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_matches_pytorch(logits, smoothing):
+  zs, _, y = logits
+  got = run(losses.cross_entropy, zs, y, label_smoothing=smoothing)
+  want = torch.nn.functional.cross_entropy(nchw(zs), torch.from_numpy(y), label_smoothing=smoothing)
+  assert rel_err(got, want) < RTOL
+
+
 @pytest.mark.parametrize("alpha,beta,t", [(1.0, 8.0, 4.0), (1.0, 2.0, 1.0), (0.5, 6.0, 2.0)])
 def test_dkd_matches_reference(logits, alpha, beta, t):
   zs, zt, y = logits
@@ -117,7 +125,8 @@ def test_ab_matches_reference():
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 128), (8, 8, 128)), ((16, 16, 64), (8, 8, 64))])
 def test_ft_matches_reference(s_shape, t_shape):
-  fs, ft = maps(11, [s_shape]) + maps(12, [t_shape])
+  # Factors come out of LeakyReLU layers: negative values included.
+  fs, ft = maps(11, [s_shape], relu=False) + maps(12, [t_shape], relu=False)
   assert rel_err(run(losses.factor_transfer, fs, ft), ref.ft(nchw(fs), nchw(ft))) < RTOL
 
 
