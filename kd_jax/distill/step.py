@@ -48,8 +48,10 @@ def eval_metrics_class(num_classes: int):
 
 def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     objectives: Sequence[Objective], tx: optax.GradientTransformation,
-                    has_labels: bool) -> Callable:
-  """Returns the (un-jitted) pure train step for this student, teachers and objectives."""
+                    has_labels: bool, steps_per_epoch: int = 1) -> Callable:
+  """Returns the (un-jitted) pure train step for this student, teachers and objectives.
+
+  ``steps_per_epoch`` gives objectives the current epoch, counted from 1 (DKD's warm-up)."""
   metrics_cls = train_metrics_class(objectives, has_labels)
   used_teachers = sorted({o.teacher for o in objectives if o.teacher is not None})
 
@@ -66,7 +68,8 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
           {"params": params["student"], "batch_stats": state.batch_stats},
           images, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
       out = Outputs(logits, feats)
-      values = {o.name: o(out, teacher_out, batch) for o in objectives}
+      epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
+      values = {o.name: o(out, teacher_out, batch, epoch) for o in objectives}
       total = sum(o.weight * values[o.name] for o in objectives)
       return total, (values, logits, new_vars["batch_stats"])
 

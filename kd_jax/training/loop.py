@@ -111,7 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   train_step = jax.jit(
       make_train_step(student, {n: m for n, (m, _) in teachers.items()}, objectives, tx,
-                      data.has_labels),
+                      data.has_labels, spe),
       in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl), donate_argnums=(0,))
   eval_step = jax.jit(make_eval_step(student, num_classes),
                       in_shardings=(repl, batch_sh), out_shardings=repl)

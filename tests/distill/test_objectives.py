@@ -1,0 +1,132 @@
+"""Objectives as data: feature selection, parsing, and every wired loss through the one step."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from kd_jax import losses, models
+from kd_jax.distill import objectives
+from kd_jax.distill.objectives import Outputs
+from kd_jax.distill.state import TrainState
+from kd_jax.distill.step import make_train_step
+from kd_jax.errors import KdJaxError
+from kd_jax.training import optim
+
+FEATURES = {"stem": 0, "stage1": 1, "stage2": 2, "stage3": 3, "preact/stage1": 11,
+            "preact/stage2": 12, "preact/stage3": 13, "pooled": 4}
+
+
+@pytest.mark.parametrize("spec,want", [
+    ("stages", [1, 2, 3]), ("preact_stages", [11, 12, 13]), ("last_stage", [3]),
+    ("stem_and_stages", [0, 1, 2, 3]), ("pooled", [4]), (("stage2", "stem"), [2, 0])])
+def test_feature_tokens_follow_repdistiller_feat_lists(spec, want):
+  assert objectives.select_features(FEATURES, spec, "x") == want
+
+
+def test_unknown_feature_is_one_line_naming_the_field():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.at\.student_feature: the model has "
+                     r"no feature 'stage9'; it has pooled, preact/stage1"):
+    objectives.select_features(FEATURES, "stage9", "config.objectives.at.student_feature")
+
+
+def test_parse_fills_reference_defaults():
+  objs = objectives.parse({"at": {"weight": 1000.0}, "sp": {"weight": 3000.0},
+                           "rkd": {}, "ce": {"weight": 0.0}}, ["t"], True)
+  by_name = {o.name: o for o in objs}
+  assert sorted(by_name) == ["at", "rkd", "sp"]  # weight 0: dropped
+  assert by_name["at"].student_feature == "stages" and by_name["at"].teacher == "t"
+  assert by_name["sp"].teacher_feature == "last_stage"
+  assert by_name["rkd"].student_feature == "pooled"
+
+
+def test_losses_without_step_support_yet_are_refused_clearly():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.hint: loss 'crd' exists as "
+                     r"kd_jax.losses but is not yet available as a config objective"):
+    objectives.parse({"hint": {"loss": "crd"}}, ["t"], True)
+
+
+def test_logit_losses_take_no_feature_fields():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.kd\.student_feature: loss 'kd' "
+                     r"reads logits, not features"):
+    objectives.parse({"kd": {"student_feature": "pooled"}}, ["t"], True)
+
+
+def _setup(objectives_cfg, teacher=True):
+  opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
+      nesterov=False, weight_decay=5e-4, schedule="constant", decay_epochs=(),
+      decay_factor=0.1, warmup_epochs=0.0))
+  tx = optim.make_optimizer(opt, optim.make_schedule(opt, 4, 1, 16))
+  student, t_model = models.create("resnet8", 10), models.create("resnet14", 10)
+  x = jnp.zeros((1, 8, 8, 1))
+  sv, tv = student.init(jax.random.PRNGKey(0), x), t_model.init(jax.random.PRNGKey(1), x)
+  objs = objectives.parse(objectives_cfg, ["t"] if teacher else [], True)
+  teachers = {"t": t_model} if teacher else {}
+  step = make_train_step(student, teachers, objs, tx, True, steps_per_epoch=4)
+  params = {"student": sv["params"], "aux": {}}
+  state = TrainState(step=jnp.array(0), params=params, batch_stats=sv["batch_stats"],
+                     opt_state=tx.init(params), bad_step=jnp.array(-1),
+                     teachers={"t": tv} if teacher else {})
+  rng = np.random.RandomState(0)
+  batch = {"image": rng.randn(16, 8, 8, 1).astype(np.float32),
+           "label": rng.randint(0, 10, 16).astype(np.int32)}
+  return student, t_model, sv, tv, objs, step, state, batch
+
+
+ALL_WIRED = {"ce": dict(weight=1.0), "kd": dict(weight=0.9, temperature=4.0),
+             "dkd": dict(weight=1.0, beta=8.0), "at": dict(weight=1000.0),
+             "nst": dict(weight=50.0), "sp": dict(weight=3000.0), "rkd": dict(weight=1.0),
+             "pkt": dict(weight=30000.0)}
+
+
+def test_every_wired_objective_reports_the_loss_of_the_shared_outputs():
+  student, t_model, sv, tv, objs, step, state, batch = _setup(ALL_WIRED)
+  new_state, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(0))
+  got = metrics.compute()
+  @jax.jit
+  def direct(sv, tv, batch):
+    """The same losses on separate forward passes (student training mode, teacher frozen)."""
+    (zs, fs), _ = student.apply(sv, batch["image"], train=True, mutable=["batch_stats"])
+    zt, ft = t_model.apply(tv, batch["image"], train=False)
+    s, t = Outputs(zs, fs), {"t": Outputs(zt, ft)}
+    return {o.name: o(s, t, batch, jnp.float32(1.0)) for o in objs}
+
+  want = direct(sv, tv, batch)
+  for o in objs:
+    assert np.isfinite(got[f"loss_{o.name}"])
+    assert got[f"loss_{o.name}"] == pytest.approx(float(want[o.name]), rel=1e-4), o.name
+  assert got["loss"] == pytest.approx(sum(o.weight * got[f"loss_{o.name}"] for o in objs), rel=1e-5)
+  assert int(new_state.step) == 1 and int(new_state.bad_step) == -1
+
+
+def test_dkd_warmup_reads_the_epoch_of_the_step():
+  """4 steps per epoch: step 5 is in epoch 2, so DKD is scaled by 2/20."""
+  student, t_model, sv, tv, objs, step, state, batch = _setup({"dkd": dict(weight=1.0)})
+  m1 = jax.jit(step)(state, batch, jax.random.PRNGKey(0))[1].compute()["loss_dkd"]
+  m2 = jax.jit(step)(state.replace(step=jnp.array(5)), batch, jax.random.PRNGKey(0))[1]
+  assert m2.compute()["loss_dkd"] == pytest.approx(2 * m1, rel=1e-5)
+
+
+def _count(jaxpr, primitive: str) -> int:
+  n = 0
+  for eqn in jaxpr.eqns:
+    n += eqn.primitive.name == primitive
+    for sub in jax.core.jaxprs_in_params(eqn.params):
+      n += _count(sub, primitive)
+  return n
+
+
+def _convs(objectives_cfg, teacher=True) -> int:
+  *_, step, state, batch = _setup(objectives_cfg, teacher)
+  jaxpr = jax.make_jaxpr(step)(state, batch, jax.random.PRNGKey(0))
+  return _count(jaxpr.jaxpr, "conv_general_dilated")
+
+
+def test_the_teacher_runs_once_per_step_whatever_reads_it():
+  """resnet14 has 15 convolutions; the student's forward + backward are the rest."""
+  teacher_convs = 15
+  student_only = _convs({"ce": {}}, teacher=False)
+  one_reader = _convs({"ce": {}, "kd": {}})
+  three_readers = _convs({"ce": {}, "kd": {}, "at": {}, "rkd": {}})
+  assert one_reader == student_only + teacher_convs
+  assert three_readers == one_reader
