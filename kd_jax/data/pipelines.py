@@ -140,6 +140,15 @@ class Dataset:
     return not self.unlabeled and "label" in self.builder.info.features
 
   @property
+  def index_size(self) -> int:
+    """One more than the largest example ``index`` of the train split: the size of its base
+    split (indices are positions in it, also for a slice like ``train[:10%]``)."""
+    base = self.train_split.split("[")[0]
+    splits = self.builder.info.splits
+    known = splits[base].num_examples if base in splits else 0
+    return max(int(known), self.num_train_examples)
+
+  @property
   def input_shape(self) -> tuple[int, int, int]:
     channels = self.channels or self.builder.info.features["image"].shape[-1]
     return (self.image_size, self.image_size, channels)

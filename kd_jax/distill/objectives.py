@@ -18,9 +18,11 @@ import inspect
 import re
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+import flax.linen as nn
 import jax
 
 from kd_jax import losses
+from kd_jax.distill import heads
 from kd_jax.errors import KdJaxError
 
 
@@ -61,40 +63,107 @@ def select_features(features: Mapping[str, jax.Array], spec: str | Sequence[str]
   return [features[n] for n in names]
 
 
+class Context(NamedTuple):
+  """What a loss reads in the step. s_maps/t_maps: the selected maps (after the objective's
+  head, if it has one); state: the objective's non-trainable state (e.g. CRD's memory)."""
+  s_maps: list | None
+  t_maps: list | None
+  student: Outputs
+  teacher: Outputs | None
+  batch: Mapping[str, jax.Array]
+  epoch: jax.Array | None
+  rng: jax.Array | None
+  state: Mapping[str, Any] | None
+
+
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
   """How a loss reads the outputs.
 
-  fn(objective, student_maps, teacher_maps, student, teacher, batch, epoch) -> scalar;
-  ``*_maps`` are the selected feature maps (lists), ``student``/``teacher`` the Outputs.
+  fn(objective, ctx) -> scalar, or (scalar, new state entries) for stateful losses.
+  hparams_of: a function whose keyword arguments (with defaults) are the hyperparameters.
   reads: the default feature selection (None: logits only).
+  head: builds the objective's learnable module from its hyperparameters (None: none).
+  init_state: ``(objective, rng, num_data) -> {name: array pytree}``, non-trainable state.
   """
-  fn: Callable[..., jax.Array]
-  hparams_of: Callable[..., Any]  # The loss function whose keyword arguments are the hparams.
+  fn: Callable[..., Any]
+  hparams_of: Callable[..., Any]
   needs_labels: bool = False
   needs_teacher: bool = False
+  needs_index: bool = False
   reads: str | None = None
-  per_layer: bool = False  # Sums over layers: student and teacher lists are zipped.
+  head: Callable[[Any], nn.Module] | None = None
+  init_state: Callable[..., Mapping[str, Any]] | None = None
 
 
-def _ce(obj, s_maps, t_maps, student, teacher, batch, epoch):
-  return losses.cross_entropy(student.logits, batch["label"], **obj.hparams)
+def _ce(obj, ctx):
+  return losses.cross_entropy(ctx.student.logits, ctx.batch["label"], **obj.hparams)
 
 
-def _kd(obj, s_maps, t_maps, student, teacher, batch, epoch):
-  return losses.kd(student.logits, teacher.logits, **obj.hparams)
+def _kd(obj, ctx):
+  return losses.kd(ctx.student.logits, ctx.teacher.logits, **obj.hparams)
 
 
-def _dkd(obj, s_maps, t_maps, student, teacher, batch, epoch):
-  return losses.dkd(student.logits, teacher.logits, batch["label"], epoch=epoch, **obj.hparams)
+def _dkd(obj, ctx):
+  return losses.dkd(ctx.student.logits, ctx.teacher.logits, ctx.batch["label"], epoch=ctx.epoch,
+                    **obj.hparams)
 
 
-def _on_maps(loss_fn):
-  """A loss of (student map(s), teacher map(s)): single maps, or lists summed over layers."""
-  def fn(obj, s_maps, t_maps, student, teacher, batch, epoch):
-    pairs = list(zip(s_maps, t_maps))  # RepDistiller zips: the shorter list decides.
-    return sum(loss_fn(s, t, **obj.hparams) for s, t in pairs)
+def _on_maps(loss_fn, **fixed):
+  """A loss of (student map, teacher map) pairs, summed over layers. RepDistiller zips the
+  two lists: the shorter one decides how many layers are compared."""
+  def fn(obj, ctx):
+    hparams = {k: v for k, v in obj.hparams.items() if k not in fixed}
+    return sum(loss_fn(s, t, **hparams) for s, t in zip(ctx.s_maps, ctx.t_maps))
   return fn
+
+
+def _vid(obj, ctx):
+  return sum(losses.vid(mean, var, t) for (mean, var), t in zip(ctx.s_maps, ctx.t_maps))
+
+
+def _ab(obj, ctx):
+  return losses.activation_boundaries(list(ctx.s_maps), list(ctx.t_maps), **obj.hparams)
+
+
+def _fsp(obj, ctx):
+  return losses.fsp(list(ctx.s_maps), list(ctx.t_maps))
+
+
+def _stat(obj, ctx):
+  return losses.stat_matching(ctx.s_maps[0], ctx.t_maps[0], **obj.hparams)
+
+
+def _crd(obj, ctx):
+  memory = ctx.state["memory"]
+  index = ctx.batch["index"]
+  contrast = ctx.batch.get("contrast_index")
+  if contrast is None:  # Uniform negatives over the training set, drawn in the step.
+    contrast = losses.sample_contrast_index(ctx.rng, index, obj.hp("nce_k"), memory.num_data)
+  loss, memory = losses.crd(ctx.s_maps[0], ctx.t_maps[0], memory, index, contrast,
+                            temperature=obj.hp("nce_t"), momentum=obj.hp("nce_m"))
+  return loss, {"memory": memory}
+
+
+def _no_hparams():
+  """No hyperparameters."""
+
+
+def _vid_hparams(init_pred_var: float = 5.0, eps: float = 1e-5):
+  """VID: the regressor's initial variance and its floor."""
+
+
+def _embed_hparams(feat_dim: int = 128):
+  """CC: the embedding size."""
+
+
+def _crd_hparams(feat_dim: int = 128, nce_k: int = 16384, nce_t: float = 0.07,
+                 nce_m: float = 0.5):
+  """CRD: embedding size, negatives per example, temperature, memory momentum."""
+
+
+def _crd_state(obj, rng, num_data):
+  return {"memory": losses.crd_memory_init(rng, num_data, obj.hp("feat_dim"))}
 
 
 LOSSES: dict[str, LossSpec] = {
@@ -102,19 +171,34 @@ LOSSES: dict[str, LossSpec] = {
     "kd": LossSpec(_kd, losses.kd, needs_teacher=True),
     "dkd": LossSpec(_dkd, losses.dkd, needs_labels=True, needs_teacher=True),
     "at": LossSpec(_on_maps(losses.attention_transfer), losses.attention_transfer,
-                   needs_teacher=True, reads="stages", per_layer=True),
+                   needs_teacher=True, reads="stages"),
     "nst": LossSpec(_on_maps(losses.neuron_selectivity_transfer),
-                    losses.neuron_selectivity_transfer, needs_teacher=True, reads="stages",
-                    per_layer=True),
+                    losses.neuron_selectivity_transfer, needs_teacher=True, reads="stages"),
     "sp": LossSpec(_on_maps(losses.similarity_preserving), losses.similarity_preserving,
                    needs_teacher=True, reads="last_stage"),
     "rkd": LossSpec(_on_maps(losses.rkd), losses.rkd, needs_teacher=True, reads="pooled"),
     "pkt": LossSpec(_on_maps(losses.pkt), losses.pkt, needs_teacher=True, reads="pooled"),
+    "fsp": LossSpec(_fsp, _no_hparams, needs_teacher=True, reads="stem_and_stages"),
+    "fitnet": LossSpec(_on_maps(losses.fitnet), _no_hparams, needs_teacher=True,
+                       reads="stage2", head=lambda o: heads.FitNetHead()),
+    "ab": LossSpec(_ab, losses.activation_boundaries, needs_teacher=True, reads="preact_stages",
+                   head=lambda o: heads.ABHead()),
+    "vid": LossSpec(_vid, _vid_hparams, needs_teacher=True, reads="stages",
+                    head=lambda o: heads.VIDHead(o.hp("init_pred_var"), o.hp("eps"))),
+    "cc": LossSpec(_on_maps(losses.correlation_congruence, feat_dim=None), _embed_hparams,
+                   needs_teacher=True, reads="pooled",
+                   head=lambda o: heads.EmbedPairHead(o.hp("feat_dim"))),
+    "crd": LossSpec(_crd, _crd_hparams, needs_teacher=True, needs_index=True, reads="pooled",
+                    head=lambda o: heads.EmbedPairHead(o.hp("feat_dim"), normalize=True),
+                    init_state=_crd_state),
+    "mean_matching": LossSpec(_on_maps(losses.mean_matching), _no_hparams, needs_teacher=True,
+                              reads="last_stage", head=lambda o: heads.ConnectorHead()),
+    "stat_matching": LossSpec(_stat, losses.stat_matching, needs_teacher=True,
+                              reads="last_stage", head=lambda o: heads.ConnectorHead()),
 }
-# Losses of kd_jax.losses whose auxiliary modules, memory or stages the step does not
-# hold yet (the distillation issue): named here so that a config gets a clear message.
-_NOT_YET = ("fitnet", "vid", "cc", "crd", "ab", "ft", "fsp", "mean_matching", "stat_matching",
-            "adain", "teacher_head")
+# Losses of kd_jax.losses that need what the step does not hold yet: a frozen pre-trained
+# module (FT's paraphraser, from its initialisation stage) or the teacher's remaining layers.
+_NOT_YET = ("ft", "adain", "teacher_head")
 _NOT_HPARAMS = {"logits", "labels", "mask", "student_logits", "teacher_logits", "f_s", "f_t",
                 "epoch"}
 _FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature")
@@ -134,22 +218,99 @@ class Objective:
   def spec(self) -> LossSpec:
     return LOSSES[self.loss]
 
+  def hp(self, name: str) -> Any:
+    """A hyperparameter: the config's value or the loss's default."""
+    if name in self.hparams:
+      return self.hparams[name]
+    return inspect.signature(self.spec.hparams_of).parameters[name].default
+
+  @property
+  def head(self) -> nn.Module | None:
+    return self.spec.head(self) if self.spec.head else None
+
+  def select(self, student: Outputs, teacher: Outputs | None):
+    """The student's and the teacher's maps this objective reads (lists), or (None, None)."""
+    if self.spec.reads is None:
+      return None, None
+    where = f"config.objectives.{self.name}"
+    return (select_features(student.features, self.student_feature, f"{where}.student_feature"),
+            select_features(teacher.features, self.teacher_feature, f"{where}.teacher_feature"))
+
   def __call__(self, student: Outputs, teachers: Mapping[str, Outputs], batch,
-               epoch: jax.Array | None = None) -> jax.Array:
-    """The loss on this batch; ``epoch`` is the current epoch counted from 1 (DKD's warm-up)."""
+               epoch: jax.Array | None = None, rng: jax.Array | None = None,
+               aux_params: Any = None, aux_state: Mapping[str, Any] | None = None,
+               train: bool = True) -> tuple[jax.Array, Mapping[str, Any] | None]:
+    """``(loss, new aux_state)`` on this batch. epoch: the current epoch counted from 1
+    (DKD's warm-up); aux_params/aux_state: this objective's (``init_aux``)."""
     teacher = teachers[self.teacher] if self.teacher is not None else None
-    s_maps = t_maps = None
-    if self.spec.reads is not None:
-      where = f"config.objectives.{self.name}"
-      s_maps = select_features(student.features, self.student_feature,
-                               f"{where}.student_feature")
-      t_maps = select_features(teacher.features, self.teacher_feature,
-                               f"{where}.teacher_feature")
-    return self.spec.fn(self, s_maps, t_maps, student, teacher, batch, epoch)
+    s_maps, t_maps = self.select(student, teacher)
+    new_state = dict(aux_state) if aux_state is not None else None
+    head = self.head
+    if head is not None:
+      variables = {"params": aux_params or {}}
+      if aux_state and "batch_stats" in aux_state:
+        variables["batch_stats"] = aux_state["batch_stats"]
+      (s_maps, t_maps), updates = head.apply(variables, s_maps, t_maps, train,
+                                             mutable=["batch_stats"])
+      if "batch_stats" in updates:
+        new_state["batch_stats"] = updates["batch_stats"]
+    out = self.spec.fn(self, Context(s_maps, t_maps, student, teacher, batch, epoch, rng,
+                                     aux_state))
+    if isinstance(out, tuple):
+      out, extra = out
+      new_state.update(extra)
+    return out, new_state
+
+
+def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mapping[str, Outputs],
+             rng: jax.Array, num_data: int) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``(aux params, aux state)``, ``{objective name: ...}`` for the objectives that have a
+  head or state, from example outputs (any batch size). Raises a one-line KdJaxError when
+  an objective cannot use the shapes it reads (e.g. a connector that cannot bridge them)."""
+  params, state = {}, {}
+  for i, obj in enumerate(objectives):
+    teacher = teachers.get(obj.teacher) if obj.teacher is not None else None
+    s_maps, t_maps = obj.select(student, teacher)
+    k_head, k_state = jax.random.split(jax.random.fold_in(rng, i))
+    try:
+      if obj.head is not None:
+        variables = obj.head.init(k_head, s_maps, t_maps, False)
+        if variables.get("params"):  # An identity head (e.g. AB on equal shapes) has none.
+          params[obj.name] = variables["params"]
+        if variables.get("batch_stats"):
+          state.setdefault(obj.name, {})["batch_stats"] = variables["batch_stats"]
+      if obj.spec.init_state is not None:
+        state.setdefault(obj.name, {}).update(obj.spec.init_state(obj, k_state, num_data))
+    except (ValueError, TypeError) as err:
+      raise _shape_error(obj, s_maps, t_maps, err) from None
+  return params, state
+
+
+def check_shapes(objectives: Sequence[Objective], student: Outputs,
+                 teachers: Mapping[str, Outputs], aux_params, aux_state, batch) -> None:
+  """Traces every objective on example outputs (no computation): a loss that cannot take
+  the shapes it reads (e.g. FSP's unequal channel counts) fails here, in one line."""
+  for obj in objectives:
+    teacher = teachers.get(obj.teacher) if obj.teacher is not None else None
+    s_maps, t_maps = obj.select(student, teacher)
+    try:
+      jax.eval_shape(lambda p, st: obj(student, teachers, batch, 1.0, jax.random.PRNGKey(0),
+                                       p, st, True)[0],
+                     aux_params.get(obj.name), aux_state.get(obj.name))
+    except (ValueError, TypeError) as err:
+      raise _shape_error(obj, s_maps, t_maps, err) from None
+
+
+def _shape_error(obj, s_maps, t_maps, err) -> KdJaxError:
+  shapes = lambda maps: ", ".join(str(tuple(m.shape[1:])) for m in maps or [])
+  msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+  return KdJaxError(f"config.objectives.{obj.name}: loss {obj.loss!r} cannot compare student "
+                    f"features [{shapes(s_maps)}] with teacher features [{shapes(t_maps)}]: "
+                    f"{msg}")
 
 
 def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
-          has_labels: bool) -> list[Objective]:
+          has_labels: bool, has_index: bool = True) -> list[Objective]:
   """Builds the objectives of a config, with one-line errors naming the field."""
   out = []
   for name, entry in objectives_cfg.items():
@@ -158,8 +319,8 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
     loss = entry.pop("loss", name)
     if loss in _NOT_YET:
       raise KdJaxError(f"{where}: loss {loss!r} exists as kd_jax.losses but is not yet "
-                       f"available as a config objective (its learnable modules, memory or "
-                       f"stages are not in the train step yet); available: "
+                       f"available as a config objective (it needs an initialisation stage or "
+                       f"the teacher's remaining layers); available: "
                        f"{', '.join(sorted(LOSSES))}")
     if loss not in LOSSES:
       raise KdJaxError(f"{where}: unknown loss {loss!r}; valid: {', '.join(sorted(LOSSES))}")
@@ -176,6 +337,8 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
                          f"(config.teachers: {', '.join(teacher_names) or 'none'})")
     elif teacher is not None:
       raise KdJaxError(f"{where}.teacher: loss {loss!r} reads no teacher")
+    if spec.needs_index and has_index is False:
+      raise KdJaxError(f"{where}: loss {loss!r} needs the example index of the training data")
     if spec.needs_labels and not has_labels:
       raise KdJaxError(f"{where}: loss {loss!r} needs labels, but the training data is "
                        f"unlabelled (config.data.unlabeled); set its weight to 0 or remove it")

@@ -69,11 +69,16 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
           images, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
       out = Outputs(logits, feats)
       epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
-      values = {o.name: o(out, teacher_out, batch, epoch) for o in objectives}
+      values, aux_state = {}, dict(state.aux_state)
+      for i, o in enumerate(objectives):
+        values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
+                                params["aux"].get(o.name), state.aux_state.get(o.name))
+        if new is not None:
+          aux_state[o.name] = new
       total = sum(o.weight * values[o.name] for o in objectives)
-      return total, (values, logits, new_vars["batch_stats"])
+      return total, (values, logits, new_vars["batch_stats"], aux_state)
 
-    (total, (values, logits, batch_stats)), grads = jax.value_and_grad(
+    (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -85,6 +90,7 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
         step=state.step + 1,
         params=keep(params, state.params),
         batch_stats=keep(batch_stats, state.batch_stats),
+        aux_state=keep(aux_state, state.aux_state),
         opt_state=keep(opt_state, state.opt_state),
         bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step),
     )

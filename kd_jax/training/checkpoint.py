@@ -17,7 +17,7 @@ from etils import epath
 
 from kd_jax.errors import KdJaxError
 
-VERSION = 1  # Bump when the checkpointed structure changes.
+VERSION = 2  # Bump when the checkpointed structure changes (2: aux_state).
 
 
 class Checkpoints:

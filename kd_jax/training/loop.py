@@ -85,19 +85,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tx = optim.make_optimizer(config.optimizer, schedule)
 
   def init_state(rng):
-    variables = student.init(rng, jnp.zeros((1, *data.input_shape)), train=False)
-    params = {"student": variables["params"], "aux": {}}
+    k_student, k_aux = jax.random.split(rng)
+    x = jnp.zeros((2, *data.input_shape))
+    variables = student.init(k_student, x, train=False)
+    # Example outputs (shapes only matter) for the objectives' heads and shape checks.
+    s_out = objectives_lib.Outputs(*student.apply(variables, x, train=False))
+    t_out = {n: objectives_lib.Outputs(*m.apply(v, x, train=False))
+             for n, (m, v) in teachers.items()}
+    aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux,
+                                                    data.index_size)
+    example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
+    objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example)
+    params = {"student": variables["params"], "aux": aux_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                       bad_step=jnp.array(-1, jnp.int32),
-                      teachers={n: v for n, (_, v) in teachers.items()})
+                      teachers={n: v for n, (_, v) in teachers.items()}, aux_state=aux_state)
 
   state = jax.jit(init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
   step_rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
   ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
   meta = {"model": config.model, "num_classes": int(num_classes), "run": run_name,
-          "checkpoint_version": ckpt_lib.VERSION, "aux": [], "data": data.name,
+          "checkpoint_version": ckpt_lib.VERSION,
+          "aux": sorted({*state.params["aux"], *state.aux_state}), "data": data.name,
           "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size}
   latest = ckpts.latest_step()
   time_before = 0.0  # Training time of earlier, interrupted invocations of this run.

@@ -1,4 +1,5 @@
 """A feature-based student trained end to end by the job: a teacher run, then AT + DKD."""
+import jax
 import pytest
 
 from kd_jax.training import job
@@ -20,3 +21,45 @@ def test_job_trains_a_teacher_then_a_feature_distilled_student(tmp_path):
   assert student["teachers"] == ["t"]
   assert student["objectives"] == {"ce": 1.0, "at": 1000.0, "dkd": 1.0, "rkd": 1.0}
   assert 0.0 <= student["test_accuracy"] <= 1.0 and student["steps"] == 4
+
+
+def _crd_config(num_epochs):
+  cfg = make_tiny_config(num_epochs=num_epochs)
+  cfg.runs = {
+      "teacher": dict(model="resnet14", num_epochs=2),
+      "student": dict(model="resnet8", teachers={"t": dict(model="resnet14", run="teacher")},
+                      objectives={"ce": dict(weight=1.0), "kd": dict(weight=1.0),
+                                  "crd": dict(weight=0.8, nce_k=64)}),
+  }
+  return cfg
+
+
+def _final_state(run_dir):
+  import orbax.checkpoint as ocp
+  from kd_jax.training import checkpoint
+  ckpts = checkpoint.Checkpoints(str(run_dir), 3)
+  step = ckpts.latest_step()
+  state = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  ckpts.close()
+  return step, state["state"]
+
+
+@pytest.mark.slow
+def test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends(tmp_path):
+  """The memory bank and its normalisers are checkpointed: stopping after epoch 1 and
+  resuming gives the uninterrupted run's final parameters, memory and accuracy."""
+  import os
+  import numpy as np
+  straight = job.run(_crd_config(2), str(tmp_path / "straight"))["runs"]["student"]
+  job.run(_crd_config(1), str(tmp_path / "resumed"))
+  os.remove(tmp_path / "resumed" / "student" / "results.json")  # As if stopped after epoch 1.
+  resumed = job.run(_crd_config(2), str(tmp_path / "resumed"))["runs"]["student"]
+  assert resumed["steps"] == straight["steps"] == 4
+  assert resumed["test_accuracy"] == straight["test_accuracy"]
+  (step_a, a), (step_b, b) = _final_state(tmp_path / "straight" / "student"), \
+      _final_state(tmp_path / "resumed" / "student")
+  assert step_a == step_b == 4
+  memory_a, memory_b = a["aux_state"]["crd"]["memory"], b["aux_state"]["crd"]["memory"]
+  assert float(np.asarray(memory_a["z_student"])) > 0
+  for x, y in zip(jax.tree.leaves((a["params"], memory_a)), jax.tree.leaves((b["params"], memory_b))):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

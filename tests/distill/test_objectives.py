@@ -41,9 +41,9 @@ def test_parse_fills_reference_defaults():
 
 
 def test_losses_without_step_support_yet_are_refused_clearly():
-  with pytest.raises(KdJaxError, match=r"^config\.objectives\.hint: loss 'crd' exists as "
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.factor: loss 'ft' exists as "
                      r"kd_jax.losses but is not yet available as a config objective"):
-    objectives.parse({"hint": {"loss": "crd"}}, ["t"], True)
+    objectives.parse({"factor": {"loss": "ft"}}, ["t"], True)
 
 
 def test_logit_losses_take_no_feature_fields():
@@ -89,7 +89,7 @@ def test_every_wired_objective_reports_the_loss_of_the_shared_outputs():
     (zs, fs), _ = student.apply(sv, batch["image"], train=True, mutable=["batch_stats"])
     zt, ft = t_model.apply(tv, batch["image"], train=False)
     s, t = Outputs(zs, fs), {"t": Outputs(zt, ft)}
-    return {o.name: o(s, t, batch, jnp.float32(1.0)) for o in objs}
+    return {o.name: o(s, t, batch, jnp.float32(1.0))[0] for o in objs}
 
   want = direct(sv, tv, batch)
   for o in objs:

@@ -1,0 +1,73 @@
+"""The learnable part of an objective: one Flax module per objective ("head") that maps the
+selected student and teacher maps to what its loss compares, built from the modules in
+``kd_jax.losses``. ``__call__(s_maps, t_maps, train)`` takes and returns lists; its
+parameters live in ``params['aux'][<objective>]``, its BatchNorm statistics in
+``aux_state[<objective>]['batch_stats']``. Shapes come from the maps at ``init``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+
+from kd_jax import losses
+
+
+class FitNetHead(nn.Module):
+  """FitNet: ``ConvReg`` from the student's hint map to the teacher's shape."""
+
+  @nn.compact
+  def __call__(self, s_maps: Sequence[jax.Array], t_maps: Sequence[jax.Array], train: bool):
+    t = t_maps[0]
+    return [losses.ConvReg(t.shape[-1], t.shape[1:3], name="regressor")(s_maps[0], train)], list(t_maps[:1])
+
+
+class ABHead(nn.Module):
+  """AB: one connector per layer (identity where the shapes already agree)."""
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool):
+    out = [losses.ABConnector(t.shape[-1], t.shape[1:3], name=f"connector{i}")(s, train)
+           for i, (s, t) in enumerate(zip(s_maps, t_maps))]
+    return out, list(t_maps[:len(out)])
+
+
+class VIDHead(nn.Module):
+  """VID: per layer, pool to one size, then the variational regressor: returns
+  ``[(mean, variance), ...]`` and the (pooled) teacher maps."""
+
+  init_pred_var: float = 5.0
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool):
+    preds, targets = [], []
+    for i, (s, t) in enumerate(zip(s_maps, t_maps)):
+      s, t = losses.vid_match(s, t)
+      preds.append(losses.VIDRegressor(t.shape[-1], init_pred_var=self.init_pred_var,
+                                       eps=self.eps, name=f"regressor{i}")(s))
+      targets.append(t)
+    return preds, targets
+
+
+class EmbedPairHead(nn.Module):
+  """CC (``LinearEmbed``) and CRD (``CRDEmbed``): one embedding per side, both trained."""
+
+  features: int = 128
+  normalize: bool = False
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool):
+    embed = losses.CRDEmbed if self.normalize else losses.LinearEmbed
+    return ([embed(self.features, name="embed_s")(s_maps[0])],
+            [embed(self.features, name="embed_t")(t_maps[0])])
+
+
+class ConnectorHead(nn.Module):
+  """Feature statistics: SRRL's connector from the student's channels to the teacher's."""
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool):
+    return ([losses.StatConnector(t_maps[0].shape[-1], name="connector")(s_maps[0], train)],
+            list(t_maps[:1]))

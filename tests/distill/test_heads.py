@@ -1,0 +1,129 @@
+"""Objectives with learnable heads or state (FitNet, AB, VID, CC, CRD, FSP, statistics)
+through the one step: initialised from the models' feature shapes, optimised with the
+student, their state (BatchNorm statistics, CRD's memory) carried in the train state."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from kd_jax import models
+from kd_jax.distill import objectives
+from kd_jax.distill.objectives import Outputs
+from kd_jax.distill.state import TrainState
+from kd_jax.distill.step import make_train_step
+from kd_jax.errors import KdJaxError
+from kd_jax.training import optim
+
+N = 100  # Training-set size for CRD's memory.
+
+
+def _outputs(model, variables, x):
+  return Outputs(*model.apply(variables, x, train=False))
+
+
+def setup(objectives_cfg, student_name="resnet8", teacher_name="resnet14"):
+  opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
+      nesterov=False, weight_decay=5e-4, schedule="constant", decay_epochs=(),
+      decay_factor=0.1, warmup_epochs=0.0))
+  tx = optim.make_optimizer(opt, optim.make_schedule(opt, 4, 1, 16))
+  student, t_model = models.create(student_name, 10), models.create(teacher_name, 10)
+  x = jnp.zeros((2, 8, 8, 1))
+  sv, tv = student.init(jax.random.PRNGKey(0), x), t_model.init(jax.random.PRNGKey(1), x)
+  objs = objectives.parse(objectives_cfg, ["t"], True)
+  s_out, t_out = _outputs(student, sv, x), {"t": _outputs(t_model, tv, x)}
+  aux_params, aux_state = objectives.init_aux(objs, s_out, t_out, jax.random.PRNGKey(2), N)
+  example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
+  objectives.check_shapes(objs, s_out, t_out, aux_params, aux_state, example)
+  params = {"student": sv["params"], "aux": aux_params}
+  state = TrainState(step=jnp.array(0), params=params, batch_stats=sv["batch_stats"],
+                     opt_state=tx.init(params), bad_step=jnp.array(-1), teachers={"t": tv},
+                     aux_state=aux_state)
+  step = jax.jit(make_train_step(student, {"t": t_model}, objs, tx, True, steps_per_epoch=4))
+  return state, step
+
+
+def batch(seed):
+  rng = np.random.RandomState(seed)
+  return {"image": rng.randn(16, 8, 8, 1).astype(np.float32),
+          "label": rng.randint(0, 10, 16).astype(np.int32),
+          "index": rng.choice(N, 16, replace=False).astype(np.int32)}
+
+
+WITH_HEADS = {"ce": dict(weight=1.0), "fitnet": dict(weight=100.0), "ab": dict(weight=1.0),
+              "vid": dict(weight=1.0), "cc": dict(weight=0.02),
+              "crd": dict(weight=0.8, nce_k=32), "fsp": dict(weight=50.0),
+              "mean_matching": dict(weight=1.0), "stat_matching": dict(weight=1.0)}
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+  state0, step = setup(WITH_HEADS)
+  b1, b2 = batch(0), batch(1)
+  state1, m1 = step(jax.tree.map(jnp.copy, state0), b1, jax.random.PRNGKey(0))
+  state2, m2 = step(jax.tree.map(jnp.copy, state1), b2, jax.random.PRNGKey(0))
+  return state0, state1, state2, m1.compute(), m2.compute(), b1
+
+
+def test_every_objective_reports_a_finite_loss(two_steps):
+  *_, m1, m2, _ = two_steps
+  for name in WITH_HEADS:
+    assert np.isfinite(m1[f"loss_{name}"]) and np.isfinite(m2[f"loss_{name}"]), name
+
+
+def test_heads_are_created_from_the_feature_shapes_and_optimised(two_steps):
+  state0, state1, *_ = two_steps
+  aux0, aux1 = state0.params["aux"], state1.params["aux"]
+  # resnet8 and resnet14 have equal feature shapes: AB's connectors are identities.
+  assert sorted(aux0) == ["cc", "crd", "fitnet", "mean_matching", "stat_matching", "vid"]
+  reg = aux0["fitnet"]["regressor"]["TorchConv_0"]["Conv_0"]["kernel"]
+  assert reg.shape == (1, 1, 32, 32)  # stage2 -> stage2, same size: a 1x1 conv
+  for name in aux0:
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(aux0[name]),
+                                                         jax.tree.leaves(aux1[name]))]
+    assert all(changed), name
+
+
+def test_teachers_are_not_optimised(two_steps):
+  state0, _, state2, *_ = two_steps
+  for a, b in zip(jax.tree.leaves(state0.teachers), jax.tree.leaves(state2.teachers)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_head_batchnorm_statistics_are_carried_in_the_state(two_steps):
+  state0, state1, *_ = two_steps
+  bs0 = state0.aux_state["fitnet"]["batch_stats"]
+  bs1 = state1.aux_state["fitnet"]["batch_stats"]
+  assert not np.array_equal(jax.tree.leaves(bs0)[0], jax.tree.leaves(bs1)[0])
+
+
+def test_crd_memory_is_updated_at_the_batch_indices_and_normalisers_are_set(two_steps):
+  state0, state1, _, _, _, b1 = two_steps
+  m0, m1 = state0.aux_state["crd"]["memory"], state1.aux_state["crd"]["memory"]
+  assert float(m0.z_student) < 0 and float(m1.z_student) > 0 and float(m1.z_teacher) > 0
+  touched = np.asarray(b1["index"])
+  others = np.setdiff1d(np.arange(N), touched)
+  assert not np.any(np.all(np.asarray(m0.student)[touched] == np.asarray(m1.student)[touched], axis=1))
+  np.testing.assert_array_equal(np.asarray(m0.student)[others], np.asarray(m1.student)[others])
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(m1.teacher)[touched], axis=1), 1.0, rtol=1e-5)
+
+
+def test_unbridgeable_fitnet_shapes_fail_at_start_up_in_one_line():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.fitnet: loss 'fitnet' cannot compare "
+                     r"student features \[\(2, 2, 64\)\] with teacher features \[\(8, 8, 16\)\]: "
+                     r"ConvReg cannot map a student map of size 2x2 to a teacher map of size 8x8$"):
+    setup({"fitnet": dict(student_feature="stage3", teacher_feature="stage1")})
+
+
+def test_fsp_with_unequal_channels_fails_at_start_up_in_one_line():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.fsp: loss 'fsp' cannot compare .*"
+                     r"FSP needs equal channel counts in student and teacher, got \[16, 16, 32, 64\] "
+                     r"and \[32, 64, 128, 256\]$"):
+    setup({"fsp": {}}, teacher_name="resnet8x4")
+
+
+def test_ab_connectors_bridge_wider_teacher_maps():
+  state, _ = setup({"ab": {}}, teacher_name="resnet8x4")
+  kernels = [v["ConvReg_0"]["TorchConv_0"]["Conv_0"]["kernel"].shape
+             for _, v in sorted(state.params["aux"]["ab"].items())]
+  assert kernels == [(1, 1, 16, 64), (1, 1, 32, 128), (1, 1, 64, 256)]
