@@ -84,14 +84,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   schedule = optim.make_schedule(config.optimizer, spe, config.num_epochs, config.batch_size)
   tx = optim.make_optimizer(config.optimizer, schedule)
 
+  # Output shapes of the student and each teacher: the objectives' heads are built from them.
+  x_shape = jax.ShapeDtypeStruct((2, *data.input_shape), jnp.float32)
+  out_shapes = jax.eval_shape(
+      lambda x: (student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
+                               train=False),
+                 {n: m.apply(v, x, train=False) for n, (m, v) in teachers.items()}), x_shape)
+
   def init_state(rng):
     k_student, k_aux = jax.random.split(rng)
-    x = jnp.zeros((2, *data.input_shape))
+    x = jnp.zeros(x_shape.shape)
     variables = student.init(k_student, x, train=False)
-    # Example outputs (shapes only matter) for the objectives' heads and shape checks.
-    s_out = objectives_lib.Outputs(*student.apply(variables, x, train=False))
-    t_out = {n: objectives_lib.Outputs(*m.apply(v, x, train=False))
-             for n, (m, v) in teachers.items()}
+    # Zeros of the outputs' shapes stand in for outputs (no teacher forward at set-up).
+    zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
+    s_out = objectives_lib.Outputs(*zeros(out_shapes[0]))
+    t_out = {n: objectives_lib.Outputs(*zeros(o)) for n, o in out_shapes[1].items()}
     aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux,
                                                     data.index_size)
     example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
