@@ -6,17 +6,11 @@ resnet8 trained from scratch with CE. Prints the table of test accuracies.
 
   python -m kd_jax.train --config=configs/default.py --workdir=/tmp/w
 """
-from kd_jax.config import base_config
+from kd_jax import recipes
 
 
 def get_config():
-  c = base_config()
-  c.data.name = "sklearn_digits"
-  c.batch_size = 64
-  c.num_epochs = 30
-  c.optimizer.lr = 0.05
-  c.optimizer.schedule = "cosine"
-  c.log_every_steps = 100
+  c = recipes.digits_base()
   c.runs = {
       "teacher": dict(model="resnet20"),
       "kd_student": dict(

@@ -37,6 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.train_augment = ""     # "": preset; none | cifar | pad_crop | inception.
   c.data.eval_preprocess = ""   # "": preset; none | center_crop.
   c.data.unlabeled = False      # Proxy data: labels dropped, example index kept.
+  c.data.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used
+  c.data.labeled_seed = 0        # (the rest is unlabelled data for the teacher's losses).
   c.data.download = True
   c.data.cache = True
   c.data.num_train_examples = -1  # -1: from the TFDS metadata (set it only where that has
@@ -137,6 +139,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
     value = config[key]
     if not isinstance(value, int) or (value < 1 and value != -1):
       raise KdJaxError(f"config.{key} must be an integer >= 1, or -1 for the default; got {value!r}")
+  fraction = config.data.labeled_fraction
+  if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+    raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
   if config.dtype not in ("float32", "bfloat16"):
     raise KdJaxError(f"config.dtype must be float32 or bfloat16, got {config.dtype!r}")
   opt = config.optimizer

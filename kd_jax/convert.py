@@ -27,8 +27,8 @@ def convert(arch: str, torch_path: str, out: str, num_classes: int = -1,
             image_size: int = -1) -> str:
   """Converts and saves; returns the checkpoint directory."""
   import numpy as np
-  import orbax.checkpoint as ocp
   from kd_jax.models import torch_import
+  from kd_jax.training import checkpoint as ckpt_lib
   state_dict = torch_import.load_torch_file(torch_path)
   if "model" in state_dict and isinstance(state_dict["model"], dict):
     state_dict = state_dict["model"]
@@ -40,12 +40,7 @@ def convert(arch: str, torch_path: str, out: str, num_classes: int = -1,
   variables = torch_import.from_torch(state_dict, arch, num_classes, input_shape=(size, size, 3))
   meta = {"model": arch, "num_classes": num_classes, "source": os.path.abspath(torch_path),
           "step": 0}
-  path = os.path.join(os.path.abspath(out), "best")
-  with ocp.CheckpointManager(path, item_names=("model", "meta"),
-                             options=ocp.CheckpointManagerOptions(create=True)) as mngr:
-    mngr.save(0, args=ocp.args.Composite(model=ocp.args.StandardSave(variables),
-                                         meta=ocp.args.JsonSave(meta)), force=True)
-    mngr.wait_until_finished()
+  path = ckpt_lib.save_model_variables(out, variables, meta)
   n = sum(int(np.prod(x.shape)) for x in __import__("jax").tree.leaves(variables["params"]))
   print(f"kd_jax: converted {torch_path} ({arch}, {num_classes} classes, {n:,} parameters) "
         f"into {path}/0", flush=True)

@@ -6,3 +6,7 @@ class KdJaxError(Exception):
 
   def __init__(self, message: str):
     super().__init__(" ".join(str(message).split()))
+
+
+class TrainingDiverged(KdJaxError):
+  """The loss or the gradients became NaN/Inf."""

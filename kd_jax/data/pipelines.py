@@ -12,7 +12,9 @@ downloaded there if it can be), and hands out
 Every batch is a dict of numpy arrays: ``image`` float32 [b, H, W, C] normalised,
 ``index`` int32 [b] (the example's position in its split; for data sets without an
 index feature it is derived from the TFDS record id), ``label`` int32 [b] unless
-the data is unlabelled (``data.unlabeled``), ``mask`` float32 [b] for eval.
+the data is unlabelled (``data.unlabeled``), ``mask`` float32 [b] for eval, and
+``label_mask`` float32 [b] for training when only a fraction of the train split keeps its
+labels (``data.labeled_fraction`` < 1: 1 for the examples whose label may be used).
 ``b`` is the global batch divided by the number of processes: each process reads
 its own shard of the split (``tfds.split_for_jax_process``).
 """
@@ -105,7 +107,7 @@ def _index_from_tfds_id(tfds_id: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass
 class Dataset:
-  """A prepared TFDS data set as configured by ``config.data`` (see configs/base.py)."""
+  """A prepared TFDS data set as configured by ``config.data`` (see kd_jax/config.py)."""
 
   name: str
   train_split: str
@@ -120,6 +122,8 @@ class Dataset:
   std: tuple[float, ...]
   unlabeled: bool
   cache: bool
+  labeled_fraction: float
+  labeled_seed: int
   builder: tfds.core.DatasetBuilder
   num_classes: int | None
   num_train_examples: int
@@ -154,7 +158,21 @@ class Dataset:
     return (self.image_size, self.image_size, channels)
 
   # -- tf.data construction -------------------------------------------------
-  def _read(self, split: str, shuffle_files: bool, seed: int | None) -> tf.data.Dataset:
+  def labeled_examples(self) -> np.ndarray:
+    """Bool [index_size]: the train examples whose labels are used (all, unless
+    ``labeled_fraction`` < 1: then a random ``round(fraction * N)`` of them, drawn with
+    ``numpy.random.RandomState(labeled_seed)``, the same for every run and seed)."""
+    n = self.index_size
+    if self.labeled_fraction >= 1.0:
+      return np.ones(n, bool)
+    keep = int(round(self.labeled_fraction * self.num_train_examples))
+    order = np.random.RandomState(self.labeled_seed).permutation(n)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    return rank < keep
+
+  def _read(self, split: str, shuffle_files: bool, seed: int | None,
+            train: bool = False) -> tf.data.Dataset:
     read_config = tfds.ReadConfig(add_tfds_id=True, shuffle_seed=seed,
                                   interleave_cycle_length=16 if shuffle_files else 1)
     ds = self.builder.as_dataset(split=tfds.split_for_jax_process(split),
@@ -166,12 +184,17 @@ class Dataset:
     offsets = tf.constant(np.concatenate([[0], np.cumsum(shard_lengths)[:-1]]), tf.int64)
     has_index = "index" in self.builder.info.features
     keep_label = self.has_labels
+    label_mask = None
+    if train and keep_label and self.labeled_fraction < 1.0:
+      label_mask = tf.constant(self.labeled_examples().astype(np.float32))
 
     def select(ex):
       index = ex["index"] if has_index else _index_from_tfds_id(ex["tfds_id"], offsets)
       out = {"image": ex["image"], "index": tf.cast(index, tf.int32)}
       if keep_label:
         out["label"] = tf.cast(ex["label"], tf.int32)
+      if label_mask is not None:
+        out["label_mask"] = tf.gather(label_mask, index)
       return out
 
     return ds.map(select, num_parallel_calls=tf.data.AUTOTUNE)
@@ -200,15 +223,19 @@ class Dataset:
       mean, std = mean[:1] * image.shape[-1], std[:1] * image.shape[-1]
     return {**ex, "image": augment.normalize(image, mean, std)}
 
-  def train_batches(self, epoch: int, start: int = 0, seed: int = 0) -> Iterator[dict]:
-    """The ``steps_per_epoch`` batches of ``epoch`` for this process, from batch ``start``."""
-    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31))
+  def train_batches(self, epoch: int, start: int = 0, seed: int = 0,
+                    stream: int = 0) -> Iterator[dict]:
+    """The ``steps_per_epoch`` batches of ``epoch`` for this process, from batch ``start``.
+    ``stream`` > 0 gives another order of the same data (e.g. an initialisation stage's)."""
+    entropy = [seed, epoch] + ([stream] if stream else [])
+    epoch_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31))
     if self.cache:  # Read and decode once; every epoch shuffles the cached examples.
       if self._cached_train is None:
-        self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None).cache()
+        self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None,
+                                        train=True).cache()
       ds = self._cached_train
     else:
-      ds = self._read(self.train_split, shuffle_files=True, seed=epoch_seed)
+      ds = self._read(self.train_split, shuffle_files=True, seed=epoch_seed, train=True)
     n_local = max(1, self.num_train_examples // jax.process_count())
     ds = ds.shuffle(min(n_local, 50_000), seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.repeat()  # Only matters when a split holds fewer examples than it claims.
@@ -300,6 +327,8 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
       std=tuple(pick("std", preset.get("std", (0.5,)))),
       unlabeled=bool(data_cfg.get("unlabeled", False)),
       cache=bool(data_cfg.get("cache", True)),
+      labeled_fraction=float(data_cfg.get("labeled_fraction", 1.0)),
+      labeled_seed=int(data_cfg.get("labeled_seed", 0)),
       builder=builder, num_classes=num_classes,
       num_train_examples=sizes["train"], num_eval_examples=sizes["eval"],
   )

@@ -64,6 +64,30 @@ class EmbedPairHead(nn.Module):
             [embed(self.features, name="embed_t")(t_maps[0])])
 
 
+class FTHead(nn.Module):
+  """FT: the teacher-side ``Paraphraser`` (trained in the initialisation stage, then frozen
+  and in eval mode) and the student-side ``Translator``.
+
+  Main stage: ``([translator(s)], [paraphraser factor of t])``. Stage (``stage=True``):
+  ``([paraphraser reconstruction of t], [t])``, the paraphraser in training mode.
+  """
+
+  rate: float = 0.5
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool, stage: bool = False):
+    t = t_maps[0]
+    paraphraser = losses.Paraphraser(self.rate, name="paraphraser")
+    if stage:
+      _, reconstruction = paraphraser(t, train=True)
+      return [reconstruction], [t]
+    # The reconstruction is unused here (XLA drops it); computing it creates the decoder's
+    # parameters at init, so the stage and the main stage share one parameter tree.
+    factor_t, _ = paraphraser(t, train=False)
+    factor_s = losses.Translator(factor_t.shape[-1], name="translator")(s_maps[0], train)
+    return [factor_s], [factor_t]
+
+
 class ConnectorHead(nn.Module):
   """Feature statistics: SRRL's connector from the student's channels to the teacher's."""
 

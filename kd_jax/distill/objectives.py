@@ -81,23 +81,33 @@ class LossSpec:
   """How a loss reads the outputs.
 
   fn(objective, ctx) -> scalar, or (scalar, new state entries) for stateful losses.
+  partial_labels: it can use batches where only some examples are labelled (``label_mask``).
   hparams_of: a function whose keyword arguments (with defaults) are the hyperparameters.
   reads: the default feature selection (None: logits only).
   head: builds the objective's learnable module from its hyperparameters (None: none).
   init_state: ``(objective, rng, num_data) -> {name: array pytree}``, non-trainable state.
+  stage: the key of its initialisation stage in ``kd_jax.losses.stages.INIT_STAGES``.
+  stage_fn: the loss minimised in that stage (default ``fn``), with the head in stage mode.
+  frozen: the head's sub-modules that are trained only in the stage, then not optimised.
   """
   fn: Callable[..., Any]
   hparams_of: Callable[..., Any]
   needs_labels: bool = False
+  partial_labels: bool = False
   needs_teacher: bool = False
   needs_index: bool = False
   reads: str | None = None
   head: Callable[[Any], nn.Module] | None = None
   init_state: Callable[..., Mapping[str, Any]] | None = None
+  stage: str | None = None
+  stage_fn: Callable[..., Any] | None = None
+  frozen: tuple[str, ...] = ()
 
 
 def _ce(obj, ctx):
-  return losses.cross_entropy(ctx.student.logits, ctx.batch["label"], **obj.hparams)
+  # With a labelled fraction of the data, the mean is over the labelled examples only.
+  return losses.cross_entropy(ctx.student.logits, ctx.batch["label"],
+                              mask=ctx.batch.get("label_mask"), **obj.hparams)
 
 
 def _kd(obj, ctx):
@@ -145,6 +155,18 @@ def _crd(obj, ctx):
   return loss, {"memory": memory}
 
 
+def _ft(obj, ctx):
+  return losses.factor_transfer(ctx.s_maps[0], ctx.t_maps[0], p1=obj.hp("p1"), p2=obj.hp("p2"))
+
+
+def _ft_stage(obj, ctx):
+  return losses.paraphraser_reconstruction(ctx.s_maps[0], ctx.t_maps[0])
+
+
+def _ft_hparams(p1: float = 2.0, p2: float = 1.0, rate: float = 0.5):
+  """FT: the factor's exponent and distance, the paraphraser's channel rate."""
+
+
 def _no_hparams():
   """No hyperparameters."""
 
@@ -167,7 +189,7 @@ def _crd_state(obj, rng, num_data):
 
 
 LOSSES: dict[str, LossSpec] = {
-    "ce": LossSpec(_ce, losses.cross_entropy, needs_labels=True),
+    "ce": LossSpec(_ce, losses.cross_entropy, needs_labels=True, partial_labels=True),
     "kd": LossSpec(_kd, losses.kd, needs_teacher=True),
     "dkd": LossSpec(_dkd, losses.dkd, needs_labels=True, needs_teacher=True),
     "at": LossSpec(_on_maps(losses.attention_transfer), losses.attention_transfer,
@@ -178,11 +200,15 @@ LOSSES: dict[str, LossSpec] = {
                    needs_teacher=True, reads="last_stage"),
     "rkd": LossSpec(_on_maps(losses.rkd), losses.rkd, needs_teacher=True, reads="pooled"),
     "pkt": LossSpec(_on_maps(losses.pkt), losses.pkt, needs_teacher=True, reads="pooled"),
-    "fsp": LossSpec(_fsp, _no_hparams, needs_teacher=True, reads="stem_and_stages"),
+    "fsp": LossSpec(_fsp, _no_hparams, needs_teacher=True, reads="stem_and_stages",
+                    stage="fsp"),
     "fitnet": LossSpec(_on_maps(losses.fitnet), _no_hparams, needs_teacher=True,
                        reads="stage2", head=lambda o: heads.FitNetHead()),
     "ab": LossSpec(_ab, losses.activation_boundaries, needs_teacher=True, reads="preact_stages",
-                   head=lambda o: heads.ABHead()),
+                   head=lambda o: heads.ABHead(), stage="ab"),
+    "ft": LossSpec(_ft, _ft_hparams, needs_teacher=True, reads="last_stage",
+                   head=lambda o: heads.FTHead(o.hp("rate")), stage="ft", stage_fn=_ft_stage,
+                   frozen=("paraphraser",)),
     "vid": LossSpec(_vid, _vid_hparams, needs_teacher=True, reads="stages",
                     head=lambda o: heads.VIDHead(o.hp("init_pred_var"), o.hp("eps"))),
     "cc": LossSpec(_on_maps(losses.correlation_congruence, feat_dim=None), _embed_hparams,
@@ -196,12 +222,13 @@ LOSSES: dict[str, LossSpec] = {
     "stat_matching": LossSpec(_stat, losses.stat_matching, needs_teacher=True,
                               reads="last_stage", head=lambda o: heads.ConnectorHead()),
 }
-# Losses of kd_jax.losses that need what the step does not hold yet: a frozen pre-trained
-# module (FT's paraphraser, from its initialisation stage) or the teacher's remaining layers.
-_NOT_YET = ("ft", "adain", "teacher_head")
+# Losses of kd_jax.losses that need what the step does not hold yet: the teacher's remaining
+# layers (AdaIN's and the teacher-head loss's teacher tail).
+_NOT_YET = ("adain", "teacher_head")
 _NOT_HPARAMS = {"logits", "labels", "mask", "student_logits", "teacher_logits", "f_s", "f_t",
                 "epoch"}
 _FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature")
+_STAGE_FIELDS = ("init_epochs", "init_lr", "main_stage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +240,9 @@ class Objective:
   hparams: Mapping[str, Any]
   student_feature: str | tuple[str, ...] | None = None
   teacher_feature: str | tuple[str, ...] | None = None
+  init_epochs: int = 0             # Epochs of its initialisation stage (0: none).
+  init_lr: float | None = None     # The stage's learning rate (None: the reference's).
+  main_stage: bool = True          # False: it acts only through its stage (AB, FSP).
 
   @property
   def spec(self) -> LossSpec:
@@ -239,9 +269,11 @@ class Objective:
   def __call__(self, student: Outputs, teachers: Mapping[str, Outputs], batch,
                epoch: jax.Array | None = None, rng: jax.Array | None = None,
                aux_params: Any = None, aux_state: Mapping[str, Any] | None = None,
-               train: bool = True) -> tuple[jax.Array, Mapping[str, Any] | None]:
+               train: bool = True, stage: bool = False
+               ) -> tuple[jax.Array, Mapping[str, Any] | None]:
     """``(loss, new aux_state)`` on this batch. epoch: the current epoch counted from 1
-    (DKD's warm-up); aux_params/aux_state: this objective's (``init_aux``)."""
+    (DKD's warm-up); aux_params/aux_state: this objective's (``init_aux``); stage: the
+    loss of its initialisation stage instead of the main one."""
     teacher = teachers[self.teacher] if self.teacher is not None else None
     s_maps, t_maps = self.select(student, teacher)
     new_state = dict(aux_state) if aux_state is not None else None
@@ -250,11 +282,13 @@ class Objective:
       variables = {"params": aux_params or {}}
       if aux_state and "batch_stats" in aux_state:
         variables["batch_stats"] = aux_state["batch_stats"]
+      kwargs = {"stage": True} if stage and self.spec.stage_fn is not None else {}
       (s_maps, t_maps), updates = head.apply(variables, s_maps, t_maps, train,
-                                             mutable=["batch_stats"])
+                                             mutable=["batch_stats"], **kwargs)
       if "batch_stats" in updates:
         new_state["batch_stats"] = updates["batch_stats"]
-    out = self.spec.fn(self, Context(s_maps, t_maps, student, teacher, batch, epoch, rng,
+    fn = (self.spec.stage_fn or self.spec.fn) if stage else self.spec.fn
+    out = fn(self, Context(s_maps, t_maps, student, teacher, batch, epoch, rng,
                                      aux_state))
     if isinstance(out, tuple):
       out, extra = out
@@ -293,12 +327,14 @@ def check_shapes(objectives: Sequence[Objective], student: Outputs,
   for obj in objectives:
     teacher = teachers.get(obj.teacher) if obj.teacher is not None else None
     s_maps, t_maps = obj.select(student, teacher)
-    try:
-      jax.eval_shape(lambda p, st: obj(student, teachers, batch, 1.0, jax.random.PRNGKey(0),
-                                       p, st, True)[0],
-                     aux_params.get(obj.name), aux_state.get(obj.name))
-    except (ValueError, TypeError) as err:
-      raise _shape_error(obj, s_maps, t_maps, err) from None
+    stages = ([False] if obj.main_stage else []) + ([True] if obj.init_epochs else [])
+    for stage in stages:
+      try:
+        jax.eval_shape(lambda p, st: obj(student, teachers, batch, 1.0, jax.random.PRNGKey(0),
+                                         p, st, True, stage)[0],
+                       aux_params.get(obj.name), aux_state.get(obj.name))
+      except (ValueError, TypeError) as err:
+        raise _shape_error(obj, s_maps, t_maps, err) from None
 
 
 def _shape_error(obj, s_maps, t_maps, err) -> KdJaxError:
@@ -309,8 +345,29 @@ def _shape_error(obj, s_maps, t_maps, err) -> KdJaxError:
                     f"{msg}")
 
 
+def _parse_stage(spec: LossSpec, entry: dict, where: str) -> dict[str, Any]:
+  """Pops the stage fields of an entry: the reference's stage unless the config says otherwise."""
+  if not spec.stage:
+    return {}
+  from kd_jax.losses.stages import INIT_STAGES
+  default = INIT_STAGES[spec.stage]
+  epochs = entry.pop("init_epochs", default.epochs)
+  if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+    raise KdJaxError(f"{where}.init_epochs must be an integer >= 0, got {epochs!r}")
+  lr = entry.pop("init_lr", None)
+  if lr is not None and (not isinstance(lr, (int, float)) or lr <= 0):
+    raise KdJaxError(f"{where}.init_lr must be a number > 0, got {lr!r}")
+  main = entry.pop("main_stage", default.main_stage_loss is not None)
+  if not isinstance(main, bool):
+    raise KdJaxError(f"{where}.main_stage must be True or False, got {main!r}")
+  if not main and not epochs:
+    raise KdJaxError(f"{where}: main_stage=False and init_epochs=0 leave the loss nothing to do")
+  return dict(init_epochs=epochs, init_lr=lr, main_stage=main)
+
+
 def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
-          has_labels: bool, has_index: bool = True) -> list[Objective]:
+          has_labels: bool, has_index: bool = True,
+          all_labeled: bool = True) -> list[Objective]:
   """Builds the objectives of a config, with one-line errors naming the field."""
   out = []
   for name, entry in objectives_cfg.items():
@@ -342,6 +399,9 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
     if spec.needs_labels and not has_labels:
       raise KdJaxError(f"{where}: loss {loss!r} needs labels, but the training data is "
                        f"unlabelled (config.data.unlabeled); set its weight to 0 or remove it")
+    if spec.needs_labels and not spec.partial_labels and not all_labeled:
+      raise KdJaxError(f"{where}: loss {loss!r} needs the label of every training example, "
+                       f"but config.data.labeled_fraction < 1")
     features = {}
     for side in ("student_feature", "teacher_feature"):
       value = entry.pop(side, None)
@@ -353,16 +413,22 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
         raise KdJaxError(f"{where}.{side} must be a feature name, a token or a list of names, "
                          f"got {value!r}")
       features[side] = value if value is not None else spec.reads
+    stage = _parse_stage(spec, entry, where)
     allowed = set(inspect.signature(spec.hparams_of).parameters) - _NOT_HPARAMS
     unknown = set(entry) - allowed
     if unknown:
       fields = [f for f in _FIELDS if spec.reads or not f.endswith("_feature")]
       if not spec.needs_teacher:
         fields.remove("teacher")
+      if spec.stage:
+        fields += list(_STAGE_FIELDS)
       raise KdJaxError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for loss "
                        f"{loss!r}; valid: {', '.join(fields + sorted(allowed))}")
     if float(weight) > 0:
-      out.append(Objective(name, loss, float(weight), teacher, dict(entry), **features))
+      out.append(Objective(name, loss, float(weight), teacher, dict(entry), **features,
+                           **stage))
   if not out:
     raise KdJaxError("config.objectives: no objective with a weight > 0")
+  if not any(o.main_stage for o in out):
+    raise KdJaxError("config.objectives: no objective acts in the main stage (add ce or kd)")
   return out

@@ -29,8 +29,14 @@ def train_metrics_class(objectives: Sequence[Objective], has_labels: bool):
   for obj in objectives:
     fields[metric_name(obj.name)] = clu_metrics.Average.from_output(metric_name(obj.name))
   if has_labels:
-    fields["accuracy"] = clu_metrics.Accuracy
+    fields["accuracy"] = clu_metrics.Average.from_fun(_accuracy)
   return clu_metrics.Collection.create(**fields)
+
+
+def _accuracy(logits, labels, label_mask=None, **_):
+  """Per-example correctness; only over labelled examples when ``label_mask`` is given."""
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return {"values": correct, "mask": label_mask}
 
 
 def _top5(logits, labels, **_):
@@ -51,7 +57,10 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     has_labels: bool, steps_per_epoch: int = 1) -> Callable:
   """Returns the (un-jitted) pure train step for this student, teachers and objectives.
 
-  ``steps_per_epoch`` gives objectives the current epoch, counted from 1 (DKD's warm-up)."""
+  ``steps_per_epoch`` gives objectives the current epoch, counted from 1 (DKD's warm-up).
+  Objectives that act only through their initialisation stage (``main_stage=False``) are
+  not evaluated here."""
+  objectives = [o for o in objectives if o.main_stage]
   metrics_cls = train_metrics_class(objectives, has_labels)
   used_teachers = sorted({o.teacher for o in objectives if o.teacher is not None})
 
@@ -96,10 +105,48 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
     )
     outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
     if has_labels:
-      outputs.update(logits=logits, labels=batch["label"])
+      outputs.update(logits=logits, labels=batch["label"], label_mask=batch.get("label_mask"))
     return new_state, metrics_cls.single_from_model_output(**outputs)
 
   return train_step
+
+
+def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objective: Objective,
+                    tx: optax.GradientTransformation) -> Callable:
+  """The step of ``objective``'s initialisation stage: ``(state, batch, rng) -> (state,
+  metrics)`` minimising its stage loss alone. As in the reference, the student runs in
+  inference mode (BatchNorm running statistics, neither used from the batch nor updated)
+  while the objective's head trains; ``tx`` decides which parameters move."""
+  metrics_cls = clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss"))
+  name = objective.name
+
+  def stage_step(state: TrainState, batch, rng):
+    images = batch["image"]
+    rng = jax.random.fold_in(rng, state.step)
+    logits, feats = teachers[objective.teacher].apply(state.teachers[objective.teacher], images,
+                                                      train=False)
+    teacher_out = {objective.teacher: jax.lax.stop_gradient(Outputs(logits, feats))}
+
+    def loss_fn(params):
+      out = Outputs(*student.apply({"params": params["student"],
+                                    "batch_stats": state.batch_stats}, images, train=False))
+      return objective(out, teacher_out, batch, None, rng, params["aux"].get(name),
+                       state.aux_state.get(name), train=True, stage=True)
+
+    (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    ok = finite & (state.bad_step < 0)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    new_state = state.replace(
+        step=state.step + 1, params=keep(params, state.params),
+        aux_state=keep(aux_state, state.aux_state), opt_state=keep(opt_state, state.opt_state),
+        bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
+    return new_state, metrics_cls.single_from_model_output(loss=loss)
+
+  return stage_step
 
 
 def make_eval_step(student: nn.Module, num_classes: int) -> Callable:

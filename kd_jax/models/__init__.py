@@ -34,3 +34,13 @@ def create(name: str, num_classes: int, dtype: Any = jnp.float32, **kw) -> nn.Mo
     raise KdJaxError(f"unknown model {name!r}; valid names: {', '.join(names())}")
   cls, defaults = _REGISTRY[name]
   return cls(num_classes=num_classes, dtype=dtype, **{**defaults, **kw})
+
+
+# The top-level name of each family's final Linear layer (the classifier, after ``pooled``).
+CLASSIFIER_NAMES = ("fc", "classifier", "linear")
+
+
+def is_classifier(top_level_name: str) -> bool:
+  """Whether a model's top-level parameter collection is its classifier (RepDistiller's
+  ``get_feat_modules()`` is every module but this one)."""
+  return top_level_name in CLASSIFIER_NAMES

@@ -113,5 +113,19 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
   return {"params": params, "batch_stats": tree["batch_stats"]}, restored["meta"]
 
 
+def save_model_variables(workdir: str, variables: dict[str, Any], meta: dict[str, Any]) -> str:
+  """Writes a model's ``{'params', 'batch_stats'}`` as ``<workdir>/best/0`` (what
+  ``load_model_variables`` and a config's ``teachers`` entry read); returns that folder's
+  parent. meta: at least ``model`` and ``num_classes``."""
+  path = os.path.join(os.path.abspath(workdir), "best")
+  with ocp.CheckpointManager(path, item_names=("model", "meta"),
+                             options=ocp.CheckpointManagerOptions(create=True)) as mngr:
+    mngr.save(0, args=ocp.args.Composite(model=ocp.args.StandardSave(variables),
+                                         meta=ocp.args.JsonSave({"step": 0, **meta})),
+              force=True)
+    mngr.wait_until_finished()
+  return path
+
+
 def is_complete_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "results.json"))

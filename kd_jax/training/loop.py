@@ -21,14 +21,10 @@ from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_eval_step, make_train_step
-from kd_jax.errors import KdJaxError
+from kd_jax.errors import KdJaxError, TrainingDiverged  # noqa: F401 (re-exported)
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
-from kd_jax.training import optim, sharding
-
-
-class TrainingDiverged(KdJaxError):
-  """The loss or the gradients became NaN/Inf."""
+from kd_jax.training import optim, sharding, stages
 
 
 def _log(msg: str) -> None:
@@ -73,7 +69,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   dtype = jnp.dtype(config.dtype)
   student = models.create(config.model, num_classes, dtype=dtype)
   teachers = load_teachers(config, data.input_shape, job_workdir)
-  objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels)
+  objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels,
+                                    all_labeled=data.labeled_fraction >= 1.0)
   if not data.has_labels and data.num_classes is None:
     raise KdJaxError("config.data: evaluation needs a labelled eval split")
 
@@ -82,7 +79,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   spe = data.steps_per_epoch
   total_steps = spe * config.num_epochs
   schedule = optim.make_schedule(config.optimizer, spe, config.num_epochs, config.batch_size)
-  tx = optim.make_optimizer(config.optimizer, schedule)
+  frozen = any(o.spec.frozen or not o.main_stage for o in objectives)
+  tx = optim.make_optimizer(
+      config.optimizer, schedule,
+      trainable=(lambda p: stages.main_stage_trainable(objectives, p)) if frozen else None)
 
   # Output shapes of the student and each teacher: the objectives' heads are built from them.
   x_shape = jax.ShapeDtypeStruct((2, *data.input_shape), jnp.float32)
@@ -136,6 +136,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   writer, tensorboard = metrics_lib.create_writers(workdir, run_name)
   step = int(sharding.host_value(state.step))
+  if latest is None and any(o.init_epochs for o in objectives):
+    state = stages.run_init_stages(state, objectives, student,
+                                   {n: m for n, (m, _) in teachers.items()}, data, config,
+                                   workdir, mesh, writer, _log, tag)
   if step == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
   progress = metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name, step,
@@ -197,7 +201,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   writer.flush()
   results = {
       "run": run_name, "model": config.model, "teachers": sorted(teachers),
-      "objectives": {o.name: o.weight for o in objectives},
+      "objectives": {o.name: o.weight for o in objectives if o.main_stage},
+      "init_stages": {o.name: o.init_epochs for o in objectives if o.init_epochs},
       "test_accuracy": eval_result["accuracy"], "eval": eval_result,
       "steps": step, "epochs": config.num_epochs, "train_time_s": round(time_before + time.time() - t_start, 1),
   }

@@ -1,6 +1,9 @@
 """Optimiser and learning-rate schedule from ``config.optimizer`` (optax)."""
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import optax
 
 
@@ -32,11 +35,22 @@ def make_schedule(opt_cfg, steps_per_epoch: int, num_epochs: int,
   return main
 
 
-def make_optimizer(opt_cfg, schedule: optax.Schedule) -> optax.GradientTransformation:
+def make_optimizer(opt_cfg, schedule: optax.Schedule | float,
+                   trainable: Any = None) -> optax.GradientTransformation:
   """sgd: PyTorch ``SGD(momentum, weight_decay)`` (decay added to the gradient, on every
-  parameter); adamw: decoupled decay."""
+  parameter); adamw: decoupled decay.
+
+  trainable: None (every parameter), or a pytree of bools with the parameters' structure
+  (or a function of the parameters giving it): parameters marked False are not optimised
+  (no update, no decay, no optimiser state beyond an empty one)."""
   if opt_cfg.name == "sgd":
-    return optax.chain(
+    tx = optax.chain(
         optax.add_decayed_weights(opt_cfg.weight_decay),
         optax.sgd(schedule, momentum=opt_cfg.momentum or None, nesterov=opt_cfg.nesterov))
-  return optax.adamw(schedule, weight_decay=opt_cfg.weight_decay)
+  else:
+    tx = optax.adamw(schedule, weight_decay=opt_cfg.weight_decay)
+  if trainable is None:
+    return tx
+  labels = (lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
+                                        trainable(params) if callable(trainable) else trainable))
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)

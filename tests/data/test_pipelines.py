@@ -132,3 +132,13 @@ def test_unprepared_dataset_that_cannot_download(tmp_path, monkeypatch):
   with pytest.raises(KdJaxError, match=r"'cifar10' is not prepared in .* could not be downloaded"
                      r".*tfds build cifar10"):
     pipelines.create_dataset(_cfg(name="cifar10", data_dir=str(tmp_path)), 8)
+
+
+def test_labeled_fraction_marks_the_same_random_subset_in_every_epoch_and_seed():
+  ds = pipelines.create_dataset(_cfg(labeled_fraction=0.1), 64)
+  table = ds.labeled_examples()
+  assert table.shape == (1437,) and table.sum() == 144  # round(0.1 * 1437)
+  for epoch, seed in ((0, 0), (3, 1)):
+    batch = next(iter(ds.train_batches(epoch, 0, seed)))
+    np.testing.assert_array_equal(batch["label_mask"], table[batch["index"]].astype(np.float32))
+  assert "label_mask" not in next(iter(ds.eval_batches()))

@@ -50,9 +50,11 @@ def batch(seed):
           "index": rng.choice(N, 16, replace=False).astype(np.int32)}
 
 
-WITH_HEADS = {"ce": dict(weight=1.0), "fitnet": dict(weight=100.0), "ab": dict(weight=1.0),
+# AB and FSP as main-stage losses (by default they act through their initialisation stage).
+MAIN = dict(init_epochs=0, main_stage=True)
+WITH_HEADS = {"ce": dict(weight=1.0), "fitnet": dict(weight=100.0), "ab": dict(weight=1.0, **MAIN),
               "vid": dict(weight=1.0), "cc": dict(weight=0.02),
-              "crd": dict(weight=0.8, nce_k=32), "fsp": dict(weight=50.0),
+              "crd": dict(weight=0.8, nce_k=32), "fsp": dict(weight=50.0, **MAIN),
               "mean_matching": dict(weight=1.0), "stat_matching": dict(weight=1.0)}
 
 
@@ -119,11 +121,11 @@ def test_fsp_with_unequal_channels_fails_at_start_up_in_one_line():
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.fsp: loss 'fsp' cannot compare .*"
                      r"FSP needs equal channel counts in student and teacher, got \[16, 16, 32, 64\] "
                      r"and \[32, 64, 128, 256\]$"):
-    setup({"fsp": {}}, teacher_name="resnet8x4")
+    setup({"ce": {}, "fsp": {}}, teacher_name="resnet8x4")
 
 
 def test_ab_connectors_bridge_wider_teacher_maps():
-  state, _ = setup({"ab": {}}, teacher_name="resnet8x4")
+  state, _ = setup({"ce": {}, "ab": {}}, teacher_name="resnet8x4")
   kernels = [v["ConvReg_0"]["TorchConv_0"]["Conv_0"]["kernel"].shape
              for _, v in sorted(state.params["aux"]["ab"].items())]
   assert kernels == [(1, 1, 16, 64), (1, 1, 32, 128), (1, 1, 64, 256)]

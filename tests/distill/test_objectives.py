@@ -41,9 +41,25 @@ def test_parse_fills_reference_defaults():
 
 
 def test_losses_without_step_support_yet_are_refused_clearly():
-  with pytest.raises(KdJaxError, match=r"^config\.objectives\.factor: loss 'ft' exists as "
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.style: loss 'adain' exists as "
                      r"kd_jax.losses but is not yet available as a config objective"):
-    objectives.parse({"factor": {"loss": "ft"}}, ["t"], True)
+    objectives.parse({"style": {"loss": "adain"}}, ["t"], True)
+
+
+def test_cross_entropy_reads_only_the_labelled_examples():
+  """With data.labeled_fraction < 1 batches carry label_mask; CE averages over mask == 1."""
+  ce = objectives.parse({"ce": {}}, [], True, all_labeled=False)[0]
+  logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [5.0, -5.0]])
+  batch = {"label": jnp.array([0, 0, 1]), "label_mask": jnp.array([1.0, 1.0, 0.0])}
+  loss, _ = ce(Outputs(logits, {}), {}, batch)
+  want = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(2.0))) / 2
+  assert float(loss) == pytest.approx(want, rel=1e-6)
+
+
+def test_losses_needing_every_label_are_refused_with_a_labelled_fraction():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.dkd: loss 'dkd' needs the label of "
+                     r"every training example, but config\.data\.labeled_fraction < 1$"):
+    objectives.parse({"ce": {}, "dkd": {}}, ["t"], True, all_labeled=False)
 
 
 def test_logit_losses_take_no_feature_fields():

@@ -1,0 +1,142 @@
+"""Initialisation stages (FT, AB, FSP): what each stage trains, and what the main stage then does."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from kd_jax import models
+from kd_jax.distill import objectives
+from kd_jax.distill.state import TrainState
+from kd_jax.distill.step import make_stage_step, make_train_step
+from kd_jax.errors import KdJaxError
+from kd_jax.training import optim, stages
+
+SGD = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
+                                     nesterov=False, weight_decay=5e-4, schedule="constant",
+                                     decay_epochs=(), decay_factor=0.1, warmup_epochs=0.0))
+
+
+def _setup(objectives_cfg, teacher="resnet14"):
+  """resnet8 student; the teacher's stages are 16/32/64 (resnet14) or 64/128/256 (resnet8x4)
+  channels wide; 8x8x1 inputs."""
+  student, t_model = models.create("resnet8", 10), models.create(teacher, 10)
+  x = jnp.asarray(np.random.RandomState(0).randn(16, 8, 8, 1), jnp.float32)
+  sv, tv = student.init(jax.random.PRNGKey(0), x[:2]), t_model.init(jax.random.PRNGKey(1), x[:2])
+  objs = objectives.parse(objectives_cfg, ["t"], True)
+  s_out = objectives.Outputs(*student.apply(sv, x[:2], train=False))
+  t_out = {"t": objectives.Outputs(*t_model.apply(tv, x[:2], train=False))}
+  aux_params, aux_state = objectives.init_aux(objs, s_out, t_out, jax.random.PRNGKey(2), 16)
+  params = {"student": sv["params"], "aux": aux_params}
+  state = TrainState(step=jnp.array(0), params=params, batch_stats=sv["batch_stats"],
+                     opt_state=None, bad_step=jnp.array(-1), teachers={"t": tv},
+                     aux_state=aux_state)
+  batch = {"image": x, "label": jnp.arange(16) % 10, "index": jnp.arange(16)}
+  return student, {"t": t_model}, objs, state, batch
+
+
+def _stage_step(objectives_cfg, name, teacher="resnet14"):
+  student, teachers, objs, state, batch = _setup(objectives_cfg, teacher)
+  obj = next(o for o in objs if o.name == name)
+  tx = optim.make_optimizer(SGD, 0.05, trainable=lambda p: stages.stage_trainable(obj, p))
+  state = state.replace(opt_state=tx.init(state.params))
+  new, metrics = jax.jit(make_stage_step(student, teachers, obj, tx))(
+      state, batch, jax.random.PRNGKey(0))
+  return state, new, metrics.compute()["loss"]
+
+
+def _changed(before, after):
+  """{top-level name: whether any leaf below it changed}."""
+  return {k: any(not np.array_equal(a, b) for a, b in
+                 zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k]))) for k in before}
+
+
+def test_ft_stage_trains_only_the_paraphraser():
+  old, new, loss = _stage_step({"ce": {}, "ft": {"weight": 200.0}}, "ft")
+  assert np.isfinite(loss) and loss > 0
+  assert _changed(old.params["aux"]["ft"], new.params["aux"]["ft"]) == {
+      "paraphraser": True, "translator": False}
+  assert not any(_changed(old.params["student"], new.params["student"]).values())
+  assert not any(_changed(old.batch_stats, new.batch_stats).values())
+
+
+def test_ab_stage_trains_connectors_and_student_features_but_not_the_classifier():
+  old, new, loss = _stage_step({"ce": {}, "ab": {}}, "ab", teacher="resnet8x4")
+  assert np.isfinite(loss) and loss > 0
+  student = _changed(old.params["student"], new.params["student"])
+  assert student.pop("fc") is False and all(student.values()), student
+  assert all(_changed(old.params["aux"]["ab"], new.params["aux"]["ab"]).values())
+  # The reference's student is in eval mode in the stage: its BN statistics do not move.
+  assert not any(_changed(old.batch_stats, new.batch_stats).values())
+  # The connectors' own BN is in training mode.
+  assert any(_changed(old.aux_state["ab"], new.aux_state["ab"]).values())
+
+
+def test_fsp_stage_trains_student_features_but_not_the_classifier():
+  old, new, loss = _stage_step({"ce": {}, "fsp": {}}, "fsp")
+  assert np.isfinite(loss) and loss > 0
+  student = _changed(old.params["student"], new.params["student"])
+  assert student.pop("fc") is False and all(student.values()), student
+
+
+def _main_step(objectives_cfg, teacher="resnet14"):
+  student, teachers, objs, state, batch = _setup(objectives_cfg, teacher)
+  tx = optim.make_optimizer(SGD, 0.05,
+                            trainable=lambda p: stages.main_stage_trainable(objs, p))
+  state = state.replace(opt_state=tx.init(state.params))
+  new, metrics = jax.jit(make_train_step(student, teachers, objs, tx, True))(
+      state, batch, jax.random.PRNGKey(0))
+  return state, new, metrics.compute()
+
+
+def test_main_stage_trains_the_translator_and_keeps_the_paraphraser_frozen():
+  old, new, m = _main_step({"ce": {}, "ft": {"weight": 200.0}})
+  assert np.isfinite(m["loss_ft"]) and m["loss_ft"] > 0
+  assert _changed(old.params["aux"]["ft"], new.params["aux"]["ft"]) == {
+      "paraphraser": False, "translator": True}
+
+
+def test_ab_and_fsp_act_only_through_their_stage_by_default():
+  objs = objectives.parse({"ce": {}, "ab": {}, "fsp": {}, "ft": {}}, ["t"], True)
+  by_name = {o.name: o for o in objs}
+  assert [(n, by_name[n].init_epochs, by_name[n].main_stage) for n in ("ab", "fsp", "ft")] == [
+      ("ab", 30, False), ("fsp", 30, False), ("ft", 30, True)]
+  old, new, m = _main_step({"ce": {}, "ab": {}}, teacher="resnet8x4")
+  assert "loss_ab" not in m and set(m) == {"loss", "loss_ce", "accuracy"}
+  assert not any(_changed(old.params["aux"]["ab"], new.params["aux"]["ab"]).values())
+
+
+def test_ab_can_also_be_a_main_stage_loss_without_a_stage():
+  objs = objectives.parse({"ce": {}, "ab": {"init_epochs": 0, "main_stage": True}}, ["t"], True)
+  assert objs[0].init_epochs == 0 and objs[0].main_stage
+  _, _, m = _main_step({"ce": {}, "ab": {"init_epochs": 0, "main_stage": True}},
+                       teacher="resnet8x4")
+  assert np.isfinite(m["loss_ab"])
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"init_epochs": -1}, r"config\.objectives\.ab\.init_epochs must be an integer >= 0, got -1"),
+    ({"init_lr": 0}, r"config\.objectives\.ab\.init_lr must be a number > 0, got 0"),
+    ({"main_stage": False, "init_epochs": 0},
+     r"config\.objectives\.ab: main_stage=False and init_epochs=0 leave the loss nothing to do"),
+])
+def test_bad_stage_fields_are_one_line_errors(entry, message):
+  with pytest.raises(KdJaxError, match="^" + message + "$"):
+    objectives.parse({"ce": {}, "ab": entry}, ["t"], True)
+
+
+def test_stage_fields_belong_to_methods_with_a_stage():
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.at: unknown field\(s\) init_epochs "
+                     r"for loss 'at'; valid: weight, loss, teacher, student_feature"):
+    objectives.parse({"ce": {}, "at": {"init_epochs": 3}}, ["t"], True)
+
+
+def test_ft_stage_learning_rate_follows_the_reference_and_batch_scaling():
+  objs = objectives.parse({"ce": {}, "ft": {}}, ["t"], True)
+  ft = objs[1]
+  config = ml_collections.ConfigDict(dict(model="resnet8x4", batch_size=128, optimizer=dict(
+      lr=0.05, lr_reference_batch=64)))
+  from kd_jax.losses.stages import INIT_STAGES
+  assert stages.stage_learning_rate(ft, INIT_STAGES["ft"], config) == pytest.approx(0.02)
+  config.model = "vgg8"
+  assert stages.stage_learning_rate(ft, INIT_STAGES["ft"], config) == pytest.approx(0.1)

@@ -1,0 +1,104 @@
+"""configs/cifar100: RepDistiller's recipes, each method of its table on resnet32x4 -> resnet8x4."""
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import pytest
+import tensorflow_datasets as tfds
+
+from kd_jax import config as config_lib
+from kd_jax import models, recipes
+from kd_jax.distill import objectives as objectives_lib
+from kd_jax.training import checkpoint as ckpt_lib
+from kd_jax.training import loop
+from tests.recipes.helpers import load_config
+
+# The issue's table: -r/-a/-b of each method (CE, KD, method loss).
+REFERENCE_WEIGHTS = {
+    "kd": {"ce": 0.1, "kd": 0.9}, "fitnet": {"ce": 1, "fitnet": 100}, "at": {"ce": 1, "at": 1000},
+    "sp": {"ce": 1, "sp": 3000}, "cc": {"ce": 1, "cc": 0.02}, "vid": {"ce": 1, "vid": 1},
+    "rkd": {"ce": 1, "rkd": 1}, "pkt": {"ce": 1, "pkt": 30000}, "ab": {"ce": 1, "ab": 1},
+    "ft": {"ce": 1, "ft": 200}, "fsp": {"ce": 1, "fsp": 50}, "nst": {"ce": 1, "nst": 50},
+    "crd": {"ce": 1, "crd": 0.8}, "crd_kd": {"ce": 1, "kd": 1, "crd": 0.8},
+}
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS))
+def test_method_config_has_the_reference_recipe(method):
+  c = load_config(f"configs/cifar100/{method}.py")
+  assert {k: v["weight"] for k, v in c.objectives.items()} == REFERENCE_WEIGHTS[method]
+  assert (c.model, c.teachers.teacher.model) == ("resnet8x4", "resnet32x4")
+  assert c.teachers.teacher.checkpoint == "workdirs/cifar100/teacher_resnet32x4"
+  assert (c.num_epochs, c.batch_size, c.optimizer.lr, c.optimizer.momentum) == (240, 64, 0.05, 0.9)
+  assert (c.optimizer.weight_decay, tuple(c.optimizer.decay_epochs)) == (5e-4, (150, 180, 210))
+  assert c.data.name == "cifar100"
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("teacher", recipes.CIFAR100_TEACHERS)
+def test_teacher_configs_train_with_the_reference_recipe(teacher):
+  c = load_config(f"configs/cifar100/teacher_{teacher}.py")
+  assert c.model == teacher and c.num_epochs == 240 and c.optimizer.lr == 0.05
+  assert c.objectives.to_dict() == {"ce": {"weight": 1.0}} and not c.teachers
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("teacher,student", recipes.PAIRS)
+def test_every_pair_of_the_tables_is_one_config_argument_away(teacher, student):
+  c = load_config("configs/cifar100/crd_kd.py", f"{teacher}-{student}")
+  assert (c.teachers.teacher.model, c.model) == (teacher, student)
+  assert c.teachers.teacher.checkpoint == f"workdirs/cifar100/teacher_{teacher}"
+  assert c.optimizer.lr == (0.01 if student in ("MobileNetV2", "ShuffleV1", "ShuffleV2") else 0.05)
+  config_lib.validate(c)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compilation():
+  """Three steps on a big teacher: XLA's optimisations cost more time than they save here."""
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+@pytest.fixture(scope="module")
+def resnet32x4_teacher(tmp_path_factory):
+  """A resnet32x4 with 100 classes (random weights) saved as a kd_jax teacher checkpoint."""
+  module = models.create("resnet32x4", 100)
+  variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  path = str(tmp_path_factory.mktemp("teacher_resnet32x4"))
+  ckpt_lib.save_model_variables(path, dict(variables), {"model": "resnet32x4", "num_classes": 100})
+  return path
+
+
+def _last_report(out: str, step: int) -> dict[str, float]:
+  """The ``step N: key=value, ...`` console line of the last report at ``step``."""
+  lines = [l for l in out.splitlines() if re.search(rf"\bstep {step}: train/", l)]
+  assert lines, out[-2000:]
+  return {k: float(v) for k, v in re.findall(r"train/(\w+)=([-+.\w]+)", lines[-1])}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS))
+def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, resnet32x4_teacher,
+                                                                  tmp_path, capsys):
+  c = load_config(f"configs/cifar100/{method}.py")
+  c.teachers.teacher.checkpoint = resnet32x4_teacher
+  c.batch_size, c.num_epochs, c.log_every_steps = 8, 1, 1
+  c.data.num_train_examples, c.data.num_eval_examples = 24, 8  # 3 steps, 1 eval batch.
+  for name, entry in c.objectives.items():
+    if objectives_lib.LOSSES[entry.get("loss", name)].stage:
+      entry["init_epochs"] = 1  # The stage: 3 steps too.
+  config_lib.validate(c)
+  with tfds.testing.mock_data(num_examples=24):
+    results = loop.train_and_evaluate(c, str(tmp_path))
+  out = capsys.readouterr().out
+  report = _last_report(out, 3)
+  main = results["objectives"]
+  assert main and all(math.isfinite(report[f"loss_{name}"]) for name in main), report
+  assert math.isfinite(report["loss"])
+  for name in results["init_stages"]:
+    stage_loss = re.findall(rf"init_{name} epoch 1/1: loss ([-+.\w]+)", out)
+    assert stage_loss and math.isfinite(float(stage_loss[0])), out[-2000:]
+  assert results["steps"] == 3 and 0.0 <= results["test_accuracy"] <= 1.0

@@ -1,0 +1,39 @@
+"""configs/digits: the RepDistiller methods and the scarce-label comparison on the embedded data."""
+import pytest
+
+from kd_jax import config as config_lib
+from kd_jax import recipes
+from tests.recipes.helpers import load_config
+
+
+def _validate_job(c):
+  runs = config_lib.expand_runs(c)
+  names = list(runs)
+  for i, (name, cfg) in enumerate(runs.items()):
+    config_lib.validate(cfg, run_names=names[:i])
+  return runs
+
+
+@pytest.mark.parametrize("method", sorted(recipes.METHODS))
+def test_every_method_is_a_teacher_then_student_job(method):
+  runs = _validate_job(load_config("configs/digits/distill.py", method))
+  assert list(runs) == ["teacher", method]
+  assert runs[method].objectives.to_dict().keys() == recipes.METHODS[method].keys()
+  assert runs[method].teachers.teacher.run == "teacher"
+
+
+def test_a_pair_is_chosen_by_argument():
+  runs = _validate_job(load_config("configs/digits/distill.py", "at,resnet32-resnet14"))
+  assert (runs["teacher"].model, runs["at"].model) == ("resnet32", "resnet14")
+
+
+def test_scarce_labels_job_shares_one_teacher_over_three_seeds():
+  runs = _validate_job(load_config("configs/digits/scarce_labels.py"))
+  assert runs["teacher"].data.labeled_fraction == 1.0
+  students = [n for n in runs if n != "teacher"]
+  assert sorted(students) == sorted(f"{m}_seed{s}" for m in ("scratch", "kd", "crd")
+                                    for s in range(3))
+  for name in students:
+    assert runs[name].data.labeled_fraction == 0.1
+    assert runs[name].seed == int(name[-1])
+  assert not runs["scratch_seed0"].teachers and runs["kd_seed2"].teachers.teacher.run == "teacher"
