@@ -52,6 +52,23 @@ def eval_metrics_class(num_classes: int):
   return clu_metrics.Collection.create(**fields)
 
 
+def _update_if_finite(state: TrainState, tx: optax.GradientTransformation, loss: jax.Array,
+                      grads, **new_fields) -> TrainState:
+  """The state after one optimiser update (and ``new_fields``), or, if the loss or the
+  gradients are not finite (or an earlier step's were), the unchanged state with
+  ``bad_step`` recording the first bad step. Either way ``step`` advances."""
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+  ok = finite & (state.bad_step < 0)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+  updated = {"params": params, "opt_state": opt_state, **new_fields}
+  return state.replace(
+      step=state.step + 1,
+      **{k: keep(v, getattr(state, k)) for k, v in updated.items()},
+      bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
+
+
 def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     objectives: Sequence[Objective], tx: optax.GradientTransformation,
                     has_labels: bool, steps_per_epoch: int = 1) -> Callable:
@@ -89,20 +106,8 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
 
     (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-
-    finite = jnp.isfinite(total) & jnp.isfinite(optax.global_norm(grads))
-    ok = finite & (state.bad_step < 0)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=keep(params, state.params),
-        batch_stats=keep(batch_stats, state.batch_stats),
-        aux_state=keep(aux_state, state.aux_state),
-        opt_state=keep(opt_state, state.opt_state),
-        bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step),
-    )
+    new_state = _update_if_finite(state, tx, total, grads, batch_stats=batch_stats,
+                                  aux_state=aux_state)
     outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
     if has_labels:
       outputs.update(logits=logits, labels=batch["label"], label_mask=batch.get("label_mask"))
@@ -134,16 +139,8 @@ def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objec
                        state.aux_state.get(name), train=True, stage=True)
 
     (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
-    finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
-    ok = finite & (state.bad_step < 0)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-    new_state = state.replace(
-        step=state.step + 1, params=keep(params, state.params),
-        aux_state=keep(aux_state, state.aux_state), opt_state=keep(opt_state, state.opt_state),
-        bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
+    new_state = _update_if_finite(state, tx, loss, grads, aux_state=aux_state)
     return new_state, metrics_cls.single_from_model_output(loss=loss)
 
   return stage_step
