@@ -15,8 +15,73 @@ import ml_collections
 from kd_jax.errors import KdJaxError
 
 # Free-form mappings: their entries are checked by their own parsers.
-_FREE_FORM = ("teachers", "objectives", "runs")
+_FREE_FORM = ("teachers", "objectives", "runs", "eval_tasks")
 _TEACHER_FIELDS = {"model", "checkpoint", "run", "num_classes", "which"}
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """The fields of a data set (``config.data``, ``config.downstream.data``)."""
+  c = ml_collections.ConfigDict()
+  c.name = "sklearn_digits"
+  c.data_dir = ""          # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.image_size = -1        # -1: the data set's preset (digits 8, CIFAR 32, ImageNet 224).
+  c.channels = 0           # 0: as stored; 3 repeats a 1-channel image.
+  c.train_augment = ""     # "": preset; none | cifar | pad_crop | inception.
+  c.eval_preprocess = ""   # "": preset; none | center_crop.
+  c.unlabeled = False      # Proxy data: labels dropped, example index kept.
+  c.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used
+  c.labeled_seed = 0        # (the rest is unlabelled data for the teacher's losses).
+  c.classes = ()           # Class ids to keep (relabelled 0..n-1 in this order); (): all.
+  c.download = True
+  c.cache = True
+  c.num_train_examples = -1  # -1: from the TFDS metadata (set it only where that has
+  c.num_eval_examples = -1   # no split sizes, e.g. under tfds.testing.mock_data).
+  return c
+
+
+def optimizer_config() -> ml_collections.ConfigDict:
+  """The fields of an optimiser (``config.optimizer``, ``config.downstream.optimizer``)."""
+  c = ml_collections.ConfigDict()
+  c.name = "sgd"      # sgd | adam (PyTorch-style: wd added to the gradient) | adamw.
+  c.lr = 0.05
+  c.lr_reference_batch = 64  # lr is for this global batch, scaled linearly; 0: no scaling.
+  c.momentum = 0.9
+  c.nesterov = False
+  c.weight_decay = 5e-4
+  c.schedule = "step"  # step | cosine | constant.
+  c.decay_epochs = (150, 180, 210)  # step: lr *= decay_factor after these epochs.
+  c.decay_factor = 0.1
+  c.warmup_epochs = 0.0
+  c.lr_scale = ml_collections.ConfigDict()  # Parameter path prefix -> lr multiplier, e.g.
+  return c                                  # {"student/fc": 10, "aux/cfl": 5}.
+
+
+def downstream_config() -> ml_collections.ConfigDict:
+  """Transfer evaluation of a trained backbone on another data set (``kd_jax.evaluate``, or
+  after training when ``config.downstream.data.name`` is set)."""
+  c = ml_collections.ConfigDict()
+  c.data = data_config()
+  c.data.name = ""               # "": no downstream evaluation.
+  c.protocols = ("linear_probe", "finetune")
+  c.backbone = ""                # "": the trained run's student; "random": config.model,
+                                 # randomly initialised (the from-scratch baseline); else
+                                 # another run of the job (its name) or a run's workdir:
+                                 # that model is evaluated, nothing is trained.
+  c.which = "latest"
+  # Linear probe on frozen pooled features: logistic regression (L-BFGS), its L2 weight
+  # chosen on a validation split held out of the train split, then refit on all of it.
+  c.validation_fraction = 0.2
+  c.probe_l2 = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+  c.probe_steps = 300
+  # Fine-tuning: the whole backbone and a new classifier, trained with ce.
+  c.num_epochs = 30
+  c.batch_size = 64
+  c.optimizer = optimizer_config()
+  c.optimizer.lr = 0.01
+  c.optimizer.schedule = "cosine"
+  return c
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -26,42 +91,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = "resnet8"           # The student (or the model trained, with no teacher).
   c.num_classes = -1            # -1: the data set's number of classes.
   c.dtype = "float32"
-
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "sklearn_digits"
-  c.data.data_dir = ""          # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
-  c.data.train_split = "train"
-  c.data.eval_split = "test"
-  c.data.image_size = -1        # -1: the data set's preset (digits 8, CIFAR 32, ImageNet 224).
-  c.data.channels = 0           # 0: as stored; 3 repeats a 1-channel image.
-  c.data.train_augment = ""     # "": preset; none | cifar | pad_crop | inception.
-  c.data.eval_preprocess = ""   # "": preset; none | center_crop.
-  c.data.unlabeled = False      # Proxy data: labels dropped, example index kept.
-  c.data.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used
-  c.data.labeled_seed = 0        # (the rest is unlabelled data for the teacher's losses).
-  c.data.download = True
-  c.data.cache = True
-  c.data.num_train_examples = -1  # -1: from the TFDS metadata (set it only where that has
-  c.data.num_eval_examples = -1   # no split sizes, e.g. under tfds.testing.mock_data).
+  c.init_from = ""              # A run's workdir: start from its model's weights (every
+                                # layer but the classifier); "": random initialisation.
+  c.data = data_config()
 
   c.batch_size = 64             # Global, over all devices and processes.
   c.eval_batch_size = -1        # -1: batch_size.
   c.num_epochs = 30
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "sgd"      # sgd (PyTorch-style: wd added to the gradient) | adamw.
-  c.optimizer.lr = 0.05
-  c.optimizer.lr_reference_batch = 64  # lr is for this global batch, scaled linearly; 0: no scaling.
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = False
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.schedule = "step"  # step | cosine | constant.
-  c.optimizer.decay_epochs = (150, 180, 210)  # step: lr *= decay_factor after these epochs.
-  c.optimizer.decay_factor = 0.1
-  c.optimizer.warmup_epochs = 0.0
+  c.optimizer = optimizer_config()
 
   c.teachers = ml_collections.ConfigDict()    # name -> dict(model, checkpoint | run, which).
   c.objectives = ml_collections.ConfigDict({"ce": {"weight": 1.0}})
+  c.student_heads = ()          # Teacher names: a Linear head per teacher on the student's
+                                # pooled feature (representation consolidation).
+  c.eval_head = ""              # "": evaluate the model's classifier; a head's teacher name.
+  c.eval_tasks = ml_collections.ConfigDict()  # name -> class ids: accuracy_<name> over the
+                                # examples of those classes, the logits restricted to them.
+  c.downstream = downstream_config()
 
   c.log_every_steps = 50
   c.checkpoint_every_steps = -1  # -1: at the end of every epoch.
@@ -79,7 +126,7 @@ def _check_keys(cfg: Any, schema: Any, path: str) -> None:
       close = [k for k in schema.keys() if k.lower().startswith(key.lower()[:3])]
       hint = f" (did you mean {close[0]}?)" if close else ""
       raise KdJaxError(f"unknown config field {where}{hint}")
-    if key in _FREE_FORM and path == "config":
+    if (key in _FREE_FORM and path == "config") or key == "lr_scale":
       continue
     if isinstance(schema[key], ml_collections.ConfigDict):
       if not isinstance(cfg[key], (ml_collections.ConfigDict, dict)):
@@ -119,6 +166,7 @@ def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
     for t in runs[name].teachers.values():
       if isinstance(t, (dict, ml_collections.ConfigDict)) and t.get("run"):
         visit(t["run"], chain + (name,))
+    visit(runs[name].downstream.backbone, chain + (name,))  # A run evaluating another's model.
     ordered[name] = runs[name]
 
   for name in runs:
@@ -144,13 +192,7 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
     raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
   if config.dtype not in ("float32", "bfloat16"):
     raise KdJaxError(f"config.dtype must be float32 or bfloat16, got {config.dtype!r}")
-  opt = config.optimizer
-  if opt.name not in ("sgd", "adamw"):
-    raise KdJaxError(f"config.optimizer.name must be sgd or adamw, got {opt.name!r}")
-  if opt.schedule not in ("step", "cosine", "constant"):
-    raise KdJaxError(f"config.optimizer.schedule must be step, cosine or constant, got {opt.schedule!r}")
-  if not isinstance(opt.lr, (int, float)) or opt.lr <= 0:
-    raise KdJaxError(f"config.optimizer.lr must be a number > 0, got {opt.lr!r}")
+  _check_optimizer(config.optimizer, "config.optimizer")
   from kd_jax import models  # Late: models import jax.
   if config.model not in models.names():
     raise KdJaxError(f"config.model: unknown model {config.model!r}; valid names: "
@@ -173,3 +215,59 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
                        f"(runs: {', '.join(run_names) or 'none'})")
     if teacher.get("which", "latest") not in ("latest", "best"):
       raise KdJaxError(f"{where}.which must be latest or best, got {teacher['which']!r}")
+  heads = config.student_heads
+  if isinstance(heads, str) or not all(isinstance(h, str) for h in heads):
+    raise KdJaxError(f"config.student_heads must be a list of teacher names, got {heads!r}")
+  for h in heads:
+    if h not in config.teachers:
+      raise KdJaxError(f"config.student_heads: {h!r} is not a configured teacher "
+                       f"(config.teachers: {', '.join(config.teachers) or 'none'})")
+  if len(set(heads)) != len(heads):
+    raise KdJaxError(f"config.student_heads lists a teacher twice: {list(heads)}")
+  if config.eval_head and config.eval_head not in heads:
+    raise KdJaxError(f"config.eval_head: {config.eval_head!r} is not one of "
+                     f"config.student_heads ({', '.join(heads) or 'none'})")
+  for name, classes in config.eval_tasks.items():
+    if not name.isidentifier():
+      raise KdJaxError(f"config.eval_tasks: {name!r} must be a name (letters, digits, _)")
+    if (not isinstance(classes, (list, tuple)) or not classes
+        or not all(isinstance(c, int) and c >= 0 for c in classes)):
+      raise KdJaxError(f"config.eval_tasks.{name} must be a list of class ids, got {classes!r}")
+  ds = config.downstream
+  if ds.data.name:
+    bad = set(ds.protocols) - {"linear_probe", "finetune"}
+    if bad or not ds.protocols or isinstance(ds.protocols, str):
+      raise KdJaxError(f"config.downstream.protocols must list linear_probe and/or finetune, "
+                       f"got {ds.protocols!r}")
+    if not isinstance(ds.backbone, str):
+      raise KdJaxError(f"config.downstream.backbone must be '', 'random', a run name or a "
+                       f"workdir, got {ds.backbone!r}")
+    if ds.which not in ("latest", "best"):
+      raise KdJaxError(f"config.downstream.which must be latest or best, got {ds.which!r}")
+    if not isinstance(ds.validation_fraction, float) or not 0.0 < ds.validation_fraction < 1.0:
+      raise KdJaxError(f"config.downstream.validation_fraction must be in (0, 1), got "
+                       f"{ds.validation_fraction!r}")
+    l2 = ds.probe_l2
+    if (isinstance(l2, str) or not l2
+        or not all(isinstance(v, (int, float)) and v >= 0 for v in l2)):
+      raise KdJaxError(f"config.downstream.probe_l2 must be a list of numbers >= 0, got {l2!r}")
+    for key in ("probe_steps", "num_epochs", "batch_size"):
+      value = ds[key]
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise KdJaxError(f"config.downstream.{key} must be an integer >= 1, got {value!r}")
+    _check_optimizer(ds.optimizer, "config.downstream.optimizer")
+
+
+def _check_optimizer(opt, where: str) -> None:
+  if opt.name not in ("sgd", "adam", "adamw"):
+    raise KdJaxError(f"{where}.name must be sgd, adam or adamw, got {opt.name!r}")
+  for prefix, scale in opt.lr_scale.items():
+    if not prefix.startswith(("student", "aux")):
+      raise KdJaxError(f"{where}.lr_scale: {prefix!r} must be a parameter path starting with "
+                       f"student or aux (e.g. student/fc, aux/<objective>)")
+    if not isinstance(scale, (int, float)) or scale < 0:
+      raise KdJaxError(f"{where}.lr_scale.{prefix} must be a number >= 0, got {scale!r}")
+  if opt.schedule not in ("step", "cosine", "constant"):
+    raise KdJaxError(f"{where}.schedule must be step, cosine or constant, got {opt.schedule!r}")
+  if not isinstance(opt.lr, (int, float)) or opt.lr <= 0:
+    raise KdJaxError(f"{where}.lr must be a number > 0, got {opt.lr!r}")

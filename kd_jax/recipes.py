@@ -162,3 +162,101 @@ def digits_scarce_labels(fraction: float = 0.1, seeds: int = 3) -> ml_collection
           if name != "scratch" else {})
   c.runs = runs
   return c
+
+
+# -- Several teachers on the embedded digits ---------------------------------------------
+# Three teachers of three architectures: a generalist on every digit and two experts on
+# disjoint halves of the classes (their labels 0-4 are digits 0-4 and 5-9 respectively).
+DIGITS_TEACHERS = {
+    "generalist": dict(model="resnet20"),
+    "expert_low": dict(model="wrn_16_2", data=dict(classes=(0, 1, 2, 3, 4))),
+    "expert_high": dict(model="vgg8", data=dict(classes=(5, 6, 7, 8, 9))),
+}
+
+
+def digits_downstream(config: ml_collections.ConfigDict) -> None:
+  """Sets ``config.downstream`` to the embedded transfer task: the transposed digits
+  (``sklearn_digits_transposed``, a task no digits model has seen); linear probe and 30
+  epochs of fine-tuning (SGD lr 0.02, cosine)."""
+  ds = config.downstream
+  ds.data.name = "sklearn_digits_transposed"
+  ds.protocols = ("linear_probe", "finetune")
+  ds.num_epochs = 30
+  ds.batch_size = 64
+  ds.optimizer.lr = 0.02
+  ds.optimizer.schedule = "cosine"
+
+
+def _digits_teacher_runs(names) -> dict[str, dict]:
+  no_downstream = dict(downstream=dict(data=dict(name="")))
+  return {n: {**DIGITS_TEACHERS[n], **no_downstream} for n in names}
+
+
+def _teachers(names) -> dict[str, dict]:
+  return {n: dict(model=DIGITS_TEACHERS[n]["model"], run=n) for n in names}
+
+
+def digits_consolidation(seeds: int = 3, temperature: float = 1.0) -> ml_collections.ConfigDict:
+  """Representation consolidation on the embedded digits, judged downstream.
+
+  Runs: the teachers (``generalist`` resnet20 on all digits, ``expert_low`` wrn_16_2 on
+  0-4, ``expert_high`` vgg8 on 5-9); then per seed: ``consolidated_seed<k>``, a resnet8
+  with one head per teacher distilled (KD, T=``temperature``, weight 1 per head) on the
+  train images with their labels dropped (the proxy data); ``kd_generalist_seed<k>``, a
+  resnet8 distilled from the generalist alone (single-head KD); and downstream-only runs of
+  each teacher's backbone and of a random resnet8 (``scratch_seed<k>``). Every student and
+  backbone is evaluated on the transposed digits (linear probe and fine-tuning); the job
+  prints mean +- std per group."""
+  c = digits_base()
+  digits_downstream(c)
+  names = list(DIGITS_TEACHERS)
+  runs = _digits_teacher_runs(names)
+  kd = lambda t: dict(loss="kd", teacher=t, temperature=temperature)
+  for seed in range(seeds):
+    proxy = dict(unlabeled=True)
+    runs[f"consolidated_seed{seed}"] = dict(
+        model="resnet8", seed=seed, data=proxy, teachers=_teachers(names),
+        student_heads=tuple(names), eval_head="generalist",
+        objectives={f"kd_{t}": kd(t) for t in names})
+    runs[f"kd_generalist_seed{seed}"] = dict(
+        model="resnet8", seed=seed, data=proxy, teachers=_teachers(["generalist"]),
+        objectives={"kd": kd("generalist")})
+    for t in names:
+      runs[f"{t}_seed{seed}"] = dict(model=DIGITS_TEACHERS[t]["model"], seed=seed,
+                                     downstream=dict(backbone=t))
+    runs[f"scratch_seed{seed}"] = dict(model="resnet8", seed=seed,
+                                       downstream=dict(backbone="random"))
+  c.runs = runs
+  return c
+
+
+def digits_amalgamation(seeds: int = 3, cfl_weight: float = 10.0,
+                        hidden: int = 32) -> ml_collections.ConfigDict:
+  """Knowledge amalgamation (CFL) on the embedded digits: the two experts (wrn_16_2 on
+  digits 0-4, vgg8 on 5-9) into one resnet8 over the union of their classes (10-way, the
+  experts' logits concatenated in that order), on the train images with labels dropped.
+
+  Per seed: ``cfl_seed<k>`` (soft-target CE over the union, weight 1, T=1, plus
+  ``cfl_weight`` * CFL with MMD and reconstruction, as the paper's code) and the KD-only
+  baseline ``kd_seed<k>``. The common space is ``hidden`` = 32 wide (the paper's code: 128
+  for 512-channel ResNet features; KamalEngine: a quarter of the student's channels, here
+  64 / 4 = 16); its learning rate is a tenth of the student's (``optimizer.lr_scale``;
+  the paper's code gives the block its own Adam learning rate; with SGD at the student's
+  0.05 and weight 10 the block diverged within 14 steps). Each is evaluated on the
+  10-way test set and on each expert's
+  task (``task/expert_low``: test digits 0-4, logits 0-4; ``task/expert_high``), beside the
+  experts' own test accuracy on their task."""
+  c = digits_base()
+  names = ["expert_low", "expert_high"]
+  runs = _digits_teacher_runs(names)
+  tasks = {n: tuple(DIGITS_TEACHERS[n]["data"]["classes"]) for n in names}
+  for seed in range(seeds):
+    common = dict(model="resnet8", seed=seed, data=dict(unlabeled=True),
+                  teachers=_teachers(names), eval_tasks=tasks)
+    soft = dict(loss="soft_ce", teacher=names, temperature=1.0)
+    runs[f"cfl_seed{seed}"] = dict(**common, optimizer=dict(lr_scale={"aux/cfl": 0.1}),
+                                   objectives={"soft_ce": soft, "cfl": dict(
+                                       teacher=names, weight=cfl_weight, hidden=hidden)})
+    runs[f"kd_seed{seed}"] = dict(**common, objectives={"soft_ce": soft})
+  c.runs = runs
+  return c

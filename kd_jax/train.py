@@ -13,6 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from kd_jax.cli import load_error, parse_flags  # noqa: E402
+
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "default.py")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,7 +36,7 @@ def main(argv):
     config = _CONFIG.value
     config.keys()  # A config file that failed to load raises here.
   except Exception as err:  # pylint: disable=broad-except
-    sys.exit(_load_error(err))
+    sys.exit(load_error(err))
   try:
     sharding.maybe_initialize_distributed()
     workdir = os.path.abspath(_WORKDIR.value)
@@ -42,27 +44,6 @@ def main(argv):
     job.run(config, workdir)
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")
-
-
-def parse_flags(argv):
-  """absl flag parsing, where config files load and overrides apply: errors in one line."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as err:
-    sys.exit(f"kd_jax: error: {str(err).splitlines()[0]}")
-  except (AttributeError, KeyError) as err:  # ConfigDict: an override names no field.
-    text = " ".join(str(err).replace("\\n", " ").strip("'\"").split()).replace("\\'", "")
-    field = text.split()[0].strip("'\\") if text else "?"
-    hint = text[len(field):].strip(" '")
-    sys.exit(f"kd_jax: error: unknown config field in --config.* override: {field!r}"
-             f"{'; ' + hint if hint else ''}")
-  except Exception as err:  # pylint: disable=broad-except  (a config file that fails to load)
-    sys.exit(_load_error(err))
-
-
-def _load_error(err: Exception) -> str:
-  lines = [l.strip() for l in str(err).splitlines() if l.strip()]
-  return f"kd_jax: error: cannot load the config: {' '.join(lines[-1:])[:300]}"
 
 
 def run_main():

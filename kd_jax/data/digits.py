@@ -63,3 +63,16 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
           "label": int(digits.target[i]),
           "index": position,
       }
+
+
+class SklearnDigitsTransposed(SklearnDigits):
+  """The same digits and splits, each image transposed (mirrored about its diagonal): a
+  downstream task no model trained on the upright digits has seen (10 classes), for
+  transfer evaluation on the embedded data."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "sklearn_digits with every image transposed."}
+
+  def _generate_examples(self, indices: np.ndarray):
+    for key, ex in super()._generate_examples(indices):
+      yield key, {**ex, "image": np.ascontiguousarray(ex["image"].transpose(1, 0, 2))}

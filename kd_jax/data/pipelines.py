@@ -12,9 +12,12 @@ downloaded there if it can be), and hands out
 Every batch is a dict of numpy arrays: ``image`` float32 [b, H, W, C] normalised,
 ``index`` int32 [b] (the example's position in its split; for data sets without an
 index feature it is derived from the TFDS record id), ``label`` int32 [b] unless
-the data is unlabelled (``data.unlabeled``), ``mask`` float32 [b] for eval, and
+the train split is unlabelled (``data.unlabeled``: proxy data), ``mask`` float32 [b] for eval, and
 ``label_mask`` float32 [b] for training when only a fraction of the train split keeps its
 labels (``data.labeled_fraction`` < 1: 1 for the examples whose label may be used).
+``data.classes`` keeps only the examples of those classes (both splits), relabelled
+0..len-1 in the order given (e.g. an expert trained on digits 5-9 sees labels 0-4); their
+``index`` stays their position in the unfiltered split.
 ``b`` is the global batch divided by the number of processes: each process reads
 its own shard of the split (``tfds.split_for_jax_process``).
 """
@@ -43,6 +46,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PRESETS: dict[str, dict[str, Any]] = {
     "sklearn_digits": dict(train_augment="none", eval_preprocess="none",
                            mean=(0.3053,), std=(0.3759,), image_size=8),
+    "sklearn_digits_transposed": dict(train_augment="none", eval_preprocess="none",
+                                      mean=(0.3053,), std=(0.3759,), image_size=8),
     "cifar10": dict(train_augment="cifar", eval_preprocess="none",
                     mean=CIFAR_MEAN["cifar10"], std=CIFAR_STD["cifar10"], image_size=32),
     "cifar100": dict(train_augment="cifar", eval_preprocess="none",
@@ -74,7 +79,7 @@ def _prepare(builder: tfds.core.DatasetBuilder, download: bool) -> None:
   if builder.is_prepared():
     return
   name, data_dir = builder.name, os.path.dirname(os.path.dirname(builder.data_dir))
-  if not download and builder.name != "sklearn_digits":
+  if not download and not builder.name.startswith("sklearn_digits"):
     raise KdJaxError(
         f"data set {name!r} is not prepared in {data_dir} and config.data.download is False: "
         f"run `tfds build {name} --data_dir={data_dir}` (on a machine with network), "
@@ -124,6 +129,7 @@ class Dataset:
   cache: bool
   labeled_fraction: float
   labeled_seed: int
+  classes: tuple[int, ...] | None
   builder: tfds.core.DatasetBuilder
   num_classes: int | None
   num_train_examples: int
@@ -183,7 +189,14 @@ class Dataset:
     shard_lengths = (list(splits[base].shard_lengths) if base in splits else []) or [0]
     offsets = tf.constant(np.concatenate([[0], np.cumsum(shard_lengths)[:-1]]), tf.int64)
     has_index = "index" in self.builder.info.features
-    keep_label = self.has_labels
+    # Proxy data (``unlabeled``) drops the train labels; evaluation still reads its labels.
+    keep_label = self.has_labels or (not train and "label" in self.builder.info.features)
+    if self.classes:
+      table = np.full(self.builder.info.features["label"].num_classes, -1, np.int64)
+      table[list(self.classes)] = np.arange(len(self.classes))
+      relabel = tf.constant(table)
+      ds = ds.filter(lambda ex: tf.gather(relabel, ex["label"]) >= 0)
+      ds = ds.map(lambda ex: {**ex, "label": tf.gather(relabel, ex["label"])})
     label_mask = None
     if train and keep_label and self.labeled_fraction < 1.0:
       label_mask = tf.constant(self.labeled_examples().astype(np.float32))
@@ -280,6 +293,14 @@ class Dataset:
       steps += 1
 
 
+def _count_examples(builder: tfds.core.DatasetBuilder, split: str,
+                    classes: tuple[int, ...]) -> int:
+  """How many examples of ``split`` have a label in ``classes`` (images not decoded)."""
+  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  labels = np.fromiter(tfds.as_numpy(ds.map(lambda ex: ex["label"])), np.int64)
+  return int(np.isin(labels, classes).sum())
+
+
 def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None = None) -> Dataset:
   """Resolves ``config.data`` into a prepared ``Dataset`` (one-line ``KdJaxError`` on problems)."""
   name = data_cfg.name
@@ -296,13 +317,21 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
   if "image" not in features:
     raise KdJaxError(f"config.data.name: data set {name!r} has no 'image' feature "
                      f"(features: {', '.join(features.keys())}).")
+  classes = tuple(int(c) for c in data_cfg.get("classes", ()) or ())
+  if classes:
+    total = features["label"].num_classes if "label" in features else 0
+    bad = [c for c in classes if not 0 <= c < total]
+    if bad or len(set(classes)) != len(classes):
+      raise KdJaxError(f"config.data.classes must be distinct class ids of {name!r} "
+                       f"(0..{total - 1}), got {list(classes)}")
   sizes = {}
   for field, split in (("train", data_cfg.train_split), ("eval", data_cfg.eval_split)):
     given = data_cfg.get(f"num_{field}_examples", -1)
     if given and given > 0:
       sizes[field] = int(given)
     elif split.split("[")[0] in info.splits:
-      sizes[field] = info.splits[split].num_examples
+      sizes[field] = (_count_examples(builder, split, classes) if classes
+                      else info.splits[split].num_examples)
     else:
       raise KdJaxError(f"config.data.{field}_split: data set {name!r} has no split {split!r} "
                        f"(splits: {', '.join(info.splits.keys()) or 'unknown'}).")
@@ -317,6 +346,8 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
   if not image_size:
     raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
   num_classes = features["label"].num_classes if "label" in features else None
+  if classes:
+    num_classes = len(classes)
   return Dataset(
       name=name, train_split=data_cfg.train_split, eval_split=data_cfg.eval_split,
       global_batch_size=global_batch_size,
@@ -329,6 +360,6 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
       cache=bool(data_cfg.get("cache", True)),
       labeled_fraction=float(data_cfg.get("labeled_fraction", 1.0)),
       labeled_seed=int(data_cfg.get("labeled_seed", 0)),
-      builder=builder, num_classes=num_classes,
+      classes=classes or None, builder=builder, num_classes=num_classes,
       num_train_examples=sizes["train"], num_eval_examples=sizes["eval"],
   )

@@ -88,6 +88,25 @@ class FTHead(nn.Module):
     return [factor_s], [factor_t]
 
 
+class AMAHead(nn.Module):
+  """Activation map adaptation: the adaptive module (from the teacher's map before its last
+  stage to the student's last-stage shape) and its lift to the teacher's pooled width.
+  t_maps: ``[teacher map before the last stage, teacher pooled]``; s_maps: ``[student's
+  last-stage map]``. Main stage (module frozen, eval mode): ``([s], [hint])``. Stage:
+  ``([lifted hint], [teacher pooled])``, in training mode."""
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool, stage: bool = False):
+    s, (t_before, t_pooled) = s_maps[0], t_maps
+    adapter = losses.AdaptiveModule(s.shape[-1], s.shape[1:3], name="adapter")
+    lift = losses.Lift(t_pooled.shape[-1], name="lift")
+    hint = adapter(t_before, train=stage)
+    lifted = lift(hint, train=stage)  # Unused in the main stage (XLA drops it).
+    if stage:
+      return [lifted], [t_pooled]
+    return [s], [hint]
+
+
 class ConnectorHead(nn.Module):
   """Feature statistics: SRRL's connector from the student's channels to the teacher's."""
 
@@ -95,3 +114,16 @@ class ConnectorHead(nn.Module):
   def __call__(self, s_maps, t_maps, train: bool):
     return ([losses.StatConnector(t_maps[0].shape[-1], name="connector")(s_maps[0], train)],
             list(t_maps[:1]))
+
+
+class CFLHead(nn.Module):
+  """CFL: the common-feature block over the student's map and one map per teacher.
+  Returns ``([h_s], [(h_t, reconstruction, f_t) per teacher])``."""
+
+  hidden: int = 128
+  num_blocks: int = 3
+
+  @nn.compact
+  def __call__(self, s_maps, t_maps, train: bool):
+    h_s, h_t, f_hat = losses.CFLBlock(self.hidden, self.num_blocks, name="cfl")(s_maps[0], t_maps)
+    return [h_s], list(zip(h_t, f_hat, t_maps))

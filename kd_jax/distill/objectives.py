@@ -1,8 +1,9 @@
 """Objectives as data: a config entry -> the loss it computes and what it reads.
 
 ``config.objectives`` maps a name to ``dict(weight=..., loss=<name, default the key>,
-teacher=<teacher name, for losses that read one>, student_feature=..., teacher_feature=...,
-**hyperparameters)``. The step evaluates every objective on the one student forward pass
+teacher=<teacher name, for losses that read one; a list of names for losses that read
+several (kd, soft_ce over the concatenated logits; cfl)>, student_feature=...,
+teacher_feature=..., **hyperparameters)``. The step evaluates every objective on the one student forward pass
 and the one forward pass of each teacher, and minimises ``sum(weight * loss)``.
 
 Features are named as the models name them (``stem``, ``stage1``.., ``preact/stage1``..,
@@ -10,6 +11,11 @@ Features are named as the models name them (``stem``, ``stage1``.., ``preact/sta
 ``feat`` list for any family: ``stages`` (``feat[1:-1]``: every ``stage<k>``),
 ``preact_stages``, ``last_stage`` (``feat[-2]``), ``stem_and_stages`` (``feat[:-1]``).
 A list of names reads several maps. Each loss has RepDistiller's default.
+
+Head routing: a student with a head named after a teacher (``config.student_heads``)
+exposes that head's logits as ``features['logits/<teacher>']``; a logit loss reading that
+one teacher reads that head instead of the student's classifier, so each teacher's loss
+reaches its own head (and the shared backbone) only.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from kd_jax import losses
 from kd_jax.distill import heads
@@ -32,7 +39,12 @@ class Outputs(NamedTuple):
   features: Mapping[str, jax.Array]
 
 
-_TOKENS = ("stages", "preact_stages", "last_stage", "stem_and_stages")
+def head_feature(teacher: str) -> str:
+  """The student's feature holding the logits of its head for ``teacher``."""
+  return f"logits/{teacher}"
+
+
+_TOKENS = ("stages", "preact_stages", "last_stage", "before_last_stage", "stem_and_stages")
 
 
 def _stage_names(features: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -42,20 +54,21 @@ def _stage_names(features: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def select_features(features: Mapping[str, jax.Array], spec: str | Sequence[str],
                     where: str) -> list[jax.Array]:
-  """The maps ``spec`` names (a feature name, a token, or a list of names), in order."""
-  if isinstance(spec, str):
-    if spec == "stages":
-      names = _stage_names(features)
-    elif spec == "preact_stages":
-      names = _stage_names(features, "preact/")
-    elif spec == "last_stage":
-      names = _stage_names(features)[-1:]
-    elif spec == "stem_and_stages":
-      names = ["stem"] + _stage_names(features)
-    else:
-      names = [spec]
-  else:
-    names = list(spec)
+  """The maps ``spec`` names (a feature name, a token, or a list of them), in order."""
+  def expand(name):
+    if name == "stages":
+      return _stage_names(features)
+    if name == "preact_stages":
+      return _stage_names(features, "preact/")
+    if name == "last_stage":
+      return _stage_names(features)[-1:]
+    if name == "before_last_stage":
+      return _stage_names(features)[-2:-1]
+    if name == "stem_and_stages":
+      return ["stem"] + _stage_names(features)
+    return [name]
+
+  names = [n for part in ([spec] if isinstance(spec, str) else spec) for n in expand(part)]
   missing = [n for n in names if n not in features]
   if missing or not names:
     raise KdJaxError(f"{where}: the model has no feature {', '.join(missing) or spec!r}; it has "
@@ -65,7 +78,9 @@ def select_features(features: Mapping[str, jax.Array], spec: str | Sequence[str]
 
 class Context(NamedTuple):
   """What a loss reads in the step. s_maps/t_maps: the selected maps (after the objective's
-  head, if it has one); state: the objective's non-trainable state (e.g. CRD's memory)."""
+  head, if it has one); state: the objective's non-trainable state (e.g. CRD's memory);
+  teacher_params: ``{teacher: variables}`` of the frozen teachers (a loss that runs part of
+  its teacher, e.g. its classifier)."""
   s_maps: list | None
   t_maps: list | None
   student: Outputs
@@ -74,6 +89,7 @@ class Context(NamedTuple):
   epoch: jax.Array | None
   rng: jax.Array | None
   state: Mapping[str, Any] | None
+  teacher_params: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +100,14 @@ class LossSpec:
   partial_labels: it can use batches where only some examples are labelled (``label_mask``).
   hparams_of: a function whose keyword arguments (with defaults) are the hyperparameters.
   reads: the default feature selection (None: logits only).
+  teacher_reads: the teacher side's default, where it differs from ``reads``.
   head: builds the objective's learnable module from its hyperparameters (None: none).
   init_state: ``(objective, rng, num_data) -> {name: array pytree}``, non-trainable state.
   stage: the key of its initialisation stage in ``kd_jax.losses.stages.INIT_STAGES``.
   stage_fn: the loss minimised in that stage (default ``fn``), with the head in stage mode.
   frozen: the head's sub-modules that are trained only in the stage, then not optimised.
+  multi_teacher: ``teacher`` may be a list of teachers (logits concatenated in that order;
+  maps: the selected maps of each teacher in turn).
   """
   fn: Callable[..., Any]
   hparams_of: Callable[..., Any]
@@ -97,11 +116,13 @@ class LossSpec:
   needs_teacher: bool = False
   needs_index: bool = False
   reads: str | None = None
+  teacher_reads: str | tuple[str, ...] | None = None
   head: Callable[[Any], nn.Module] | None = None
   init_state: Callable[..., Mapping[str, Any]] | None = None
   stage: str | None = None
   stage_fn: Callable[..., Any] | None = None
   frozen: tuple[str, ...] = ()
+  multi_teacher: bool = False
 
 
 def _ce(obj, ctx):
@@ -112,6 +133,26 @@ def _ce(obj, ctx):
 
 def _kd(obj, ctx):
   return losses.kd(ctx.student.logits, ctx.teacher.logits, **obj.hparams)
+
+
+def _soft_ce(obj, ctx):
+  return losses.soft_cross_entropy(ctx.student.logits, ctx.teacher.logits, **obj.hparams)
+
+
+def _logit_l2(obj, ctx):
+  return losses.logit_l2(ctx.student.logits, ctx.teacher.logits)
+
+
+def _cfl(obj, ctx):
+  (h_s,), per_teacher = ctx.s_maps, ctx.t_maps
+  return losses.cfl(h_s, [h for h, _, _ in per_teacher], [r for _, r, _ in per_teacher],
+                    [f for _, _, f in per_teacher], recon_weight=obj.hp("recon_weight"),
+                    sigmas=tuple(obj.hp("sigmas")))
+
+
+def _cfl_hparams(hidden: int = 128, num_blocks: int = 3, recon_weight: float = 1.0,
+                 sigmas: tuple = losses.amalgamation.MMD_SIGMAS):
+  """CFL: common-space width, extractor blocks, reconstruction weight, MMD kernel widths."""
 
 
 def _dkd(obj, ctx):
@@ -163,6 +204,29 @@ def _ft_stage(obj, ctx):
   return losses.paraphraser_reconstruction(ctx.s_maps[0], ctx.t_maps[0])
 
 
+def _ama(obj, ctx):
+  return losses.fitnet(ctx.s_maps[0], ctx.t_maps[0])
+
+
+def teacher_classifier(variables: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+  """``(kernel [D, C], bias [C])`` of a zoo model's final Linear layer."""
+  from kd_jax import models
+  params = variables["params"]
+  name = next(k for k in params if models.is_classifier(k))
+  dense = params[name]["Dense_0"]
+  return dense["kernel"], dense["bias"]
+
+
+def _ama_stage(obj, ctx):
+  kernel, bias = teacher_classifier(ctx.teacher_params[obj.teacher])
+  return losses.adapted_teacher_loss(ctx.s_maps[0], ctx.t_maps[0], ctx.batch["label"], kernel,
+                                     bias, obj.hp("stage_l2"), mask=ctx.batch.get("label_mask"))
+
+
+def _ama_hparams(stage_l2: float = 0.0):
+  """AMA: the weight of the stage's L2 pull of the adapted teacher to its pooled feature."""
+
+
 def _ft_hparams(p1: float = 2.0, p2: float = 1.0, rate: float = 0.5):
   """FT: the factor's exponent and distance, the paraphraser's channel rate."""
 
@@ -190,7 +254,13 @@ def _crd_state(obj, rng, num_data):
 
 LOSSES: dict[str, LossSpec] = {
     "ce": LossSpec(_ce, losses.cross_entropy, needs_labels=True, partial_labels=True),
-    "kd": LossSpec(_kd, losses.kd, needs_teacher=True),
+    "kd": LossSpec(_kd, losses.kd, needs_teacher=True, multi_teacher=True),
+    "soft_ce": LossSpec(_soft_ce, losses.soft_cross_entropy, needs_teacher=True,
+                        multi_teacher=True),
+    "logit_l2": LossSpec(_logit_l2, _no_hparams, needs_teacher=True),
+    "cfl": LossSpec(_cfl, _cfl_hparams, needs_teacher=True, multi_teacher=True,
+                    reads="last_stage",
+                    head=lambda o: heads.CFLHead(o.hp("hidden"), o.hp("num_blocks"))),
     "dkd": LossSpec(_dkd, losses.dkd, needs_labels=True, needs_teacher=True),
     "at": LossSpec(_on_maps(losses.attention_transfer), losses.attention_transfer,
                    needs_teacher=True, reads="stages"),
@@ -217,6 +287,10 @@ LOSSES: dict[str, LossSpec] = {
     "crd": LossSpec(_crd, _crd_hparams, needs_teacher=True, needs_index=True, reads="pooled",
                     head=lambda o: heads.EmbedPairHead(o.hp("feat_dim"), normalize=True),
                     init_state=_crd_state),
+    "ama": LossSpec(_ama, _ama_hparams, needs_labels=True, partial_labels=True,
+                    needs_teacher=True, reads="last_stage",
+                    teacher_reads=("before_last_stage", "pooled"), head=lambda o: heads.AMAHead(), stage="ama", stage_fn=_ama_stage,
+                    frozen=("adapter", "lift")),
     "mean_matching": LossSpec(_on_maps(losses.mean_matching), _no_hparams, needs_teacher=True,
                               reads="last_stage", head=lambda o: heads.ConnectorHead()),
     "stat_matching": LossSpec(_stat, losses.stat_matching, needs_teacher=True,
@@ -236,7 +310,7 @@ class Objective:
   name: str
   loss: str
   weight: float
-  teacher: str | None
+  teacher: str | tuple[str, ...] | None
   hparams: Mapping[str, Any]
   student_feature: str | tuple[str, ...] | None = None
   teacher_feature: str | tuple[str, ...] | None = None
@@ -258,24 +332,57 @@ class Objective:
   def head(self) -> nn.Module | None:
     return self.spec.head(self) if self.spec.head else None
 
-  def select(self, student: Outputs, teacher: Outputs | None):
-    """The student's and the teacher's maps this objective reads (lists), or (None, None)."""
+  @property
+  def teachers(self) -> tuple[str, ...]:
+    """The teachers it reads, in order."""
+    if self.teacher is None:
+      return ()
+    return (self.teacher,) if isinstance(self.teacher, str) else tuple(self.teacher)
+
+  def teacher_outputs(self, teachers: Mapping[str, Outputs]) -> Outputs | None:
+    """Its teacher's outputs; for several teachers their logits concatenated in order and
+    their features as ``<teacher>/<feature>``."""
+    if self.teacher is None:
+      return None
+    if isinstance(self.teacher, str):
+      return teachers[self.teacher]
+    outs = [teachers[n] for n in self.teacher]
+    return Outputs(jnp.concatenate([o.logits for o in outs], axis=-1),
+                   {f"{n}/{k}": v for n, o in zip(self.teacher, outs)
+                    for k, v in o.features.items()})
+
+  def route(self, student: Outputs) -> Outputs:
+    """The student's outputs as this objective sees them: a logit loss of one teacher for
+    which the student has a head reads that head's logits."""
+    if self.spec.reads is None and isinstance(self.teacher, str):
+      head = student.features.get(head_feature(self.teacher))
+      if head is not None:
+        return Outputs(head, student.features)
+    return student
+
+  def select(self, student: Outputs, teachers: Mapping[str, Outputs]):
+    """The student's and the teachers' maps this objective reads (lists; with several
+    teachers, each teacher's maps in turn), or (None, None)."""
     if self.spec.reads is None:
       return None, None
     where = f"config.objectives.{self.name}"
+    t_maps = [m for n in self.teachers
+              for m in select_features(teachers[n].features, self.teacher_feature,
+                                       f"{where}.teacher_feature")]
     return (select_features(student.features, self.student_feature, f"{where}.student_feature"),
-            select_features(teacher.features, self.teacher_feature, f"{where}.teacher_feature"))
+            t_maps)
 
   def __call__(self, student: Outputs, teachers: Mapping[str, Outputs], batch,
                epoch: jax.Array | None = None, rng: jax.Array | None = None,
                aux_params: Any = None, aux_state: Mapping[str, Any] | None = None,
-               train: bool = True, stage: bool = False
+               train: bool = True, stage: bool = False, teacher_params: Any = None
                ) -> tuple[jax.Array, Mapping[str, Any] | None]:
     """``(loss, new aux_state)`` on this batch. epoch: the current epoch counted from 1
     (DKD's warm-up); aux_params/aux_state: this objective's (``init_aux``); stage: the
     loss of its initialisation stage instead of the main one."""
-    teacher = teachers[self.teacher] if self.teacher is not None else None
-    s_maps, t_maps = self.select(student, teacher)
+    teacher = self.teacher_outputs(teachers)
+    student = self.route(student)
+    s_maps, t_maps = self.select(student, teachers)
     new_state = dict(aux_state) if aux_state is not None else None
     head = self.head
     if head is not None:
@@ -288,8 +395,8 @@ class Objective:
       if "batch_stats" in updates:
         new_state["batch_stats"] = updates["batch_stats"]
     fn = (self.spec.stage_fn or self.spec.fn) if stage else self.spec.fn
-    out = fn(self, Context(s_maps, t_maps, student, teacher, batch, epoch, rng,
-                                     aux_state))
+    out = fn(self, Context(s_maps, t_maps, student, teacher, batch, epoch, rng, aux_state,
+                           teacher_params))
     if isinstance(out, tuple):
       out, extra = out
       new_state.update(extra)
@@ -303,8 +410,7 @@ def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mappin
   an objective cannot use the shapes it reads (e.g. a connector that cannot bridge them)."""
   params, state = {}, {}
   for i, obj in enumerate(objectives):
-    teacher = teachers.get(obj.teacher) if obj.teacher is not None else None
-    s_maps, t_maps = obj.select(student, teacher)
+    s_maps, t_maps = obj.select(student, teachers)
     k_head, k_state = jax.random.split(jax.random.fold_in(rng, i))
     try:
       if obj.head is not None:
@@ -321,18 +427,18 @@ def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mappin
 
 
 def check_shapes(objectives: Sequence[Objective], student: Outputs,
-                 teachers: Mapping[str, Outputs], aux_params, aux_state, batch) -> None:
+                 teachers: Mapping[str, Outputs], aux_params, aux_state, batch,
+                 teacher_params: Any = None) -> None:
   """Traces every objective on example outputs (no computation): a loss that cannot take
   the shapes it reads (e.g. FSP's unequal channel counts) fails here, in one line."""
   for obj in objectives:
-    teacher = teachers.get(obj.teacher) if obj.teacher is not None else None
-    s_maps, t_maps = obj.select(student, teacher)
+    s_maps, t_maps = obj.select(student, teachers)
     stages = ([False] if obj.main_stage else []) + ([True] if obj.init_epochs else [])
     for stage in stages:
       try:
-        jax.eval_shape(lambda p, st: obj(student, teachers, batch, 1.0, jax.random.PRNGKey(0),
-                                         p, st, True, stage)[0],
-                       aux_params.get(obj.name), aux_state.get(obj.name))
+        jax.eval_shape(lambda p, st, tp: obj(student, teachers, batch, 1.0,
+                                             jax.random.PRNGKey(0), p, st, True, stage, tp)[0],
+                       aux_params.get(obj.name), aux_state.get(obj.name), teacher_params)
       except (ValueError, TypeError) as err:
         raise _shape_error(obj, s_maps, t_maps, err) from None
 
@@ -386,12 +492,19 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
     if not isinstance(weight, (int, float)) or weight < 0:
       raise KdJaxError(f"{where}.weight must be a number >= 0, got {weight!r}")
     teacher = entry.pop("teacher", None)
+    if isinstance(teacher, (list, tuple)):
+      teacher = tuple(teacher)
+      if not spec.multi_teacher:
+        raise KdJaxError(f"{where}.teacher: loss {loss!r} reads one teacher, got {list(teacher)}")
+      if not teacher or len(set(teacher)) != len(teacher):
+        raise KdJaxError(f"{where}.teacher must list distinct teachers, got {list(teacher)}")
     if spec.needs_teacher:
       if teacher is None and len(teacher_names) == 1:
         teacher = next(iter(teacher_names))
-      if teacher not in teacher_names:
-        raise KdJaxError(f"{where}.teacher: {teacher!r} is not a configured teacher "
-                         f"(config.teachers: {', '.join(teacher_names) or 'none'})")
+      for t in (teacher if isinstance(teacher, tuple) else (teacher,)):
+        if t not in teacher_names:
+          raise KdJaxError(f"{where}.teacher: {t!r} is not a configured teacher "
+                           f"(config.teachers: {', '.join(teacher_names) or 'none'})")
     elif teacher is not None:
       raise KdJaxError(f"{where}.teacher: loss {loss!r} reads no teacher")
     if spec.needs_index and has_index is False:
@@ -412,7 +525,9 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
       elif value is not None and not isinstance(value, str):
         raise KdJaxError(f"{where}.{side} must be a feature name, a token or a list of names, "
                          f"got {value!r}")
-      features[side] = value if value is not None else spec.reads
+      default = spec.teacher_reads if side == "teacher_feature" and spec.teacher_reads else \
+          spec.reads
+      features[side] = value if value is not None else default
     stage = _parse_stage(spec, entry, where)
     allowed = set(inspect.signature(spec.hparams_of).parameters) - _NOT_HPARAMS
     unknown = set(entry) - allowed

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
-from kd_jax.distill.objectives import Objective, Outputs
+from kd_jax.distill.objectives import Objective, Outputs, head_feature
 from kd_jax.distill.state import TrainState
 
 
@@ -44,11 +44,28 @@ def _top5(logits, labels, **_):
   return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
 
 
-def eval_metrics_class(num_classes: int):
-  """A clu Collection over masked examples: ``loss`` (CE), ``accuracy`` and ``top5`` (C > 5)."""
+def _task_accuracy(classes: Sequence[int]):
+  """Accuracy on one task inside the label space: over the examples whose label is one of
+  ``classes``, the argmax of the logits restricted to ``classes``."""
+  ids = jnp.asarray(classes, jnp.int32)
+
+  def fn(logits, labels, mask, **_):
+    pred = ids[jnp.argmax(logits[:, ids], axis=-1)]
+    in_task = jnp.any(labels[:, None] == ids[None, :], axis=-1)
+    return {"values": (pred == labels).astype(jnp.float32),
+            "mask": mask * in_task.astype(mask.dtype)}
+
+  return fn
+
+
+def eval_metrics_class(num_classes: int, tasks: Mapping[str, Sequence[int]] | None = None):
+  """A clu Collection over masked examples: ``loss`` (CE), ``accuracy``, ``top5`` (C > 5),
+  and ``accuracy_<task>`` for each of ``tasks`` (see ``_task_accuracy``)."""
   fields = {"loss": clu_metrics.Average.from_output("loss"), "accuracy": clu_metrics.Accuracy}
   if num_classes > 5:
     fields["top5"] = clu_metrics.Average.from_fun(_top5)
+  for name, classes in (tasks or {}).items():
+    fields[f"accuracy_{name}"] = clu_metrics.Average.from_fun(_task_accuracy(classes))
   return clu_metrics.Collection.create(**fields)
 
 
@@ -79,7 +96,7 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
   not evaluated here."""
   objectives = [o for o in objectives if o.main_stage]
   metrics_cls = train_metrics_class(objectives, has_labels)
-  used_teachers = sorted({o.teacher for o in objectives if o.teacher is not None})
+  used_teachers = sorted({t for o in objectives for t in o.teachers})
 
   def train_step(state: TrainState, batch, rng):
     images = batch["image"]
@@ -98,7 +115,8 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
       values, aux_state = {}, dict(state.aux_state)
       for i, o in enumerate(objectives):
         values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
-                                params["aux"].get(o.name), state.aux_state.get(o.name))
+                                params["aux"].get(o.name), state.aux_state.get(o.name),
+                                teacher_params=state.teachers)
         if new is not None:
           aux_state[o.name] = new
       total = sum(o.weight * values[o.name] for o in objectives)
@@ -128,15 +146,16 @@ def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objec
   def stage_step(state: TrainState, batch, rng):
     images = batch["image"]
     rng = jax.random.fold_in(rng, state.step)
-    logits, feats = teachers[objective.teacher].apply(state.teachers[objective.teacher], images,
-                                                      train=False)
-    teacher_out = {objective.teacher: jax.lax.stop_gradient(Outputs(logits, feats))}
+    teacher_out = {n: jax.lax.stop_gradient(Outputs(*teachers[n].apply(state.teachers[n], images,
+                                                                        train=False)))
+                   for n in objective.teachers}
 
     def loss_fn(params):
       out = Outputs(*student.apply({"params": params["student"],
                                     "batch_stats": state.batch_stats}, images, train=False))
       return objective(out, teacher_out, batch, None, rng, params["aux"].get(name),
-                       state.aux_state.get(name), train=True, stage=True)
+                       state.aux_state.get(name), train=True, stage=True,
+                       teacher_params=state.teachers)
 
     (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
@@ -146,14 +165,19 @@ def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objec
   return stage_step
 
 
-def make_eval_step(student: nn.Module, num_classes: int) -> Callable:
-  """``eval_step(state, batch) -> metrics`` on masked (padded) batches; inference-mode BN."""
-  metrics_cls = eval_metrics_class(num_classes)
+def make_eval_step(student: nn.Module, num_classes: int, head: str | None = None,
+                   tasks: Mapping[str, Sequence[int]] | None = None) -> Callable:
+  """``eval_step(state, batch) -> metrics`` on masked (padded) batches; inference-mode BN.
+  head: evaluate the student's head for this teacher instead of its classifier; tasks:
+  ``{name: class ids}``, an accuracy per task (``eval_metrics_class``)."""
+  metrics_cls = eval_metrics_class(num_classes, tasks)
 
   def eval_step(state: TrainState, batch):
-    logits, _ = student.apply(
+    logits, features = student.apply(
         {"params": state.params["student"], "batch_stats": state.batch_stats},
         batch["image"], train=False)
+    if head is not None:
+      logits = features[head_feature(head)]
     logits = logits.astype(jnp.float32)
     labels = batch["label"]
     loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1)[:, 0]

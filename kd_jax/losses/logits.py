@@ -38,6 +38,26 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float 
   return t * t * jnp.mean(kl)
 
 
+def soft_cross_entropy(student_logits: jax.Array, teacher_logits: jax.Array,
+                       temperature: float = 1.0) -> jax.Array:
+  """Cross-entropy with the teacher's soft targets (CFL's ``soft_cross_entropy``):
+  ``T^2 * mean_i sum_c -softmax(z_T/T)_c * log_softmax(z_S/T)_c``. Equal to ``kd`` plus the
+  teacher's entropy (a constant): the same gradients, another value.
+
+  student_logits, teacher_logits [B, C]; float32; the teacher side gets no gradient."""
+  t = temperature
+  log_ps = jax.nn.log_softmax(float32(student_logits) / t, axis=-1)
+  pt = jax.nn.softmax(float32(jax.lax.stop_gradient(teacher_logits)) / t, axis=-1)
+  return t * t * jnp.mean(-jnp.sum(pt * log_ps, axis=-1))
+
+
+def logit_l2(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
+  """``(1/B) sum_i ||z_S,i - z_T,i||^2``: squared error of logits, summed over classes and
+  averaged over the batch (representation consolidation's L2 ablation)."""
+  zs, zt = float32(student_logits, jax.lax.stop_gradient(teacher_logits))
+  return jnp.mean(jnp.sum(jnp.square(zs - zt), axis=-1))
+
+
 def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
         alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
         epoch: jax.Array | float | None = None, warmup: float = 20.0) -> jax.Array:

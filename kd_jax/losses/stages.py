@@ -15,6 +15,10 @@ Reference quirks kept on purpose (they are what the published numbers came from)
   the main stage trains the translator with ``factor_transfer``.
 * Stage optimiser: SGD, momentum 0.9, weight decay 5e-4, the main stage's learning rate
   (0.05), except FT with a resnet/wrn student: 0.01; 30 epochs.
+
+Activation map adaptation (``ama``) is not from RepDistiller: its stage (train the adaptive
+module and its lift through the frozen teacher's classifier, student untouched) follows
+the inferred reading in METHODS.md; its 10 epochs are our choice.
 """
 from __future__ import annotations
 
@@ -59,6 +63,8 @@ INIT_STAGES: dict[str, InitStage] = {
                     trains=("paraphraser",), main_stage_loss="factor_transfer"),
     "ab": InitStage(loss="activation_boundaries", reads="preact feat[1:-1], both sides",
                     trains=("connector", "student_features"), main_stage_loss=None),
+    "ama": InitStage(loss="adapted_teacher_loss", reads="teacher feat[-3] and pooled",
+                     trains=("adapter", "lift"), main_stage_loss="fitnet", epochs=10),
     "fsp": InitStage(loss="fsp", reads="feat[:-1] (stem, stage1..3), both sides",
                      trains=("student_features",), main_stage_loss=None),
 }

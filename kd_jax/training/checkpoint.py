@@ -102,7 +102,8 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
                      f"or convert a PyTorch teacher into it")
   item = "state" if which == "latest" else "model"
   with ocp.CheckpointManager(root / sub, item_names=(item, "meta"),
-                             options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
+                             options=ocp.CheckpointManagerOptions(
+                                 read_only=True, create=False, save_interval_steps=0)) as mngr:
     step = mngr.latest_step() if which == "latest" else (mngr.best_step() or mngr.latest_step())
     if step is None:
       raise KdJaxError(f"no complete checkpoint in {root / sub}")
@@ -129,3 +130,39 @@ def save_model_variables(workdir: str, variables: dict[str, Any], meta: dict[str
 
 def is_complete_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def load_backbone_variables(workdir: str, which: str = "latest"
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Like ``load_model_variables``, but a multi-head student's zoo-model variables only
+  (its per-teacher heads dropped): what initialises or probes the backbone elsewhere."""
+  from kd_jax.distill import student as student_lib
+  variables, meta = load_model_variables(workdir, which)
+  return student_lib.backbone_variables(variables, meta.get("heads")), meta
+
+
+def merge_pretrained(target: dict[str, Any], pretrained: dict[str, Any], source: str
+                     ) -> dict[str, Any]:
+  """``target`` variables with every leaf taken from ``pretrained`` except the classifier
+  (``models.is_classifier``: a new task gets a new one). One-line error if a layer is missing
+  or has another shape (another model)."""
+  from flax import traverse_util
+  from kd_jax import models
+  out = {}
+  for collection, tree in target.items():
+    flat = traverse_util.flatten_dict(tree)
+    given = traverse_util.flatten_dict(pretrained.get(collection, {}))
+    for path, leaf in flat.items():
+      if models.is_classifier(path[0]):
+        continue
+      if path not in given or given[path].shape != leaf.shape:
+        got = given[path].shape if path in given else "missing"
+        raise KdJaxError(f"config.init_from: {source} does not hold this model: "
+                         f"{collection}/{'/'.join(path)} is {got}, expected {leaf.shape}")
+      flat[path] = given[path]
+    extra = [p for p in given if p not in flat and not models.is_classifier(p[0])]
+    if extra:
+      raise KdJaxError(f"config.init_from: {source} does not hold this model: it has "
+                       f"{collection}/{'/'.join(extra[0])}, which this model lacks")
+    out[collection] = traverse_util.unflatten_dict(flat)
+  return out

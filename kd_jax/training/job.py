@@ -13,6 +13,7 @@ import numpy as np
 
 from kd_jax import config as config_lib
 from kd_jax.training import checkpoint as ckpt_lib
+from kd_jax.training import downstream
 from kd_jax.training.loop import train_and_evaluate
 
 
@@ -34,11 +35,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if name and ckpt_lib.is_complete_run(run_dir):
       with open(os.path.join(run_dir, "results.json")) as f:
         results[name] = json.load(f)
-      _print(f"[{name}] already finished ({run_dir}/results.json): "
-             f"test accuracy {100 * results[name]['test_accuracy']:.2f}%")
-      continue
-    _print(f"[{name or 'train'}] training {cfg.model} in {run_dir}")
-    results[name] = train_and_evaluate(cfg, run_dir, run_name=name, job_workdir=workdir)
+      _print(f"[{name}] already finished ({run_dir}/results.json)")
+    elif cfg.downstream.data.name and cfg.downstream.backbone:
+      # Evaluation only (of a random backbone, or of another run's): nothing to train.
+      results[name] = {"run": name, "model": cfg.model, "teachers": [], "objectives": {},
+                       "evaluates": cfg.downstream.backbone, "test_accuracy": None,
+                       "eval": {}, "steps": 0, "epochs": 0, "train_time_s": 0.0}
+    else:
+      _print(f"[{name or 'train'}] training {cfg.model} in {run_dir}")
+      results[name] = train_and_evaluate(cfg, run_dir, run_name=name, job_workdir=workdir)
+    if cfg.downstream.data.name and "downstream" not in results[name]:
+      # The downstream stage: the run's results.json gains it once it is done.
+      task = downstream.task_name(cfg.downstream.data)
+      source = cfg.downstream.backbone
+      backbone_dir = None if source in ("", "random") else (
+          os.path.join(workdir, source) if source in runs else source)
+      if backbone_dir and source in results:
+        results[name]["model"] = results[source]["model"]
+      results[name]["downstream"] = {task: downstream.evaluate(cfg, run_dir, run_name=name,
+                                                               backbone_dir=backbone_dir)}
+      if jax.process_index() == 0:
+        with open(os.path.join(run_dir, "results.json"), "w") as f:
+          json.dump(results[name], f, indent=2)
   if len(runs) == 1 and "" in results:
     return results[""]
   summary = {"runs": results, "job_time_s": round(time.time() - t0, 1)}
@@ -55,38 +73,82 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   return summary
 
 
+def _downstream_top1(r: dict[str, Any], protocol: str) -> float | None:
+  """A run's downstream top-1 (percent) for ``protocol``, if it was evaluated."""
+  for task in (r.get("downstream") or {}).values():
+    if protocol in task:
+      return 100 * task[protocol]["top1"]
+  return None
+
+
+_PROTOCOLS = (("linear_probe", "probe %"), ("finetune", "finetune %"))
+
+
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-  rows = [("run", "model", "objectives", "test acc %", "time s")]
+  shown = [(p, title) for p, title in _PROTOCOLS
+           if any(_downstream_top1(r, p) is not None for r in results.values())]
+  rows = [("run", "model", "objectives", "test acc %") + tuple(t for _, t in shown) + ("time s",)]
   for name, r in results.items():
     objs = " + ".join(f"{w:g}*{n}" for n, w in r["objectives"].items())
     if r.get("init_stages"):
       objs = " then ".join([", ".join(f"{n} stage ({e} ep)" for n, e in r["init_stages"].items()),
                             objs])
-    rows.append((name, r["model"], objs, f"{100 * r['test_accuracy']:.2f}",
-                 f"{r['train_time_s']:.0f}"))
+    extra = tuple("-" if _downstream_top1(r, p) is None else f"{_downstream_top1(r, p):.2f}"
+                  for p, _ in shown)
+    acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
+    if not objs:
+      evaluates = r.get("evaluates", "random")
+      objs = "(random init)" if evaluates == "random" else f"(the model of {evaluates})"
+    rows.append((name, r["model"], objs, acc) + extra
+                + (f"{r['train_time_s']:.0f}",))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
   return "\n".join(lines)
 
 
+def _summary(values: list[float]) -> dict[str, Any]:
+  return {"mean": float(np.mean(values)),
+          "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+          "accuracies": values}
+
+
 def seed_groups(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
   """Runs named ``<group>_seed<k>`` summarised per group: test accuracy mean and sample
-  standard deviation (ddof 1) over the seeds, in percent."""
-  groups: dict[str, list[float]] = {}
+  standard deviation (ddof 1) over the seeds, in percent; likewise each eval task's
+  accuracy (``task/<name>``) and downstream protocol's top-1 (``linear_probe``...)."""
+  groups: dict[str, dict[str, list[float]]] = {}
   for name, r in results.items():
     match = re.fullmatch(r"(.+)_seed\d+", name)
-    if match:
-      groups.setdefault(match.group(1), []).append(100 * r["test_accuracy"])
-  return {g: {"runs": len(a), "mean": float(np.mean(a)),
-              "std": float(np.std(a, ddof=1)) if len(a) > 1 else 0.0, "accuracies": a}
-          for g, a in groups.items()}
+    if not match:
+      continue
+    g = groups.setdefault(match.group(1), {"seeds": 0})
+    g["seeds"] += 1
+    if r["test_accuracy"] is not None:
+      g.setdefault("test", []).append(100 * r["test_accuracy"])
+    for key, value in (r.get("eval") or {}).items():
+      if key.startswith("accuracy_"):
+        g.setdefault("task/" + key[len("accuracy_"):], []).append(100 * value)
+    for protocol, _ in _PROTOCOLS:
+      top1 = _downstream_top1(r, protocol)
+      if top1 is not None:
+        g.setdefault(protocol, []).append(top1)
+  out = {}
+  for name, metrics in groups.items():
+    out[name] = {"runs": metrics.pop("seeds")}
+    out[name].update(_summary(metrics.pop("test")) if "test" in metrics else {})
+    out[name].update({k: _summary(v) for k, v in metrics.items()})
+  return out
 
 
 def format_groups(groups: dict[str, dict[str, Any]]) -> str:
-  rows = [("group", "seeds", "test acc % (mean +- std)")]
-  rows += [(g, str(v["runs"]), f"{v['mean']:.2f} +- {v['std']:.2f}") for g, v in groups.items()]
-  widths = [max(len(row[i]) for row in rows) for i in range(3)]
+  extra = sorted({k for v in groups.values() for k in v
+                  if k.startswith("task/") or k in dict(_PROTOCOLS)})
+  rows = [("group", "seeds", "test acc % (mean +- std)") + tuple(f"{k} %" for k in extra)]
+  fmt = lambda m: f"{m['mean']:.2f} +- {m['std']:.2f}" if m and "mean" in m else "-"
+  rows += [(g, str(v["runs"]), fmt(v)) + tuple(fmt(v.get(k)) for k in extra)
+           for g, v in groups.items()]
+  widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
   return "\n".join(lines)

@@ -19,6 +19,7 @@ import ml_collections
 from kd_jax import models
 from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import student as student_lib
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_eval_step, make_train_step
 from kd_jax.errors import KdJaxError, TrainingDiverged  # noqa: F401 (re-exported)
@@ -54,6 +55,27 @@ def load_teachers(config, input_shape, job_workdir: str | None):
   return out
 
 
+def _init_from(state: TrainState, config, heads, job_workdir, repl, tag) -> TrainState:
+  """The state with the student's weights (all but its classifier; heads stay new) taken
+  from the run in ``config.init_from``."""
+  path = config.init_from
+  if not os.path.isabs(path) and job_workdir and not os.path.exists(path):
+    path = os.path.join(job_workdir, path)
+  pretrained, meta = ckpt_lib.load_backbone_variables(path, "latest")
+  if meta.get("model") not in (None, config.model):
+    raise KdJaxError(f"config.init_from: {path} holds a {meta['model']!r}, this run trains a "
+                     f"{config.model!r}")
+  variables = {"params": state.params["student"], "batch_stats": state.batch_stats}
+  own = student_lib.backbone_variables(variables, heads)
+  merged = ckpt_lib.merge_pretrained(jax.device_get(own), pretrained, path)
+  if heads:
+    merged = {k: {**variables[k], student_lib.BACKBONE: v} for k, v in merged.items()}
+  merged = jax.device_put(merged, repl)
+  _log(f"{tag}initialised from {path} (every layer but the classifier)")
+  return state.replace(params={**state.params, "student": merged["params"]},
+                       batch_stats=merged.get("batch_stats", state.batch_stats))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        run_name: str = "", job_workdir: str | None = None) -> dict[str, Any]:
   """Trains one run to ``config.num_epochs`` (resuming if possible); returns the results dict."""
@@ -67,8 +89,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if not num_classes:
     raise KdJaxError("config.num_classes must be set: the data set has no labels")
   dtype = jnp.dtype(config.dtype)
-  student = models.create(config.model, num_classes, dtype=dtype)
   teachers = load_teachers(config, data.input_shape, job_workdir)
+  heads = {t: int(teachers[t][0].num_classes) for t in config.student_heads}
+  student = student_lib.create(config.model, num_classes, heads, dtype=dtype)
   objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels,
                                     all_labeled=data.labeled_fraction >= 1.0)
   if not data.has_labels and data.num_classes is None:
@@ -102,7 +125,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux,
                                                     data.index_size)
     example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
-    objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example)
+    objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
+                                {n: v for n, (_, v) in teachers.items()})
     params = {"student": variables["params"], "aux": aux_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
@@ -114,11 +138,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
   meta = {"model": config.model, "num_classes": int(num_classes), "run": run_name,
+          "heads": heads,
           "checkpoint_version": ckpt_lib.VERSION,
           "aux": sorted({*state.params["aux"], *state.aux_state}), "data": data.name,
           "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size}
   latest = ckpts.latest_step()
   time_before = 0.0  # Training time of earlier, interrupted invocations of this run.
+  if latest is None and config.init_from:
+    state = _init_from(state, config, heads, job_workdir, repl, tag)
   if latest is not None:
     ckpts.check_compatible(latest, meta)
     time_before = float(ckpts.meta(latest).get("train_time_s", 0.0))
@@ -131,7 +158,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       make_train_step(student, {n: m for n, (m, _) in teachers.items()}, objectives, tx,
                       data.has_labels, spe),
       in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl), donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(student, num_classes),
+  eval_classes = heads[config.eval_head] if config.eval_head else num_classes
+  eval_step = jax.jit(make_eval_step(student, eval_classes, config.eval_head or None,
+                                     dict(config.eval_tasks)),
                       in_shardings=(repl, batch_sh), out_shardings=repl)
 
   writer, tensorboard = metrics_lib.create_writers(workdir, run_name)

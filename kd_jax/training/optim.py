@@ -1,7 +1,7 @@
 """Optimiser and learning-rate schedule from ``config.optimizer`` (optax)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import optax
@@ -35,10 +35,37 @@ def make_schedule(opt_cfg, steps_per_epoch: int, num_epochs: int,
   return main
 
 
+def lr_multipliers(params: Any, lr_scale: Mapping[str, float]) -> Any:
+  """A pytree like ``params`` holding each parameter's learning-rate multiplier: that of
+  the longest ``lr_scale`` key that prefixes its path (``student/fc``, ``aux/cfl``...;
+  params are ``{'student': ..., 'aux': {<objective>: ...}}``), else 1."""
+  keys = sorted(lr_scale, key=len, reverse=True)
+
+  def multiplier(path, _):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    for k in keys:
+      if name == k or name.startswith(k.rstrip("/") + "/"):
+        return float(lr_scale[k])
+    return 1.0
+
+  return jax.tree_util.tree_map_with_path(multiplier, params)
+
+
+def scale_by_lr_multipliers(lr_scale: Mapping[str, float]) -> optax.GradientTransformation:
+  """Multiplies each update by its parameter's ``lr_multipliers``: per-group learning rates
+  (PyTorch parameter groups with their own ``lr``)."""
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, m: u * m, updates, lr_multipliers(updates, lr_scale)), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(opt_cfg, schedule: optax.Schedule | float,
                    trainable: Any = None) -> optax.GradientTransformation:
   """sgd: PyTorch ``SGD(momentum, weight_decay)`` (decay added to the gradient, on every
-  parameter); adamw: decoupled decay.
+  parameter); adam: PyTorch ``Adam(weight_decay)`` (L2 added to the gradient); adamw:
+  decoupled decay. ``opt_cfg.lr_scale`` (``{path prefix: multiplier}``) gives parameter
+  groups their own learning rate.
 
   trainable: None (every parameter), or a pytree of bools with the parameters' structure
   (or a function of the parameters giving it): parameters marked False are not optimised
@@ -47,8 +74,13 @@ def make_optimizer(opt_cfg, schedule: optax.Schedule | float,
     tx = optax.chain(
         optax.add_decayed_weights(opt_cfg.weight_decay),
         optax.sgd(schedule, momentum=opt_cfg.momentum or None, nesterov=opt_cfg.nesterov))
+  elif opt_cfg.name == "adam":
+    tx = optax.chain(optax.add_decayed_weights(opt_cfg.weight_decay),
+                     optax.adam(schedule))
   else:
     tx = optax.adamw(schedule, weight_decay=opt_cfg.weight_decay)
+  if opt_cfg.get("lr_scale"):
+    tx = optax.chain(tx, scale_by_lr_multipliers(dict(opt_cfg.lr_scale)))
   if trainable is None:
     return tx
   labels = (lambda params: jax.tree.map(lambda t: "train" if t else "frozen",

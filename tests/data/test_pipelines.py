@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from kd_jax.data import pipelines
+from kd_jax.data import digits, pipelines
 from kd_jax.errors import KdJaxError
 
 
@@ -74,6 +74,45 @@ def test_unlabeled_split_drops_labels_keeps_index():
   batch = next(iter(ds.train_batches(0)))
   assert "label" not in batch and batch["index"].shape == (16,)
   assert not ds.has_labels
+
+
+def test_unlabeled_proxy_data_still_evaluates_with_labels():
+  ds = pipelines.create_dataset(_cfg(unlabeled=True), 16, 40)
+  batch = next(iter(ds.eval_batches()))
+  assert batch["label"].shape == (40,)
+
+
+def test_classes_keep_only_those_examples_relabelled_in_the_order_given():
+  ds = pipelines.create_dataset(_cfg(classes=(7, 2)), 16, 16)
+  full = pipelines.create_dataset(_cfg(), 16, 16)
+  assert ds.num_classes == 2
+  assert ds.num_eval_examples == 72  # 36 test images per class.
+  labels = np.concatenate([b["label"][b["mask"] > 0] for b in ds.eval_batches()])
+  images = np.concatenate([b["image"][b["mask"] > 0] for b in ds.eval_batches()])
+  assert sorted(set(labels.tolist())) == [0, 1] and (labels == 0).sum() == 36
+  # Label 0 is digit 7: the same images as the unfiltered test split's sevens.
+  sevens = np.concatenate([b["image"][(b["mask"] > 0) & (b["label"] == 7)]
+                           for b in full.eval_batches()])
+  np.testing.assert_array_equal(np.sort(images[labels == 0].ravel()), np.sort(sevens.ravel()))
+  from sklearn.datasets import load_digits
+  train_labels = load_digits().target[digits.split_indices()["train"]]
+  assert ds.num_train_examples == int(np.isin(train_labels, [7, 2]).sum())
+  train = list(ds.train_batches(0))
+  assert len(train) == ds.steps_per_epoch == ds.num_train_examples // 16
+  assert all(set(b["label"].tolist()) <= {0, 1} for b in train)
+
+
+def test_classes_out_of_range_fail_in_one_line():
+  with pytest.raises(KdJaxError, match=r"config.data.classes must be distinct class ids"):
+    pipelines.create_dataset(_cfg(classes=(3, 10)), 16)
+
+
+def test_transposed_digits_hold_the_transposed_images_with_the_same_labels():
+  plain = next(iter(pipelines.create_dataset(_cfg(), 16, 360).eval_batches()))
+  trans = next(iter(pipelines.create_dataset(_cfg(name="sklearn_digits_transposed"), 16,
+                                             360).eval_batches()))
+  np.testing.assert_array_equal(trans["label"], plain["label"])
+  np.testing.assert_allclose(trans["image"], plain["image"].transpose(0, 2, 1, 3))
 
 
 def test_cifar100_mock_train_batch():

@@ -5,8 +5,8 @@ from kd_jax import losses
 from kd_jax.losses.stages import INIT_STAGES
 
 
-def test_the_three_two_stage_methods_of_the_reference_have_a_stage():
-  assert sorted(INIT_STAGES) == ["ab", "fsp", "ft"]
+def test_the_three_two_stage_methods_of_the_reference_and_ama_have_a_stage():
+  assert sorted(INIT_STAGES) == ["ab", "ama", "fsp", "ft"]
 
 
 @pytest.mark.parametrize("method", sorted(INIT_STAGES))
@@ -15,7 +15,7 @@ def test_stage_losses_exist_in_kd_jax_losses(method):
   assert callable(getattr(losses, stage.loss))
   if stage.main_stage_loss is not None:
     assert callable(getattr(losses, stage.main_stage_loss))
-  assert stage.epochs == 30 and not stage.student_train_mode
+  assert stage.epochs == (10 if method == "ama" else 30) and not stage.student_train_mode
 
 
 def test_ft_paraphraser_learning_rate_is_lower_for_resnet_and_wrn_students():

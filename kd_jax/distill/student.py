@@ -1,0 +1,56 @@
+"""The student: a zoo backbone, plus (for several teachers) one head per teacher.
+
+Representation consolidation trains one shared backbone with a linear head per teacher,
+each sized to its teacher's output space. ``MultiHeadStudent`` wraps any zoo model: its
+``__call__`` returns the backbone's ``(logits, features)`` with ``features['logits/<teacher>']``
+added (a Linear layer on ``pooled`` per head). Parameters: ``{'backbone': <the zoo
+model's>, 'head_<teacher>': {...}}``; the backbone's own classifier is kept (it is what
+a plain evaluation reads unless ``config.eval_head`` names a head).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kd_jax import models
+from kd_jax.distill.objectives import head_feature
+from kd_jax.models.layers import TorchDense
+
+BACKBONE = "backbone"
+
+
+class MultiHeadStudent(nn.Module):
+  """A zoo model with a ``num_classes``-way Linear head per teacher on its pooled feature.
+
+  heads: ``((teacher, num_classes), ...)``."""
+
+  backbone: nn.Module
+  heads: Sequence[tuple[str, int]]
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    logits, features = self.backbone(x, train)
+    features = dict(features)
+    for name, num_classes in self.heads:
+      features[head_feature(name)] = TorchDense(num_classes, self.backbone.dtype,
+                                                name=f"head_{name}")(features["pooled"])
+    return logits, features
+
+
+def create(model: str, num_classes: int, heads: Mapping[str, int] | None = None,
+           dtype: Any = jnp.float32) -> nn.Module:
+  """The zoo model ``model``, wrapped with one head per entry of ``heads`` if any."""
+  backbone = models.create(model, num_classes, dtype=dtype)
+  if not heads:
+    return backbone
+  return MultiHeadStudent(backbone, tuple((n, int(c)) for n, c in heads.items()))
+
+
+def backbone_variables(variables: Mapping[str, Any], heads: Mapping[str, int] | None
+                       ) -> dict[str, Any]:
+  """The zoo model's own variables out of a (possibly multi-head) student's."""
+  if not heads:
+    return dict(variables)
+  return {k: v[BACKBONE] for k, v in variables.items() if BACKBONE in v}

@@ -1,0 +1,57 @@
+"""Entrypoint: ``python -m kd_jax.evaluate --workdir=<trained run> --config=<downstream config>``.
+
+Runs the downstream protocols of ``config.downstream`` (linear probe on frozen pooled
+features, and fine-tuning) on the backbone trained in ``--workdir`` (any kd_jax run: a
+student, a teacher, a converted PyTorch model), or on a random ``config.model`` with
+``--config.downstream.backbone=random`` (the from-scratch baseline). Results go to
+``<workdir>/downstream/<data set>/``: results.json, TensorBoard events, the fine-tuning run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from kd_jax.cli import load_error, parse_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file whose downstream group says what to evaluate on.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of the trained run to evaluate.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
+  from kd_jax import config as config_lib
+  from kd_jax.errors import KdJaxError
+  from kd_jax.runtime import quiet_tensorflow
+  quiet_tensorflow()
+  logging.set_verbosity(logging.WARNING)
+  from kd_jax.training import downstream
+  try:
+    config = _CONFIG.value
+    if config is None:
+      sys.exit("kd_jax: error: --config=<config file> is required")
+    config.keys()
+  except Exception as err:  # pylint: disable=broad-except
+    sys.exit(load_error(err))
+  try:
+    if not _WORKDIR.value:
+      raise KdJaxError("--workdir=<the trained run's workdir> is required")
+    config_lib.validate(config)
+    if not config.downstream.data.name:
+      raise KdJaxError("config.downstream.data.name is empty: the config names no "
+                       "downstream data set")
+    workdir = os.path.abspath(_WORKDIR.value)
+    downstream.evaluate(config, workdir)
+  except KdJaxError as err:
+    sys.exit(f"kd_jax: error: {err}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,138 @@
+"""Downstream evaluation of a trained backbone on another data set (a different task).
+
+Two protocols (``config.downstream.protocols``), as representation consolidation judges a
+student (its heads discarded):
+
+* ``linear_probe``: pooled features of the frozen backbone (inference mode, no
+  augmentation) extracted once for the train and test splits, then a logistic-regression
+  classifier whose L2 weight is chosen on a validation part of the train split
+  (``kd_jax.training.probe``);
+* ``finetune``: the whole backbone with a new classifier trained with cross-entropy on the
+  downstream train split (an ordinary run started from the backbone: ``config.init_from``),
+  scored on its test split.
+
+Results (top-1 of each) go to the console, TensorBoard and
+``<workdir>/downstream/<data set>/results.json``; the fine-tuning run lives in
+``<workdir>/downstream/<data set>/finetune`` and resumes like any run.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from kd_jax import config as config_lib
+from kd_jax import models
+from kd_jax.data import pipelines
+from kd_jax.errors import KdJaxError
+from kd_jax.training import checkpoint as ckpt_lib
+from kd_jax.training import metrics as metrics_lib
+from kd_jax.training import probe, sharding
+from kd_jax.training.loop import train_and_evaluate
+
+
+def _log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(msg, flush=True)
+
+
+def task_name(data_cfg) -> str:
+  """A folder name for a downstream data set (``oxford_flowers102``, ``sklearn_digits_3``...)."""
+  name = data_cfg.name + ("_" + "_".join(map(str, data_cfg.classes)) if data_cfg.classes else "")
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def finetune_config(config: ml_collections.ConfigDict, model: str, init_from: str
+                    ) -> ml_collections.ConfigDict:
+  """The run that fine-tunes ``model`` (from ``init_from``; "" = from scratch) on the
+  downstream data: cross-entropy, no teachers, the downstream optimiser and schedule."""
+  ds = config.downstream
+  c = config_lib.base_config()
+  c.seed = config.seed
+  c.model = model
+  c.dtype = config.dtype
+  c.init_from = init_from
+  c.data = copy.deepcopy(ds.data)
+  c.batch_size = ds.batch_size
+  c.num_epochs = ds.num_epochs
+  c.eval_every_epochs = ds.num_epochs
+  c.optimizer = copy.deepcopy(ds.optimizer)
+  c.log_every_steps = config.log_every_steps
+  return c
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = "",
+             backbone_dir: str | None = None) -> dict[str, Any]:
+  """Runs ``config.downstream``'s protocols on the backbone trained in ``backbone_dir``
+  (default ``workdir``), or on a random ``config.model`` (``downstream.backbone='random'``);
+  writes the results under ``workdir`` and returns them."""
+  ds = config.downstream
+  tag = f"[{run_name}] " if run_name else ""
+  out_dir = os.path.join(workdir, "downstream", task_name(ds.data))
+  os.makedirs(out_dir, exist_ok=True)
+  backbone_dir = backbone_dir or workdir
+  if ds.backbone == "random":
+    model_name, pretrained, source = config.model, None, f"a random {config.model}"
+  else:
+    pretrained, meta = ckpt_lib.load_backbone_variables(backbone_dir, ds.which)
+    model_name, source = meta["model"], f"{meta['model']} of {backbone_dir}"
+  sharding.check_batch_size(ds.batch_size, "config.downstream.batch_size")
+  data = pipelines.create_dataset(ds.data, ds.batch_size, ds.batch_size)
+  if not data.num_classes or not data.has_labels:
+    raise KdJaxError(f"config.downstream.data: {ds.data.name!r} has no labels to evaluate on")
+  _log(f"{tag}downstream {task_name(ds.data)}: {data.num_train_examples} train / "
+       f"{data.num_eval_examples} test images, {data.num_classes} classes; backbone {source}")
+  results: dict[str, Any] = {"data": ds.data.name, "backbone": source, "model": model_name}
+
+  if "linear_probe" in ds.protocols:
+    model = models.create(model_name, data.num_classes, dtype=jnp.dtype(config.dtype))
+    variables = model.init(jax.random.PRNGKey(config.seed),
+                           jnp.zeros((1, *data.input_shape)), train=False)
+    if pretrained is not None:
+      variables = ckpt_lib.merge_pretrained(jax.device_get(dict(variables)), pretrained,
+                                            backbone_dir)
+    pooled = jax.jit(lambda images: model.apply(variables, images, train=False)[1]["pooled"])
+    train_cfg = copy.deepcopy(ds.data)
+    train_cfg.eval_split = train_cfg.train_split  # All train images once, unaugmented.
+    train_cfg.num_eval_examples = train_cfg.num_train_examples
+    train_data = pipelines.create_dataset(train_cfg, ds.batch_size, ds.batch_size)
+    train = probe.extract_features(pooled, train_data.eval_batches())
+    test = probe.extract_features(pooled, data.eval_batches())
+    results["linear_probe"] = probe.linear_probe(
+        train, test, data.num_classes, tuple(ds.probe_l2), ds.probe_steps,
+        ds.validation_fraction, config.seed)
+    r = results["linear_probe"]
+    _log(f"{tag}linear probe on {len(train[1])} train features "
+         f"[{train[0].shape[1]}-d]: l2={r['l2']:g} (validation {max(r['validation'].values()):.4f}), "
+         f"test top-1 {100 * r['top1']:.2f}%")
+
+  if "finetune" in ds.protocols:
+    ft_dir = os.path.join(out_dir, "finetune")
+    os.makedirs(ft_dir, exist_ok=True)
+    ft_name = f"{run_name}/finetune" if run_name else "finetune"
+    if ckpt_lib.is_complete_run(ft_dir):
+      with open(os.path.join(ft_dir, "results.json")) as f:
+        ft = json.load(f)
+    else:
+      ft = train_and_evaluate(
+          finetune_config(config, model_name, "" if pretrained is None else backbone_dir),
+          ft_dir, run_name=ft_name)
+    results["finetune"] = {"top1": ft["test_accuracy"], "epochs": ft["epochs"],
+                           "train_time_s": ft["train_time_s"]}
+    _log(f"{tag}fine-tuned {ft['epochs']} epochs: test top-1 "
+         f"{100 * ft['test_accuracy']:.2f}%")
+
+  writer, _ = metrics_lib.create_writers(out_dir, run_name)
+  writer.write_scalars(0, {f"downstream/{p}_top1": results[p]["top1"]
+                           for p in ("linear_probe", "finetune") if p in results})
+  writer.flush()
+  if jax.process_index() == 0:
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results

@@ -1,0 +1,70 @@
+"""Activation map adaptation: the adaptive module's stage (through the frozen teacher's
+classifier) and the student's hint loss on its map."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kd_jax import losses
+from kd_jax.distill import objectives
+from kd_jax.distill.step import make_train_step
+from kd_jax.training import optim, stages
+from tests.distill.test_stages import SGD, _changed, _setup, _stage_step
+
+AMA = {"ce": {}, "ama": {"weight": 100.0}}
+
+
+def test_the_adapted_teacher_loss_is_the_teachers_classifier_on_the_pooled_map():
+  lifted = jnp.broadcast_to(jnp.array([1.0, -1.0]), (2, 3, 3, 2))  # pooled: (1, -1)
+  kernel = jnp.array([[2.0, 0.0], [0.0, 1.0]])  # logits: (2, -1)
+  bias = jnp.array([0.0, 1.0])                   # logits: (2, 0)
+  labels = jnp.array([0, 1])
+  want = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(2.0))) / 2
+  got = losses.adapted_teacher_loss(lifted, None, labels, kernel, bias)
+  assert float(got) == pytest.approx(want, rel=1e-6)
+  pooled_t = jnp.zeros((2, 2))  # The L2 pull: mean((1, -1)^2) = 1, times 0.5.
+  got = losses.adapted_teacher_loss(lifted, pooled_t, labels, kernel, bias, l2_weight=0.5)
+  assert float(got) == pytest.approx(want + 0.5, rel=1e-6)
+
+
+def test_the_hint_has_the_students_last_stage_shape_from_the_teachers_map_before_it():
+  _, _, objs, state, _ = _setup(AMA)
+  ama = next(o for o in objs if o.name == "ama")
+  assert ama.student_feature == "last_stage"
+  assert ama.teacher_feature == ("before_last_stage", "pooled")
+  params = state.params["aux"]["ama"]
+  # resnet14's stage2 is 4x4x32; resnet8's stage3 2x2x64: a 3x3 stride-2 conv, then 3x3.
+  assert params["adapter"]["conv1"]["TorchConv_0"]["Conv_0"]["kernel"].shape == (3, 3, 32, 64)
+  assert params["lift"]["TorchConv_0"]["Conv_0"]["kernel"].shape == (1, 1, 64, 64)
+
+
+def test_the_stage_trains_the_adapter_and_lift_only_through_the_teachers_classifier():
+  old, new, loss = _stage_step(AMA, "ama")
+  assert np.isfinite(loss) and loss > 0
+  assert _changed(old.params["aux"]["ama"], new.params["aux"]["ama"]) == {
+      "adapter": True, "lift": True}
+  assert not any(_changed(old.params["student"], new.params["student"]).values())
+  assert not any(_changed(old.batch_stats, new.batch_stats).values())
+  assert not any(_changed(old.teachers, new.teachers).values())
+
+
+def test_the_main_stage_moves_the_student_towards_the_frozen_hint():
+  student, teachers, objs, state, batch = _setup(AMA)
+  tx = optim.make_optimizer(SGD, 0.05,
+                            trainable=lambda p: stages.main_stage_trainable(objs, p))
+  state = state.replace(opt_state=tx.init(state.params))
+  step = jax.jit(make_train_step(student, teachers, objs, tx, True))
+  new, metrics = step(state, batch, jax.random.PRNGKey(0))
+  assert not any(_changed(state.params["aux"]["ama"], new.params["aux"]["ama"]).values())
+  assert not any(_changed(state.aux_state["ama"], new.aux_state["ama"]).values())
+  assert all(_changed(state.params["student"], new.params["student"]).values())
+  # The reported loss is FitNet's mean squared error to the hint of the eval-mode adapter.
+  ama = next(o for o in objs if o.name == "ama")
+  s_out = objectives.Outputs(*student.apply(
+      {"params": state.params["student"], "batch_stats": state.batch_stats}, batch["image"],
+      train=True, mutable=["batch_stats"])[0])
+  t_model = teachers["t"]
+  t_out = {"t": objectives.Outputs(*t_model.apply(state.teachers["t"], batch["image"]))}
+  want, _ = ama(s_out, t_out, batch, None, None, state.params["aux"]["ama"],
+                state.aux_state["ama"])
+  assert float(metrics.compute()["loss_ama"]) == pytest.approx(float(want), rel=1e-4)

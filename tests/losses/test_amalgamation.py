@@ -1,0 +1,93 @@
+"""CFL (common feature learning): MMD, reconstruction, the common-feature block; and the
+logit losses of several teachers (soft-target cross-entropy, L2 on logits)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kd_jax import losses
+
+
+def test_mmd_of_identical_samples_is_zero():
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 2, 2, 5))
+  assert float(losses.mmd2(x, x)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mmd_by_hand_with_one_kernel_width():
+  """x = (e1, e2), y = (e1, e1), sigma = 1, K(d) = exp(-d/2): the means of K over the
+  pairs are (2 + 2/e)/4 (xx), 1 (yy) and (2 + 2/e)/4 (xy), so MMD^2 = (1 - 1/e)/2."""
+  x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+  y = jnp.array([[1.0, 0.0], [1.0, 0.0]])
+  assert float(losses.mmd2(x, y, sigmas=(1.0,))) == pytest.approx((1 - math.exp(-1)) / 2,
+                                                                  rel=1e-6)
+
+
+def test_mmd_normalises_rows_so_scale_does_not_matter():
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 8))
+  y = jax.random.normal(jax.random.PRNGKey(2), (4, 8))
+  assert float(losses.mmd2(3.0 * x, 0.5 * y)) == pytest.approx(float(losses.mmd2(x, y)),
+                                                               rel=1e-5)
+
+
+def test_reconstruction_is_the_mean_squared_error_and_zero_for_an_identity_map():
+  f = jax.random.normal(jax.random.PRNGKey(3), (2, 3, 3, 4))
+  assert float(losses.reconstruction(f, f)) == 0.0
+  assert float(losses.reconstruction(jnp.zeros((2, 3)), jnp.full((2, 3), 2.0))) == 4.0
+
+
+def test_cfl_adds_mmd_per_teacher_and_weighted_reconstruction():
+  k = jax.random.split(jax.random.PRNGKey(4), 4)
+  h_s, h_1, h_2 = (jax.random.normal(kk, (4, 2, 2, 3)) for kk in k[:3])
+  f = jax.random.normal(k[3], (4, 2, 2, 5))
+  got = losses.cfl(h_s, [h_1, h_2], [f, jnp.zeros_like(f)], [f, f], recon_weight=0.5)
+  want = (losses.mmd2(h_s, h_1) + losses.mmd2(h_s, h_2)
+          + 0.5 * (0.0 + float(jnp.mean(f * f))))
+  assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_cfl_pools_the_larger_common_feature_to_the_smaller_size():
+  h_s = jax.random.normal(jax.random.PRNGKey(5), (4, 2, 2, 3))
+  h_t = jax.random.normal(jax.random.PRNGKey(6), (4, 1, 1, 3))
+  got = losses.cfl(h_s, [h_t], [], [])
+  want = losses.mmd2(jnp.mean(h_s, axis=(1, 2), keepdims=True), h_t)
+  assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_cfl_block_shares_one_extractor_and_decodes_each_teacher_to_its_width():
+  block = losses.CFLBlock(hidden=8)
+  f_s = jnp.ones((2, 2, 2, 16))
+  f_t = [jnp.ones((2, 2, 2, 32)), jnp.ones((2, 1, 1, 64))]
+  variables = block.init(jax.random.PRNGKey(0), f_s, f_t)
+  names = set(variables["params"])
+  assert names == {"align_s", "align_t0", "align_t1", "extractor0", "extractor1",
+                   "extractor2", "dec0_conv1", "dec0_conv2", "dec1_conv1", "dec1_conv2"}
+  assert variables["params"]["align_s"]["Conv_0"]["kernel"].shape == (1, 1, 16, 16)  # 2h
+  assert variables["params"]["extractor0"]["downsample"]["Conv_0"]["kernel"].shape == (1, 1, 16, 8)
+  h_s, h_t, f_hat = block.apply(variables, f_s, f_t)
+  assert h_s.shape == (2, 2, 2, 8) and [h.shape for h in h_t] == [(2, 2, 2, 8), (2, 1, 1, 8)]
+  assert [r.shape for r in f_hat] == [(2, 2, 2, 32), (2, 1, 1, 64)]
+  paths = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_leaves_with_path(variables["params"])]
+  assert not any("bias" in p for p in paths)  # The reference's convolutions have none.
+
+
+def test_soft_cross_entropy_is_kd_plus_the_teacher_entropy():
+  zs = jax.random.normal(jax.random.PRNGKey(7), (5, 6))
+  zt = jax.random.normal(jax.random.PRNGKey(8), (5, 6))
+  pt = jax.nn.softmax(zt / 2.0)
+  entropy = -jnp.mean(jnp.sum(pt * jnp.log(pt), -1))
+  got = losses.soft_cross_entropy(zs, zt, temperature=2.0)
+  assert float(got) == pytest.approx(float(losses.kd(zs, zt, 2.0) + 4.0 * entropy), rel=1e-5)
+  # Uniform targets and a uniform student: log C.
+  assert float(losses.soft_cross_entropy(jnp.zeros((2, 4)), jnp.zeros((2, 4)))) == \
+      pytest.approx(math.log(4), rel=1e-6)
+
+
+def test_logit_l2_sums_over_classes_and_averages_over_the_batch():
+  zs = jnp.array([[1.0, 2.0], [0.0, 0.0]])
+  zt = jnp.array([[0.0, 0.0], [3.0, 0.0]])
+  assert float(losses.logit_l2(zs, zt)) == pytest.approx((1 + 4 + 9) / 2)
+  g = jax.grad(lambda t: losses.logit_l2(zs, t))(zt)
+  np.testing.assert_array_equal(g, 0.0)  # The teacher side is constant.

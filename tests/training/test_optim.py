@@ -1,0 +1,58 @@
+"""Optimisers: per-group learning rates (``optimizer.lr_scale``) and PyTorch-style Adam."""
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from kd_jax import config as config_lib
+from kd_jax.errors import KdJaxError
+from kd_jax.training import optim
+
+PARAMS = {"student": {"fc": {"kernel": jnp.ones(2)}, "conv": {"kernel": jnp.ones(3)}},
+          "aux": {"cfl": {"align_s": jnp.ones(1)}, "crd": {"w": jnp.ones(1)}}}
+
+
+def _opt(**kw):
+  c = config_lib.optimizer_config()
+  c.update(dict(lr_reference_batch=0, momentum=0.0, weight_decay=0.0, schedule="constant"))
+  c.update(kw)
+  return c
+
+
+def test_the_longest_matching_prefix_decides_the_multiplier():
+  m = optim.lr_multipliers(PARAMS, {"student/fc": 10.0, "aux": 0.5, "aux/cfl": 5.0})
+  assert m == {"student": {"fc": {"kernel": 10.0}, "conv": {"kernel": 1.0}},
+               "aux": {"cfl": {"align_s": 5.0}, "crd": {"w": 0.5}}}
+
+
+def test_sgd_updates_are_scaled_per_group():
+  cfg = _opt(lr=0.1, lr_scale={"student/fc": 10.0})
+  tx = optim.make_optimizer(cfg, 0.1)
+  grads = {"student": {"fc": {"kernel": jnp.ones(2)}, "conv": {"kernel": jnp.ones(3)}},
+           "aux": {}}
+  params = {"student": PARAMS["student"], "aux": {}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["student"]["fc"]["kernel"], -1.0)
+  np.testing.assert_allclose(updates["student"]["conv"]["kernel"], -0.1)
+
+
+def test_adam_adds_the_weight_decay_to_the_gradient_like_pytorch():
+  """torch.optim.Adam(weight_decay=wd): g <- g + wd * p before the moments; the first step
+  is then -lr * sign(g + wd * p)."""
+  tx = optim.make_optimizer(_opt(name="adam", lr=0.01, weight_decay=0.5), 0.01)
+  params = jnp.array([1.0, -2.0])
+  grads = jnp.array([-0.25, 0.5])  # g + wd*p = [0.25, -0.5]
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates, [-0.01, 0.01], rtol=1e-5)
+
+
+@pytest.mark.parametrize("lr_scale,message", [
+    ({"fc": 10.0}, r"^config\.optimizer\.lr_scale: 'fc' must be a parameter path starting "
+                   r"with student or aux"),
+    ({"aux/cfl": -1.0}, r"^config\.optimizer\.lr_scale\.aux/cfl must be a number >= 0"),
+])
+def test_bad_lr_scales_fail_in_one_line(lr_scale, message):
+  c = config_lib.base_config()
+  c.optimizer.lr_scale = lr_scale
+  with pytest.raises(KdJaxError, match=message):
+    config_lib.validate(c)
