@@ -140,7 +140,7 @@ def _merge(base: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigD
   def update(dst, src, path):
     for k, v in src.items():
       if isinstance(v, (dict, ml_collections.ConfigDict)) and isinstance(dst.get(k), dict) \
-          and k not in ("objectives", "teachers"):
+          and k not in ("objectives", "teachers", "eval_tasks", "lr_scale"):
         update(dst[k], dict(v), f"{path}.{k}")
       else:
         dst[k] = v.to_dict() if isinstance(v, ml_collections.ConfigDict) else v

@@ -18,6 +18,13 @@ labels (``data.labeled_fraction`` < 1: 1 for the examples whose label may be use
 ``data.classes`` keeps only the examples of those classes (both splits), relabelled
 0..len-1 in the order given (e.g. an expert trained on digits 5-9 sees labels 0-4); their
 ``index`` stays their position in the unfiltered split.
+
+Several data sets joined by ``+`` (``data.name = "caltech_birds2011+stanford_dogs"``) are
+their union (``UnionDataset``): training draws from each in proportion to its size, the
+eval split is their concatenation, labels and indices are offset so that the data sets
+follow each other (CUB's 200 classes, then the dogs' 120: the label space of an
+amalgamated student). Splits may name one split per data set the same way (``train+train``);
+``num_train_examples``/``num_eval_examples`` then count per data set.
 ``b`` is the global batch divided by the number of processes: each process reads
 its own shard of the split (``tfds.split_for_jax_process``).
 """
@@ -55,6 +62,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "imagenet2012": dict(train_augment="inception", eval_preprocess="center_crop",
                          mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224),
 }
+# Fine-grained and other transfer data sets: ImageNet's preparation.
+for _name in ("caltech_birds2011", "stanford_dogs", "oxford_flowers102", "oxford_iiit_pet",
+              "cars196", "food101", "dtd", "caltech101", "imagenette"):
+  PRESETS[_name] = PRESETS["imagenet2012"]
 TRAIN_AUGMENTS = ("none", "cifar", "pad_crop", "inception")
 EVAL_PREPROCESS = ("none", "center_crop")
 
@@ -240,8 +251,17 @@ class Dataset:
                     stream: int = 0) -> Iterator[dict]:
     """The ``steps_per_epoch`` batches of ``epoch`` for this process, from batch ``start``.
     ``stream`` > 0 gives another order of the same data (e.g. an initialisation stage's)."""
-    entropy = [seed, epoch] + ([stream] if stream else [])
-    epoch_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31))
+    epoch_seed = _epoch_seed(seed, epoch, stream)
+    ds, finish = self._train_examples(epoch_seed)
+    ds = ds.skip(start * self.local_batch_size)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(self.local_batch_size, drop_remainder=True)
+    ds = ds.take(self.steps_per_epoch - start).prefetch(tf.data.AUTOTUNE)
+    return tfds.as_numpy(ds)
+
+  def _train_examples(self, epoch_seed: int):
+    """``(examples, finish)``: the train split shuffled for one epoch and repeated, and the
+    per-example augmentation and normalisation to map over it."""
     if self.cache:  # Read and decode once; every epoch shuffles the cached examples.
       if self._cached_train is None:
         self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None,
@@ -252,45 +272,143 @@ class Dataset:
     n_local = max(1, self.num_train_examples // jax.process_count())
     ds = ds.shuffle(min(n_local, 50_000), seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.repeat()  # Only matters when a split holds fewer examples than it claims.
-    ds = ds.skip(start * self.local_batch_size)
 
     def finish(ex):
       ex_seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(ex["index"], tf.int64)])
       return self._finish(ex, train=True, seed=ex_seed)
 
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(self.local_batch_size, drop_remainder=True)
-    ds = ds.take(self.steps_per_epoch - start).prefetch(tf.data.AUTOTUNE)
-    return tfds.as_numpy(ds)
+    return ds, finish
 
   def num_eval_steps(self) -> int:
     per_process = -(-self.num_eval_examples // jax.process_count())
     return max(1, -(-per_process // (self.eval_batch_size // jax.process_count())))
 
+  def eval_examples(self) -> tf.data.Dataset:
+    """The eval split once, prepared, each example with ``mask`` 1."""
+    ds = self._read(self.eval_split, shuffle_files=False, seed=None)
+    return ds.map(lambda ex: {**self._finish(ex, train=False, seed=None),
+                              "mask": tf.constant(1.0, tf.float32)},
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
   def eval_batches(self) -> Iterator[dict]:
     """The eval split once, padded with ``mask == 0`` examples to ``num_eval_steps()`` full batches."""
     local = self.eval_batch_size // jax.process_count()
     if self._eval is None:
-      ds = self._read(self.eval_split, shuffle_files=False, seed=None)
-      ds = ds.map(lambda ex: {**self._finish(ex, train=False, seed=None),
-                              "mask": tf.constant(1.0, tf.float32)},
-                  num_parallel_calls=tf.data.AUTOTUNE)
+      ds = self.eval_examples().batch(local)
+      self._eval = (ds.cache() if self.cache else ds).prefetch(tf.data.AUTOTUNE)
+    return _padded(self._eval, local, self.num_eval_steps())
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+  entropy = [seed, epoch] + ([stream] if stream else [])
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0] % (2**31))
+
+
+def _padded(ds: tf.data.Dataset, local: int, num_steps: int) -> Iterator[dict]:
+  """``num_steps`` batches of ``local`` examples from ``ds``; short ones padded with zeros
+  (``mask`` 0), missing ones (processes with fewer examples still step) all padding."""
+  steps = 0
+  for batch in tfds.as_numpy(ds):
+    if steps == num_steps:
+      break
+    n = len(batch["mask"])
+    if n < local:
+      batch = {k: np.concatenate([v, np.zeros((local - n,) + v.shape[1:], v.dtype)])
+               for k, v in batch.items()}
+    steps += 1
+    yield batch
+  while steps < num_steps:
+    yield {k: np.zeros((local,) + v.shape[1:], v.dtype) for k, v in batch.items()}
+    steps += 1
+
+
+@dataclasses.dataclass
+class UnionDataset:
+  """Several prepared data sets as one (``data.name = "a+b"``): see the module docstring."""
+
+  parts: list[Dataset]
+  global_batch_size: int
+  eval_batch_size: int
+  cache: bool = True
+  _eval: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
+
+  labeled_fraction = 1.0
+  local_batch_size = Dataset.local_batch_size
+  steps_per_epoch = Dataset.steps_per_epoch
+  num_eval_steps = Dataset.num_eval_steps
+
+  @property
+  def name(self) -> str:
+    return "+".join(p.name for p in self.parts)
+
+  @property
+  def has_labels(self) -> bool:
+    return all(p.has_labels for p in self.parts)
+
+  @property
+  def num_classes(self) -> int | None:
+    sizes = [p.num_classes for p in self.parts]
+    return None if None in sizes else sum(sizes)
+
+  @property
+  def num_train_examples(self) -> int:
+    return sum(p.num_train_examples for p in self.parts)
+
+  @property
+  def num_eval_examples(self) -> int:
+    return sum(p.num_eval_examples for p in self.parts)
+
+  @property
+  def index_size(self) -> int:
+    return sum(p.index_size for p in self.parts)
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return self.parts[0].input_shape
+
+  def _offsets(self):
+    index = np.cumsum([0] + [p.index_size for p in self.parts])[:-1]
+    label = np.cumsum([0] + [p.num_classes or 0 for p in self.parts])[:-1]
+    return [(int(i), int(l)) for i, l in zip(index, label)]
+
+  @staticmethod
+  def _shift(ds: tf.data.Dataset, index_offset: int, label_offset: int) -> tf.data.Dataset:
+    def shift(ex):
+      ex = {**ex, "index": ex["index"] + index_offset}
+      if "label" in ex:
+        ex["label"] = ex["label"] + label_offset
+      return ex
+    return ds.map(shift, num_parallel_calls=tf.data.AUTOTUNE)
+
+  def train_batches(self, epoch: int, start: int = 0, seed: int = 0,
+                    stream: int = 0) -> Iterator[dict]:
+    """One epoch's batches: examples drawn from the data sets in proportion to their sizes
+    (deterministic in ``(seed, epoch)``), from batch ``start``."""
+    epoch_seed = _epoch_seed(seed, epoch, stream)
+    streams = []
+    for part, (i_off, l_off) in zip(self.parts, self._offsets()):
+      ds, finish = part._train_examples(epoch_seed)
+      streams.append(self._shift(ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE),
+                                 i_off, l_off))
+    sizes = np.array([p.num_train_examples for p in self.parts], np.float64)
+    ds = tf.data.Dataset.sample_from_datasets(streams, list(sizes / sizes.sum()),
+                                              seed=epoch_seed)
+    ds = ds.skip(start * self.local_batch_size)
+    ds = ds.batch(self.local_batch_size, drop_remainder=True)
+    ds = ds.take(self.steps_per_epoch - start).prefetch(tf.data.AUTOTUNE)
+    return tfds.as_numpy(ds)
+
+  def eval_batches(self) -> Iterator[dict]:
+    """The eval splits one after the other, padded like ``Dataset.eval_batches``."""
+    local = self.eval_batch_size // jax.process_count()
+    if self._eval is None:
+      ds = None
+      for part, (i_off, l_off) in zip(self.parts, self._offsets()):
+        one = self._shift(part.eval_examples(), i_off, l_off)
+        ds = one if ds is None else ds.concatenate(one)
       ds = ds.batch(local)
       self._eval = (ds.cache() if self.cache else ds).prefetch(tf.data.AUTOTUNE)
-    ds = self._eval
-    steps = 0
-    for batch in tfds.as_numpy(ds):
-      if steps == self.num_eval_steps():
-        break
-      n = len(batch["mask"])
-      if n < local:
-        batch = {k: np.concatenate([v, np.zeros((local - n,) + v.shape[1:], v.dtype)])
-                 for k, v in batch.items()}
-      steps += 1
-      yield batch
-    while steps < self.num_eval_steps():  # Processes with fewer examples still step.
-      yield {k: np.zeros((local,) + v.shape[1:], v.dtype) for k, v in batch.items()}
-      steps += 1
+    return _padded(self._eval, local, self.num_eval_steps())
 
 
 def _count_examples(builder: tfds.core.DatasetBuilder, split: str,
@@ -301,8 +419,41 @@ def _count_examples(builder: tfds.core.DatasetBuilder, split: str,
   return int(np.isin(labels, classes).sum())
 
 
-def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None = None) -> Dataset:
+def _create_union(data_cfg, global_batch_size: int, eval_batch_size: int | None) -> UnionDataset:
+  names = data_cfg.name.split("+")
+  splits = {}
+  for field in ("train_split", "eval_split"):
+    value = data_cfg[field].split("+")
+    if len(value) not in (1, len(names)):
+      raise KdJaxError(f"config.data.{field}: {data_cfg[field]!r} names {len(value)} splits "
+                       f"for {len(names)} data sets")
+    splits[field] = value * len(names) if len(value) == 1 else value
+  if data_cfg.get("classes") or data_cfg.get("labeled_fraction", 1.0) < 1.0:
+    raise KdJaxError("config.data: classes and labeled_fraction do not apply to a union of "
+                     "data sets")
+  parts = []
+  for i, name in enumerate(names):
+    cfg = dict(data_cfg.items()) if hasattr(data_cfg, "items") else dict(data_cfg)
+    cfg.update(name=name, train_split=splits["train_split"][i], eval_split=splits["eval_split"][i])
+    parts.append(create_dataset(_Cfg(cfg), global_batch_size, eval_batch_size))
+  shapes = {p.input_shape for p in parts}
+  if len(shapes) > 1:
+    raise KdJaxError(f"config.data.name: the data sets of {data_cfg.name!r} give different "
+                     f"input shapes {sorted(shapes)}; set config.data.image_size and channels")
+  return UnionDataset(parts, global_batch_size, eval_batch_size or global_batch_size,
+                      cache=bool(data_cfg.get("cache", True)))
+
+
+class _Cfg(dict):
+  """A dict read like a ConfigDict (``cfg.name``, ``cfg.get``)."""
+  __getattr__ = dict.__getitem__
+
+
+def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None = None
+                   ) -> Dataset | UnionDataset:
   """Resolves ``config.data`` into a prepared ``Dataset`` (one-line ``KdJaxError`` on problems)."""
+  if "+" in data_cfg.name:
+    return _create_union(data_cfg, global_batch_size, eval_batch_size)
   name = data_cfg.name
   preset = PRESETS.get(name, {})
   data_dir = data_cfg.get("data_dir") or default_data_dir()

@@ -181,3 +181,32 @@ def test_labeled_fraction_marks_the_same_random_subset_in_every_epoch_and_seed()
     batch = next(iter(ds.train_batches(epoch, 0, seed)))
     np.testing.assert_array_equal(batch["label_mask"], table[batch["index"]].astype(np.float32))
   assert "label_mask" not in next(iter(ds.eval_batches()))
+
+
+def test_a_union_of_data_sets_offsets_labels_and_indices():
+  """digits + transposed digits: 20 classes (the second's labels follow the first's), the
+  second's indices after the first's 1,437, eval splits one after the other."""
+  ds = pipelines.create_dataset(_cfg(name="sklearn_digits+sklearn_digits_transposed"), 32, 40)
+  assert ds.num_classes == 20 and ds.num_train_examples == 2 * 1437
+  assert ds.index_size == 2 * 1437 and ds.num_eval_examples == 720
+  assert ds.input_shape == (8, 8, 1) and ds.steps_per_epoch == 2874 // 32
+  evals = list(ds.eval_batches())
+  labels = np.concatenate([b["label"][b["mask"] > 0] for b in evals])
+  assert len(labels) == 720 and labels[:360].max() <= 9 and labels[360:].min() >= 10
+  train = list(ds.train_batches(0, seed=1))
+  assert len(train) == ds.steps_per_epoch
+  labels = np.concatenate([b["label"] for b in train])
+  index = np.concatenate([b["index"] for b in train])
+  assert ((labels >= 10) == (index >= 1437)).all()  # Offsets move together.
+  assert 0.4 < (labels >= 10).mean() < 0.6         # Drawn in proportion to the sizes.
+  again = list(ds.train_batches(0, seed=1))
+  np.testing.assert_array_equal(np.concatenate([b["index"] for b in again]), index)
+  resumed = list(ds.train_batches(0, start=5, seed=1))
+  np.testing.assert_array_equal(resumed[0]["index"], train[5]["index"])
+
+
+def test_a_union_names_one_split_per_data_set_or_one_for_all():
+  with pytest.raises(KdJaxError, match=r"^config\.data\.eval_split: 'test\+test\+test' names 3 "
+                     r"splits for 2 data sets$"):
+    pipelines.create_dataset(_cfg(name="sklearn_digits+sklearn_digits_transposed",
+                                  eval_split="test+test+test"), 32)

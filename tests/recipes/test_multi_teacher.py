@@ -1,0 +1,154 @@
+"""configs/consolidation and configs/amalgamation: the recipes as data, the paper-scale ones
+run on mock data with random-weight teachers of three architectures."""
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+import tensorflow_datasets as tfds
+
+from kd_jax import config as config_lib
+from kd_jax import models
+from kd_jax.training import checkpoint as ckpt_lib
+from kd_jax.training import job
+from tests.recipes.helpers import load_config
+
+
+def _validate_runs(c):
+  runs = config_lib.expand_runs(c)
+  names = list(runs)
+  for i, run in enumerate(runs.values()):
+    config_lib.validate(run, run_names=names[:i])
+  return runs
+
+
+def test_digits_consolidation_has_three_teachers_of_three_architectures_and_baselines():
+  runs = _validate_runs(load_config("configs/consolidation/digits.py"))
+  assert {n: runs[n].model for n in ("generalist", "expert_low", "expert_high")} == {
+      "generalist": "resnet20", "expert_low": "wrn_16_2", "expert_high": "vgg8"}
+  assert tuple(runs["expert_high"].data.classes) == (5, 6, 7, 8, 9)
+  student = runs["consolidated_seed2"]
+  assert tuple(student.student_heads) == ("generalist", "expert_low", "expert_high")
+  assert student.data.unlabeled and student.eval_head == "generalist"
+  assert {k: (v["teacher"], v["temperature"]) for k, v in student.objectives.items()} == {
+      f"kd_{t}": (t, 1.0) for t in ("generalist", "expert_low", "expert_high")}
+  assert student.downstream.data.name == "sklearn_digits_transposed"
+  assert runs["scratch_seed0"].downstream.backbone == "random"
+  assert runs["expert_low_seed1"].downstream.backbone == "expert_low"
+  assert not runs["generalist"].downstream.data.name  # Teachers are judged by their own runs.
+  assert len([n for n in runs if n.endswith("_seed0")]) == 6
+
+
+def test_digits_amalgamation_is_cfl_plus_soft_targets_over_the_union():
+  runs = _validate_runs(load_config("configs/amalgamation/digits.py"))
+  cfl = runs["cfl_seed0"]
+  assert cfl.objectives.soft_ce.teacher == ["expert_low", "expert_high"]
+  assert (cfl.objectives.cfl.weight, cfl.objectives.cfl.hidden) == (10.0, 32)
+  assert cfl.eval_tasks.to_dict() == {"expert_low": (0, 1, 2, 3, 4),
+                                      "expert_high": (5, 6, 7, 8, 9)}
+  assert "cfl" not in runs["kd_seed0"].objectives
+
+
+def test_cub_dogs_has_the_official_codes_recipe():
+  runs = _validate_runs(load_config("configs/amalgamation/cub_dogs.py"))
+  cfl = runs["cfl"]
+  assert cfl.model == "resnet34" and cfl.data.name == "caltech_birds2011+stanford_dogs"
+  assert cfl.data.unlabeled and cfl.data.image_size == 224
+  assert (cfl.optimizer.name, cfl.optimizer.lr, cfl.optimizer.weight_decay) == ("adam", 1e-4, 1e-4)
+  assert tuple(cfl.optimizer.decay_epochs) == (15,) and cfl.num_epochs == 30
+  assert dict(cfl.optimizer.lr_scale) == {"student/fc": 10.0, "aux/cfl": 5.0}
+  assert cfl.objectives.cfl.weight == 10.0 and cfl.objectives.soft_ce.temperature == 1.0
+  assert (runs["teacher_birds"].model, runs["teacher_dogs"].model) == ("resnet18", "resnet34")
+  assert not runs["teacher_birds"].optimizer.lr_scale  # The student's groups only.
+  assert len(cfl.eval_tasks.dogs) == 120 and cfl.eval_tasks.dogs[0] == 200
+
+
+def test_imagenet_consolidation_validates_for_any_experts_and_proxy():
+  runs = _validate_runs(load_config("configs/consolidation/imagenet_experts.py",
+                                    "caltech_birds2011,stanford_dogs;imagenet2012;cars196"))
+  student = runs["consolidated"]
+  assert tuple(student.student_heads) == ("generalist", "expert_caltech_birds2011",
+                                          "expert_stanford_dogs")
+  assert student.downstream.data.name == "cars196"
+  assert runs["generalist"].downstream.backbone == "workdirs/imagenet/resnet50"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compilation():
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+def _checkpoint(tmp_path_factory, model, classes):
+  module = models.create(model, classes)
+  variables = module.init(jax.random.PRNGKey(classes), jnp.zeros((1, 32, 32, 3)), train=False)
+  path = str(tmp_path_factory.mktemp(f"{model}_{classes}"))
+  ckpt_lib.save_model_variables(path, dict(variables), {"model": model, "num_classes": classes})
+  return path
+
+
+def _small(c):
+  c.data.image_size = 32
+  c.data.num_train_examples = 16
+  c.data.num_eval_examples = 16
+  c.batch_size = 8
+  c.num_epochs = 1
+  c.log_every_steps = 1
+  return c
+
+
+@pytest.mark.slow
+def test_three_teachers_of_three_architectures_consolidate_on_mock_imagenet(tmp_path_factory):
+  """The paper-scale consolidation recipe with a resnet18 generalist, a MobileNetV2 bird
+  expert and a vgg8 dog expert (random weights) on mock ImageNet, then the downstream
+  stage on mock oxford_iiit_pet."""
+  c = _small(load_config("configs/consolidation/imagenet_experts.py",
+                         "caltech_birds2011,stanford_dogs"))
+  gen = _checkpoint(tmp_path_factory, "resnet18", 1000)
+  teachers = {"generalist": dict(model="resnet18", checkpoint=gen),
+              "expert_caltech_birds2011": dict(
+                  model="MobileNetV2", checkpoint=_checkpoint(tmp_path_factory, "MobileNetV2", 200)),
+              "expert_stanford_dogs": dict(
+                  model="vgg8", checkpoint=_checkpoint(tmp_path_factory, "vgg8", 120))}
+  run = c.runs.consolidated.to_dict()
+  run.update(model="resnet18", init_from=gen, teachers=teachers)
+  c.runs = {"consolidated": run}
+  ds = c.downstream
+  ds.data.image_size, ds.data.num_train_examples, ds.data.num_eval_examples = 32, 16, 16
+  ds.num_epochs, ds.batch_size, ds.probe_steps = 1, 8, 10
+  workdir = tmp_path_factory.mktemp("consolidation")
+  with tfds.testing.mock_data(num_examples=16):
+    summary = job.run(c, str(workdir))
+  r = summary["runs"]["consolidated"]
+  assert r["steps"] == 2 and sorted(r["objectives"]) == [
+      "kd_expert_caltech_birds2011", "kd_expert_stanford_dogs", "kd_generalist"]
+  assert 0.0 <= r["test_accuracy"] <= 1.0  # The generalist head on (mock) ImageNet.
+  down = r["downstream"]["oxford_iiit_pet"]
+  assert 0.0 <= down["linear_probe"]["top1"] <= 1.0 and down["finetune"]["epochs"] == 1
+  saved = json.loads((workdir / "consolidated" / "results.json").read_text())
+  assert saved["downstream"]["oxford_iiit_pet"]["finetune"]["top1"] == down["finetune"]["top1"]
+
+
+@pytest.mark.slow
+def test_cfl_benchmark_runs_on_a_mock_union_of_cub_and_dogs(tmp_path_factory, capsys):
+  c = _small(load_config("configs/amalgamation/cub_dogs.py"))  # resnet34 -> resnet18 here.
+  c.runs = {"cfl": {**c.runs.cfl.to_dict(), "model": "resnet18",
+                    "init_from": _checkpoint(tmp_path_factory, "resnet18", 1000),
+                    "teachers": {
+                        "teacher_birds": dict(model="resnet18", checkpoint=_checkpoint(
+                            tmp_path_factory, "resnet18", 200)),
+                        "teacher_dogs": dict(model="wrn_16_1", checkpoint=_checkpoint(
+                            tmp_path_factory, "wrn_16_1", 120))}}}
+  c.optimizer.lr_scale = {"student/fc": 10.0, "aux/cfl": 5.0}
+  with tfds.testing.mock_data(num_examples=16):
+    r = job.run(c, str(tmp_path_factory.mktemp("cfl")))["runs"]["cfl"]
+  assert r["steps"] == 4  # 2 x 16 examples, batch 8.
+  assert set(r["eval"]) >= {"accuracy", "accuracy_birds", "accuracy_dogs"}
+  out = capsys.readouterr().out
+  report = [l for l in out.splitlines() if "step 4: train/" in l][-1]
+  assert "loss_cfl=" in report and "loss_soft_ce=" in report
+  values = dict(kv.split("=") for kv in report.split(": ", 1)[1].split(", "))
+  assert all(math.isfinite(float(values[k])) for k in ("train/loss_cfl", "train/loss_soft_ce"))
