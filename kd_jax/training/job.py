@@ -60,13 +60,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if len(runs) == 1 and "" in results:
     return results[""]
   summary = {"runs": results, "job_time_s": round(time.time() - t0, 1)}
+  groups = seed_groups(results)
+  if groups:
+    summary["seed_groups"] = groups
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(summary, f, indent=2)
     _print(format_table(results))
-    groups = seed_groups(results)
     if groups:
-      summary["seed_groups"] = groups
       _print(format_groups(groups))
     _print(f"results: {os.path.join(workdir, 'results.json')}; TensorBoard: "
            f"tensorboard --logdir={workdir}")

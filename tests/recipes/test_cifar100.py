@@ -54,12 +54,8 @@ def test_every_pair_of_the_tables_is_one_config_argument_away(teacher, student):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-  """Three steps on a big teacher: XLA's optimisations cost more time than they save here."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation)."""
 
 
 @pytest.fixture(scope="module")

@@ -75,11 +75,8 @@ def test_imagenet_consolidation_validates_for_any_experts_and_proxy():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_compilation():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation)."""
 
 
 def _checkpoint(tmp_path_factory, model, classes):

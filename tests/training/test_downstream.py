@@ -92,5 +92,6 @@ def test_a_job_evaluates_its_runs_downstream_and_other_runs_models(tiny_config, 
   saved = json.loads((tmp_path / "student_seed0" / "results.json").read_text())
   assert saved["downstream"] == runs["student_seed0"]["downstream"]
   groups = summary["seed_groups"]
+  assert json.loads((tmp_path / "results.json").read_text())["seed_groups"] == groups
   assert set(groups["teacher_eval"]) >= {"runs", "linear_probe"}
   assert "mean" in groups["student"] and "linear_probe" in groups["student"]
