@@ -109,6 +109,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_tasks = ml_collections.ConfigDict()  # name -> class ids: accuracy_<name> over the
                                 # examples of those classes, the logits restricted to them.
   c.downstream = downstream_config()
+  c.teacher_cache = ""          # "": the teachers run in every step. "memory" or a directory:
+                                # the outputs the objectives read are computed once over
+                                # the train split (no random augmentation) and read by
+                                # example index (kd_jax/training/teacher_cache.py).
 
   c.log_every_steps = 50
   c.checkpoint_every_steps = -1  # -1: at the end of every epoch.
@@ -190,6 +194,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
   fraction = config.data.labeled_fraction
   if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
     raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
+  if not isinstance(config.teacher_cache, str):
+    raise KdJaxError(f"config.teacher_cache must be '', 'memory' or a directory, got "
+                     f"{config.teacher_cache!r}")
   if config.dtype not in ("float32", "bfloat16"):
     raise KdJaxError(f"config.dtype must be float32 or bfloat16, got {config.dtype!r}")
   _check_optimizer(config.optimizer, "config.optimizer")

@@ -279,6 +279,31 @@ class Dataset:
 
     return ds, finish
 
+  def train_split_once(self) -> Iterator[dict]:
+    """Every train example of this process's shard once (also beyond ``num_train_examples``),
+    in storage order, prepared as for training (which must not augment), in local batches,
+    the last padded with ``mask == 0`` (teacher caches)."""
+    if self.cache:
+      if self._cached_train is None:
+        self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None,
+                                        train=True).cache()
+      ds = self._cached_train
+    else:
+      ds = self._read(self.train_split, shuffle_files=False, seed=None, train=True)
+    if self.train_augment != "none":
+      raise KdJaxError(f"config.data.train_augment is {self.train_augment!r}: outputs computed "
+                       f"once cannot follow random augmentation (set it to 'none')")
+    ds = ds.map(lambda ex: {**self._finish(ex, train=True, seed=None),
+                            "mask": tf.constant(1.0, tf.float32)},
+                num_parallel_calls=tf.data.AUTOTUNE)
+    local = self.local_batch_size
+    for batch in tfds.as_numpy(ds.batch(local).prefetch(tf.data.AUTOTUNE)):
+      n = len(batch["mask"])
+      if n < local:
+        batch = {k: np.concatenate([v, np.zeros((local - n,) + v.shape[1:], v.dtype)])
+                 for k, v in batch.items()}
+      yield batch
+
   def num_eval_steps(self) -> int:
     per_process = -(-self.num_eval_examples // jax.process_count())
     return max(1, -(-per_process // (self.eval_batch_size // jax.process_count())))
@@ -514,3 +539,38 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
       classes=classes or None, builder=builder, num_classes=num_classes,
       num_train_examples=sizes["train"], num_eval_examples=sizes["eval"],
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+  """What a model needs to know of a data set, read from its TFDS metadata alone."""
+  input_shape: tuple[int, int, int]
+  num_classes: int | None
+  num_train_examples: int | None  # None: the metadata holds no split sizes (not prepared).
+
+
+def describe(data_cfg) -> DataInfo:
+  """``config.data``'s input shape, classes and train size without preparing or reading the
+  data (benchmarks on random batches of the real shapes)."""
+  infos = []
+  for name in data_cfg.name.split("+"):
+    info = _builder(name, data_cfg.get("data_dir") or default_data_dir()).info
+    image = info.features["image"].shape
+    preset = PRESETS.get(name, {})
+    size = data_cfg.get("image_size", -1)
+    size = size if size and size > 0 else preset.get("image_size") or image[0]
+    if not size:
+      raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
+    channels = data_cfg.get("channels") or image[-1] or 3
+    classes = tuple(data_cfg.get("classes", ()) or ())
+    num_classes = (len(classes) if classes else
+                   info.features["label"].num_classes if "label" in info.features else None)
+    base = data_cfg.get("train_split", "train").split("+")[0].split("[")[0]
+    given = data_cfg.get("num_train_examples", -1)
+    n = (int(given) if given and given > 0 else
+         info.splits[base].num_examples if base in info.splits else None)
+    infos.append(DataInfo((int(size), int(size), int(channels)), num_classes, n))
+  known = [i.num_train_examples for i in infos]
+  return DataInfo(infos[0].input_shape,
+                  sum(i.num_classes or 0 for i in infos) or None,
+                  sum(known) if all(k is not None for k in known) else None)

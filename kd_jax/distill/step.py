@@ -86,14 +86,37 @@ def _update_if_finite(state: TrainState, tx: optax.GradientTransformation, loss:
       bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
 
 
+def cached_teacher_key(teacher: str, output: str) -> str:
+  """The batch entry that holds a cached ``output`` ('logits' or a feature) of ``teacher``."""
+  return f"teacher/{teacher}/{output}"
+
+
+def _cached_outputs(name: str, shapes: Outputs, batch) -> Outputs:
+  """A teacher's outputs read from the batch (``kd_jax.training.teacher_cache``); outputs
+  the step does not read are not cached and stand in as zeros (XLA drops them)."""
+  b = batch["image"].shape[0]
+
+  def get(output, shape):
+    key = cached_teacher_key(name, output)
+    if key in batch:
+      return batch[key].astype(shape.dtype)
+    return jnp.zeros((b, *shape.shape[1:]), shape.dtype)
+
+  return Outputs(get("logits", shapes.logits),
+                 {k: get(k, v) for k, v in shapes.features.items()})
+
+
 def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     objectives: Sequence[Objective], tx: optax.GradientTransformation,
-                    has_labels: bool, steps_per_epoch: int = 1) -> Callable:
+                    has_labels: bool, steps_per_epoch: int = 1,
+                    cached_teachers: Mapping[str, Outputs] | None = None) -> Callable:
   """Returns the (un-jitted) pure train step for this student, teachers and objectives.
 
   ``steps_per_epoch`` gives objectives the current epoch, counted from 1 (DKD's warm-up).
   Objectives that act only through their initialisation stage (``main_stage=False``) are
-  not evaluated here."""
+  not evaluated here. ``cached_teachers``: ``{teacher: its Outputs' shapes}`` for teachers
+  whose outputs come in the batch (``cached_teacher_key``) instead of being computed."""
+  cached_teachers = dict(cached_teachers or {})
   objectives = [o for o in objectives if o.main_stage]
   metrics_cls = train_metrics_class(objectives, has_labels)
   used_teachers = sorted({t for o in objectives for t in o.teachers})
@@ -103,6 +126,10 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
     rng = jax.random.fold_in(rng, state.step)
     teacher_out = {}
     for name in used_teachers:  # Each teacher: exactly one forward pass per batch.
+      if name in cached_teachers:
+        teacher_out[name] = jax.lax.stop_gradient(
+            _cached_outputs(name, cached_teachers[name], batch))
+        continue
       logits, feats = teachers[name].apply(state.teachers[name], images, train=False)
       teacher_out[name] = jax.lax.stop_gradient(Outputs(logits, feats))
 

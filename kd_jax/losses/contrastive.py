@@ -92,6 +92,20 @@ def _update(bank: jax.Array, index: jax.Array, z: jax.Array, momentum: float) ->
   return bank.at[index].set(rows.astype(bank.dtype), unique_indices=True)
 
 
+def contrast_scores(bank: jax.Array, contrast_index: jax.Array, z: jax.Array) -> jax.Array:
+  """``<bank[contrast_index[b, k]], z[b]>`` [B, K+1] in z's dtype; no gradient to the bank.
+
+  When the bank has at most 8 (K+1) rows (CIFAR: 50,000 vs 16,385) every score of the
+  bank is one [B, d] x [d, N] matmul and the K+1 are picked from it: much less memory
+  traffic than gathering [B, K+1, d] rows. Larger banks (ImageNet) gather the rows."""
+  bank = jax.lax.stop_gradient(bank)
+  n, k1 = bank.shape[0], contrast_index.shape[1]
+  if n <= 8 * k1:
+    every = jnp.dot(z, bank.astype(z.dtype).T)
+    return jnp.take_along_axis(every, contrast_index, axis=1)
+  return jnp.einsum("bkd,bd->bk", bank[contrast_index].astype(z.dtype), z)
+
+
 def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
         contrast_index: jax.Array, temperature: float = 0.07,
         momentum: float = 0.5) -> tuple[jax.Array, CRDMemory]:
@@ -106,10 +120,8 @@ def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
   """
   z_s, z_t = float32(z_s, z_t)
   n = memory.num_data
-  m_s = jax.lax.stop_gradient(memory.student[contrast_index].astype(z_s.dtype))
-  m_t = jax.lax.stop_gradient(memory.teacher[contrast_index].astype(z_t.dtype))
-  out_t = jnp.exp(jnp.einsum("bkd,bd->bk", m_s, z_t) / temperature)  # teacher anchor
-  out_s = jnp.exp(jnp.einsum("bkd,bd->bk", m_t, z_s) / temperature)  # student anchor
+  out_t = jnp.exp(contrast_scores(memory.student, contrast_index, z_t) / temperature)
+  out_s = jnp.exp(contrast_scores(memory.teacher, contrast_index, z_s) / temperature)
 
   def normaliser(z, out):
     first = n * jnp.mean(jax.lax.stop_gradient(out))
@@ -178,5 +190,6 @@ def sample_contrast_index(rng: jax.Array, index: jax.Array, num_negatives: int,
   return jnp.concatenate([pos[:, None], neg], axis=1)
 
 
-__all__ = ["CRDEmbed", "CRDMemory", "ClassIndex", "class_index", "crd", "crd_memory_init",
+__all__ = ["CRDEmbed", "CRDMemory", "ClassIndex", "class_index", "contrast_scores", "crd",
+           "crd_memory_init",
            "nce", "sample_contrast_index"]

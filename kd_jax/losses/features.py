@@ -17,6 +17,7 @@ import numpy as np
 
 from kd_jax.losses.common import (Features, adaptive_avg_pool, flatten, float32,
                                   l2_normalize, match_spatial, summed_over_layers)
+from kd_jax.models import conv as conv_lib
 from kd_jax.models import layers
 
 # torch.nn.Conv2d's default initialisation (kaiming_uniform_(a=sqrt(5)) for the weight).
@@ -43,7 +44,8 @@ class TorchConv(nn.Module):
     pad = ((self.padding, self.padding), (self.padding, self.padding))
     return nn.Conv(self.features, self.kernel, strides=(self.stride, self.stride), padding=pad,
                    use_bias=self.use_bias, kernel_init=_torch_conv_init,
-                   bias_init=_uniform(fan_in ** -0.5))(x)
+                   bias_init=_uniform(fan_in ** -0.5),
+                   conv_general_dilated=conv_lib.conv_general_dilated)(x)
 
 
 class TorchConvTranspose(nn.Module):

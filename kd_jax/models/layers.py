@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kd_jax.models import conv as conv_lib
+
 # torch.nn.init.kaiming_normal_(mode="fan_out", nonlinearity="relu")
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torch.nn.Linear default: kaiming_uniform_(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in))
@@ -46,12 +48,14 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int | None = None
          dtype: Any = jnp.float32, name: str | None = None, groups: int = 1,
          use_bias: bool = False, kernel_init=conv_kernel_init) -> nn.Conv:
   """NHWC convolution (bias-free by default) with PyTorch-style symmetric padding
-  (default ``kernel // 2``); ``groups`` as in ``torch.nn.Conv2d``; bias initialised to 0."""
+  (default ``kernel // 2``); ``groups`` as in ``torch.nn.Conv2d``; bias initialised to 0.
+  On CPU its weight gradient is computed by matmuls (``kd_jax.models.conv``)."""
   pad = kernel // 2 if padding is None else padding
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
                  feature_group_count=groups, kernel_init=kernel_init,
-                 bias_init=nn.initializers.zeros, name=name)
+                 bias_init=nn.initializers.zeros, name=name,
+                 conv_general_dilated=conv_lib.conv_general_dilated)
 
 
 def batch_norm(train: bool, dtype: Any = jnp.float32, name: str | None = None) -> nn.BatchNorm:

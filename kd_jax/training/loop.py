@@ -25,7 +25,7 @@ from kd_jax.distill.step import make_eval_step, make_train_step
 from kd_jax.errors import KdJaxError, TrainingDiverged  # noqa: F401 (re-exported)
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
-from kd_jax.training import optim, sharding, stages
+from kd_jax.training import optim, sharding, stages, teacher_cache
 
 
 def _log(msg: str) -> None:
@@ -33,12 +33,16 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def load_teachers(config, input_shape, job_workdir: str | None):
-  """``{name: (module, variables)}``: each teacher's model and frozen variables."""
+def load_teachers(config, input_shape, job_workdir: str | None, metas: dict | None = None):
+  """``{name: (module, variables)}``: each teacher's model and frozen variables (and, into
+  ``metas``, where each came from)."""
   out = {}
   for name, t in config.teachers.items():
     path = t.get("checkpoint") or os.path.join(job_workdir or ".", t["run"])
     variables, meta = ckpt_lib.load_model_variables(path, t.get("which", "latest"))
+    if metas is not None:
+      metas[name] = {"model": t["model"], "checkpoint": os.path.abspath(path),
+                     "which": t.get("which", "latest"), "step": meta.get("step")}
     num_classes = t.get("num_classes") or meta.get("num_classes")
     if meta.get("model") not in (None, t["model"]):
       raise KdJaxError(f"config.teachers.{name}.model is {t['model']!r} but {path} holds a "
@@ -76,6 +80,48 @@ def _init_from(state: TrainState, config, heads, job_workdir, repl, tag) -> Trai
                        batch_stats=merged.get("batch_stats", state.batch_stats))
 
 
+def main_optimizer(config, objectives, schedule):
+  """The main stage's optimiser: ``config.optimizer``, with the parameters that an
+  objective freezes (or trains only in its initialisation stage) held fixed."""
+  frozen = any(o.spec.frozen or not o.main_stage for o in objectives)
+  return optim.make_optimizer(
+      config.optimizer, schedule,
+      trainable=(lambda p: stages.main_stage_trainable(objectives, p)) if frozen else None)
+
+
+def create_train_state(student, teachers: dict, teacher_variables: dict, objectives, tx,
+                       input_shape, index_size: int, seed: int, sharding) -> TrainState:
+  """The initial ``TrainState`` (placed with ``sharding``): the student's variables, the
+  objectives' heads and state built from the output shapes of the student and each teacher
+  (no teacher forward is run), checked against one example batch."""
+  x_shape = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+  out_shapes = jax.eval_shape(
+      lambda x: (student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
+                               train=False),
+                 {n: m.apply(teacher_variables[n], x, train=False) for n, m in teachers.items()}),
+      x_shape)
+
+  def init_state(rng):
+    k_student, k_aux = jax.random.split(rng)
+    x = jnp.zeros(x_shape.shape)
+    variables = student.init(k_student, x, train=False)
+    # Zeros of the outputs' shapes stand in for outputs.
+    zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
+    s_out = objectives_lib.Outputs(*zeros(out_shapes[0]))
+    t_out = {n: objectives_lib.Outputs(*zeros(o)) for n, o in out_shapes[1].items()}
+    aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux, index_size)
+    example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
+    objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
+                                teacher_variables)
+    params = {"student": variables["params"], "aux": aux_params}
+    return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+                      bad_step=jnp.array(-1, jnp.int32), teachers=dict(teacher_variables),
+                      aux_state=aux_state)
+
+  return jax.jit(init_state, out_shardings=sharding)(jax.random.PRNGKey(seed))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        run_name: str = "", job_workdir: str | None = None) -> dict[str, Any]:
   """Trains one run to ``config.num_epochs`` (resuming if possible); returns the results dict."""
@@ -89,7 +135,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if not num_classes:
     raise KdJaxError("config.num_classes must be set: the data set has no labels")
   dtype = jnp.dtype(config.dtype)
-  teachers = load_teachers(config, data.input_shape, job_workdir)
+  teacher_metas: dict[str, Any] = {}
+  teachers = load_teachers(config, data.input_shape, job_workdir, teacher_metas)
   heads = {t: int(teachers[t][0].num_classes) for t in config.student_heads}
   student = student_lib.create(config.model, num_classes, heads, dtype=dtype)
   objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels,
@@ -102,38 +149,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   spe = data.steps_per_epoch
   total_steps = spe * config.num_epochs
   schedule = optim.make_schedule(config.optimizer, spe, config.num_epochs, config.batch_size)
-  frozen = any(o.spec.frozen or not o.main_stage for o in objectives)
-  tx = optim.make_optimizer(
-      config.optimizer, schedule,
-      trainable=(lambda p: stages.main_stage_trainable(objectives, p)) if frozen else None)
+  tx = main_optimizer(config, objectives, schedule)
 
-  # Output shapes of the student and each teacher: the objectives' heads are built from them.
-  x_shape = jax.ShapeDtypeStruct((2, *data.input_shape), jnp.float32)
-  out_shapes = jax.eval_shape(
-      lambda x: (student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
-                               train=False),
-                 {n: m.apply(v, x, train=False) for n, (m, v) in teachers.items()}), x_shape)
-
-  def init_state(rng):
-    k_student, k_aux = jax.random.split(rng)
-    x = jnp.zeros(x_shape.shape)
-    variables = student.init(k_student, x, train=False)
-    # Zeros of the outputs' shapes stand in for outputs (no teacher forward at set-up).
-    zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
-    s_out = objectives_lib.Outputs(*zeros(out_shapes[0]))
-    t_out = {n: objectives_lib.Outputs(*zeros(o)) for n, o in out_shapes[1].items()}
-    aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux,
-                                                    data.index_size)
-    example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
-    objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
-                                {n: v for n, (_, v) in teachers.items()})
-    params = {"student": variables["params"], "aux": aux_params}
-    return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      bad_step=jnp.array(-1, jnp.int32),
-                      teachers={n: v for n, (_, v) in teachers.items()}, aux_state=aux_state)
-
-  state = jax.jit(init_state, out_shardings=repl)(jax.random.PRNGKey(config.seed))
+  state = create_train_state(student, {n: m for n, (m, _) in teachers.items()},
+                             {n: v for n, (_, v) in teachers.items()}, objectives, tx,
+                             data.input_shape, data.index_size, config.seed, repl)
   step_rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
   ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
@@ -154,10 +174,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _log(f"{tag}resuming from the checkpoint at step {latest} "
          f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")
 
-  train_step = jax.jit(
-      make_train_step(student, {n: m for n, (m, _) in teachers.items()}, objectives, tx,
-                      data.has_labels, spe),
-      in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl), donate_argnums=(0,))
+  teacher_modules = {n: m for n, (m, _) in teachers.items()}
+  make_step = lambda cached=(): make_train_step(
+      student, teacher_modules, objectives, tx, data.has_labels, spe,
+      cached_teachers={n: teacher_shapes[n] for n in cached})
+  cache = None
+  if config.teacher_cache:
+    teacher_cache.check_config(config, data)
+    used = sorted({t for o in objectives if o.main_stage for t in o.teachers})
+    x = jax.ShapeDtypeStruct((data.local_batch_size, *data.input_shape), jnp.float32)
+    teacher_shapes = {n: objectives_lib.Outputs(*jax.eval_shape(
+        lambda x, n=n: teachers[n][0].apply(teachers[n][1], x, train=False), x)) for n in used}
+    example = {"image": x, "index": jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)}
+    if data.has_labels:
+      example["label"] = jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)
+    if data.labeled_fraction < 1.0:
+      example["label_mask"] = jax.ShapeDtypeStruct(x.shape[:1], jnp.float32)
+    needed = teacher_cache.needed_outputs(make_step, state, example, step_rng, teacher_shapes)
+    cache = teacher_cache.build(config, data, teachers, teacher_metas, needed,
+                                lambda m: _log(tag + m))
+    step_fn = make_step(used)
+  else:
+    step_fn = make_step()
+  train_step = jax.jit(step_fn, in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl),
+                       donate_argnums=(0,))
   eval_classes = heads[config.eval_head] if config.eval_head else num_classes
   eval_step = jax.jit(make_eval_step(student, eval_classes, config.eval_head or None,
                                      dict(config.eval_tasks)),
@@ -191,16 +231,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   def evaluate() -> dict[str, float]:
     acc = None
-    for batch in data.eval_batches():
-      m = eval_step(state, sharding.shard_batch(batch, batch_sh))
+    for batch in sharding.prefetch_to_device(data.eval_batches(), batch_sh):
+      m = eval_step(state, batch)
       acc = m if acc is None else acc.merge(m)
     return {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
 
   acc_metrics = None
   while step < total_steps:
     epoch, start = divmod(step, spe)
-    for batch in data.train_batches(epoch, start, config.seed):
-      state, m = train_step(state, sharding.shard_batch(batch, batch_sh), step_rng)
+    batches = data.train_batches(epoch, start, config.seed)
+    if cache is not None:
+      batches = cache.attach(batches)
+    for batch in sharding.prefetch_to_device(batches, batch_sh):
+      state, m = train_step(state, batch, step_rng)
       acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
       step += 1
       progress.tick(step)

@@ -1,6 +1,7 @@
 """Devices and data parallelism: one ``Mesh`` over every device, batches sharded on 'data'."""
 from __future__ import annotations
 
+import collections
 import os
 
 import jax
@@ -55,3 +56,16 @@ def host_value(tree):
 def shard_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
   """This process's slice of the global batch -> global arrays sharded over 'data'."""
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def prefetch_to_device(batches, sharding: NamedSharding, size: int = 2):
+  """Yields ``shard_batch(b, sharding)`` for each of ``batches``, keeping ``size`` batches
+  in flight: the host-to-device copy of the next batch overlaps the current step (device
+  transfers are asynchronous; the step is dispatched before the next batch is needed)."""
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(shard_batch(batch, sharding))
+    if len(queue) >= size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

@@ -118,8 +118,9 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
     acc = None
     while step < total:
       epoch, start = divmod(step, spe)
-      for batch in data.train_batches(epoch, start, config.seed, stream=index + 1):
-        stage_state, m = step_fn(stage_state, sharding.shard_batch(batch, batch_sh), rng)
+      for batch in sharding.prefetch_to_device(
+          data.train_batches(epoch, start, config.seed, stream=index + 1), batch_sh):
+        stage_state, m = step_fn(stage_state, batch, rng)
         acc = m if acc is None else acc.merge(m)
         step += 1
       loss = float(sharding.host_value(acc).compute()["loss"])

@@ -190,3 +190,18 @@ def test_sharded_batch_gives_the_single_device_result():
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["shards"] == 8
   assert result["loss"] < 1e-5 and result["memory"] < 1e-5, result
+
+
+def test_scoring_every_bank_row_equals_gathering_the_contrast_rows():
+  """Small banks are scored by one matmul, large ones by gathering: the same scores and
+  gradients."""
+  from kd_jax.losses.contrastive import contrast_scores
+  z = jax.random.normal(jax.random.PRNGKey(0), (4, 8))
+  idx = jax.random.randint(jax.random.PRNGKey(1), (4, 3), 0, 20)
+  bank = jax.random.normal(jax.random.PRNGKey(2), (20, 8))
+  gathered = jnp.einsum("bkd,bd->bk", bank[idx], z)
+  np.testing.assert_allclose(contrast_scores(bank, idx, z), gathered, rtol=1e-5)  # 20 <= 8*3.
+  big = jnp.concatenate([bank, jnp.zeros((200, 8))])  # 220 > 8*3 rows: the gather path.
+  np.testing.assert_allclose(contrast_scores(big, idx, z), gathered, rtol=1e-5)
+  g = lambda b: jax.grad(lambda z: jnp.sum(jnp.sin(contrast_scores(b, idx, z))))(z)
+  np.testing.assert_allclose(g(bank), g(big), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,84 @@
+"""Entrypoint: how fast a config trains. ``python -m kd_jax.benchmark --config=<config>``.
+
+For the config's student, teachers and objectives it measures, after warm-up, on batches
+already on the device:
+
+* ``teacher_forward``: every teacher the objectives read, once, in inference mode;
+* ``student_step``: the student's supervised train step (cross-entropy alone);
+* ``distill_step``: the config's train step (teachers + student + every objective);
+
+and then ``pipeline``: the distillation step fed by the real input pipeline (``config.data``)
+with device prefetch, and ``pipeline_only``: the input pipeline alone. Each is timed in
+``--windows`` windows of ``--steps`` steps (device work waited for at each window's end);
+images/s are reported as the median window with the slowest and fastest. Also: compile
+time, and peak memory (the device's allocator where it reports one (GPU, TPU); else XLA's
+memory analysis of the compiled step: arguments + outputs + temporaries - donated).
+
+``overhead = distill_step / (teacher_forward + student_step)`` (time per step; the teacher
+term only when the step runs one): what distillation costs beyond running the two networks.
+
+  python -m kd_jax.benchmark --config=configs/cifar100/kd.py
+  python -m kd_jax.benchmark --config=configs/cifar100/kd.py --methods=all   # 15 recipes
+  python -m kd_jax.benchmark --config=configs/cifar100/crd.py --batch=256 --json_out=crd.jsonl
+
+Teachers are randomly initialised (speed does not depend on the weights); the data set need
+not be prepared except for the pipeline measurements (``--pipeline=false`` skips them,
+``--mock_data`` runs them on ``tfds.testing.mock_data``). The table goes to stdout, then one
+JSON object per measurement per line (also written to ``--json_out``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from kd_jax.cli import load_error, parse_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_STEPS = flags.DEFINE_integer("steps", 5, "Steps per timed window.")
+_WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows (the median is reported).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_BATCH = flags.DEFINE_integer("batch", 0, "Global batch size (0: config.batch_size).")
+_METHODS = flags.DEFINE_string(
+    "methods", "", "'': the config's objectives; 'all': every recipe in kd_jax.recipes.METHODS; "
+    "or a comma-separated list of them (teacher and student from the config).")
+_PIPELINE = flags.DEFINE_bool("pipeline", True, "Also measure the real input pipeline.")
+_MOCK = flags.DEFINE_bool("mock_data", False, "Pipeline measurements on tfds.testing.mock_data.")
+_JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to this file.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
+  from kd_jax.errors import KdJaxError
+  from kd_jax.runtime import quiet_tensorflow
+  quiet_tensorflow()
+  logging.set_verbosity(logging.WARNING)
+  from kd_jax.training import benchmarking
+  try:
+    config = _CONFIG.value
+    if config is None:
+      sys.exit("kd_jax: error: --config is required, e.g. --config=configs/cifar100/kd.py")
+    config.keys()
+  except Exception as err:  # pylint: disable=broad-except
+    sys.exit(load_error(err))
+  try:
+    records = benchmarking.run(
+        config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
+        batch_size=_BATCH.value or None, methods=_METHODS.value, pipeline=_PIPELINE.value,
+        mock_data=_MOCK.value, print_fn=lambda s: print(s, flush=True))
+  except KdJaxError as err:
+    sys.exit(f"kd_jax: error: {err}")
+  lines = [benchmarking.json_line(r) for r in records]
+  print("\n".join(lines), flush=True)
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, "w") as f:
+      f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

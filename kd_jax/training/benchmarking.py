@@ -1,0 +1,306 @@
+"""Speed measurements of a config's train step (``python -m kd_jax.benchmark``; see there).
+
+``run(config, ...)`` returns one record (a flat dict) per measurement; ``json_line`` writes
+one as JSON. Timing: ``windows`` windows of ``steps`` steps after compilation and
+``warmup`` steps; each window ends by waiting for its last result (steps are chained
+through the state, so the device ran every step of the window); the median window is
+reported with the slowest and fastest.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from kd_jax import config as config_lib
+from kd_jax import models, recipes
+from kd_jax.data import pipelines
+from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import student as student_lib
+from kd_jax.distill.objectives import Outputs
+from kd_jax.distill.step import make_train_step
+from kd_jax.errors import KdJaxError
+from kd_jax.models import conv as conv_lib
+from kd_jax.training import loop, optim, sharding
+
+# CRD's memory bank is sized by the train split; without metadata (data not prepared),
+# benchmarks assume CIFAR's 50,000 examples.
+_DEFAULT_INDEX_SIZE = 50_000
+
+
+def json_line(record: dict[str, Any]) -> str:
+  return json.dumps(record, sort_keys=False)
+
+
+def _single_run(config: ml_collections.ConfigDict):
+  """A config with ``runs`` -> ``(name, config, earlier run names)`` of its last run that
+  reads a teacher (else of its last run)."""
+  runs = config_lib.expand_runs(config)
+  with_teacher = [n for n, c in runs.items() if c.teachers]
+  name = (with_teacher or list(runs))[-1]
+  return name, runs[name], list(runs)[:list(runs).index(name)]
+
+
+def _time_windows(run_step: Callable[[Any], Any], carry, steps: int, windows: int,
+                  warmup: int):
+  """Seconds per step of each window, and the final carry."""
+  for _ in range(warmup):
+    carry = run_step(carry)
+  jax.block_until_ready(carry)
+  per_step = []
+  for _ in range(windows):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      carry = run_step(carry)
+    jax.block_until_ready(carry)
+    per_step.append((time.perf_counter() - t0) / steps)
+  return per_step, carry
+
+
+def _compile(fn, *args, **jit_kw):
+  t0 = time.perf_counter()
+  compiled = jax.jit(fn, **jit_kw).lower(*args).compile()
+  return compiled, time.perf_counter() - t0
+
+
+def _memory(compiled) -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  try:
+    m = compiled.memory_analysis()
+    out["memory_bytes"] = int(m.argument_size_in_bytes + m.output_size_in_bytes
+                              + m.temp_size_in_bytes - m.alias_size_in_bytes)
+  except Exception:  # pylint: disable=broad-except  (not every backend implements it)
+    out["memory_bytes"] = None
+  stats = jax.local_devices()[0].memory_stats() or {}
+  out["device_peak_bytes"] = stats.get("peak_bytes_in_use")  # Process-wide peak so far.
+  return out
+
+
+class _Bench:
+  """What every measurement of one benchmark shares: the config, devices, random batch."""
+
+  def __init__(self, config, batch_size, steps, windows, warmup, print_fn):
+    self.config, self.steps, self.windows, self.warmup = config, steps, windows, warmup
+    self.print = print_fn
+    self.batch_size = batch_size
+    self.info = pipelines.describe(config.data)
+    self.num_classes = config.num_classes if config.num_classes > 0 else self.info.num_classes
+    if not self.num_classes:
+      raise KdJaxError("config.num_classes must be set: the data set has no labels")
+    self.index_size = self.info.num_train_examples or _DEFAULT_INDEX_SIZE
+    self.dtype = jnp.dtype(config.dtype)
+    self.mesh = sharding.data_mesh()
+    self.repl = sharding.replicated(self.mesh)
+    self.batch_sh = sharding.batch_sharding(self.mesh)
+    rng = np.random.RandomState(0)
+    local = batch_size // jax.process_count()
+    host = {"image": rng.normal(size=(local, *self.info.input_shape)).astype(np.float32),
+            "label": rng.randint(0, self.num_classes, local).astype(np.int32),
+            "index": rng.randint(0, self.index_size, local).astype(np.int32)}
+    if config.data.unlabeled:
+      del host["label"]
+    if config.data.labeled_fraction < 1.0:
+      host["label_mask"] = np.ones(local, np.float32)
+    self.batch = sharding.shard_batch(host, self.batch_sh)
+    self.teacher_modules, self.teacher_vars = {}, {}
+    for i, (name, t) in enumerate(sorted(config.teachers.items())):
+      module = models.create(t["model"], t.get("num_classes") or self.num_classes, self.dtype)
+      x = jnp.zeros((1, *self.info.input_shape))
+      self.teacher_modules[name] = module
+      self.teacher_vars[name] = jax.device_put(
+          jax.jit(lambda k, m=module, x=x: m.init(k, x, train=False))(jax.random.PRNGKey(100 + i)),
+          self.repl)
+    heads = {t: int(self.teacher_modules[t].num_classes) for t in config.student_heads}
+    self.student = student_lib.create(config.model, self.num_classes, heads, dtype=self.dtype)
+    spe = max(1, self.index_size // batch_size)
+    self.schedule = optim.make_schedule(config.optimizer, spe, config.num_epochs, batch_size)
+    self.spe = spe
+    devices = jax.devices()
+    self.common = {
+        "device_kind": devices[0].device_kind, "device_count": len(devices),
+        "backend": jax.default_backend(), "jax_version": jax.__version__,
+        "batch_size": batch_size, "dtype": config.dtype, "model": config.model,
+        "teachers": ",".join(f"{n}={t['model']}" for n, t in sorted(config.teachers.items())),
+        "input_shape": list(self.info.input_shape),
+        "cpu_conv": ("native" if jax.default_backend() != "cpu" or
+                     not conv_lib.use_matmul_gradients() else "matmul_weight_gradients"),
+        "steps_per_window": steps, "windows": windows,
+    }
+
+  def record(self, measurement: str, method: str, per_step: Sequence[float],
+             compile_s: float | None, memory: dict[str, Any], **extra) -> dict[str, Any]:
+    ips = sorted(self.batch_size / t for t in per_step)
+    rec = {"measurement": measurement, "method": method,
+           "images_per_s": round(statistics.median(ips), 2),
+           "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
+           "step_ms": round(1e3 * statistics.median(per_step), 3),
+           "compile_s": None if compile_s is None else round(compile_s, 2),
+           **memory, **extra, **self.common}
+    mem = rec.get("device_peak_bytes") or rec.get("memory_bytes")
+    self.print(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
+               f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "
+               f"{rec['step_ms']:>10.1f} {'' if compile_s is None else f'{compile_s:.1f}':>9} "
+               f"{'' if not mem else f'{mem / 2**20:.0f}':>9}")
+    return rec
+
+  def parse(self, objectives_cfg) -> list[objectives_lib.Objective]:
+    c = self.config
+    return objectives_lib.parse(objectives_cfg, list(self.teacher_modules),
+                                has_labels=not c.data.unlabeled,
+                                all_labeled=c.data.labeled_fraction >= 1.0)
+
+  def state_and_step(self, objectives):
+    used = sorted({t for o in objectives if o.main_stage for t in o.teachers})
+    tx = loop.main_optimizer(self.config, objectives, self.schedule)
+    teachers = {n: self.teacher_modules[n] for n in used}
+    tvars = {n: self.teacher_vars[n] for n in used}
+    state = loop.create_train_state(self.student, teachers, tvars, objectives, tx,
+                                    self.info.input_shape, self.index_size, self.config.seed,
+                                    self.repl)
+    step = make_train_step(self.student, teachers, objectives, tx,
+                           has_labels="label" in self.batch, steps_per_epoch=self.spe)
+    return state, step, used
+
+  def measure_step(self, measurement: str, method: str, objectives) -> tuple[dict, Any]:
+    state, step, used = self.state_and_step(objectives)
+    rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
+    compiled, compile_s = _compile(step, state, self.batch, rng,
+                                   in_shardings=(self.repl, self.batch_sh, self.repl),
+                                   out_shardings=(self.repl, self.repl), donate_argnums=(0,))
+    memory = _memory(compiled)
+    per_step, _ = _time_windows(lambda s: compiled(s, self.batch, rng)[0], state, self.steps,
+                                self.windows, self.warmup)
+    return self.record(measurement, method, per_step, compile_s, memory), (step, used)
+
+  def measure_teachers(self, used: Sequence[str]) -> dict[str, Any]:
+    modules = {n: self.teacher_modules[n] for n in used}
+
+    def forward(tvars, images, token):
+      outs = {n: Outputs(*m.apply(tvars[n], images, train=False)) for n, m in modules.items()}
+      # A data dependency between consecutive calls: they run one after the other.
+      token = token + sum(o.logits[0, 0].astype(jnp.float32) for o in outs.values()) * 0
+      return outs, token
+
+    tvars = {n: self.teacher_vars[n] for n in used}
+    token = jax.device_put(jnp.zeros((), jnp.float32), self.repl)
+    compiled, compile_s = _compile(forward, tvars, self.batch["image"], token,
+                                   in_shardings=(self.repl, self.batch_sh, self.repl))
+    per_step, _ = _time_windows(lambda t: compiled(tvars, self.batch["image"], t)[1], token,
+                                self.steps, self.windows, self.warmup)
+    return self.record("teacher_forward", "+".join(used), per_step, compile_s,
+                       _memory(compiled))
+
+  def measure_pipeline(self, method: str, objectives, mock_data: bool) -> list[dict]:
+    import contextlib
+    import tensorflow_datasets as tfds
+    needed = self.warmup + self.steps * self.windows + 2
+    ctx = (tfds.testing.mock_data(num_examples=self.batch_size * (needed + 1))
+           if mock_data else contextlib.nullcontext())
+    data_cfg = ml_collections.ConfigDict(self.config.data.to_dict())
+    if mock_data:
+      data_cfg.num_train_examples = self.batch_size * (needed + 1)
+      data_cfg.num_eval_examples = self.batch_size
+    with ctx:
+      try:
+        data = pipelines.create_dataset(data_cfg, self.batch_size)
+      except KdJaxError as err:
+        self.print(f"pipeline: skipped: {err}")
+        return []
+
+      def batches() -> Iterator[dict]:
+        for epoch in itertools.count():
+          yield from data.train_batches(epoch, 0, self.config.seed)
+
+      records = []
+      it = batches()
+      per_step, _ = _time_windows(lambda _: next(it)["image"], None, self.steps,
+                                  self.windows, self.warmup)
+      records.append(self.record("pipeline_only", method, per_step, None, {}))
+      state, step, _ = self.state_and_step(objectives)
+      rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
+      jitted = jax.jit(step, in_shardings=(self.repl, self.batch_sh, self.repl),
+                       out_shardings=(self.repl, self.repl), donate_argnums=(0,))
+      on_device = sharding.prefetch_to_device(batches(), self.batch_sh)
+      per_step, _ = _time_windows(lambda s: jitted(s, next(on_device), rng)[0], state,
+                                  self.steps, self.windows, self.warmup)
+      records.append(self.record("pipeline", method, per_step, None, {}))
+    return records
+
+
+def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
+        warmup: int = 2, batch_size: int | None = None, methods: str = "",
+        pipeline: bool = True, mock_data: bool = False,
+        print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
+  """Measures ``config`` (see the module docstring); returns the records, printing a table."""
+  run_name, config, earlier = _single_run(config)
+  config = ml_collections.ConfigDict(config.to_dict())
+  if batch_size:
+    config.batch_size = batch_size
+  config_lib.validate(config, run_names=earlier)
+  sharding.check_batch_size(config.batch_size)
+  if steps < 1 or windows < 1 or warmup < 0:
+    raise KdJaxError("--steps and --windows must be >= 1 and --warmup >= 0")
+  if methods == "all":
+    method_cfgs = {m: recipes.METHODS[m] for m in recipes.METHODS}
+  elif methods:
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in names if m not in recipes.METHODS]
+    if bad:
+      raise KdJaxError(f"--methods: unknown {', '.join(bad)}; valid: all, "
+                       f"{', '.join(recipes.METHODS)}")
+    method_cfgs = {m: recipes.METHODS[m] for m in names}
+  else:
+    method_cfgs = {run_name or "config": dict(config.objectives)}
+  if methods and len(config.teachers) != 1:
+    raise KdJaxError("--methods needs a config with exactly one teacher")
+  bench = _Bench(config, config.batch_size, steps, windows, warmup, print_fn)
+  c = bench.common
+  print_fn(f"kd_jax.benchmark: {c['device_count']} x {c['device_kind']} ({c['backend']}), "
+           f"jax {c['jax_version']}, batch {config.batch_size}, {config.dtype}, "
+           f"student {config.model}, teachers {c['teachers'] or 'none'}, "
+           f"input {tuple(bench.info.input_shape)}, CPU convolutions: {c['cpu_conv']}")
+  if bench.info.num_train_examples is None:
+    print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
+             f"{_DEFAULT_INDEX_SIZE})")
+  print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
+           f"{'compile s':>9} {'memory MB':>9}")
+  records = []
+  student_rec, _ = bench.measure_step("student_step", "ce",
+                                      bench.parse({"ce": {"weight": 1.0}}))
+  records.append(student_rec)
+  teacher_recs: dict[tuple[str, ...], dict] = {}
+  overheads = []
+  for method, objectives_cfg in method_cfgs.items():
+    objectives = bench.parse(objectives_cfg)
+    used = tuple(sorted({t for o in objectives if o.main_stage for t in o.teachers}))
+    if used and used not in teacher_recs:
+      teacher_recs[used] = bench.measure_teachers(used)
+      records.append(teacher_recs[used])
+    rec, _ = bench.measure_step("distill_step", method, objectives)
+    base_ms = student_rec["step_ms"] + (teacher_recs[used]["step_ms"] if used else 0.0)
+    rec["overhead"] = round(rec["step_ms"] / base_ms, 3)
+    rec["teacher_in_step"] = bool(used)
+    records.append(rec)
+    overheads.append((method, rec["overhead"], used))
+  print_fn("overhead = distill_step / (teacher_forward + student_step):")
+  for method, ratio, used in overheads:
+    note = "" if used else "  (no teacher in the main step: its objective acts in a stage)"
+    print_fn(f"  {method:<8} {ratio:.3f}{note}")
+  if pipeline:
+    first = next(iter(method_cfgs))
+    pipe = bench.measure_pipeline(first, bench.parse(method_cfgs[first]), mock_data)
+    if pipe:
+      device = next(r for r in records if r["measurement"] == "distill_step")
+      pipe[1]["vs_device_resident"] = round(pipe[1]["images_per_s"] / device["images_per_s"], 3)
+      print_fn(f"pipeline-fed step / device-resident step: {pipe[1]['vs_device_resident']:.3f}"
+               f" (input pipeline alone: {pipe[0]['images_per_s']:.0f} images/s"
+               f"{', mock data' if mock_data else ''})")
+    records += pipe
+  return records

@@ -1,0 +1,50 @@
+"""What keeps training fast and cheap: one compilation of the step, bf16 that trains as well."""
+import jax
+import pytest
+
+from kd_jax.training import loop
+from tests.training.conftest import make_tiny_config
+
+
+def _count_compiles(fn):
+  """The number of XLA compilations while ``fn`` runs."""
+  events = []
+
+  def listener(event, duration, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      events.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    fn()
+  finally:
+    jax.monitoring.clear_event_listeners()
+  return len(events)
+
+
+def test_more_steps_and_epochs_compile_nothing_more(tmp_path):
+  """1 epoch of 2 steps and 3 epochs of 5 steps (with evaluation and checkpoints) compile the
+  same programs: no step recompiles."""
+  def run(name, epochs, examples):
+    cfg = make_tiny_config(num_epochs=epochs)
+    cfg.data.num_train_examples = examples
+    return lambda: loop.train_and_evaluate(cfg, str(tmp_path / name))
+
+  run("warm", 1, 64)()  # Library-level compilations (e.g. of initialisers) happen once.
+  short = _count_compiles(run("short", 1, 64))
+  long = _count_compiles(run("long", 3, 160))
+  assert short == long, (short, long)
+
+
+@pytest.mark.slow
+def test_a_bfloat16_run_on_digits_reaches_the_float32_accuracy_within_1_percent(tmp_path):
+  def accuracy(dtype):
+    cfg = make_tiny_config(num_epochs=8, dtype=dtype)
+    cfg.batch_size = 64
+    cfg.data.num_train_examples = -1
+    cfg.optimizer.schedule = "cosine"
+    return loop.train_and_evaluate(cfg, str(tmp_path / dtype))["test_accuracy"]
+
+  f32, bf16 = accuracy("float32"), accuracy("bfloat16")
+  assert f32 > 0.9
+  assert bf16 >= f32 - 0.01, (bf16, f32)

@@ -1,0 +1,103 @@
+"""Teacher outputs cached once over the train split give the same training as running the
+teacher in every step."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from kd_jax import models
+from kd_jax.distill import objectives, student as student_lib
+from kd_jax.distill.objectives import Outputs
+from kd_jax.distill.step import make_train_step
+from kd_jax.errors import KdJaxError
+from kd_jax.training import job, loop, teacher_cache
+from tests.training.conftest import make_tiny_config
+
+X = jax.ShapeDtypeStruct((4, 8, 8, 1), jnp.float32)
+
+
+def _needed(objectives_cfg):
+  teacher = models.create("resnet14", 10)
+  tvars = teacher.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+  student = student_lib.create("resnet8", 10)
+  objs = objectives.parse(objectives_cfg, ["t"], True)
+  tx = optax.sgd(0.1)
+  state = loop.create_train_state(student, {"t": teacher}, {"t": tvars}, objs, tx, (8, 8, 1),
+                                  100, 0, None)
+  shapes = {"t": Outputs(*jax.eval_shape(lambda x: teacher.apply(tvars, x), X))}
+  make = lambda cached: make_train_step(student, {"t": teacher}, objs, tx, True,
+                                        cached_teachers={n: shapes[n] for n in cached})
+  batch = {"image": X, "label": jax.ShapeDtypeStruct((4,), jnp.int32),
+           "index": jax.ShapeDtypeStruct((4,), jnp.int32)}
+  return teacher_cache.needed_outputs(make, state, batch, jax.random.PRNGKey(1), shapes)
+
+
+@pytest.mark.parametrize("objectives_cfg,want", [
+    ({"ce": {}, "kd": {}}, ["logits"]),
+    ({"ce": {}, "at": {}}, ["logits", "stage1", "stage2", "stage3"]),
+    ({"ce": {}, "fitnet": {}}, ["logits", "stage2"]),
+    ({"ce": {}, "rkd": {}}, ["logits", "pooled"]),
+])
+def test_only_the_outputs_the_objectives_read_are_cached(objectives_cfg, want):
+  assert sorted(_needed(objectives_cfg)["t"]) == sorted(want)
+
+
+def _config(cache, objectives_cfg):
+  cfg = make_tiny_config()
+  cfg.runs = {
+      "teacher": dict(model="resnet14", num_epochs=1),
+      "student": dict(model="resnet8", teachers={"t": dict(model="resnet14", run="teacher")},
+                      objectives=objectives_cfg, teacher_cache=cache),
+  }
+  return cfg
+
+
+def _params(run_dir):
+  from kd_jax.training import checkpoint
+  variables, _ = checkpoint.load_model_variables(str(run_dir), "latest")
+  return variables
+
+
+@pytest.mark.parametrize("objectives_cfg", [
+    {"ce": dict(weight=0.1), "kd": dict(weight=0.9)},
+    {"ce": dict(weight=1.0), "at": dict(weight=1000.0), "crd": dict(weight=0.8, nce_k=16)},
+])
+def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objectives_cfg):
+  plain = job.run(_config("", objectives_cfg), str(tmp_path / "plain"))["runs"]["student"]
+  cached = job.run(_config("memory", objectives_cfg), str(tmp_path / "cached"))["runs"]["student"]
+  assert cached["eval"]["loss"] == pytest.approx(plain["eval"]["loss"], rel=1e-5, abs=1e-6)
+  a, b = _params(tmp_path / "plain" / "student"), _params(tmp_path / "cached" / "student")
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-5)  # Float noise of the teacher
+    # forward on differently composed batches, grown over 4 steps of a large loss.
+
+
+def test_a_directory_cache_is_written_once_and_read_by_the_next_run(tmp_path, capsys):
+  directory = str(tmp_path / "cache")
+  objectives_cfg = {"ce": dict(weight=1.0), "fitnet": dict(weight=10.0)}
+  job.run(_config(directory, objectives_cfg), str(tmp_path / "a"))
+  assert "teacher outputs cached for 1437 train examples" in capsys.readouterr().out
+  meta = json.load(open(os.path.join(directory, "meta.json")))
+  assert meta["outputs"] == {"t": ["logits", "stage2"]} and meta["index_size"] == 1437
+  logits = np.load(os.path.join(directory, "t", "logits.npy"))
+  stage2 = np.load(os.path.join(directory, "t", "stage2.npy"))
+  assert logits.shape == (1437, 10) and stage2.shape == (1437, 4, 4, 32)
+  assert np.all(np.any(logits != 0, axis=1))  # Every example's row was computed.
+  import shutil
+  shutil.rmtree(tmp_path / "a" / "student")  # The student again, from the same teacher.
+  job.run(_config(directory, objectives_cfg), str(tmp_path / "a"))
+  assert "teacher outputs read from the cache" in capsys.readouterr().out
+  job.run(_config(directory, objectives_cfg), str(tmp_path / "b"))  # Another teacher:
+  assert "teacher outputs cached for 1437" in capsys.readouterr().out  # computed anew.
+
+
+def test_a_cache_over_augmented_data_is_refused_in_one_line(tmp_path):
+  cfg = _config("memory", {"ce": {}, "kd": {}})
+  cfg.runs.student.data = dict(train_augment="pad_crop")
+  with pytest.raises(KdJaxError, match="config.teacher_cache needs training data without "
+                                       "random augmentation .*it is 'pad_crop'"):
+    job.run(cfg, str(tmp_path))
