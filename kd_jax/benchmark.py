@@ -6,6 +6,8 @@ already on the device:
 * ``teacher_forward``: every teacher the objectives read, once, in inference mode;
 * ``student_step``: the student's supervised train step (cross-entropy alone);
 * ``distill_step``: the config's train step (teachers + student + every objective);
+* ``cached_step`` (``--teacher_cache``): that step with the teachers' outputs read from the
+  batch, as with ``config.teacher_cache``;
 
 and then ``pipeline``: the distillation step fed by the real input pipeline (``config.data``)
 with device prefetch, and ``pipeline_only``: the input pipeline alone. Each is timed in
@@ -48,6 +50,8 @@ _METHODS = flags.DEFINE_string(
     "or a comma-separated list of them (teacher and student from the config).")
 _PIPELINE = flags.DEFINE_bool("pipeline", True, "Also measure the real input pipeline.")
 _MOCK = flags.DEFINE_bool("mock_data", False, "Pipeline measurements on tfds.testing.mock_data.")
+_CACHE = flags.DEFINE_bool("teacher_cache", False, "Also time each distillation step with the "
+                           "teachers' outputs read from the batch (config.teacher_cache).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to this file.")
 
 
@@ -70,7 +74,7 @@ def main(argv):
     records = benchmarking.run(
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
         batch_size=_BATCH.value or None, methods=_METHODS.value, pipeline=_PIPELINE.value,
-        mock_data=_MOCK.value, print_fn=lambda s: print(s, flush=True))
+        mock_data=_MOCK.value, teacher_cache=_CACHE.value, print_fn=lambda s: print(s, flush=True))
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")
   lines = [benchmarking.json_line(r) for r in records]

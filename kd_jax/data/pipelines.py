@@ -259,16 +259,21 @@ class Dataset:
     ds = ds.take(self.steps_per_epoch - start).prefetch(tf.data.AUTOTUNE)
     return tfds.as_numpy(ds)
 
-  def _train_examples(self, epoch_seed: int):
-    """``(examples, finish)``: the train split shuffled for one epoch and repeated, and the
-    per-example augmentation and normalisation to map over it."""
-    if self.cache:  # Read and decode once; every epoch shuffles the cached examples.
+  def _train_source(self, shuffle_seed: int | None) -> tf.data.Dataset:
+    """The train split's examples: read and decoded once and cached (``cache``; in storage
+    order), else read anew (files shuffled with ``shuffle_seed`` unless None)."""
+    if self.cache:
       if self._cached_train is None:
         self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None,
                                         train=True).cache()
-      ds = self._cached_train
-    else:
-      ds = self._read(self.train_split, shuffle_files=True, seed=epoch_seed, train=True)
+      return self._cached_train
+    return self._read(self.train_split, shuffle_files=shuffle_seed is not None,
+                      seed=shuffle_seed, train=True)
+
+  def _train_examples(self, epoch_seed: int):
+    """``(examples, finish)``: the train split shuffled for one epoch and repeated, and the
+    per-example augmentation and normalisation to map over it."""
+    ds = self._train_source(epoch_seed)
     n_local = max(1, self.num_train_examples // jax.process_count())
     ds = ds.shuffle(min(n_local, 50_000), seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.repeat()  # Only matters when a split holds fewer examples than it claims.
@@ -283,13 +288,7 @@ class Dataset:
     """Every train example of this process's shard once (also beyond ``num_train_examples``),
     in storage order, prepared as for training (which must not augment), in local batches,
     the last padded with ``mask == 0`` (teacher caches)."""
-    if self.cache:
-      if self._cached_train is None:
-        self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None,
-                                        train=True).cache()
-      ds = self._cached_train
-    else:
-      ds = self._read(self.train_split, shuffle_files=False, seed=None, train=True)
+    ds = self._train_source(None)
     if self.train_augment != "none":
       raise KdJaxError(f"config.data.train_augment is {self.train_augment!r}: outputs computed "
                        f"once cannot follow random augmentation (set it to 'none')")

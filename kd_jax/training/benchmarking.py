@@ -160,24 +160,55 @@ class _Bench:
     used = sorted({t for o in objectives if o.main_stage for t in o.teachers})
     tx = loop.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
-    tvars = {n: self.teacher_vars[n] for n in used}
-    state = loop.create_train_state(self.student, teachers, tvars, objectives, tx,
-                                    self.info.input_shape, self.index_size, self.config.seed,
-                                    self.repl)
+    # Stage-only objectives (AB, FSP) build their heads from the teacher too.
+    read = sorted({t for o in objectives for t in o.teachers})
+    state = loop.create_train_state(
+        self.student, {n: self.teacher_modules[n] for n in read},
+        {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
+        self.index_size, self.config.seed, self.repl)
     step = make_train_step(self.student, teachers, objectives, tx,
                            has_labels="label" in self.batch, steps_per_epoch=self.spe)
     return state, step, used
 
-  def measure_step(self, measurement: str, method: str, objectives) -> tuple[dict, Any]:
+  def measure_step(self, measurement: str, method: str, objectives,
+                   cached: bool = False) -> tuple[dict, Any]:
+    """The train step on the device-resident batch; ``cached``: with the teachers' outputs
+    read from the batch (a teacher cache) instead of computed."""
     state, step, used = self.state_and_step(objectives)
     rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
-    compiled, compile_s = _compile(step, state, self.batch, rng,
+    batch, extra = self.batch, {}
+    if cached:
+      step, batch, extra = self._cached_step(objectives, state, rng, used)
+    compiled, compile_s = _compile(step, state, batch, rng,
                                    in_shardings=(self.repl, self.batch_sh, self.repl),
                                    out_shardings=(self.repl, self.repl), donate_argnums=(0,))
     memory = _memory(compiled)
-    per_step, _ = _time_windows(lambda s: compiled(s, self.batch, rng)[0], state, self.steps,
+    per_step, _ = _time_windows(lambda s: compiled(s, batch, rng)[0], state, self.steps,
                                 self.windows, self.warmup)
-    return self.record(measurement, method, per_step, compile_s, memory), (step, used)
+    return self.record(measurement, method, per_step, compile_s, memory, **extra), (step, used)
+
+  def _cached_step(self, objectives, state, rng, used):
+    """The step reading ``used`` teachers' outputs from the batch, and the batch with the
+    outputs that step reads (random values of the right shapes)."""
+    from kd_jax.training import teacher_cache  # pylint: disable=g-import-not-at-top
+    x = self.batch["image"]
+    shapes = {n: Outputs(*jax.eval_shape(
+        lambda x, n=n: self.teacher_modules[n].apply(self.teacher_vars[n], x, train=False), x))
+        for n in used}
+    tx = loop.main_optimizer(self.config, objectives, self.schedule)
+    teachers = {n: self.teacher_modules[n] for n in used}
+    make = lambda cached: make_train_step(self.student, teachers, objectives, tx,
+                                         has_labels="label" in self.batch,
+                                         steps_per_epoch=self.spe,
+                                         cached_teachers={n: shapes[n] for n in cached})
+    needed = teacher_cache.needed_outputs(make, state, self.batch, rng, shapes)
+    rs = np.random.RandomState(1)
+    local = self.batch_size // jax.process_count()
+    host = {teacher_cache.batch_key(t, o): rs.normal(
+        size=(local, *(shapes[t].logits if o == "logits" else shapes[t].features[o]).shape[1:])
+    ).astype(np.float32) for t, outs in needed.items() for o in outs}
+    batch = {**self.batch, **sharding.shard_batch(host, self.batch_sh)}
+    return make(used), batch, {"cached_outputs": {t: o for t, o in needed.items()}}
 
   def measure_teachers(self, used: Sequence[str]) -> dict[str, Any]:
     modules = {n: self.teacher_modules[n] for n in used}
@@ -236,7 +267,7 @@ class _Bench:
 
 def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
-        pipeline: bool = True, mock_data: bool = False,
+        pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
         print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Measures ``config`` (see the module docstring); returns the records, printing a table."""
   run_name, config, earlier = _single_run(config)
@@ -276,7 +307,7 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
                                       bench.parse({"ce": {"weight": 1.0}}))
   records.append(student_rec)
   teacher_recs: dict[tuple[str, ...], dict] = {}
-  overheads = []
+  overheads, speedups = [], []
   for method, objectives_cfg in method_cfgs.items():
     objectives = bench.parse(objectives_cfg)
     used = tuple(sorted({t for o in objectives if o.main_stage for t in o.teachers}))
@@ -289,6 +320,15 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
     rec["teacher_in_step"] = bool(used)
     records.append(rec)
     overheads.append((method, rec["overhead"], used))
+    if teacher_cache and used:
+      cached, _ = bench.measure_step("cached_step", method, objectives, cached=True)
+      cached["speedup_vs_distill_step"] = round(rec["step_ms"] / cached["step_ms"], 3)
+      records.append(cached)
+      speedups.append((method, cached["speedup_vs_distill_step"]))
+  if speedups:
+    print_fn("teacher cache: distill_step / cached_step (teacher outputs read from the batch):")
+    for method, ratio in speedups:
+      print_fn(f"  {method:<8} {ratio:.2f}x")
   print_fn("overhead = distill_step / (teacher_forward + student_step):")
   for method, ratio, used in overheads:
     note = "" if used else "  (no teacher in the main step: its objective acts in a stage)"
