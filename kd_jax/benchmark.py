@@ -35,10 +35,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from kd_jax.cli import load_error, parse_flags  # noqa: E402
+from kd_jax.cli import parse_flags, start  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 5, "Steps per timed window.")
@@ -56,20 +56,9 @@ _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to th
 
 
 def main(argv):
-  if len(argv) > 1:
-    sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
+  config = start(argv, _CONFIG, "--config is required, e.g. --config=configs/cifar100/kd.py")
   from kd_jax.errors import KdJaxError
-  from kd_jax.runtime import quiet_tensorflow
-  quiet_tensorflow()
-  logging.set_verbosity(logging.WARNING)
   from kd_jax.training import benchmarking
-  try:
-    config = _CONFIG.value
-    if config is None:
-      sys.exit("kd_jax: error: --config is required, e.g. --config=configs/cifar100/kd.py")
-    config.keys()
-  except Exception as err:  # pylint: disable=broad-except
-    sys.exit(load_error(err))
   try:
     records = benchmarking.run(
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,

@@ -13,10 +13,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from kd_jax.cli import load_error, parse_flags  # noqa: E402
+from kd_jax.cli import parse_flags, start  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file whose downstream group says what to evaluate on.",
@@ -25,21 +25,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of the trained run 
 
 
 def main(argv):
-  if len(argv) > 1:
-    sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
+  config = start(argv, _CONFIG, "--config=<config file> is required")
   from kd_jax import config as config_lib
   from kd_jax.errors import KdJaxError
-  from kd_jax.runtime import quiet_tensorflow
-  quiet_tensorflow()
-  logging.set_verbosity(logging.WARNING)
   from kd_jax.training import downstream
-  try:
-    config = _CONFIG.value
-    if config is None:
-      sys.exit("kd_jax: error: --config=<config file> is required")
-    config.keys()
-  except Exception as err:  # pylint: disable=broad-except
-    sys.exit(load_error(err))
   try:
     if not _WORKDIR.value:
       raise KdJaxError("--workdir=<the trained run's workdir> is required")

@@ -10,10 +10,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from kd_jax.cli import load_error, parse_flags  # noqa: E402
+from kd_jax.cli import parse_flags, start  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "default.py")
@@ -25,18 +25,9 @@ _WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax", "Where checkpoints, Ten
 
 
 def main(argv):
-  if len(argv) > 1:
-    sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
+  config = start(argv, _CONFIG)
   from kd_jax.errors import KdJaxError
-  from kd_jax.runtime import quiet_tensorflow
-  quiet_tensorflow()
-  logging.set_verbosity(logging.WARNING)  # Our own lines go to stdout; libraries stay quiet.
   from kd_jax.training import job, sharding
-  try:
-    config = _CONFIG.value
-    config.keys()  # A config file that failed to load raises here.
-  except Exception as err:  # pylint: disable=broad-except
-    sys.exit(load_error(err))
   try:
     sharding.maybe_initialize_distributed()
     workdir = os.path.abspath(_WORKDIR.value)

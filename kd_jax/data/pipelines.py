@@ -473,6 +473,16 @@ class _Cfg(dict):
   __getattr__ = dict.__getitem__
 
 
+def _image_size(data_cfg, name: str, features) -> int:
+  """The model input size: ``data.image_size``, else the data set's preset, else its images'."""
+  size = data_cfg.get("image_size", -1)
+  if size in (None, "", -1) or size <= 0:
+    size = PRESETS.get(name, {}).get("image_size") or features["image"].shape[0]
+  if not size:
+    raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
+  return int(size)
+
+
 def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None = None
                    ) -> Dataset | UnionDataset:
   """Resolves ``config.data`` into a prepared ``Dataset`` (one-line ``KdJaxError`` on problems)."""
@@ -517,9 +527,7 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
 
   train_augment = pick("train_augment", preset.get("train_augment", "none"))
   eval_preprocess = pick("eval_preprocess", preset.get("eval_preprocess", "none"))
-  image_size = pick("image_size", preset.get("image_size") or features["image"].shape[0])
-  if not image_size:
-    raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
+  image_size = _image_size(data_cfg, name, features)
   num_classes = features["label"].num_classes if "label" in features else None
   if classes:
     num_classes = len(classes)
@@ -555,11 +563,7 @@ def describe(data_cfg) -> DataInfo:
   for name in data_cfg.name.split("+"):
     info = _builder(name, data_cfg.get("data_dir") or default_data_dir()).info
     image = info.features["image"].shape
-    preset = PRESETS.get(name, {})
-    size = data_cfg.get("image_size", -1)
-    size = size if size and size > 0 else preset.get("image_size") or image[0]
-    if not size:
-      raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
+    size = _image_size(data_cfg, name, info.features)
     channels = data_cfg.get("channels") or image[-1] or 3
     classes = tuple(data_cfg.get("classes", ()) or ())
     num_classes = (len(classes) if classes else

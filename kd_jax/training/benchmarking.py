@@ -8,6 +8,7 @@ reported with the slowest and fastest.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import statistics
@@ -229,8 +230,7 @@ class _Bench:
                        _memory(compiled))
 
   def measure_pipeline(self, method: str, objectives, mock_data: bool) -> list[dict]:
-    import contextlib
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     needed = self.warmup + self.steps * self.windows + 2
     ctx = (tfds.testing.mock_data(num_examples=self.batch_size * (needed + 1))
            if mock_data else contextlib.nullcontext())

@@ -175,6 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
          f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")
 
   teacher_modules = {n: m for n, (m, _) in teachers.items()}
+  teacher_shapes: dict[str, objectives_lib.Outputs] = {}  # Of the cached teachers.
   make_step = lambda cached=(): make_train_step(
       student, teacher_modules, objectives, tx, data.has_labels, spe,
       cached_teachers={n: teacher_shapes[n] for n in cached})

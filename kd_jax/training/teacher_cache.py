@@ -73,10 +73,6 @@ class TeacherCache:
   def __init__(self, arrays: Mapping[str, np.ndarray]):
     self.arrays = dict(arrays)
 
-  @property
-  def nbytes(self) -> int:
-    return sum(a.nbytes for a in self.arrays.values())
-
   def attach(self, batches: Iterator[dict]) -> Iterator[dict]:
     for batch in batches:
       index = batch["index"]
