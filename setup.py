@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "numpy>=2.0",
     # Ships the embedded default data set (8x8 handwritten digits).
     "scikit-learn>=1.9.1",
+    "matplotlib>=3.11.2",  # kd_jax.plot and the notebooks' figures
 ]
 
 setuptools.setup(
@@ -34,6 +35,8 @@ setuptools.setup(
     extras_require={
         # PyTorch only converts teachers (kd_jax.convert); the tests check conversions.
         "torch": ["torch>=2.13.0"],
-        "test": ["pytest>=9.0", "torch>=2.13.0"],
+        # The tests also execute the notebooks (nbclient with an IPython kernel).
+        "test": ["pytest>=9.0", "torch>=2.13.0", "nbclient>=0.11.0", "nbformat>=5.11.1",
+                 "ipykernel>=7.4.0"],
     },
 )

@@ -8,6 +8,8 @@ a KD student and a scratch student), run in order in ``<workdir>/<run name>``.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import os
 from typing import Any
 
 import ml_collections
@@ -82,6 +84,18 @@ def downstream_config() -> ml_collections.ConfigDict:
   c.optimizer.lr = 0.01
   c.optimizer.schedule = "cosine"
   return c
+
+
+def from_file(path: str) -> ml_collections.ConfigDict:
+  """The config of ``path[:arg]``, as ``--config=path[:arg]`` loads it (notebooks, scripts):
+  ``from_file("configs/cifar100/crd.py:vgg13-MobileNetV2")``."""
+  file, _, arg = path.partition(":") if not os.path.exists(path) else (path, "", "")
+  if not os.path.exists(file):
+    raise KdJaxError(f"config file {file!r} does not exist")
+  spec = importlib.util.spec_from_file_location("kd_jax_config_file", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def base_config() -> ml_collections.ConfigDict:

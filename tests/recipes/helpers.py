@@ -1,12 +1,10 @@
 """Loads a config file the way ``--config=<path>[:<arg>]`` does."""
-import importlib.util
 import os
+
+from kd_jax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_config(path: str, arg: str | None = None):
-  spec = importlib.util.spec_from_file_location("config_under_test", os.path.join(ROOT, path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
+  return config_lib.from_file(os.path.join(ROOT, path) + (f":{arg}" if arg is not None else ""))
