@@ -42,6 +42,7 @@ import tensorflow_datasets as tfds
 
 from kd_jax.data import augment
 from kd_jax.data import digits as _digits  # noqa: F401  (registers sklearn_digits)
+from kd_jax.data import folder as _folder
 from kd_jax.errors import KdJaxError
 
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
@@ -75,6 +76,8 @@ def default_data_dir() -> str:
 
 
 def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  if name.startswith(_folder.PREFIX):
+    return _folder.builder(name, data_dir)
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
@@ -90,7 +93,8 @@ def _prepare(builder: tfds.core.DatasetBuilder, download: bool) -> None:
   if builder.is_prepared():
     return
   name, data_dir = builder.name, os.path.dirname(os.path.dirname(builder.data_dir))
-  if not download and not builder.name.startswith("sklearn_digits"):
+  local = builder.name.startswith("sklearn_digits") or isinstance(builder, _folder.KdJaxImageFolder)
+  if not download and not local:
     raise KdJaxError(
         f"data set {name!r} is not prepared in {data_dir} and config.data.download is False: "
         f"run `tfds build {name} --data_dir={data_dir}` (on a machine with network), "

@@ -1,0 +1,145 @@
+"""Your own images: a local folder as a TFDS data set (``data.name = "folder:<path>"``).
+
+Layout (as torchvision's ``ImageFolder`` per split)::
+
+  <path>/train/<class name>/*.png|jpg|jpeg|bmp|gif
+  <path>/test/<class name>/...        (any split names: the first level of folders)
+
+or, with no split level, ``<path>/<class name>/*.png``: one split ``train``; hold part of it
+out with TFDS slicing (``data.train_split="train[:90%]"``, ``data.eval_split="train[90%:]"``).
+
+Class ids are the class folder names sorted (over all splits). The folder is prepared once
+into the TFDS data_dir (``kd_jax_image_folder/<folder name>_<hash>``, PNG-encoded images,
+``label``, ``index`` = the position in its split, in sorted file order), so everything else
+(split slicing, per-host sharding, caching, the example index CRD and teacher caches key on)
+works as for any TFDS data set. The hash covers the folder's path and every file's name,
+size and modification time: changed files are prepared again. Images are RGB, or grey
+(1 channel) if every image is grey; with images of different sizes ``data.image_size`` must
+be set (each image is resized to it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from kd_jax.errors import KdJaxError
+
+PREFIX = "folder:"
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+  """The image files of a folder: ``splits = {split: [(path, class name), ...]}`` sorted."""
+  root: str
+  splits: dict
+  classes: tuple
+  channels: int
+  shape: tuple | None  # (H, W) if every image has it, else None.
+
+  def fingerprint(self) -> str:
+    digest = hashlib.sha256(self.root.encode())
+    for split, files in sorted(self.splits.items()):
+      for path, label in files:
+        stat = os.stat(path)
+        digest.update(f"{split}|{label}|{os.path.relpath(path, self.root)}|{stat.st_size}|"
+                      f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def _images(folder: str) -> list[str]:
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                if f.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(folder, f)))
+
+
+def _subfolders(folder: str) -> list[str]:
+  return sorted(f for f in os.listdir(folder)
+                if os.path.isdir(os.path.join(folder, f)) and not f.startswith("."))
+
+
+def list_folder(root: str) -> Listing:
+  """Reads the layout of ``root`` (file names and image headers only); one-line errors."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root = os.path.abspath(os.path.expanduser(root))
+  where = f"config.data.name: {PREFIX}{root}"
+  if not os.path.isdir(root):
+    raise KdJaxError(f"{where}: no such folder")
+  top = _subfolders(root)
+  # Split level present when the first-level folders hold class folders, not images.
+  nested = top and all(_subfolders(os.path.join(root, d)) and not _images(os.path.join(root, d))
+                       for d in top)
+  split_dirs = {d: os.path.join(root, d) for d in top} if nested else {"train": root}
+  splits = {}
+  for split, folder in split_dirs.items():
+    files = [(path, label) for label in _subfolders(folder)
+             for path in _images(os.path.join(folder, label))]
+    if files:
+      splits[split] = files
+  if not splits:
+    raise KdJaxError(f"{where}: no images found; expected <folder>/<split>/<class>/<image> or "
+                     f"<folder>/<class>/<image> ({', '.join(EXTENSIONS)})")
+  classes = tuple(sorted({label for files in splits.values() for _, label in files}))
+  modes, shapes = set(), set()
+  for files in splits.values():
+    for path, _ in files:
+      try:
+        with Image.open(path) as image:  # Reads the header only.
+          modes.add(image.mode)
+          shapes.add((image.height, image.width))
+      except OSError as err:
+        raise KdJaxError(f"{where}: cannot read image {path}: {err}") from None
+  channels = 1 if modes <= {"L", "1", "I;16", "I", "F"} else 3
+  return Listing(root, splits, classes, channels, shapes.pop() if len(shapes) == 1 else None)
+
+
+class ImageFolderConfig(tfds.core.BuilderConfig):
+  def __init__(self, listing: Listing):
+    base = re.sub(r"[^a-z0-9_]+", "_", os.path.basename(listing.root).lower()).strip("_")
+    super().__init__(name=f"{base or 'images'}_{listing.fingerprint()}",
+                     description=f"Images of {listing.root}")
+    self.listing = listing
+
+
+class KdJaxImageFolder(tfds.core.GeneratorBasedBuilder):
+  """A local folder of images, one class per folder (see the module docstring)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Images PNG-encoded, labels from sorted class folder names."}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    listing = self.builder_config.listing
+    shape = (*(listing.shape or (None, None)), listing.channels)
+    return self.dataset_info_from_configs(
+        description=f"The images under {listing.root}, one class per folder.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=shape),
+            "label": tfds.features.ClassLabel(names=list(listing.classes)),
+            "index": np.int64,
+        }),
+        supervised_keys=("image", "label"),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Local files: nothing to download.
+    return {split: self._generate_examples(files)
+            for split, files in self.builder_config.listing.splits.items()}
+
+  def _generate_examples(self, files):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    mode = "L" if self.builder_config.listing.channels == 1 else "RGB"
+    for position, (path, label) in enumerate(files):
+      with Image.open(path) as image:
+        pixels = np.asarray(image.convert(mode), dtype=np.uint8)
+      yield position, {"image": pixels if pixels.ndim == 3 else pixels[..., None],
+                       "label": label, "index": position}
+
+
+def builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of ``folder:<path>`` in ``data_dir`` (not yet prepared)."""
+  listing = list_folder(name[len(PREFIX):])
+  return KdJaxImageFolder(data_dir=data_dir, config=ImageFolderConfig(listing))

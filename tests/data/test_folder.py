@@ -1,0 +1,108 @@
+"""A local folder of images as a data set: data.name = "folder:<path>"."""
+import os
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from kd_jax.data import folder, pipelines
+from kd_jax.errors import KdJaxError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLASSES = ("zebra", "ant", "cat")  # Class ids: sorted names -> ant 0, cat 1, zebra 2.
+
+
+def _pixels(label_id: int, k: int, size=(6, 6)) -> np.ndarray:
+  """A grey image whose mean encodes its class and number: 10 * (label_id * 5 + k) + 40."""
+  return np.full(size, 10 * (label_id * 5 + k) + 40, np.uint8)
+
+
+def _write(root, splits=("train", "test"), per_class=(4, 2), mode="L", sizes=None):
+  for split, n in zip(splits, per_class):
+    for name in CLASSES:
+      label_id = sorted(CLASSES).index(name)
+      d = os.path.join(root, split, name) if split else os.path.join(root, name)
+      os.makedirs(d, exist_ok=True)
+      for k in range(n):
+        size = sizes[k % len(sizes)] if sizes else (6, 6)
+        image = Image.fromarray(_pixels(label_id, k, size)).convert(mode)
+        image.save(os.path.join(d, f"{k:03d}.{'png' if mode == 'L' else 'jpg'}"))
+  return str(root)
+
+
+def _cfg(root, **kw):
+  base = dict(name=f"folder:{root}", train_split="train", eval_split="test",
+              mean=(0.0,), std=(1.0 / 255,))  # Normalised pixels = the stored 0..255 values.
+  return ml_collections.ConfigDict({**base, **kw})
+
+
+def test_split_and_class_folders_become_splits_and_sorted_class_ids(tmp_path):
+  root = _write(tmp_path / "shapes")
+  ds = pipelines.create_dataset(_cfg(root), 6, eval_batch_size=6)
+  assert (ds.num_classes, ds.num_train_examples, ds.num_eval_examples) == (3, 12, 6)
+  assert ds.input_shape == (6, 6, 1)
+  eval_ = [b for b in ds.eval_batches()]
+  images = np.concatenate([b["image"] for b in eval_])
+  labels = np.concatenate([b["label"] for b in eval_])
+  index = np.concatenate([b["index"] for b in eval_])
+  # index = the position of the file in the split, files sorted by class folder then name.
+  order = np.argsort(index)
+  np.testing.assert_array_equal(index[order], np.arange(6))
+  np.testing.assert_array_equal(labels[order], [0, 0, 1, 1, 2, 2])
+  expected = [_pixels(label, k).mean() for label in range(3) for k in range(2)]
+  np.testing.assert_allclose(images[order].mean(axis=(1, 2, 3)), expected, atol=1e-3)
+
+
+def test_every_train_image_once_per_epoch(tmp_path):
+  ds = pipelines.create_dataset(_cfg(_write(tmp_path / "shapes")), 4)
+  seen = np.concatenate([b["index"] for b in ds.train_batches(0)])
+  assert sorted(seen) == list(range(12))
+
+
+def test_a_folder_without_split_level_is_one_train_split_that_slices(tmp_path):
+  root = _write(tmp_path / "flat", splits=("",), per_class=(5,))
+  listing = folder.list_folder(root)
+  assert list(listing.splits) == ["train"] and listing.classes == ("ant", "cat", "zebra")
+  ds = pipelines.create_dataset(_cfg(root, train_split="train[:80%]",
+                                     eval_split="train[80%:]"), 4)
+  assert (ds.num_train_examples, ds.num_eval_examples) == (12, 3)
+
+
+def test_colour_images_of_several_sizes_need_an_image_size(tmp_path):
+  root = _write(tmp_path / "rgb", mode="RGB", sizes=[(6, 6), (9, 7)])
+  with pytest.raises(KdJaxError, match="config.data.image_size must be set"):
+    pipelines.create_dataset(_cfg(root), 4)
+  ds = pipelines.create_dataset(_cfg(root, image_size=16), 4)
+  assert next(iter(ds.train_batches(0)))["image"].shape == (4, 16, 16, 3)
+
+
+def test_changed_files_are_prepared_again(tmp_path):
+  root = _write(tmp_path / "shapes")
+  first = pipelines.create_dataset(_cfg(root), 4).num_train_examples
+  Image.fromarray(_pixels(0, 9)).save(os.path.join(root, "train", "ant", "new.png"))
+  assert (first, pipelines.create_dataset(_cfg(root), 4).num_train_examples) == (12, 13)
+
+
+def test_missing_or_empty_folders_fail_in_one_line(tmp_path):
+  with pytest.raises(KdJaxError, match=r"^config.data.name: folder:.*/nope: no such folder$"):
+    pipelines.create_dataset(_cfg(tmp_path / "nope"), 4)
+  os.makedirs(tmp_path / "empty" / "train" / "a")
+  with pytest.raises(KdJaxError, match="no images found; expected <folder>/<split>/<class>"):
+    pipelines.create_dataset(_cfg(tmp_path / "empty"), 4)
+
+
+@pytest.mark.slow
+def test_the_readme_command_trains_on_a_folder(tmp_path):
+  """README: python -m kd_jax.train --config=configs/digits/supervised.py
+  --config.data.name=folder:<path> (one epoch here)."""
+  root = _write(tmp_path / "shapes", per_class=(12, 4))
+  proc = subprocess.run(
+      [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
+       f"--config.data.name=folder:{root}", "--config.num_epochs=1", "--config.batch_size=12",
+       f"--workdir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  assert "done: test accuracy" in proc.stdout
+  assert os.path.exists(tmp_path / "run" / "results.json")
