@@ -129,7 +129,8 @@ def bars(ax, labels: Sequence[str], series: dict[str, list[tuple[float, float] |
                 ha="right" if max(map(len, labels), default=0) > 10 else "center")
   ax.set_ylim(max(0.0, low - 10), 100.5 if low > 10 else None)
   ax.set_ylabel(ylabel)
-  ax.set_title(title)
+  only = next(iter(series)) if len(series) == 1 else None
+  ax.set_title(f"{title} ({only})" if only and only not in title else title)
   if len(series) > 1:
     ax.legend(fontsize=8)
 
@@ -167,7 +168,7 @@ def final_accuracy(runs: Sequence[Run], ax=None):
     accs = [100 * r.results["test_accuracy"] for r in members
             if r.results.get("test_accuracy") is not None]
     if accs:
-      labels.append(f"{name} (x{len(accs)})" if len(members) > 1 else name)
+      labels.append(f"{name} (x{len(accs)})" if len(accs) > 1 else name)
       values.append(_mean_std(accs))
   bars(ax, labels, {"test": values}, "test accuracy %", "final test accuracy")
   return ax

@@ -149,3 +149,16 @@ def test_the_command_says_what_is_missing_in_one_line(tmp_path):
                          f"--out={tmp_path}/x.png"], capture_output=True, text=True, check=False)
   assert proc.returncode == 1
   assert proc.stderr.strip() == f"kd_jax: error: {tmp_path} holds no kd_jax run (no results.json, no events)"
+
+
+def test_a_run_and_its_evaluation_only_seed_runs_share_a_bar_counted_by_accuracies():
+  # Consolidation jobs: the teacher run "expert" and "expert_seed0" (downstream only).
+  runs = [plot.Run("expert", _results(0.75), {}),
+          plot.Run("expert_seed0", _results(None, downstream={"t": {"linear_probe": {"top1": 0.5}}}), {})]
+  _, (a, b) = plt.subplots(1, 2)
+  plot.final_accuracy(runs, a)
+  plot.downstream(runs, b)
+  assert [t.get_text() for t in a.get_xticklabels()] == ["expert"]
+  np.testing.assert_allclose([p.get_height() for p in a.patches], [75.0])
+  assert b.get_title() == "downstream transfer (linear probe)"
+  plt.close("all")
