@@ -10,3 +10,8 @@ class KdJaxError(Exception):
 
 class TrainingDiverged(KdJaxError):
   """The loss or the gradients became NaN/Inf."""
+
+
+class Preempted(Exception):
+  """SIGTERM arrived: the run saved a checkpoint at the end of its current step and stopped.
+  Entrypoints print the message and exit 0; the same command resumes."""

@@ -27,7 +27,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of the trained run 
 def main(argv):
   config = start(argv, _CONFIG, "--config=<config file> is required")
   from kd_jax import config as config_lib
-  from kd_jax.errors import KdJaxError
+  from kd_jax.errors import KdJaxError, Preempted
   from kd_jax.training import downstream
   try:
     if not _WORKDIR.value:
@@ -38,6 +38,9 @@ def main(argv):
                        "downstream data set")
     workdir = os.path.abspath(_WORKDIR.value)
     downstream.evaluate(config, workdir)
+  except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
+    print(f"kd_jax: {err}", flush=True)
+    sys.exit(0)
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")
 

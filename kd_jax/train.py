@@ -26,13 +26,16 @@ _WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax", "Where checkpoints, Ten
 
 def main(argv):
   config = start(argv, _CONFIG)
-  from kd_jax.errors import KdJaxError
+  from kd_jax.errors import KdJaxError, Preempted
   from kd_jax.training import job, sharding
   try:
     sharding.maybe_initialize_distributed()
     workdir = os.path.abspath(_WORKDIR.value)
     print(f"kd_jax: results go to {workdir}", flush=True)
     job.run(config, workdir)
+  except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
+    print(f"kd_jax: {err}", flush=True)
+    sys.exit(0)
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")
 

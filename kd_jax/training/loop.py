@@ -22,10 +22,11 @@ from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_eval_step, make_train_step
-from kd_jax.errors import KdJaxError, TrainingDiverged  # noqa: F401 (re-exported)
+from kd_jax.errors import KdJaxError, Preempted, TrainingDiverged  # noqa: F401 (re-exported)
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
 from kd_jax.training import optim, sharding, stages, teacher_cache
+from kd_jax.training.preemption import Preemption
 
 
 def _log(msg: str) -> None:
@@ -237,36 +238,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       acc = m if acc is None else acc.merge(m)
     return {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
 
+  def save_checkpoint():
+    ckpts.save(step, {**state.checkpoint_items(), "rng": step_rng},
+               {**meta, "step": step, "epoch": step // spe, "batch_in_epoch": step % spe,
+                "train_time_s": time_before + time.time() - t_start})
+
   acc_metrics = None
-  while step < total_steps:
-    epoch, start = divmod(step, spe)
-    batches = data.train_batches(epoch, start, config.seed)
-    if cache is not None:
-      batches = cache.attach(batches)
-    for batch in sharding.prefetch_to_device(batches, batch_sh):
-      state, m = train_step(state, batch, step_rng)
-      acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
-      step += 1
-      progress.tick(step)
-      end_of_epoch = step % spe == 0
-      if step % config.log_every_steps == 0 or end_of_epoch:
-        computed = {k: float(v) for k, v in sharding.host_value(acc_metrics).compute().items()}
-        acc_metrics = None
-        check_finite(computed)
-        computed["learning_rate"] = float(schedule(step - 1))
-        writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
-        progress(step, computed["loss"])
-      if end_of_epoch and ((step // spe) % config.eval_every_epochs == 0 or step == total_steps):
-        eval_result = evaluate()
-        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_result.items()})
-        ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
-                               "batch_stats": state.batch_stats},
-                        {**meta, "step": step}, eval_result["accuracy"])
-      if step % ckpt_every == 0 or step == total_steps:
-        check_finite(None)
-        ckpts.save(step, {**state.checkpoint_items(), "rng": step_rng},
-                   {**meta, "step": step, "epoch": step // spe, "batch_in_epoch": step % spe,
-                    "train_time_s": time_before + time.time() - t_start})
+  preemption = Preemption(tag)
+  with preemption:  # SIGTERM: checkpoint after the current step, then raise Preempted.
+    while step < total_steps:
+      epoch, start = divmod(step, spe)
+      batches = data.train_batches(epoch, start, config.seed)
+      if cache is not None:
+        batches = cache.attach(batches)
+      for batch in sharding.prefetch_to_device(batches, batch_sh):
+        state, m = train_step(state, batch, step_rng)
+        acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
+        step += 1
+        progress.tick(step)
+        end_of_epoch = step % spe == 0
+        if step % config.log_every_steps == 0 or end_of_epoch:
+          computed = {k: float(v) for k, v in sharding.host_value(acc_metrics).compute().items()}
+          acc_metrics = None
+          check_finite(computed)
+          computed["learning_rate"] = float(schedule(step - 1))
+          writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
+          progress(step, computed["loss"])
+        if end_of_epoch and ((step // spe) % config.eval_every_epochs == 0 or step == total_steps):
+          eval_result = evaluate()
+          writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_result.items()})
+          ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
+                                 "batch_stats": state.batch_stats},
+                          {**meta, "step": step}, eval_result["accuracy"])
+        saved = step % ckpt_every == 0 or step == total_steps
+        if saved:
+          check_finite(None)
+          save_checkpoint()
+        if preemption.reached(step, ckpts.latest):
+          check_finite(None)
+          if not saved:
+            save_checkpoint()
+          ckpts.wait()
+          ckpts.close()
+          writer.flush()
+          raise Preempted(f"{tag}preempted at step {step}/{total_steps}: checkpoint saved in "
+                          f"{ckpts.dir}/{step}; run the same command to resume")
   if not eval_result:  # Resumed after the last step's checkpoint but before results were written.
     eval_result = evaluate()
   ckpts.wait()
