@@ -8,7 +8,9 @@ Saves are atomic (orbax finalises a step directory only when complete).
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -43,9 +45,10 @@ class Checkpoints:
   def meta(self, step: int) -> dict[str, Any]:
     return self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
-  def check_compatible(self, step: int, expected: dict[str, Any]) -> None:
+  def check_compatible(self, step: int, expected: dict[str, Any],
+                       meta: dict[str, Any] | None = None) -> None:
     """Refuses a workdir whose checkpoint is of another model (one line, with the fix)."""
-    meta = self.meta(step)
+    meta = self.meta(step) if meta is None else meta
     # seed and batch_size fix the data order, which the resumed run must continue.
     for key in ("model", "num_classes", "checkpoint_version", "aux", "steps_per_epoch", "seed",
                 "batch_size"):
@@ -58,13 +61,68 @@ class Checkpoints:
   def restore(self, step: int, items: dict[str, Any]) -> dict[str, Any]:
     """Restores the checkpointed state items into the structure, shapes and shardings of ``items``."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, items)
+    return self.latest.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+
+  def restore_latest_intact(self, items: dict[str, Any], expected: dict[str, Any],
+                            log=print) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+    """``(step, state items, meta)`` of the newest checkpoint that reads back whole, or None
+    when there is none. A checkpoint of another model or config stops here (``check_compatible``).
+    A damaged one (its meta or arrays unreadable: a truncated file, a deleted item) is
+    reported and the one before it tried; once an intact one is found the damaged ones are
+    moved to ``<workdir>/checkpoints_damaged/<step>``, so that training writes those steps
+    anew. If none is intact: a one-line KdJaxError, nothing moved."""
+    steps = sorted(self.latest.all_steps(), reverse=True)
+    damaged: list[tuple[int, str]] = []
+    # A failed read leaves orbax's other reads of that step failing in asyncio tasks nobody
+    # awaits: asyncio would log each one with its traceback. The failure is reported below.
+    quiet = logging.getLogger("asyncio")
+    level, quiet.level = quiet.level, logging.CRITICAL
+    # tensorstore's callbacks into those tasks' closed loops arrive later: this filter stays.
+    sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
     try:
-      return self.latest.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
-    except (ValueError, KeyError, TypeError) as err:
-      first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-      raise KdJaxError(f"cannot restore {self.dir}/{step}: it does not match this config's "
-                       f"train state ({first[:200]}); use another --workdir") from None
+      return self._restore_latest_intact(steps, damaged, items, expected, log)
+    finally:
+      quiet.setLevel(level)
+
+  def _restore_latest_intact(self, steps, damaged, items, expected, log):
+    for step in steps:
+      try:
+        meta = self.meta(step)
+      except Exception as err:  # pylint: disable=broad-except  (any read failure = damage)
+        damaged.append((step, _first_line(err)))
+        continue
+      self.check_compatible(step, expected, meta)
+      try:
+        restored = self.restore(step, items)
+      except Exception as err:  # pylint: disable=broad-except
+        damaged.append((step, _first_line(err)))
+        continue
+      if damaged:
+        self._quarantine([s for s, _ in damaged], log)
+      return step, restored, meta
+    if damaged:
+      raise KdJaxError(
+          f"no intact checkpoint in {self.dir}: step(s) {', '.join(str(s) for s, _ in damaged)} "
+          f"cannot be read (step {damaged[0][0]}: {damaged[0][1][:200]}); delete {self.dir} "
+          f"to train from the start")
+    return None
+
+  def _quarantine(self, steps: list[int], log) -> None:
+    aside = self.dir.parent / "checkpoints_damaged"
+    for step in steps:
+      if jax.process_index() == 0:
+        aside.mkdir(parents=True, exist_ok=True)
+        target = aside / str(step)
+        if target.exists():
+          target = aside / f"{step}.{len(list(aside.iterdir()))}"
+        (self.dir / str(step)).rename(target)
+      log(f"checkpoint {self.dir}/{step} is damaged and cannot be read: moved to "
+          f"{aside}/; resuming from the one before it")
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("kd_jax:checkpoints_quarantined")
+    self.latest.reload()
 
   def save(self, step: int, items: dict[str, Any], meta: dict[str, Any]) -> None:
     self.latest.save(step, args=ocp.args.Composite(
@@ -85,6 +143,21 @@ class Checkpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def _unless_closed_loop(hook):
+  """An unraisable-exception hook that drops tensorstore's late callbacks into the event
+  loops of reads that already failed (``RuntimeError: Event loop is closed``)."""
+  def filtered(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      hook(unraisable)
+  return filtered
+
+
+def _first_line(err: Exception) -> str:
+  text = str(err).strip()
+  return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str, Any], dict[str, Any]]:

@@ -163,14 +163,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           "checkpoint_version": ckpt_lib.VERSION,
           "aux": sorted({*state.params["aux"], *state.aux_state}), "data": data.name,
           "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size}
-  latest = ckpts.latest_step()
   time_before = 0.0  # Training time of earlier, interrupted invocations of this run.
+  found = ckpts.restore_latest_intact({**state.checkpoint_items(), "rng": step_rng}, meta,
+                                      lambda m: _log(tag + m))
+  latest = found[0] if found else None
   if latest is None and config.init_from:
     state = _init_from(state, config, heads, job_workdir, repl, tag)
-  if latest is not None:
-    ckpts.check_compatible(latest, meta)
-    time_before = float(ckpts.meta(latest).get("train_time_s", 0.0))
-    restored = ckpts.restore(latest, {**state.checkpoint_items(), "rng": step_rng})
+  if found:
+    _, restored, saved_meta = found
+    time_before = float(saved_meta.get("train_time_s", 0.0))
     state, step_rng = state.replace_checkpointed(restored), restored["rng"]
     _log(f"{tag}resuming from the checkpoint at step {latest} "
          f"(epoch {latest // spe + 1}, batch {latest % spe}) in {ckpts.dir}")

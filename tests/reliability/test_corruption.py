@@ -1,0 +1,80 @@
+"""Damaged checkpoints for real: the newest step's array file truncated, or its state item
+deleted, is detected at restore; the trainer says so, moves it aside and resumes from the
+step before; with no intact step it stops with one line and trains nothing."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cmd(workdir):
+  # 2 epochs of 22 steps, a checkpoint every 11: steps 11, 22, 33, 44 (the last 3 kept).
+  return [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
+          f"--workdir={workdir}", "--config.num_epochs=2", "--config.checkpoint_every_steps=11"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("finished")
+  subprocess.run(_cmd(workdir), cwd=REPO, check=True, capture_output=True, timeout=600)
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["22", "33", "44"]
+  return workdir
+
+
+def _copy(finished, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(finished, workdir)
+  os.remove(workdir / "results.json")
+  return workdir
+
+
+def _truncate_arrays(step_dir):
+  files = [f for f in glob.glob(f"{step_dir}/state/d/*") if os.path.getsize(f) > 100]
+  assert files
+  for f in files:
+    with open(f, "r+b") as fh:
+      fh.truncate(os.path.getsize(f) // 2)
+
+
+def _resume(workdir):
+  return subprocess.run(_cmd(workdir), cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_damaged_latest_step_is_set_aside_and_the_one_before_resumes(finished, tmp_path, damage):
+  workdir = _copy(finished, tmp_path)
+  if damage == "truncated":
+    _truncate_arrays(workdir / "checkpoints" / "44")
+  else:
+    shutil.rmtree(workdir / "checkpoints" / "44" / "state")
+  proc = _resume(workdir)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (f"checkpoint {workdir}/checkpoints/44 is damaged and cannot be read: moved to "
+          f"{workdir}/checkpoints_damaged/; resuming from the one before it") in proc.stdout
+  assert "resuming from the checkpoint at step 33 (epoch 2, batch 11)" in proc.stdout
+  assert os.listdir(workdir / "checkpoints_damaged") == ["44"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["22", "33", "44"]  # 44 written anew
+  assert json.load(open(workdir / "results.json"))["steps"] == 44
+
+
+@pytest.mark.slow
+def test_no_intact_step_stops_with_one_line_and_moves_nothing(finished, tmp_path):
+  workdir = _copy(finished, tmp_path)
+  for step in ("22", "33", "44"):
+    _truncate_arrays(workdir / "checkpoints" / step)
+  os.remove(workdir / "checkpoints" / "33" / "meta" / "metadata")
+  proc = _resume(workdir)
+  assert proc.returncode == 1
+  err = proc.stderr.strip().splitlines()[-1]
+  assert err.startswith(f"kd_jax: error: no intact checkpoint in {workdir}/checkpoints: "
+                        f"step(s) 44, 33, 22 cannot be read (step 44: ")
+  assert err.endswith(f"); delete {workdir}/checkpoints to train from the start")
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["22", "33", "44"]
+  assert not os.path.exists(workdir / "results.json")
