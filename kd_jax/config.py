@@ -128,6 +128,9 @@ def base_config() -> ml_collections.ConfigDict:
                                 # the train split (no random augmentation) and read by
                                 # example index (kd_jax/training/teacher_cache.py).
 
+  c.skip_nonfinite_steps = False  # False: a NaN/Inf loss or gradient stops the run (the last
+                                # good checkpoint kept). True: that step is skipped (no
+                                # update) and counted in train/skipped_steps.
   c.log_every_steps = 50
   c.checkpoint_every_steps = -1  # -1: at the end of every epoch.
   c.keep_checkpoints = 3
@@ -208,6 +211,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
   fraction = config.data.labeled_fraction
   if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
     raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
+  if not isinstance(config.skip_nonfinite_steps, bool):
+    raise KdJaxError(f"config.skip_nonfinite_steps must be True or False, got "
+                     f"{config.skip_nonfinite_steps!r}")
   if not isinstance(config.teacher_cache, str):
     raise KdJaxError(f"config.teacher_cache must be '', 'memory' or a directory, got "
                      f"{config.teacher_cache!r}")

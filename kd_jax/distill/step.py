@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,11 +24,39 @@ def metric_name(objective: str) -> str:
   return f"loss_{objective}"
 
 
-def train_metrics_class(objectives: Sequence[Objective], has_labels: bool):
-  """A clu Collection: the weighted total ``loss``, ``loss_<objective>`` each, ``accuracy``."""
-  fields = {"loss": clu_metrics.Average.from_output("loss")}
-  for obj in objectives:
-    fields[metric_name(obj.name)] = clu_metrics.Average.from_output(metric_name(obj.name))
+@flax.struct.dataclass
+class Count(clu_metrics.Metric):
+  """The number of steps whose ``skipped`` output is 1, summed over the merged steps."""
+  total: jax.Array
+
+  @classmethod
+  def from_model_output(cls, skipped: jax.Array, **_) -> "Count":
+    return cls(total=jnp.sum(skipped).astype(jnp.int32))
+
+  def merge(self, other: "Count") -> "Count":
+    return type(self)(total=self.total + other.total)
+
+  def compute(self) -> jax.Array:
+    return self.total
+
+
+def _finite_steps_of(name: str):
+  """A loss output averaged over the steps that were applied (``skipped == 0``)."""
+  def fn(skipped, **outputs):
+    return {"values": jnp.reshape(outputs[name], (1,)), "mask": jnp.reshape(skipped == 0, (1,))}
+  return fn
+
+
+def train_metrics_class(objectives: Sequence[Objective], has_labels: bool,
+                        skip_nonfinite: bool = False):
+  """A clu Collection: the weighted total ``loss``, ``loss_<objective>`` each, ``accuracy``;
+  with ``skip_nonfinite``, losses averaged over the applied steps and ``skipped_steps``."""
+  names = ["loss"] + [metric_name(obj.name) for obj in objectives]
+  if skip_nonfinite:
+    fields = {n: clu_metrics.Average.from_fun(_finite_steps_of(n)) for n in names}
+    fields["skipped_steps"] = Count
+  else:
+    fields = {n: clu_metrics.Average.from_output(n) for n in names}
   if has_labels:
     fields["accuracy"] = clu_metrics.Average.from_fun(_accuracy)
   return clu_metrics.Collection.create(**fields)
@@ -70,20 +99,28 @@ def eval_metrics_class(num_classes: int, tasks: Mapping[str, Sequence[int]] | No
 
 
 def _update_if_finite(state: TrainState, tx: optax.GradientTransformation, loss: jax.Array,
-                      grads, **new_fields) -> TrainState:
-  """The state after one optimiser update (and ``new_fields``), or, if the loss or the
-  gradients are not finite (or an earlier step's were), the unchanged state with
-  ``bad_step`` recording the first bad step. Either way ``step`` advances."""
+                      grads, skip_nonfinite: bool = False, **new_fields
+                      ) -> tuple[TrainState, jax.Array]:
+  """``(state, finite)``: the state after one optimiser update (and ``new_fields``), or, if
+  the loss or the gradients are not finite (or an earlier step's were), the unchanged state
+  with ``bad_step`` recording the first bad step. ``skip_nonfinite``: a non-finite step is
+  skipped (state unchanged) and ``bad_step`` stays -1. Either way ``step`` advances."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+  if skip_nonfinite:
+    ok = finite
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    updated = {"params": params, "opt_state": opt_state, **new_fields}
+    return state.replace(step=state.step + 1,
+                         **{k: keep(v, getattr(state, k)) for k, v in updated.items()}), finite
   ok = finite & (state.bad_step < 0)
   keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
   updated = {"params": params, "opt_state": opt_state, **new_fields}
   return state.replace(
       step=state.step + 1,
       **{k: keep(v, getattr(state, k)) for k, v in updated.items()},
-      bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
+      bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step)), finite
 
 
 def cached_teacher_key(teacher: str, output: str) -> str:
@@ -109,16 +146,19 @@ def _cached_outputs(name: str, shapes: Outputs, batch) -> Outputs:
 def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     objectives: Sequence[Objective], tx: optax.GradientTransformation,
                     has_labels: bool, steps_per_epoch: int = 1,
-                    cached_teachers: Mapping[str, Outputs] | None = None) -> Callable:
+                    cached_teachers: Mapping[str, Outputs] | None = None,
+                    skip_nonfinite: bool = False) -> Callable:
   """Returns the (un-jitted) pure train step for this student, teachers and objectives.
 
   ``steps_per_epoch`` gives objectives the current epoch, counted from 1 (DKD's warm-up).
   Objectives that act only through their initialisation stage (``main_stage=False``) are
   not evaluated here. ``cached_teachers``: ``{teacher: its Outputs' shapes}`` for teachers
-  whose outputs come in the batch (``cached_teacher_key``) instead of being computed."""
+  whose outputs come in the batch (``cached_teacher_key``) instead of being computed.
+  ``skip_nonfinite``: a step with a non-finite loss or gradient is skipped (no update) and
+  counted (metric ``skipped_steps``) instead of stopping the run (``bad_step``)."""
   cached_teachers = dict(cached_teachers or {})
   objectives = [o for o in objectives if o.main_stage]
-  metrics_cls = train_metrics_class(objectives, has_labels)
+  metrics_cls = train_metrics_class(objectives, has_labels, skip_nonfinite)
   used_teachers = sorted({t for o in objectives for t in o.teachers})
 
   def train_step(state: TrainState, batch, rng):
@@ -151,9 +191,11 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
 
     (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
-    new_state = _update_if_finite(state, tx, total, grads, batch_stats=batch_stats,
-                                  aux_state=aux_state)
+    new_state, finite = _update_if_finite(state, tx, total, grads, skip_nonfinite,
+                                          batch_stats=batch_stats, aux_state=aux_state)
     outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
+    if skip_nonfinite:
+      outputs["skipped"] = (~finite).astype(jnp.int32)
     if has_labels:
       outputs.update(logits=logits, labels=batch["label"], label_mask=batch.get("label_mask"))
     return new_state, metrics_cls.single_from_model_output(**outputs)
@@ -186,7 +228,7 @@ def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objec
 
     (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
-    new_state = _update_if_finite(state, tx, loss, grads, aux_state=aux_state)
+    new_state, _ = _update_if_finite(state, tx, loss, grads, aux_state=aux_state)
     return new_state, metrics_cls.single_from_model_output(loss=loss)
 
   return stage_step

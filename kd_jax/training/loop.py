@@ -180,7 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   teacher_shapes: dict[str, objectives_lib.Outputs] = {}  # Of the cached teachers.
   make_step = lambda cached=(): make_train_step(
       student, teacher_modules, objectives, tx, data.has_labels, spe,
-      cached_teachers={n: teacher_shapes[n] for n in cached})
+      cached_teachers={n: teacher_shapes[n] for n in cached},
+      skip_nonfinite=config.skip_nonfinite_steps)
   cache = None
   if config.teacher_cache:
     teacher_cache.check_config(config, data)
@@ -224,13 +225,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if bad >= 0:
       ckpts.wait()
       culprits = [k for k, v in (train_metrics or {}).items() if not math.isfinite(v)]
+      what = (f"the loss became non-finite ({', '.join(culprits)})" if culprits else
+              "the gradients became non-finite (the losses were finite)")
       last = ckpts.latest_step()
       kept = f"the last good checkpoint (step {last}) is kept in {ckpts.dir}" if last is not None \
           else "no checkpoint had been written yet"
+      # Steps are counted as the console and TensorBoard count them: bad_step 0 is step 1.
       raise TrainingDiverged(
-          f"[{run_name or 'train'}] stopped: the loss became non-finite at step {bad}"
-          f"{' (' + ', '.join(culprits) + ')' if culprits else ''}; {kept}. Lower "
-          f"config.optimizer.lr (now {config.optimizer.lr}) or check the data")
+          f"[{run_name or 'train'}] stopped at step {bad + 1}: {what}; nothing from that step "
+          f"on was applied; {kept}. Lower config.optimizer.lr (now {config.optimizer.lr}), "
+          f"check the data, or set config.skip_nonfinite_steps=True to skip such steps")
 
   def evaluate() -> dict[str, float]:
     acc = None
