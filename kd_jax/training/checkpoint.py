@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -124,25 +125,71 @@ class Checkpoints:
       multihost_utils.sync_global_devices("kd_jax:checkpoints_quarantined")
     self.latest.reload()
 
+  def _write_error(self, err: Exception) -> KdJaxError:
+    free = shutil.disk_usage(self.dir).free if self.dir.exists() else 0
+    return KdJaxError(f"cannot write a checkpoint in {self.dir} ({_first_line(err)[:200]}; "
+                      f"{_mb(free)} free there): free space or use another --workdir; the "
+                      f"run resumes from its last complete checkpoint")
+
   def save(self, step: int, items: dict[str, Any], meta: dict[str, Any]) -> None:
-    self.latest.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(items), meta=ocp.args.JsonSave(meta)), force=True)
+    try:
+      self.latest.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(items), meta=ocp.args.JsonSave(meta)), force=True)
+    except (OSError, ValueError, RuntimeError) as err:  # Also an earlier async save's failure.
+      raise self._write_error(err) from None
 
   def save_best(self, step: int, model: dict[str, Any], meta: dict[str, Any], accuracy: float) -> None:
     """Offers the model at ``step`` with its eval accuracy; orbax keeps only the best one."""
     if step in self.best.all_steps():
       return  # Re-evaluated after a resume: already offered.
-    self.best.save(step, args=ocp.args.Composite(
-        model=ocp.args.StandardSave(model), meta=ocp.args.JsonSave(meta)),
-        metrics={"accuracy": float(accuracy)}, force=True)
+    try:
+      self.best.save(step, args=ocp.args.Composite(
+          model=ocp.args.StandardSave(model), meta=ocp.args.JsonSave(meta)),
+          metrics={"accuracy": float(accuracy)}, force=True)
+    except (OSError, ValueError, RuntimeError) as err:
+      raise self._write_error(err) from None
 
   def wait(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    try:
+      self.latest.wait_until_finished()
+      self.best.wait_until_finished()
+    except (OSError, ValueError, RuntimeError) as err:
+      raise self._write_error(err) from None
 
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def _mb(n: float) -> str:
+  return f"{n / 2**20:.1f} MB"
+
+
+def check_writable(workdir: str, need_bytes: int = 0) -> None:
+  """Start-up check of a workdir: a probe file written, synced and removed, and (given
+  ``need_bytes``) enough free space. One-line KdJaxError saying where and how much."""
+  probe = os.path.join(workdir, ".kd_jax_write_probe")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, "wb") as f:
+      f.write(b"\0" * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+    os.remove(probe)
+  except OSError as err:
+    raise KdJaxError(f"workdir {workdir} is not writable ({err.strerror or err}): use another "
+                     f"--workdir or fix its permissions") from None
+  if need_bytes:
+    free = shutil.disk_usage(workdir).free
+    if free < need_bytes:
+      raise KdJaxError(f"workdir {workdir} has {_mb(free)} free, but this run's checkpoints "
+                       f"need about {_mb(need_bytes)}: free space there, lower "
+                       f"config.keep_checkpoints, or use another --workdir")
+
+
+def checkpoint_bytes(tree: Any) -> int:
+  """Bytes of the arrays of ``tree`` (what a checkpoint of it holds, uncompressed)."""
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, "dtype")))
 
 
 def _unless_closed_loop(hook):

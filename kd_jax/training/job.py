@@ -27,6 +27,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   names = list(runs)
   for i, (name, cfg) in enumerate(runs.items()):
     config_lib.validate(cfg, run_names=names[:i])
+  if jax.process_index() == 0:
+    ckpt_lib.check_writable(workdir)  # Before anything compiles.
   t0 = time.time()
   results = {}
   for name, cfg in runs.items():

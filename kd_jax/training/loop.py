@@ -157,6 +157,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                              data.input_shape, data.index_size, config.seed, repl)
   step_rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
+  per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items())
+  if jax.process_index() == 0:  # Room for the kept checkpoints, one being written, the best.
+    ckpt_lib.check_writable(workdir, (config.keep_checkpoints + 2) * per_checkpoint)
   ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)
   meta = {"model": config.model, "num_classes": int(num_classes), "run": run_name,
           "heads": heads,
