@@ -16,6 +16,10 @@ import ml_collections
 
 from kd_jax.errors import KdJaxError
 
+# Input preparation by name (kd_jax/data/augment.py); "" in a config: the data set's preset.
+TRAIN_AUGMENTS = ("none", "cifar", "pad_crop", "inception")
+EVAL_PREPROCESS = ("none", "center_crop")
+
 # Free-form mappings: their entries are checked by their own parsers.
 _FREE_FORM = ("teachers", "objectives", "runs", "eval_tasks")
 _TEACHER_FIELDS = {"model", "checkpoint", "run", "num_classes", "which"}
@@ -208,6 +212,7 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
     value = config[key]
     if not isinstance(value, int) or (value < 1 and value != -1):
       raise KdJaxError(f"config.{key} must be an integer >= 1, or -1 for the default; got {value!r}")
+  _check_data(config.data, "config.data")
   fraction = config.data.labeled_fraction
   if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
     raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
@@ -283,6 +288,18 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise KdJaxError(f"config.downstream.{key} must be an integer >= 1, got {value!r}")
     _check_optimizer(ds.optimizer, "config.downstream.optimizer")
+
+
+def _check_data(data, where: str) -> None:
+  for field, valid in (("train_augment", TRAIN_AUGMENTS), ("eval_preprocess", EVAL_PREPROCESS)):
+    value = data.get(field)
+    if value not in (None, "") and value not in valid:
+      raise KdJaxError(f"{where}.{field} must be one of {', '.join(valid)} (or '' for the data "
+                       f"set's preset), got {value!r}")
+  size = data.get("image_size", -1)
+  if size not in (None, -1) and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+    raise KdJaxError(f"{where}.image_size must be an integer >= 1, or -1 for the data set's "
+                     f"preset; got {size!r}")
 
 
 def _check_optimizer(opt, where: str) -> None:

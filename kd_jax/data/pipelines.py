@@ -67,8 +67,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 for _name in ("caltech_birds2011", "stanford_dogs", "oxford_flowers102", "oxford_iiit_pet",
               "cars196", "food101", "dtd", "caltech101", "imagenette"):
   PRESETS[_name] = PRESETS["imagenet2012"]
-TRAIN_AUGMENTS = ("none", "cifar", "pad_crop", "inception")
-EVAL_PREPROCESS = ("none", "center_crop")
 
 
 def default_data_dir() -> str:

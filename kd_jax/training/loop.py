@@ -132,6 +132,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
   sharding.check_batch_size(eval_batch, "config.eval_batch_size")
   data = pipelines.create_dataset(config.data, config.batch_size, eval_batch)
+  if 0 < config.num_classes < (data.num_classes or 0) and data.has_labels:
+    raise KdJaxError(f"config.num_classes is {config.num_classes} but {data.name!r} has "
+                     f"{data.num_classes} classes (labels 0..{data.num_classes - 1}); set -1 to "
+                     f"take the data set's")
   num_classes = config.num_classes if config.num_classes > 0 else data.num_classes
   if not num_classes:
     raise KdJaxError("config.num_classes must be set: the data set has no labels")
