@@ -78,9 +78,11 @@ class Checkpoints:
     # A failed read leaves orbax's other reads of that step failing in asyncio tasks nobody
     # awaits: asyncio would log each one with its traceback. The failure is reported below.
     quiet = logging.getLogger("asyncio")
-    level, quiet.level = quiet.level, logging.CRITICAL
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # (setLevel: it also clears the logger's level cache)
     # tensorstore's callbacks into those tasks' closed loops arrive later: this filter stays.
-    sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
+    if not getattr(sys.unraisablehook, "kd_jax_filter", False):  # Once per process.
+      sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
     try:
       return self._restore_latest_intact(steps, damaged, items, expected, log)
     finally:
@@ -199,6 +201,7 @@ def _unless_closed_loop(hook):
     if not (isinstance(unraisable.exc_value, RuntimeError)
             and str(unraisable.exc_value) == "Event loop is closed"):
       hook(unraisable)
+  filtered.kd_jax_filter = True
   return filtered
 
 
