@@ -54,11 +54,11 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   missing = [f"--{f.name}" for f in (_ARCH, _TORCH, _OUT) if not f.value]
   if missing:
-    sys.exit(f"kd_jax.convert: error: missing {', '.join(missing)}")
+    sys.exit(f"kd_jax: error: missing {', '.join(missing)}")
   try:
     convert(_ARCH.value, _TORCH.value, _OUT.value, _NUM_CLASSES.value, _INPUT.value)
   except KdJaxError as err:
-    sys.exit(f"kd_jax.convert: error: {err}")
+    sys.exit(f"kd_jax: error: {err}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,6 @@ def test_convert_refuses_a_file_that_would_run_code(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 1
   line = proc.stderr.strip().splitlines()[-1]
-  assert line.startswith(f"kd_jax.convert: error: refusing to load {path}: it is not a plain weights file")
+  assert line.startswith(f"kd_jax: error: refusing to load {path}: it is not a plain weights file")
   assert not marker.exists()  # The payload never ran.
   assert not os.path.exists(tmp_path / "out")
