@@ -216,14 +216,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   writer, tensorboard = metrics_lib.create_writers(workdir, run_name)
   step = int(sharding.host_value(state.step))
-  if latest is None and any(o.init_epochs for o in objectives):
-    state = stages.run_init_stages(state, objectives, student,
-                                   {n: m for n, (m, _) in teachers.items()}, data, config,
-                                   workdir, mesh, writer, _log, tag)
-  if step == 0:
-    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
-  progress = metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name, step,
-                                  config.log_every_steps)
   ckpt_every = config.checkpoint_every_steps if config.checkpoint_every_steps > 0 else spe
   eval_result: dict[str, float] = {}
 
@@ -256,8 +248,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                 "train_time_s": time_before + time.time() - t_start})
 
   acc_metrics = None
-  preemption = Preemption(tag)
-  with preemption:  # SIGTERM: checkpoint after the current step, then raise Preempted.
+  # SIGTERM, in an initialisation stage or the main stage: a checkpoint after the current
+  # step, then Preempted.
+  with Preemption(tag) as preemption:
+    if latest is None and any(o.init_epochs for o in objectives):
+      state = stages.run_init_stages(state, objectives, student,
+                                     {n: m for n, (m, _) in teachers.items()}, data, config,
+                                     workdir, mesh, writer, _log, tag, preemption)
+    if step == 0:
+      writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+    progress = metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name,
+                                    step, config.log_every_steps)
     while step < total_steps:
       epoch, start = divmod(step, spe)
       batches = data.train_batches(epoch, start, config.seed)

@@ -19,9 +19,10 @@ from kd_jax import models
 from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_stage_step
-from kd_jax.errors import TrainingDiverged
+from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.losses.stages import INIT_STAGES, InitStage
 from kd_jax.training import optim, sharding
+from kd_jax.training.preemption import Preemption
 
 _STAGE_ITEMS = ("step", "params", "opt_state", "bad_step", "aux_state")
 
@@ -73,9 +74,11 @@ def stage_learning_rate(objective: Objective, stage: InitStage, config) -> float
 
 def run_init_stages(state: TrainState, objectives: Sequence[Objective], student, teachers,
                     data, config, workdir: str, mesh, writer, log: Callable[[str], None],
-                    tag: str = "") -> TrainState:
+                    tag: str = "", preemption: Preemption | None = None) -> TrainState:
   """Runs every objective's initialisation stage in order; returns the state to start the
-  main stage from (its params and the heads' state changed, nothing else)."""
+  main stage from (its params and the heads' state changed, nothing else). Within an
+  entered ``preemption``, SIGTERM checkpoints the stage after its current step and raises
+  ``Preempted`` (the same command resumes the stage at that step)."""
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spe = data.steps_per_epoch
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
@@ -99,7 +102,7 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
     mngr = ocp.CheckpointManager(
         epath.Path(workdir) / "init_stages" / obj.name,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True,
+            max_to_keep=1, create=True, cleanup_tmp_directories=True,
             multiprocessing_options=ocp.options.MultiprocessingOptions(
                 barrier_sync_key_prefix=name)),
         item_names=("state",))
@@ -123,19 +126,33 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
         stage_state, m = step_fn(stage_state, batch, rng)
         acc = m if acc is None else acc.merge(m)
         step += 1
-      loss = float(sharding.host_value(acc).compute()["loss"])
+        if preemption is not None and preemption.reached(step, mngr):
+          _check_finite(stage_state, obj, lr, tag)
+          _save(mngr, step, items(stage_state))
+          mngr.wait_until_finished()
+          mngr.close()
+          raise Preempted(f"{tag}preempted in the initialisation stage of {obj.name!r} at "
+                          f"stage step {step}/{total}: checkpoint saved in {mngr.directory}/"
+                          f"{step}; run the same command to resume")
+      loss = float(sharding.host_value(acc).compute()["loss"])  # (Since a resume, if mid-epoch.)
       acc = None
-      bad = int(sharding.host_value(stage_state.bad_step))
-      if bad >= 0:
-        raise TrainingDiverged(f"{tag}the initialisation stage of {obj.name!r} stopped: its loss "
-                         f"became non-finite at stage step {bad}; lower "
-                         f"config.objectives.{obj.name}.init_lr (now {lr:g})")
+      _check_finite(stage_state, obj, lr, tag)
       writer.write_scalars(step, {f"{name}/loss": loss})
       log(f"{tag}{name} epoch {step // spe}/{obj.init_epochs}: loss {loss:.4g}")
-      mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(items(stage_state))),
-                force=True)
+      _save(mngr, step, items(stage_state))
     mngr.wait_until_finished()
     mngr.close()
     state = stage_state.replace(step=main_step, opt_state=main_opt_state)
   return state
 
+
+def _check_finite(stage_state: TrainState, obj: Objective, lr: float, tag: str) -> None:
+  bad = int(sharding.host_value(stage_state.bad_step))
+  if bad >= 0:
+    raise TrainingDiverged(f"{tag}the initialisation stage of {obj.name!r} stopped: its loss "
+                           f"became non-finite at stage step {bad}; lower "
+                           f"config.objectives.{obj.name}.init_lr (now {lr:g})")
+
+
+def _save(mngr: ocp.CheckpointManager, step: int, items: dict[str, Any]) -> None:
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(items)), force=True)
