@@ -4,7 +4,9 @@
 plus the step RNG key) every ``checkpoint_every_steps`` and at the end, the last ``keep_checkpoints`` kept;
 ``meta`` (JSON) says what model it is and where the input pipeline stands (epoch, batch).
 ``<workdir>/best/<step>/{model,meta}``: student params and batch_stats of the best eval.
-Saves are atomic (orbax finalises a step directory only when complete).
+Saves are atomic: orbax writes ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>``
+only when complete; a process killed mid-write leaves the tmp folder, which is never read
+and is removed when the next run opens the workdir.
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int):
     self.dir = epath.Path(workdir) / "checkpoints"
     self.latest = ocp.CheckpointManager(
-        self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                       cleanup_tmp_directories=True),
         item_names=("state", "meta"))
     self.best = ocp.CheckpointManager(
         epath.Path(workdir) / "best",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, best_fn=lambda m: m["accuracy"], best_mode="max", create=True,
+            cleanup_tmp_directories=True,
             # Both managers save at the same steps: their multi-host barriers need own names.
             multiprocessing_options=ocp.options.MultiprocessingOptions(
                 barrier_sync_key_prefix="best")),
@@ -50,9 +54,14 @@ class Checkpoints:
                        meta: dict[str, Any] | None = None) -> None:
     """Refuses a workdir whose checkpoint is of another model (one line, with the fix)."""
     meta = self.meta(step) if meta is None else meta
+    if meta.get("checkpoint_version") != VERSION:
+      raise KdJaxError(
+          f"workdir {self.dir.parent} holds a checkpoint (step {step}) written by another "
+          f"kd_jax version (checkpoint format {meta.get('checkpoint_version')}; this kd_jax "
+          f"resumes format {VERSION} only): finish that run with the kd_jax that started it, "
+          f"or use another --workdir, or delete {self.dir} to start over")
     # seed and batch_size fix the data order, which the resumed run must continue.
-    for key in ("model", "num_classes", "checkpoint_version", "aux", "steps_per_epoch", "seed",
-                "batch_size"):
+    for key in ("model", "num_classes", "aux", "steps_per_epoch", "seed", "batch_size"):
       if meta.get(key) != expected.get(key):
         raise KdJaxError(
             f"workdir {self.dir.parent} holds a checkpoint (step {step}) with {key}="
@@ -230,11 +239,24 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
     step = mngr.latest_step() if which == "latest" else (mngr.best_step() or mngr.latest_step())
     if step is None:
       raise KdJaxError(f"no complete checkpoint in {root / sub}")
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        **{item: ocp.args.StandardRestore(), "meta": ocp.args.JsonRestore()}))
-  tree = restored[item]
+    try:
+      meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as err:  # pylint: disable=broad-except  (any read failure)
+      raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
+                       f"{_first_line(err)[:200]}") from None
+    version = meta.get("checkpoint_version", VERSION)  # (Converted teachers have none.)
+    if not isinstance(version, int) or version > VERSION:
+      raise KdJaxError(f"{root / sub}/{step} was written by a newer kd_jax (checkpoint format "
+                       f"{version!r}; this kd_jax reads formats up to {VERSION}): upgrade kd_jax "
+                       f"to read it")
+    try:
+      tree = mngr.restore(step, args=ocp.args.Composite(
+          **{item: ocp.args.StandardRestore()}))[item]
+    except Exception as err:  # pylint: disable=broad-except
+      raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
+                       f"{_first_line(err)[:200]}") from None
   params = tree["params"]["student"] if item == "state" else tree["params"]
-  return {"params": params, "batch_stats": tree["batch_stats"]}, restored["meta"]
+  return {"params": params, "batch_stats": tree["batch_stats"]}, meta
 
 
 def save_model_variables(workdir: str, variables: dict[str, Any], meta: dict[str, Any]) -> str:

@@ -1,65 +1,73 @@
-"""SIGKILL at 10 random moments (checkpoints every 2 steps, so several land while one is being
-written): each time the same command resumes from the last complete checkpoint, and the run
-ends bit-identical to one never interrupted (CPU)."""
-import glob
-import os
+"""SIGKILL at 10 random moments, half of them while a checkpoint is being written (checkpoints
+every 2 steps; the kill is sent the moment orbax's unfinalised ``<step>.orbax-checkpoint-tmp``
+directory appears): each time the same command resumes from the last complete checkpoint,
+never from the partial one, and the run ends bit-identical to one never interrupted (CPU)."""
 import random
 import re
 import signal
 import subprocess
-import sys
 import time
 
-import jax
-import numpy as np
 import pytest
 
-from kd_jax.training import checkpoint
+from tests.commands import (REPO, assert_same_final_params, checkpoint_steps, last_logged_step,
+                            partial_checkpoints, train_command)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOTAL = 66  # 3 epochs x 22 steps
 
 
 def _cmd(workdir):
-  return [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-          f"--workdir={workdir}", "--config.num_epochs=3", "--config.log_every_steps=1",
-          "--config.checkpoint_every_steps=2"]
+  return train_command(workdir, "--config.num_epochs=3", "--config.log_every_steps=1",
+                       "--config.checkpoint_every_steps=2")
 
 
-def _logged_step(text):
-  steps = [int(s) for s in re.findall(r"^step (\d+):", text, re.M)]
-  return max(steps) if steps else 0
+def _kill(run, log_path, target, in_write, rng):
+  """Starts the command, SIGKILLs it once it logged ``target`` (then, if ``in_write``, as soon
+  as a checkpoint write is in flight; else 0-50 ms later); returns what the kill left."""
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(_cmd(run), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while (time.time() < deadline and proc.poll() is None
+           and last_logged_step(log_path.read_text()) < target):
+      time.sleep(0.01)
+    if in_write:
+      while time.time() < deadline and proc.poll() is None and not partial_checkpoints(run):
+        time.sleep(0.0005)
+    else:
+      time.sleep(rng.uniform(0.0, 0.05))
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # It was still running: the kill is what stopped it.
+  return {"target": target, "partial": partial_checkpoints(run), "complete": checkpoint_steps(run)}
 
 
 @pytest.mark.slow
-def test_ten_random_sigkills_then_resume_end_bit_identical(tmp_path):
+def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
   straight = tmp_path / "straight"
   subprocess.run(_cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
 
   rng = random.Random(0)
   run = tmp_path / "killed"
   targets = sorted(rng.sample(range(2, TOTAL - 2), 10))
-  resumed_from = []
+  kills = []
   for i, target in enumerate(targets):
-    out = tmp_path / f"out{i}.txt"
-    with open(out, "w") as log:
-      proc = subprocess.Popen(_cmd(run), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-      deadline = time.time() + 300
-      while time.time() < deadline and proc.poll() is None and _logged_step(out.read_text()) < target:
-        time.sleep(0.01)
-      time.sleep(rng.uniform(0.0, 0.05))  # Somewhere in the next step or its save.
-      proc.send_signal(signal.SIGKILL)
-      proc.wait()
-    text = out.read_text()
-    match = re.search(r"resuming from the checkpoint at step (\d+)", text)
-    resumed_from.append(int(match.group(1)) if match else 0)
+    log_path = tmp_path / f"out{i}.txt"
+    kills.append(_kill(run, log_path, target, in_write=i % 2 == 1, rng=rng))
+    if i:  # What this start resumed from: the last checkpoint complete at the previous kill.
+      match = re.search(r"resuming from the checkpoint at step (\d+)", log_path.read_text())
+      kills[-1]["resumed_from"] = int(match.group(1)) if match else 0
   final = subprocess.run(_cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
   assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
-  # The restarts resumed from complete checkpoints (the first one and any killed before the
-  # step-2 checkpoint was final start from 0).
-  assert sum(s > 0 for s in resumed_from) >= 8, resumed_from
-  assert not glob.glob(f"{run}/checkpoints/*tmp*")  # No half-written step left visible.
-  a, _ = checkpoint.load_model_variables(str(straight))
-  b, _ = checkpoint.load_model_variables(str(run))
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(x, y)
+  final_from = int(re.search(r"resuming from the checkpoint at step (\d+)", final.stdout).group(1))
+  print("kills:", *kills, f"final run resumed from {final_from}", sep="\n  ")
+
+  mid_write = [k for k in kills if k["partial"]]
+  assert len(mid_write) >= 5, kills  # At least every second kill landed inside a write.
+  resumed = [k.get("resumed_from") for k in kills[1:]] + [final_from]
+  for before, resumed_from in zip(kills, resumed):
+    # Each start resumed from the newest complete checkpoint the kill before it left, never
+    # from the half-written step (whose number is higher).
+    assert resumed_from == max(before["complete"], default=0), (before, resumed_from)
+    for name in before["partial"]:
+      assert int(name.split(".")[0]) > resumed_from
+  assert not partial_checkpoints(run)  # The half-written steps were cleaned up.
+  assert_same_final_params(straight, run)
