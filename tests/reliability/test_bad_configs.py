@@ -2,7 +2,6 @@
 that names the field. Most in-process (job.run); the last ones through the command line."""
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -10,7 +9,8 @@ from kd_jax import recipes
 from kd_jax.errors import KdJaxError
 from kd_jax.training import job
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.commands import REPO, train_command
+
 MODELS = ("MobileNetV2, ResNet50, ShuffleV1, ShuffleV2, resnet110, resnet14, resnet18, resnet20, "
           "resnet32, resnet32x4, resnet34, resnet44, resnet50, resnet56, resnet8, resnet8x4, "
           "vgg11, vgg13, vgg16, vgg19, vgg8, wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2")
@@ -84,8 +84,7 @@ def test_refused_with_one_exact_line(name, tmp_path):
 
 
 def _command(tmp_path, *overrides):
-  return subprocess.run([sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-                         f"--workdir={tmp_path}", *overrides], cwd=REPO, capture_output=True,
+  return subprocess.run(train_command(tmp_path, *overrides), cwd=REPO, capture_output=True,
                         text=True, timeout=300)
 
 

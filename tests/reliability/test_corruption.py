@@ -6,17 +6,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.commands import REPO, train_command
+
 
 
 def _cmd(workdir):
   # 2 epochs of 22 steps, a checkpoint every 11: steps 11, 22, 33, 44 (the last 3 kept).
-  return [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-          f"--workdir={workdir}", "--config.num_epochs=2", "--config.checkpoint_every_steps=11"]
+  return train_command(workdir, "--config.num_epochs=2", "--config.checkpoint_every_steps=11")
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,16 @@
 disk that fills up during training stops the run with one line at the next save."""
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.commands import REPO, train_command
+
 
 
 def _train(workdir, *extra, wait=True):
-  cmd = [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-         f"--workdir={workdir}", *extra]
+  cmd = train_command(workdir, *extra)
   if not wait:
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

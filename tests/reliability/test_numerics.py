@@ -4,7 +4,6 @@ and keeping the last good checkpoint; with config.skip_nonfinite_steps a bad ste
 import os
 import re
 import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,16 +17,16 @@ from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_train_step
 from kd_jax.training import checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.commands import REPO, train_command
+
 
 
 @pytest.mark.slow
 def test_an_absurd_learning_rate_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
   # lr 1e4 reached by a 2-epoch warm-up: a few finite steps (checkpointed every 2), then overflow.
   proc = subprocess.run(
-      [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-       f"--workdir={tmp_path}", "--config.num_epochs=3", "--config.optimizer.lr=1e4",
-       "--config.optimizer.warmup_epochs=2", "--config.checkpoint_every_steps=2"],
+      train_command(tmp_path, "--config.num_epochs=3", "--config.optimizer.lr=1e4",
+                    "--config.optimizer.warmup_epochs=2", "--config.checkpoint_every_steps=2"),
       cwd=REPO, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 1
   line = proc.stderr.strip().splitlines()[-1]

@@ -14,18 +14,13 @@ import pytest
 
 from kd_jax.training import checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.commands import REPO, checkpoint_steps, train_command
+
 
 
 def _cmd(workdir, *extra):
-  return [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-          f"--workdir={workdir}", "--config.num_epochs=6", "--config.checkpoint_every_steps=5",
-          "--config.log_every_steps=5", *extra]
-
-
-def _complete_steps(workdir):
-  return sorted(int(os.path.basename(p)) for p in glob.glob(f"{workdir}/checkpoints/*")
-                if os.path.basename(p).isdigit())
+  return train_command(workdir, "--config.num_epochs=6", "--config.checkpoint_every_steps=5",
+                       "--config.log_every_steps=5", *extra)
 
 
 @pytest.mark.slow
@@ -37,11 +32,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
   proc = subprocess.Popen(_cmd(killed), cwd=REPO, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while time.time() < deadline and not any(s >= 60 for s in _complete_steps(killed)):
+  while time.time() < deadline and not any(s >= 60 for s in checkpoint_steps(killed)):
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  steps_at_kill = _complete_steps(killed)
+  steps_at_kill = checkpoint_steps(killed)
   assert steps_at_kill and max(steps_at_kill) < 132, steps_at_kill  # 6 epochs x 22 steps
 
   resumed = subprocess.run(_cmd(killed), cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -68,7 +63,7 @@ def test_default_job_prints_table_and_writes_outputs(tmp_path):
   for run in ("teacher", "kd_student", "scratch_student"):
     assert os.path.exists(tmp_path / run / "results.json")
     assert glob.glob(str(tmp_path / run / "events.out.tfevents.*"))
-    assert _complete_steps(tmp_path / run) == [22, 44]
+    assert checkpoint_steps(tmp_path / run) == [22, 44]
   summary = json.load(open(tmp_path / "results.json"))
   assert set(summary["runs"]) == {"teacher", "kd_student", "scratch_student"}
   assert summary["runs"]["kd_student"]["objectives"] == {"ce": 0.1, "kd": 0.9}
