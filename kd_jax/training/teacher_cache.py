@@ -15,7 +15,9 @@ are widened exactly; the step narrows them back), shape ``[index_size, ...]``, r
 is ``i`` (rows of examples not in this process's shard or filtered out are zero); ``key`` is
 ``logits`` or the feature name with ``/`` written as ``__``. ``<dir>/meta.json`` records what
 the cache was computed from (teacher checkpoints and steps, data config, input shape,
-index size, process); a cache whose meta differs from the run's is recomputed.
+index size, process); a cache whose meta differs from the run's is recomputed. meta.json is
+removed before a computation starts and written (atomically) after every array is complete,
+so a build stopped half-way leaves no cache that any run would read.
 """
 from __future__ import annotations
 
@@ -117,6 +119,10 @@ def build(config, data, teachers: Mapping[str, tuple[Any, Any]],
 
     forward[t] = jax.jit(fn)
   arrays: dict[str, np.ndarray] = {}
+  if directory and os.path.exists(os.path.join(directory, "meta.json")):
+    # The arrays are about to be overwritten: a build stopped half-way must not leave a
+    # meta.json that still matches the cache they held before.
+    os.remove(os.path.join(directory, "meta.json"))
   for t, outs in needed.items():
     shapes = jax.eval_shape(forward[t], jax.ShapeDtypeStruct((1, *data.input_shape), jnp.float32))
     for o in outs:
@@ -140,8 +146,11 @@ def build(config, data, teachers: Mapping[str, tuple[Any, Any]],
   if directory:
     for a in arrays.values():
       a.flush()
-    with open(os.path.join(directory, "meta.json"), "w") as f:
+    with open(os.path.join(directory, "meta.json.tmp"), "w") as f:
       json.dump(meta, f, indent=1)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(os.path.join(directory, "meta.json.tmp"), os.path.join(directory, "meta.json"))
   log(f"teacher outputs cached for {count} train examples "
       f"({', '.join(f'{t}: ' + ', '.join(o) for t, o in needed.items())}; "
       f"{size / 2**20:.1f} MiB{' in ' + directory if directory else ' in memory'})")

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from kd_jax import models
+from kd_jax.data import pipelines
 from kd_jax.distill import objectives, student as student_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
@@ -93,6 +94,27 @@ def test_a_directory_cache_is_written_once_and_read_by_the_next_run(tmp_path, ca
   assert "teacher outputs read from the cache" in capsys.readouterr().out
   job.run(_config(directory, objectives_cfg), str(tmp_path / "b"))  # Another teacher:
   assert "teacher outputs cached for 1437" in capsys.readouterr().out  # computed anew.
+
+
+def test_a_rebuild_stopped_half_way_leaves_no_cache_that_matches(tmp_path, monkeypatch):
+  # The directory holds another cache (its meta.json); this run's computation overwrites the
+  # arrays and is stopped after one batch: nothing there may match that other cache any more.
+  directory = tmp_path / "cache"
+  directory.mkdir()
+  other = {"teachers": {"t": {"checkpoint": "/elsewhere", "step": 22}}, "index_size": 1437}
+  (directory / "meta.json").write_text(json.dumps(other))
+  real = pipelines.Dataset.train_split_once
+
+  def one_batch_then_stop(self):
+    yield next(iter(real(self)))
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(pipelines.Dataset, "train_split_once", one_batch_then_stop)
+  with pytest.raises(KeyboardInterrupt):
+    job.run(_config(str(directory), {"ce": {}, "kd": {}}), str(tmp_path / "a"))
+  assert os.path.exists(directory / "t" / "logits.npy")  # The computation had started.
+  assert not os.path.exists(directory / "meta.json")
+  assert not teacher_cache._matches(str(directory), other)
 
 
 def test_a_cache_over_augmented_data_is_refused_in_one_line(tmp_path):
