@@ -6,10 +6,11 @@ plus the step RNG key) every ``checkpoint_every_steps`` and at the end, the last
 ``<workdir>/best/<step>/{model,meta}``: student params and batch_stats of the best eval.
 Saves are atomic: orbax writes ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>``
 only when complete; a process killed mid-write leaves the tmp folder, which is never read
-and is removed when the next run opens the workdir.
+and is removed when the next run opens the workdir (``remove_partial_checkpoints``).
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -30,15 +31,15 @@ class Checkpoints:
 
   def __init__(self, workdir: str, keep: int):
     self.dir = epath.Path(workdir) / "checkpoints"
+    remove_partial_checkpoints(self.dir)
+    remove_partial_checkpoints(epath.Path(workdir) / "best")
     self.latest = ocp.CheckpointManager(
-        self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                       cleanup_tmp_directories=True),
+        self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         item_names=("state", "meta"))
     self.best = ocp.CheckpointManager(
         epath.Path(workdir) / "best",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, best_fn=lambda m: m["accuracy"], best_mode="max", create=True,
-            cleanup_tmp_directories=True,
             # Both managers save at the same steps: their multi-host barriers need own names.
             multiprocessing_options=ocp.options.MultiprocessingOptions(
                 barrier_sync_key_prefix="best")),
@@ -170,6 +171,18 @@ class Checkpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def remove_partial_checkpoints(directory) -> list[str]:
+  """Removes the ``<step>.orbax-checkpoint-tmp*`` folders that a process killed in the middle
+  of a save left in ``directory`` (orbax never reads them: it reads finalised steps only).
+  Process 0 only; returns what it removed."""
+  if jax.process_index() != 0:
+    return []
+  partial = sorted(glob.glob(os.path.join(os.fspath(directory), "*.orbax-checkpoint-tmp*")))
+  for path in partial:
+    shutil.rmtree(path, ignore_errors=True)
+  return partial
 
 
 def _mb(n: float) -> str:

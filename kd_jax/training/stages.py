@@ -21,6 +21,7 @@ from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_stage_step
 from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.losses.stages import INIT_STAGES, InitStage
+from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import optim, sharding
 from kd_jax.training.preemption import Preemption
 
@@ -99,10 +100,12 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
         opt_state=jax.jit(tx.init, out_shardings=repl)(state.params))
     total = obj.init_epochs * spe
     name = f"init_{obj.name}"
+    directory = epath.Path(workdir) / "init_stages" / obj.name
+    ckpt_lib.remove_partial_checkpoints(directory)
     mngr = ocp.CheckpointManager(
-        epath.Path(workdir) / "init_stages" / obj.name,
+        directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, cleanup_tmp_directories=True,
+            max_to_keep=1, create=True,
             multiprocessing_options=ocp.options.MultiprocessingOptions(
                 barrier_sync_key_prefix=name)),
         item_names=("state",))

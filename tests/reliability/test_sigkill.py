@@ -2,6 +2,7 @@
 every 2 steps; the kill is sent the moment orbax's unfinalised ``<step>.orbax-checkpoint-tmp``
 directory appears): each time the same command resumes from the last complete checkpoint,
 never from the partial one, and the run ends bit-identical to one never interrupted (CPU)."""
+import os
 import random
 import re
 import signal
@@ -9,6 +10,8 @@ import subprocess
 import time
 
 import pytest
+
+from kd_jax.training import checkpoint
 
 from tests.commands import (REPO, assert_same_final_params, checkpoint_steps, last_logged_step,
                             partial_checkpoints, train_command)
@@ -71,3 +74,12 @@ def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
       assert int(name.split(".")[0]) > resumed_from
   assert not partial_checkpoints(run)  # The half-written steps were cleaned up.
   assert_same_final_params(straight, run)
+
+
+def test_opening_a_workdir_removes_the_partial_checkpoints_a_kill_left(tmp_path):
+  for name in ("checkpoints/4.orbax-checkpoint-tmp/state", "checkpoints/2/state",
+               "best/4.orbax-checkpoint-tmp-1700000000/model"):
+    os.makedirs(tmp_path / name)
+  checkpoint.Checkpoints(str(tmp_path), keep=3).close()
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+  assert os.listdir(tmp_path / "best") == []
