@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from kd_jax import losses, models
+from kd_jax import models
 from kd_jax.distill import objectives
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.state import TrainState

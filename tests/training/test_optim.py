@@ -1,7 +1,6 @@
 """Optimisers: per-group learning rates (``optimizer.lr_scale``) and PyTorch-style Adam."""
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from kd_jax import config as config_lib

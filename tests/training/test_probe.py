@@ -1,7 +1,6 @@
 """The linear probe: logistic regression by L-BFGS over a grid of L2 weights, the weight
 chosen on a validation part of the train split."""
 import numpy as np
-import pytest
 
 from kd_jax.training import probe
 
