@@ -10,6 +10,7 @@ and is removed when the next run opens the workdir (``remove_partial_checkpoints
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -84,32 +85,21 @@ class Checkpoints:
     moved to ``<workdir>/checkpoints_damaged/<step>``, so that training writes those steps
     anew. If none is intact: a one-line KdJaxError, nothing moved."""
     steps = sorted(self.latest.all_steps(), reverse=True)
-    damaged: list[tuple[int, str]] = []
-    # A failed read leaves orbax's other reads of that step failing in asyncio tasks nobody
-    # awaits: asyncio would log each one with its traceback. The failure is reported below.
-    quiet = logging.getLogger("asyncio")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # (setLevel: it also clears the logger's level cache)
-    # tensorstore's callbacks into those tasks' closed loops arrive later: this filter stays.
-    if not getattr(sys.unraisablehook, "kd_jax_filter", False):  # Once per process.
-      sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
-    try:
-      return self._restore_latest_intact(steps, damaged, items, expected, log)
-    finally:
-      quiet.setLevel(level)
+    with quiet_failed_reads():
+      return self._restore_latest_intact(steps, [], items, expected, log)
 
   def _restore_latest_intact(self, steps, damaged, items, expected, log):
     for step in steps:
       try:
         meta = self.meta(step)
       except Exception as err:  # pylint: disable=broad-except  (any read failure = damage)
-        damaged.append((step, _first_line(err)))
+        damaged.append((step, first_line(err)))
         continue
       self.check_compatible(step, expected, meta)
       try:
         restored = self.restore(step, items)
       except Exception as err:  # pylint: disable=broad-except
-        damaged.append((step, _first_line(err)))
+        damaged.append((step, first_line(err)))
         continue
       if damaged:
         self._quarantine([s for s, _ in damaged], log)
@@ -122,24 +112,15 @@ class Checkpoints:
     return None
 
   def _quarantine(self, steps: list[int], log) -> None:
-    aside = self.dir.parent / "checkpoints_damaged"
     for step in steps:
-      if jax.process_index() == 0:
-        aside.mkdir(parents=True, exist_ok=True)
-        target = aside / str(step)
-        if target.exists():
-          target = aside / f"{step}.{len(list(aside.iterdir()))}"
-        (self.dir / str(step)).rename(target)
+      target = move_damaged(self.dir / str(step), self.dir.parent, str(step))
       log(f"checkpoint {self.dir}/{step} is damaged and cannot be read: moved to "
-          f"{aside}/; resuming from the one before it")
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices("kd_jax:checkpoints_quarantined")
+          f"{target.parent}/; resuming from the one before it")
     self.latest.reload()
 
   def _write_error(self, err: Exception) -> KdJaxError:
     free = shutil.disk_usage(self.dir).free if self.dir.exists() else 0
-    return KdJaxError(f"cannot write a checkpoint in {self.dir} ({_first_line(err)[:200]}; "
+    return KdJaxError(f"cannot write a checkpoint in {self.dir} ({first_line(err)[:200]}; "
                       f"{_mb(free)} free there): free space or use another --workdir; the "
                       f"run resumes from its last complete checkpoint")
 
@@ -171,6 +152,38 @@ class Checkpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+@contextlib.contextmanager
+def quiet_failed_reads():
+  """Within it, a failed orbax read is reported by the caller alone: the reads of the same
+  step that then fail in asyncio tasks nobody awaits are not logged with their tracebacks."""
+  quiet = logging.getLogger("asyncio")
+  level = quiet.level
+  quiet.setLevel(logging.CRITICAL)  # (setLevel: it also clears the logger's level cache)
+  # tensorstore's callbacks into those tasks' closed loops arrive later: this filter stays.
+  if not getattr(sys.unraisablehook, "kd_jax_filter", False):  # Once per process.
+    sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
+  try:
+    yield
+  finally:
+    quiet.setLevel(level)
+
+
+def move_damaged(path, workdir, name: str) -> epath.Path:
+  """Moves the unreadable checkpoint folder ``path`` to ``<workdir>/checkpoints_damaged/<name>``
+  (process 0; a name already there gets a suffix); returns where it went."""
+  aside = epath.Path(workdir) / "checkpoints_damaged"
+  target = aside / name
+  if jax.process_index() == 0:
+    aside.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+      target = aside / f"{name}.{len(list(aside.iterdir()))}"
+    epath.Path(path).rename(target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f"kd_jax:moved_damaged:{name}")
+  return target
 
 
 def remove_partial_checkpoints(directory) -> list[str]:
@@ -227,7 +240,8 @@ def _unless_closed_loop(hook):
   return filtered
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+  """``<type>: <the message's first line>``."""
   text = str(err).strip()
   return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
@@ -256,7 +270,7 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
       meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as err:  # pylint: disable=broad-except  (any read failure)
       raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
-                       f"{_first_line(err)[:200]}") from None
+                       f"{first_line(err)[:200]}") from None
     version = meta.get("checkpoint_version", VERSION)  # (Converted teachers have none.)
     if not isinstance(version, int) or version > VERSION:
       raise KdJaxError(f"{root / sub}/{step} was written by a newer kd_jax (checkpoint format "
@@ -267,7 +281,7 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
           **{item: ocp.args.StandardRestore()}))[item]
     except Exception as err:  # pylint: disable=broad-except
       raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
-                       f"{_first_line(err)[:200]}") from None
+                       f"{first_line(err)[:200]}") from None
   params = tree["params"]["student"] if item == "state" else tree["params"]
   return {"params": params, "batch_stats": tree["batch_stats"]}, meta
 

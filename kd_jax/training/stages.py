@@ -113,9 +113,18 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
     latest = mngr.latest_step()
     if latest is not None:
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, items(stage_state))
-      restored = mngr.restore(latest, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))["state"]
-      stage_state = stage_state.replace(**restored)
+      try:
+        with ckpt_lib.quiet_failed_reads():
+          restored = mngr.restore(latest, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract)))["state"]
+        stage_state = stage_state.replace(**restored)
+      except Exception as err:  # pylint: disable=broad-except  (any read failure = damage)
+        target = ckpt_lib.move_damaged(directory / str(latest), workdir,
+                                       f"init_stages_{obj.name}_{latest}")
+        log(f"{tag}checkpoint {directory}/{latest} of the initialisation stage of {obj.name!r} "
+            f"is damaged and cannot be read ({ckpt_lib.first_line(err)[:200]}): moved to "
+            f"{target}; the stage starts over")
+        mngr.reload()
     step = int(sharding.host_value(stage_state.step))
     if step < total:
       log(f"{tag}initialisation stage of {obj.name!r} ({stage.loss}): {obj.init_epochs} epochs"

@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
+from kd_jax.training import job
 from tests.commands import REPO, train_command
+from tests.training.conftest import make_tiny_config
 
 
 
@@ -77,3 +79,31 @@ def test_no_intact_step_stops_with_one_line_and_moves_nothing(finished, tmp_path
   assert err.endswith(f"); delete {workdir}/checkpoints to train from the start")
   assert sorted(os.listdir(workdir / "checkpoints")) == ["22", "33", "44"]
   assert not os.path.exists(workdir / "results.json")
+
+
+@pytest.mark.slow
+def test_a_damaged_initialisation_stage_checkpoint_is_set_aside_and_the_stage_starts_over(
+    tmp_path, capsys):
+  cfg = make_tiny_config(num_epochs=1)
+  cfg.runs = {
+      "teacher": dict(model="resnet8"),
+      "ab": dict(model="resnet8", teachers={"t": dict(model="resnet8", run="teacher")},
+                 objectives={"ce": dict(weight=1.0), "ab": dict(weight=1.0, init_epochs=1)}),
+  }
+  job.run(cfg, str(tmp_path))
+  run = tmp_path / "ab"
+  # The main stage starts over (its checkpoints and results gone), so the stage is read back:
+  # its only checkpoint (step 2, the stage's end) has truncated arrays.
+  shutil.rmtree(run / "checkpoints")
+  os.remove(run / "results.json")
+  _truncate_arrays(run / "init_stages" / "ab" / "2")
+  capsys.readouterr()
+  job.run(cfg, str(tmp_path))
+  out = capsys.readouterr().out
+  assert (f"[ab] checkpoint {run}/init_stages/ab/2 of the initialisation stage of 'ab' is "
+          f"damaged and cannot be read (") in out
+  assert f"moved to {run}/checkpoints_damaged/init_stages_ab_2; the stage starts over" in out
+  assert "[ab] initialisation stage of 'ab' (activation_boundaries): 1 epochs, lr " in out
+  assert "resuming at step" not in out
+  assert os.listdir(run / "init_stages" / "ab") == ["2"]  # Written anew.
+  assert os.path.exists(run / "results.json")
