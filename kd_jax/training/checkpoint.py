@@ -86,9 +86,10 @@ class Checkpoints:
     anew. If none is intact: a one-line KdJaxError, nothing moved."""
     steps = sorted(self.latest.all_steps(), reverse=True)
     with quiet_failed_reads():
-      return self._restore_latest_intact(steps, [], items, expected, log)
+      return self._restore_latest_intact(steps, items, expected, log)
 
-  def _restore_latest_intact(self, steps, damaged, items, expected, log):
+  def _restore_latest_intact(self, steps, items, expected, log):
+    damaged: list[tuple[int, str]] = []
     for step in steps:
       try:
         meta = self.meta(step)
