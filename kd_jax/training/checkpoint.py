@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from typing import Any
 
 import jax
@@ -157,18 +158,33 @@ class Checkpoints:
 
 @contextlib.contextmanager
 def quiet_failed_reads():
-  """Within it, a failed orbax read is reported by the caller alone: the reads of the same
-  step that then fail in asyncio tasks nobody awaits are not logged with their tracebacks."""
+  """Within it, a failed orbax read is reported by the caller alone. The same read's other
+  asyncio tasks fail too, and nobody awaits them; what they leave is dropped for the rest of
+  the process, since it surfaces later, when they are garbage-collected (often at exit, after
+  the caller's one-line error): "Task exception was never retrieved" logs with tracebacks,
+  "coroutine ... was never awaited" warnings, and tensorstore's callbacks into closed loops."""
   quiet = logging.getLogger("asyncio")
   level = quiet.level
   quiet.setLevel(logging.CRITICAL)  # (setLevel: it also clears the logger's level cache)
-  # tensorstore's callbacks into those tasks' closed loops arrive later: this filter stays.
-  if not getattr(sys.unraisablehook, "kd_jax_filter", False):  # Once per process.
-    sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
+  _drop_unawaited_leftovers()
   try:
     yield
   finally:
     quiet.setLevel(level)
+
+
+class _NeverRetrieved(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).endswith("exception was never retrieved")
+
+
+def _drop_unawaited_leftovers() -> None:
+  if getattr(sys.unraisablehook, "kd_jax_filter", False):
+    return  # Once per process.
+  sys.unraisablehook = _unless_closed_loop(sys.unraisablehook)
+  logging.getLogger("asyncio").addFilter(_NeverRetrieved())
+  warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited",
+                          category=RuntimeWarning)
 
 
 def move_damaged(path, workdir, name: str) -> epath.Path:

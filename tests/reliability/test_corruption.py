@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +108,46 @@ def test_a_damaged_initialisation_stage_checkpoint_is_set_aside_and_the_stage_st
   assert "resuming at step" not in out
   assert os.listdir(run / "init_stages" / "ab") == ["2"]  # Written anew.
   assert os.path.exists(run / "results.json")
+
+
+_LEAVE_FAILED_READ_LEFTOVERS = """
+import asyncio, gc, sys
+from kd_jax.training import checkpoint
+
+async def failed_read():
+  raise ValueError("OUT_OF_RANGE: Error reading")
+
+async def never_awaited():
+  pass
+
+def leave_leftovers():
+  loop = asyncio.new_event_loop()
+  loop.create_task(failed_read())
+  loop.run_until_complete(asyncio.sleep(0))
+  loop.close()
+  never_awaited()
+
+if sys.argv[1] == "quiet":
+  with checkpoint.quiet_failed_reads():
+    leave_leftovers()
+else:
+  leave_leftovers()
+gc.collect()  # The leftovers surface after the reads, as at exit.
+print("kd_jax: error: the one line")
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_leftovers_of_failed_reads_print_nothing_after_the_error_line(quiet):
+  # A failed orbax read leaves a task whose exception nobody retrieves and a coroutine never
+  # awaited; collected after the one-line error, they printed tracebacks below it.
+  proc = subprocess.run(
+      [sys.executable, "-c", _LEAVE_FAILED_READ_LEFTOVERS, "quiet" if quiet else "loud"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout == "kd_jax: error: the one line\n"
+  if quiet:
+    assert proc.stderr == ""
+  else:  # What the test would see without quiet_failed_reads.
+    assert "Task exception was never retrieved" in proc.stderr
+    assert "coroutine 'never_awaited' was never awaited" in proc.stderr
