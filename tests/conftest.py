@@ -1,5 +1,8 @@
-"""Test setup: quiet TensorFlow, a private TFDS data_dir, and the `slow` marker."""
+"""Test setup: quiet TensorFlow, a private TFDS data_dir, the `slow` marker, and one JAX
+persistent compilation cache for the session."""
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -8,6 +11,18 @@ import pytest  # noqa: E402
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: end-to-end runs (seconds to minutes); run in CI too")
+  # The many `python -m kd_jax.train` processes (and the workers) compile the same programs:
+  # they read them from one cache. Set before JAX is imported; the workers inherit it.
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    config.kd_jax_compilation_cache = tempfile.mkdtemp(prefix="kd_jax_tests_jax_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = config.kd_jax_compilation_cache
+
+
+def pytest_unconfigure(config):
+  cache = getattr(config, "kd_jax_compilation_cache", None)
+  if cache:
+    shutil.rmtree(cache, ignore_errors=True)
+    del os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 def pytest_collection_finish(session):

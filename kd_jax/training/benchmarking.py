@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import config as config_lib
-from kd_jax import models, recipes
+from kd_jax import models, recipes, runtime
 from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
@@ -269,7 +269,16 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
         print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
-  """Measures ``config`` (see the module docstring); returns the records, printing a table."""
+  """Measures ``config`` (see the module docstring); returns the records, printing a table.
+  Compile times are of real compilations: JAX's persistent compilation cache is off here."""
+  with runtime.without_persistent_compilation_cache():
+    return _run(config, steps=steps, windows=windows, warmup=warmup, batch_size=batch_size,
+                methods=methods, pipeline=pipeline, mock_data=mock_data,
+                teacher_cache=teacher_cache, print_fn=print_fn)
+
+
+def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
+         teacher_cache, print_fn):
   run_name, config, earlier = _single_run(config)
   config = ml_collections.ConfigDict(config.to_dict())
   if batch_size:
