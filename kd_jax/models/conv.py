@@ -28,7 +28,7 @@ from jax import lax
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def use_matmul_gradients() -> bool:
+def use_patch_matmuls() -> bool:
   """Whether convolutions traced now take the CPU path (the default backend is CPU and
   ``KD_JAX_CONV`` is not ``native``)."""
   return jax.default_backend() == "cpu" and os.environ.get("KD_JAX_CONV", "") != "native"
@@ -193,7 +193,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
             and all(d == 1 for d in (rhs_dilation or (1, 1)))
             and batch_group_count == 1 and preferred_element_type is None
             and _is_nhwc(dimension_numbers, lhs.ndim))
-  if simple and use_matmul_gradients():
+  if simple and use_patch_matmuls():
     return matmul_conv(lhs, rhs, tuple(window_strides),
                             tuple(tuple(p) for p in padding), feature_group_count)
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,

@@ -131,7 +131,7 @@ class _Bench:
         "teachers": ",".join(f"{n}={t['model']}" for n, t in sorted(config.teachers.items())),
         "input_shape": list(self.info.input_shape),
         "cpu_conv": ("native" if jax.default_backend() != "cpu" or
-                     not conv_lib.use_matmul_gradients() else "matmul_weight_gradients"),
+                     not conv_lib.use_patch_matmuls() else "patch_matmuls"),
         "steps_per_window": steps, "windows": windows,
     }
 
