@@ -9,9 +9,9 @@ x kernel [kh*kw*C_in, C_out]`` for the forward, the same with the flipped kernel
 input gradient (stride 1; XLA's own transpose for strided ones), and ``patches^T x dy`` summed
 over the chunks for the weight gradient; where the whole batch's patches fit one chunk, the
 forward and input gradient are XLA's (as fast there) and the weight gradient one matmul.
-Grouped convolutions keep XLA's forward and input
-gradient, with a per-tap weight gradient (a multiply-reduce for depthwise ones). On GPU and
-TPU, whose convolution libraries are fast, it is ``lax.conv_general_dilated`` itself.
+Grouped convolutions keep XLA's forward and input gradient, with a per-tap weight gradient
+(a multiply-reduce for depthwise ones). On GPU and TPU, whose convolution libraries are
+fast, it is ``lax.conv_general_dilated`` itself.
 
 ``KD_JAX_CONV=native`` (environment) turns the CPU path off, e.g. to compare.
 """
