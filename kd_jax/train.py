@@ -8,6 +8,11 @@ from __future__ import annotations
 import os
 import sys
 
+from kd_jax import runtime
+
+if __name__ == "__main__":  # Before anything allocates: malloc on huge pages.
+  runtime.restart_with_huge_pages()
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402

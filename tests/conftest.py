@@ -1,5 +1,5 @@
-"""Test setup: quiet TensorFlow, a private TFDS data_dir, the `slow` marker, and one JAX
-persistent compilation cache for the session."""
+"""Test setup: quiet TensorFlow, a private TFDS data_dir, the `slow` marker, one JAX
+persistent compilation cache for the session, and workers with malloc on huge pages."""
 import os
 import shutil
 import tempfile
@@ -16,6 +16,12 @@ def pytest_configure(config):
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     config.kd_jax_compilation_cache = tempfile.mkdtemp(prefix="kd_jax_tests_jax_cache_")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = config.kd_jax_compilation_cache
+  # The workers start with malloc on huge pages, as the entrypoints restart themselves with.
+  from kd_jax import runtime
+  env = runtime.huge_page_environment(os.environ)
+  if env is not None:
+    config.kd_jax_old_tunables = os.environ.get("GLIBC_TUNABLES")
+    os.environ["GLIBC_TUNABLES"] = env["GLIBC_TUNABLES"]
 
 
 def pytest_unconfigure(config):
@@ -23,6 +29,11 @@ def pytest_unconfigure(config):
   if cache:
     shutil.rmtree(cache, ignore_errors=True)
     del os.environ["JAX_COMPILATION_CACHE_DIR"]
+  if hasattr(config, "kd_jax_old_tunables"):
+    if config.kd_jax_old_tunables is None:
+      os.environ.pop("GLIBC_TUNABLES", None)
+    else:
+      os.environ["GLIBC_TUNABLES"] = config.kd_jax_old_tunables
 
 
 def pytest_collection_finish(session):

@@ -132,6 +132,7 @@ class _Bench:
         "input_shape": list(self.info.input_shape),
         "cpu_conv": ("native" if jax.default_backend() != "cpu" or
                      not conv_lib.use_patch_matmuls() else "patch_matmuls"),
+        "huge_pages": runtime.huge_pages(),
         "steps_per_window": steps, "windows": windows,
     }
 
@@ -305,7 +306,8 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   print_fn(f"kd_jax.benchmark: {c['device_count']} x {c['device_kind']} ({c['backend']}), "
            f"jax {c['jax_version']}, batch {config.batch_size}, {config.dtype}, "
            f"student {config.model}, teachers {c['teachers'] or 'none'}, "
-           f"input {tuple(bench.info.input_shape)}, CPU convolutions: {c['cpu_conv']}")
+           f"input {tuple(bench.info.input_shape)}, CPU convolutions: {c['cpu_conv']}, "
+           f"host malloc on huge pages: {'yes' if c['huge_pages'] else 'no'}")
   if bench.info.num_train_examples is None:
     print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
              f"{_DEFAULT_INDEX_SIZE})")

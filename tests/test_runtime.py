@@ -1,0 +1,58 @@
+"""Process setup: the entrypoints restart themselves with glibc's malloc on huge pages."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kd_jax import runtime
+
+_GLIBC = ("glibc", "2.36")
+
+
+def test_huge_pages_are_asked_for_where_the_kernel_gives_them_on_request():
+  env = runtime.huge_page_environment({"PATH": "/bin"}, "madvise", _GLIBC)
+  assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+
+
+def test_the_users_tunables_are_kept():
+  env = runtime.huge_page_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+                                      "madvise", _GLIBC)
+  assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+
+
+@pytest.mark.parametrize("environ, thp_mode, libc", [
+    ({}, "always", _GLIBC),  # Every large mapping gets huge pages already.
+    ({}, "never", _GLIBC),
+    ({}, "", _GLIBC),  # No transparent huge pages (not Linux, or an old kernel).
+    ({}, "madvise", ("glibc", "2.31")),  # The tunable is new in 2.35.
+    ({}, "madvise", ("", "")),  # musl, macOS.
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "madvise", _GLIBC),  # The user's choice.
+    ({"KD_JAX_HUGE_PAGES": "0"}, "madvise", _GLIBC),
+])
+def test_nothing_changes_where_the_tunable_would_not_help_or_is_set(environ, thp_mode, libc):
+  assert runtime.huge_page_environment(environ, thp_mode, libc) is None
+
+
+@pytest.mark.skipif(runtime.huge_page_environment({}) is None,
+                    reason="this machine gives huge pages without asking, or not at all")
+def test_restart_keeps_the_process_and_its_command_line():
+  code = ("import os, sys; from kd_jax import runtime; runtime.restart_with_huge_pages(); "
+          "print(os.getpid(), os.environ.get('GLIBC_TUNABLES'), sys.argv[1:])")
+  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  proc = subprocess.Popen([sys.executable, "-c", code, "a", "--b=c"], env=env,
+                          stdout=subprocess.PIPE, text=True)
+  out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == 0
+  assert out.split() == [str(proc.pid), "glibc.malloc.hugetlb=1", "['a',", "'--b=c']"]
+
+
+@pytest.mark.skipif(runtime.huge_page_environment({}) is None,
+                    reason="this machine gives huge pages without asking, or not at all")
+def test_huge_pages_says_whether_malloc_asks_for_them():
+  code = "from kd_jax import runtime; print(runtime.huge_pages())"
+  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+  run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                   text=True, check=True).stdout.strip()
+  assert run(env) == "False"
+  assert run({**env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == "True"
