@@ -7,11 +7,11 @@ at about half the speed of its matmuls. On CPU, ``conv_general_dilated`` compute
 chunk of images whose patches fit the L3 cache (``_chunk``), ``patches [c*H*W, kh*kw*C_in]
 x kernel [kh*kw*C_in, C_out]`` for the forward, the same with the flipped kernel for the
 input gradient (stride 1; XLA's own transpose for strided ones), and ``patches^T x dy`` summed
-over the chunks for the weight gradient; where the whole batch's patches fit one chunk, the
-forward and input gradient are XLA's (as fast there) and the weight gradient one matmul.
-Grouped convolutions keep XLA's forward and input gradient, with a per-tap weight gradient
-(a multiply-reduce for depthwise ones). On GPU and TPU, whose convolution libraries are
-fast, it is ``lax.conv_general_dilated`` itself.
+over the chunks for the weight gradient. The patches are one gather, which XLA fuses; where
+the whole batch's patches fit one chunk there is no loop. Grouped convolutions keep XLA's
+forward and input gradient, with a per-tap weight gradient (a multiply-reduce for depthwise
+ones). On GPU and TPU, whose convolution libraries are fast, it is
+``lax.conv_general_dilated`` itself.
 
 ``KD_JAX_CONV=native`` (environment) turns the CPU path off, e.g. to compare.
 """
@@ -23,6 +23,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -61,10 +62,11 @@ def _out_size(size: int, k: int, s: int) -> int:
 def _patches(xp: jax.Array, kernel, strides, out_hw) -> jax.Array:
   """``[c, H_pad, W_pad, C]`` -> ``[c * H_out * W_out, kh * kw * C]`` (tap-major columns)."""
   (kh, kw), (sh, sw), (ho, wo) = kernel, strides, out_hw
-  c, ci = xp.shape[0], xp.shape[-1]
-  taps = [lax.slice(xp, (0, i, j, 0), (c, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, ci),
-                    (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
-  return jnp.stack(taps, axis=3).reshape(-1, kh * kw * ci)
+  rows = np.arange(ho)[:, None, None, None] * sh + np.arange(kh)[:, None]  # [ho, 1, kh, 1]
+  cols = np.arange(wo)[:, None, None] * sw + np.arange(kw)  # [wo, 1, kw]
+  # One gather, [c, ho, wo, kh, kw, C]: XLA:CPU fuses it; sliced taps it copies twice.
+  patches = xp.at[:, rows, cols, :].get(mode="promise_in_bounds")
+  return patches.reshape(-1, kh * kw * xp.shape[-1])
 
 
 def _pad(x, padding):
@@ -87,22 +89,18 @@ def im2col_conv(x: jax.Array, w: jax.Array, strides, padding) -> jax.Array:
                 preferred_element_type=jnp.float32)
     return y.astype(dtype).reshape(c, ho, wo, co)
 
+  if c == n:
+    return chunk(xp)
   return lax.map(chunk, xp.reshape(n // c, c, hp, wp, ci)).reshape(n, ho, wo, co)
 
 
-def _chunked(x_shape, kernel, strides, padding, groups) -> bool:
-  """Whether the patches of the whole batch exceed ``_PATCH_BYTES``, so that chunks of images
-  pay (XLA's convolution is as fast on smaller inputs, and compiles faster)."""
-  n, h, w, ci = x_shape
-  if groups != 1 or min(min(p) for p in padding) < 0:
-    return False
-  rows = (_out_size(h + sum(padding[0]), kernel[0], strides[0])
-          * _out_size(w + sum(padding[1]), kernel[1], strides[1]))
-  return _chunk(n, rows, kernel[0] * kernel[1] * ci) < n
+def _patchable(padding, groups: int) -> bool:
+  """Whether patch matmuls compute the convolution: not grouped, no negative padding."""
+  return groups == 1 and min(min(p) for p in padding) >= 0
 
 
 def _forward(x, w, strides, padding, groups):
-  if _chunked(x.shape, w.shape[:2], strides, padding, groups):
+  if _patchable(padding, groups):
     return im2col_conv(x, w, strides, padding)
   return _native(x, w, strides, padding, groups)
 
@@ -166,7 +164,7 @@ def input_gradient(x: jax.Array, w: jax.Array, dy: jax.Array, strides, padding,
   kh, kw = w.shape[:2]
   back = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
           (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
-  if tuple(strides) == (1, 1) and _chunked(dy.shape, (kh, kw), (1, 1), back, groups):
+  if tuple(strides) == (1, 1) and _patchable(back, groups):
     return im2col_conv(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), back)
   _, vjp = jax.vjp(lambda x: _native(x, w, strides, padding, groups), x)
   return vjp(dy)[0]

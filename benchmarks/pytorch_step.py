@@ -1,0 +1,144 @@
+"""The PyTorch RepDistiller steps that ``kd_jax.benchmark`` is compared with, timed the same way.
+
+  python benchmarks/pytorch_step.py            # resnet32x4 -> resnet8x4, batch 64, CIFAR shapes
+
+Measures, after ``--warmup`` steps, ``--windows`` windows of ``--steps`` steps each (images/s of
+the median window, with the slowest and fastest), on one random batch held in memory:
+
+* ``teacher_forward``: resnet32x4 in eval mode under ``torch.no_grad()``;
+* ``student_step``: resnet8x4's cross-entropy step (SGD, momentum 0.9, weight decay 5e-4);
+* ``distill_step kd``: RepDistiller's ``train_distill`` for ``--distill kd -r 0.1 -a 0.9``
+  (teacher under ``no_grad``, 0.1 * CE + 0.9 * KD at T = 4);
+* ``distill_step crd``: ``--distill crd -a 0 -b 0.8`` (CE + 0.8 * CRD: linear embeddings of the
+  pooled features, the two 50,000 x 128 memory banks, ``--negatives`` 16,384 negatives at
+  T = 0.07, momentum 0.5). The negatives' indices come with the batch, as from RepDistiller's
+  data loader, so their sampling is not timed (kd_jax samples them inside its step).
+
+The networks and objectives are the test suite's PyTorch transcriptions
+(``tests/models/torch_reference.py``, ``tests/losses/torch_reference.py``), which the
+conversion and loss tests check kd_jax against. Needs ``pip install -e ".[test]"`` (torch);
+run from the repository root. Prints a table, then one JSON object per measurement.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from tests.losses import torch_reference as losses_ref  # noqa: E402
+from tests.models import torch_reference as models_ref  # noqa: E402
+
+_BATCH = flags.DEFINE_integer("batch", 64, "Batch size.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Steps per timed window.")
+_WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first.")
+_NEGATIVES = flags.DEFINE_integer("negatives", 16384, "CRD's negatives per example.")
+_BANK = flags.DEFINE_integer("bank", 50000, "CRD's memory bank rows (CIFAR-100's train split).")
+
+_WIDTHS = (32, 64, 128, 256)  # The x4 CIFAR ResNets.
+_CLASSES = 100
+
+
+def _time(step, steps: int, windows: int, warmup: int) -> list[float]:
+  """Seconds per step of each window (PyTorch on CPU runs eagerly: no waiting needed)."""
+  for _ in range(warmup):
+    step()
+  per_step = []
+  for _ in range(windows):
+    start = time.perf_counter()
+    for _ in range(steps):
+      step()
+    per_step.append((time.perf_counter() - start) / steps)
+  return per_step
+
+
+def _steps(batch: int, negatives: int, bank: int) -> dict[tuple[str, str], object]:
+  torch.manual_seed(0)
+  x = torch.randn(batch, 3, 32, 32)
+  y = torch.randint(0, _CLASSES, (batch,))
+  teacher = models_ref.CifarResNet(32, _WIDTHS, _CLASSES).eval()
+  student = models_ref.CifarResNet(8, _WIDTHS, _CLASSES).train()
+  embed_s, embed_t = nn.Linear(_WIDTHS[-1], 128), nn.Linear(_WIDTHS[-1], 128)
+  sgd = lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+  opt = sgd(student.parameters())
+  opt_crd = sgd([*student.parameters(), *embed_s.parameters(), *embed_t.parameters()])
+  std = losses_ref.crd_memory_bound(128)  # RepDistiller's ContrastMemory initialisation.
+  crd = losses_ref.CRD(torch.rand(bank, 128) * 2 * std - std,
+                       torch.rand(bank, 128) * 2 * std - std, T=0.07, momentum=0.5)
+  index = torch.randint(0, bank, (batch,))
+  contrast_idx = torch.randint(0, bank, (batch, negatives + 1))
+  contrast_idx[:, 0] = index
+
+  def teacher_forward():
+    with torch.no_grad():
+      teacher(x)
+
+  def student_step():
+    opt.zero_grad()
+    logits, _ = student(x)
+    F.cross_entropy(logits, y).backward()
+    opt.step()
+
+  def kd_step():
+    opt.zero_grad()
+    with torch.no_grad():
+      logits_t, _ = teacher(x)
+    logits, _ = student(x)
+    loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * losses_ref.kd(logits, logits_t, 4.0)
+    loss.backward()
+    opt.step()
+
+  def crd_step():
+    opt_crd.zero_grad()
+    with torch.no_grad():
+      _, feats_t = teacher(x)
+    logits, feats = student(x)
+    v_s = F.normalize(embed_s(feats["pooled"]), dim=1)
+    v_t = F.normalize(embed_t(feats_t["pooled"]), dim=1)
+    loss = F.cross_entropy(logits, y) + 0.8 * crd(v_s, v_t, index, contrast_idx)
+    loss.backward()
+    opt_crd.step()
+
+  return {("teacher_forward", "teacher"): teacher_forward, ("student_step", "ce"): student_step,
+          ("distill_step", "kd"): kd_step, ("distill_step", "crd"): crd_step}
+
+
+def main(argv):
+  del argv
+  b = _BATCH.value
+  common = {"framework": "pytorch", "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(), "machine": platform.machine(), "batch_size": b,
+            "dtype": "float32", "model": "resnet8x4", "teachers": "teacher=resnet32x4",
+            "input_shape": [32, 32, 3], "steps_per_window": _STEPS.value,
+            "windows": _WINDOWS.value}
+  print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads, batch {b}, float32, "
+        f"student resnet8x4, teacher resnet32x4, input (32, 32, 3)")
+  print(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10}")
+  records = []
+  for (measurement, method), step in _steps(b, _NEGATIVES.value, _BANK.value).items():
+    per_step = _time(step, _STEPS.value, _WINDOWS.value, _WARMUP.value)
+    ips = sorted(b / t for t in per_step)
+    rec = {"measurement": measurement, "method": method,
+           "images_per_s": round(statistics.median(ips), 2),
+           "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
+           "step_ms": round(1e3 * statistics.median(per_step), 3), **common}
+    records.append(rec)
+    print(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
+          f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "
+          f"{rec['step_ms']:>10.1f}", flush=True)
+  for rec in records:
+    print(json.dumps(rec))
+
+
+if __name__ == "__main__":
+  app.run(main)
