@@ -18,6 +18,9 @@ memory analysis of the compiled step: arguments + outputs + temporaries - donate
 
 ``overhead = distill_step / (teacher_forward + student_step)`` (time per step; the teacher
 term only when the step runs one): what distillation costs beyond running the two networks.
+With ``--teacher_cache`` also ``distill_step / (teacher_forward + cached_step)``: the cached
+step is the student step plus the objectives' own arithmetic, so this is what the step costs
+beyond the networks and the objectives (``overhead_beyond_objectives``).
 
   python -m kd_jax.benchmark --config=configs/cifar100/kd.py
   python -m kd_jax.benchmark --config=configs/cifar100/kd.py --methods=all   # 15 recipes

@@ -1,5 +1,8 @@
 """The benchmark measures what it says: each step once compiled, timed, and reported."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -31,6 +34,9 @@ def test_a_benchmark_reports_every_measurement_with_its_context():
   assert kd["overhead"] == pytest.approx(kd["step_ms"] / base, rel=1e-2)
   assert kd["compile_s"] > 0 and kd["memory_bytes"] > 0
   assert cached["cached_outputs"] == {"teacher": ["logits"]}
+  assert kd["overhead_beyond_objectives"] == pytest.approx(
+      kd["step_ms"] / (records[1]["step_ms"] + cached["step_ms"]), rel=1e-2)
+  assert "overhead_beyond_objectives" not in ab  # No teacher, no cached step.
   assert ab["teacher_in_step"] is False  # AB acts through its initialisation stage.
   assert ab["overhead"] == pytest.approx(ab["step_ms"] / records[0]["step_ms"], rel=1e-2)
   assert any(l.startswith("overhead = distill_step / (teacher_forward + student_step)")
@@ -41,3 +47,18 @@ def test_a_benchmark_reports_every_measurement_with_its_context():
 def test_unknown_methods_are_refused_in_one_line():
   with pytest.raises(KdJaxError, match="--methods: unknown nope; valid: all, kd, "):
     benchmarking.run(_config(), methods="kd,nope", print_fn=lambda _: None)
+
+
+def test_the_pytorch_baseline_times_the_same_four_measurements():
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+      [sys.executable, os.path.join("benchmarks", "pytorch_step.py"), "--batch=2", "--steps=1",
+       "--windows=2", "--warmup=0", "--negatives=8", "--bank=50"],
+      cwd=root, capture_output=True, text=True, timeout=300, check=True)
+  records = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+  assert [(r["measurement"], r["method"]) for r in records] == [
+      ("teacher_forward", "teacher"), ("student_step", "ce"), ("distill_step", "kd"),
+      ("distill_step", "crd")]
+  for r in records:
+    assert r["framework"] == "pytorch" and r["batch_size"] == 2 and r["windows"] == 2
+    assert 0 < r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
