@@ -134,9 +134,11 @@ def _convs(fn, *args) -> int:
   return _count(jax.make_jaxpr(fn)(*args).jaxpr, "conv_general_dilated")
 
 
-def test_three_teachers_of_three_architectures_each_run_once_per_step():
+def test_three_teachers_of_three_architectures_each_run_once_per_step(monkeypatch):
+  monkeypatch.setenv("KD_JAX_CONV", "native")  # Convolutions as conv primitives, to count.
   mods, tvars = _teachers()
   teacher_convs = {n: _convs(lambda v, m=m: m.apply(v, X), tvars[n]) for n, m in mods.items()}
+  assert all(teacher_convs.values())
   heads = tuple(TEACHERS)
   per_head = {f"kd_{t}": dict(loss="kd", teacher=t, temperature=1.0) for t in TEACHERS}
   step, state, batch = _step(per_head, heads)
