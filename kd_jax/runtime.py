@@ -15,6 +15,8 @@ _THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 def _thp_mode() -> str:
   """The kernel's transparent-huge-page mode ('always', 'madvise', 'never'), '' if unknown."""
+  if sys.platform != "linux":
+    return ""
   try:
     with open(_THP_MODE) as f:
       text = f.read()
@@ -30,8 +32,7 @@ def huge_page_environment(environ: Mapping[str, str], thp_mode: str | None = Non
   request only (``thp_mode``, default this machine's: 'madvise'), glibc (``libc`` as
   ``platform.libc_ver()``, default this one) is 2.35 or newer, the tunable is not set yet
   and ``KD_JAX_HUGE_PAGES`` is not '0'."""
-  if thp_mode is None:
-    thp_mode = _thp_mode() if sys.platform == "linux" else ""
+  thp_mode = _thp_mode() if thp_mode is None else thp_mode
   name, version = platform.libc_ver() if libc is None else libc
   if (thp_mode != "madvise" or name != "glibc" or environ.get("KD_JAX_HUGE_PAGES") == "0"
       or "glibc.malloc.hugetlb" in environ.get("GLIBC_TUNABLES", "")):
@@ -48,9 +49,9 @@ def huge_page_environment(environ: Mapping[str, str], thp_mode: str | None = Non
 def huge_pages() -> bool:
   """Whether this process's large host allocations get transparent huge pages: the kernel
   gives them to every mapping, or on request and glibc's malloc asks."""
-  mode = _thp_mode() if sys.platform == "linux" else ""
+  mode = _thp_mode()
   return mode == "always" or (
-      mode == "madvise" and "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", ""))
+      mode == "madvise" and _HUGE_PAGES_TUNABLE in os.environ.get("GLIBC_TUNABLES", ""))
 
 
 def restart_with_huge_pages() -> None:
