@@ -175,7 +175,8 @@ def quiet_failed_reads():
 
 class _NeverRetrieved(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).endswith("exception was never retrieved")
+    # asyncio logs "Task exception was never retrieved\nfuture: <Task ...>": one message.
+    return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
 
 def _drop_unawaited_leftovers() -> None:
