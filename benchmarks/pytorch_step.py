@@ -3,7 +3,9 @@
   python benchmarks/pytorch_step.py            # resnet32x4 -> resnet8x4, batch 64, CIFAR shapes
 
 Measures, after ``--warmup`` steps, ``--windows`` windows of ``--steps`` steps each (images/s of
-the median window, with the slowest and fastest), on one random batch held in memory:
+the median window, with the slowest and fastest; windows that spread more than
+``--max_spread`` measured again, at most ``--attempts`` times: ``kd_jax.training.timing``, as
+``kd_jax.benchmark``), on one random batch held in memory:
 
 * ``teacher_forward``: resnet32x4 in eval mode under ``torch.no_grad()``;
 * ``student_step``: resnet8x4's cross-entropy step (SGD, momentum 0.9, weight decay 5e-4);
@@ -26,7 +28,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,6 +36,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from kd_jax.training import timing  # noqa: E402
 from tests.losses import torch_reference as losses_ref  # noqa: E402
 from tests.models import torch_reference as models_ref  # noqa: E402
 
@@ -42,24 +44,15 @@ _BATCH = flags.DEFINE_integer("batch", 64, "Batch size.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Steps per timed window.")
 _WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first.")
+_ATTEMPTS = flags.DEFINE_integer("attempts", timing.ATTEMPTS, "Times the windows are measured "
+                                 "at most, while they spread more than --max_spread.")
+_MAX_SPREAD = flags.DEFINE_float("max_spread", timing.MAX_SPREAD, "Windows' slowest / fastest "
+                                 "- 1 above which they are measured again.")
 _NEGATIVES = flags.DEFINE_integer("negatives", 16384, "CRD's negatives per example.")
 _BANK = flags.DEFINE_integer("bank", 50000, "CRD's memory bank rows (CIFAR-100's train split).")
 
 _WIDTHS = (32, 64, 128, 256)  # The x4 CIFAR ResNets.
 _CLASSES = 100
-
-
-def _time(step, steps: int, windows: int, warmup: int) -> list[float]:
-  """Seconds per step of each window (PyTorch on CPU runs eagerly: no waiting needed)."""
-  for _ in range(warmup):
-    step()
-  per_step = []
-  for _ in range(windows):
-    start = time.perf_counter()
-    for _ in range(steps):
-      step()
-    per_step.append((time.perf_counter() - start) / steps)
-  return per_step
 
 
 def _steps(batch: int, negatives: int, bank: int) -> dict[tuple[str, str], object]:
@@ -120,22 +113,30 @@ def main(argv):
             "threads": torch.get_num_threads(), "machine": platform.machine(), "batch_size": b,
             "dtype": "float32", "model": "resnet8x4", "teachers": "teacher=resnet32x4",
             "input_shape": [32, 32, 3], "steps_per_window": _STEPS.value,
-            "windows": _WINDOWS.value}
+            "windows": _WINDOWS.value, "max_spread": _MAX_SPREAD.value}
   print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads, batch {b}, float32, "
         f"student resnet8x4, teacher resnet32x4, input (32, 32, 3)")
-  print(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10}")
+  print(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
+        f"{'spread %':>8}")
   records = []
   for (measurement, method), step in _steps(b, _NEGATIVES.value, _BANK.value).items():
-    per_step = _time(step, _STEPS.value, _WINDOWS.value, _WARMUP.value)
+    # PyTorch on CPU runs eagerly: a step has finished when it returns.
+    per_step, attempts, _ = timing.time_windows(
+        lambda _, step=step: step(), None, steps=_STEPS.value, windows=_WINDOWS.value,
+        warmup=_WARMUP.value, attempts=_ATTEMPTS.value, max_spread=_MAX_SPREAD.value)
     ips = sorted(b / t for t in per_step)
+    spread = timing.spread(per_step)
     rec = {"measurement": measurement, "method": method,
            "images_per_s": round(statistics.median(ips), 2),
            "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
-           "step_ms": round(1e3 * statistics.median(per_step), 3), **common}
+           "step_ms": round(1e3 * statistics.median(per_step), 3),
+           "spread": round(spread, 4), "attempts": attempts, **common}
     records.append(rec)
     print(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
           f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "
-          f"{rec['step_ms']:>10.1f}", flush=True)
+          f"{rec['step_ms']:>10.1f} {100 * spread:>8.1f}"
+          f"{f' (x{attempts})' if attempts > 1 else ''}"
+          f"{' noisy' if spread > _MAX_SPREAD.value else ''}", flush=True)
   for rec in records:
     print(json.dumps(rec))
 

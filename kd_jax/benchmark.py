@@ -12,7 +12,10 @@ already on the device:
 and then ``pipeline``: the distillation step fed by the real input pipeline (``config.data``)
 with device prefetch, and ``pipeline_only``: the input pipeline alone. Each is timed in
 ``--windows`` windows of ``--steps`` steps (device work waited for at each window's end);
-images/s are reported as the median window with the slowest and fastest. Also: compile
+images/s are reported as the median window with the slowest and fastest. Windows that
+spread more than ``--max_spread`` (slowest / fastest - 1; a busy host) are measured again, at
+most ``--attempts`` times in all; the steadiest attempt is reported, with its spread, and
+measurements still above it are named as noisy at the end. Also: compile
 time, and peak memory (the device's allocator where it reports one (GPU, TPU); else XLA's
 memory analysis of the compiled step: arguments + outputs + temporaries - donated).
 
@@ -52,6 +55,10 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_c
 _STEPS = flags.DEFINE_integer("steps", 5, "Steps per timed window.")
 _WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_ATTEMPTS = flags.DEFINE_integer("attempts", 3, "Times the windows are measured at most, "
+                                 "while they spread more than --max_spread.")
+_MAX_SPREAD = flags.DEFINE_float("max_spread", 0.10, "Windows' slowest / fastest - 1 above "
+                                 "which they are measured again.")
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch size (0: config.batch_size).")
 _METHODS = flags.DEFINE_string(
     "methods", "", "'': the config's objectives; 'all': every recipe in kd_jax.recipes.METHODS; "
@@ -71,7 +78,8 @@ def main(argv):
     records = benchmarking.run(
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
         batch_size=_BATCH.value or None, methods=_METHODS.value, pipeline=_PIPELINE.value,
-        mock_data=_MOCK.value, teacher_cache=_CACHE.value, print_fn=lambda s: print(s, flush=True))
+        mock_data=_MOCK.value, teacher_cache=_CACHE.value, attempts=_ATTEMPTS.value,
+        max_spread=_MAX_SPREAD.value, print_fn=lambda s: print(s, flush=True))
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")
   lines = [benchmarking.json_line(r) for r in records]

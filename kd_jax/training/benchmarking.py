@@ -1,10 +1,11 @@
 """Speed measurements of a config's train step (``python -m kd_jax.benchmark``; see there).
 
 ``run(config, ...)`` returns one record (a flat dict) per measurement; ``json_line`` writes
-one as JSON. Timing: ``windows`` windows of ``steps`` steps after compilation and
-``warmup`` steps; each window ends by waiting for its last result (steps are chained
-through the state, so the device ran every step of the window); the median window is
-reported with the slowest and fastest.
+one as JSON. Timing (``timing.time_windows``): ``windows`` windows of ``steps`` steps after
+compilation and ``warmup`` steps; each window ends by waiting for its last result (steps are
+chained through the state, so the device ran every step of the window); windows that spread
+more than ``max_spread`` are measured again (at most ``attempts`` times); the median window
+is reported with the slowest and fastest, the spread and the attempts.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.models import conv as conv_lib
-from kd_jax.training import loop, optim, sharding
+from kd_jax.training import loop, optim, sharding, timing
 
 # CRD's memory bank is sized by the train split; without metadata (data not prepared),
 # benchmarks assume CIFAR's 50,000 examples.
@@ -47,22 +48,6 @@ def _single_run(config: ml_collections.ConfigDict):
   with_teacher = [n for n, c in runs.items() if c.teachers]
   name = (with_teacher or list(runs))[-1]
   return name, runs[name], list(runs)[:list(runs).index(name)]
-
-
-def _time_windows(run_step: Callable[[Any], Any], carry, steps: int, windows: int,
-                  warmup: int):
-  """Seconds per step of each window, and the final carry."""
-  for _ in range(warmup):
-    carry = run_step(carry)
-  jax.block_until_ready(carry)
-  per_step = []
-  for _ in range(windows):
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      carry = run_step(carry)
-    jax.block_until_ready(carry)
-    per_step.append((time.perf_counter() - t0) / steps)
-  return per_step, carry
 
 
 def _compile(fn, *args, **jit_kw):
@@ -87,8 +72,11 @@ def _memory(compiled) -> dict[str, Any]:
 class _Bench:
   """What every measurement of one benchmark shares: the config, devices, random batch."""
 
-  def __init__(self, config, batch_size, steps, windows, warmup, print_fn):
+  def __init__(self, config, batch_size, steps, windows, warmup, attempts, max_spread,
+               print_fn):
     self.config, self.steps, self.windows, self.warmup = config, steps, windows, warmup
+    self.attempts, self.max_spread = attempts, max_spread
+    self.noisy: list[str] = []
     self.print = print_fn
     self.batch_size = batch_size
     self.info = pipelines.describe(config.data)
@@ -133,23 +121,37 @@ class _Bench:
         "cpu_conv": ("native" if jax.default_backend() != "cpu" or
                      not conv_lib.use_patch_matmuls() else "patch_matmuls"),
         "huge_pages": runtime.huge_pages(),
-        "steps_per_window": steps, "windows": windows,
+        "steps_per_window": steps, "windows": windows, "max_spread": max_spread,
     }
 
-  def record(self, measurement: str, method: str, per_step: Sequence[float],
+  def time_steps(self, run_step: Callable[[Any], Any], carry) -> tuple[list[float], int]:
+    """Seconds per step of each window (``timing.time_windows``), and the attempts made."""
+    per_step, attempts, _ = timing.time_windows(
+        run_step, carry, steps=self.steps, windows=self.windows, warmup=self.warmup,
+        wait=jax.block_until_ready, attempts=self.attempts, max_spread=self.max_spread)
+    return per_step, attempts
+
+  def record(self, measurement: str, method: str, timed: tuple[Sequence[float], int],
              compile_s: float | None, memory: dict[str, Any], **extra) -> dict[str, Any]:
+    per_step, attempts = timed
     ips = sorted(self.batch_size / t for t in per_step)
+    spread = timing.spread(per_step)
     rec = {"measurement": measurement, "method": method,
            "images_per_s": round(statistics.median(ips), 2),
            "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
            "step_ms": round(1e3 * statistics.median(per_step), 3),
+           "spread": round(spread, 4), "attempts": attempts,
            "compile_s": None if compile_s is None else round(compile_s, 2),
            **memory, **extra, **self.common}
     mem = rec.get("device_peak_bytes") or rec.get("memory_bytes")
+    noisy = spread > self.max_spread
+    if noisy:
+      self.noisy.append(f"{measurement} {method}")
     self.print(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
                f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "
                f"{rec['step_ms']:>10.1f} {'' if compile_s is None else f'{compile_s:.1f}':>9} "
-               f"{'' if not mem else f'{mem / 2**20:.0f}':>9}")
+               f"{'' if not mem else f'{mem / 2**20:.0f}':>9} {100 * spread:>7.1f}"
+               f"{f' (x{attempts})' if attempts > 1 else ''}{' noisy' if noisy else ''}")
     return rec
 
   def parse(self, objectives_cfg) -> list[objectives_lib.Objective]:
@@ -185,9 +187,8 @@ class _Bench:
                                    in_shardings=(self.repl, self.batch_sh, self.repl),
                                    out_shardings=(self.repl, self.repl), donate_argnums=(0,))
     memory = _memory(compiled)
-    per_step, _ = _time_windows(lambda s: compiled(s, batch, rng)[0], state, self.steps,
-                                self.windows, self.warmup)
-    return self.record(measurement, method, per_step, compile_s, memory, **extra), (step, used)
+    timed = self.time_steps(lambda s: compiled(s, batch, rng)[0], state)
+    return self.record(measurement, method, timed, compile_s, memory, **extra), (step, used)
 
   def _cached_step(self, objectives, state, rng, used):
     """The step reading ``used`` teachers' outputs from the batch, and the batch with the
@@ -225,14 +226,12 @@ class _Bench:
     token = jax.device_put(jnp.zeros((), jnp.float32), self.repl)
     compiled, compile_s = _compile(forward, tvars, self.batch["image"], token,
                                    in_shardings=(self.repl, self.batch_sh, self.repl))
-    per_step, _ = _time_windows(lambda t: compiled(tvars, self.batch["image"], t)[1], token,
-                                self.steps, self.windows, self.warmup)
-    return self.record("teacher_forward", "+".join(used), per_step, compile_s,
-                       _memory(compiled))
+    timed = self.time_steps(lambda t: compiled(tvars, self.batch["image"], t)[1], token)
+    return self.record("teacher_forward", "+".join(used), timed, compile_s, _memory(compiled))
 
   def measure_pipeline(self, method: str, objectives, mock_data: bool) -> list[dict]:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    needed = self.warmup + self.steps * self.windows + 2
+    needed = self.warmup + self.steps * self.windows * max(1, self.attempts) + 2
     ctx = (tfds.testing.mock_data(num_examples=self.batch_size * (needed + 1))
            if mock_data else contextlib.nullcontext())
     data_cfg = ml_collections.ConfigDict(self.config.data.to_dict())
@@ -252,42 +251,43 @@ class _Bench:
 
       records = []
       it = batches()
-      per_step, _ = _time_windows(lambda _: next(it)["image"], None, self.steps,
-                                  self.windows, self.warmup)
-      records.append(self.record("pipeline_only", method, per_step, None, {}))
+      timed = self.time_steps(lambda _: next(it)["image"], None)
+      records.append(self.record("pipeline_only", method, timed, None, {}))
       state, step, _ = self.state_and_step(objectives)
       rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
       jitted = jax.jit(step, in_shardings=(self.repl, self.batch_sh, self.repl),
                        out_shardings=(self.repl, self.repl), donate_argnums=(0,))
       on_device = sharding.prefetch_to_device(batches(), self.batch_sh)
-      per_step, _ = _time_windows(lambda s: jitted(s, next(on_device), rng)[0], state,
-                                  self.steps, self.windows, self.warmup)
-      records.append(self.record("pipeline", method, per_step, None, {}))
+      timed = self.time_steps(lambda s: jitted(s, next(on_device), rng)[0], state)
+      records.append(self.record("pipeline", method, timed, None, {}))
     return records
 
 
 def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
+        attempts: int = timing.ATTEMPTS, max_spread: float = timing.MAX_SPREAD,
         print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Measures ``config`` (see the module docstring); returns the records, printing a table.
   Compile times are of real compilations: JAX's persistent compilation cache is off here."""
   with runtime.without_persistent_compilation_cache():
     return _run(config, steps=steps, windows=windows, warmup=warmup, batch_size=batch_size,
                 methods=methods, pipeline=pipeline, mock_data=mock_data,
-                teacher_cache=teacher_cache, print_fn=print_fn)
+                teacher_cache=teacher_cache, attempts=attempts, max_spread=max_spread,
+                print_fn=print_fn)
 
 
 def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
-         teacher_cache, print_fn):
+         teacher_cache, attempts, max_spread, print_fn):
   run_name, config, earlier = _single_run(config)
   config = ml_collections.ConfigDict(config.to_dict())
   if batch_size:
     config.batch_size = batch_size
   config_lib.validate(config, run_names=earlier)
   sharding.check_batch_size(config.batch_size)
-  if steps < 1 or windows < 1 or warmup < 0:
-    raise KdJaxError("--steps and --windows must be >= 1 and --warmup >= 0")
+  if steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0:
+    raise KdJaxError("--steps, --windows and --attempts must be >= 1, --warmup and "
+                     "--max_spread >= 0")
   if methods == "all":
     method_cfgs = {m: recipes.METHODS[m] for m in recipes.METHODS}
   elif methods:
@@ -301,7 +301,8 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
     method_cfgs = {run_name or "config": dict(config.objectives)}
   if methods and len(config.teachers) != 1:
     raise KdJaxError("--methods needs a config with exactly one teacher")
-  bench = _Bench(config, config.batch_size, steps, windows, warmup, print_fn)
+  bench = _Bench(config, config.batch_size, steps, windows, warmup, attempts, max_spread,
+                 print_fn)
   c = bench.common
   print_fn(f"kd_jax.benchmark: {c['device_count']} x {c['device_kind']} ({c['backend']}), "
            f"jax {c['jax_version']}, batch {config.batch_size}, {config.dtype}, "
@@ -312,7 +313,7 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
     print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
              f"{_DEFAULT_INDEX_SIZE})")
   print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
-           f"{'compile s':>9} {'memory MB':>9}")
+           f"{'compile s':>9} {'memory MB':>9} {'spread %':>7}")
   records = []
   student_rec, _ = bench.measure_step("student_step", "ce",
                                       bench.parse({"ce": {"weight": 1.0}}))
@@ -361,4 +362,8 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
                f" (input pipeline alone: {pipe[0]['images_per_s']:.0f} images/s"
                f"{', mock data' if mock_data else ''})")
     records += pipe
+  if bench.noisy:
+    print_fn(f"noisy: the windows of {', '.join(bench.noisy)} spread more than "
+             f"{100 * max_spread:.0f}% in each of {attempts} attempt(s): the host was busy; "
+             f"their numbers (and the ratios built on them) are not comparable")
   return records

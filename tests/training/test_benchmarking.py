@@ -26,6 +26,9 @@ def test_a_benchmark_reports_every_measurement_with_its_context():
                    ("pipeline_only", "kd"), ("pipeline", "kd")]
   for r in records:
     assert r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
+    assert r["spread"] == pytest.approx(r["images_per_s_max"] / r["images_per_s_min"] - 1,
+                                        abs=1e-3)
+    assert 1 <= r["attempts"] <= 3 and r["max_spread"] == 0.1
     assert r["batch_size"] == 32 and r["device_count"] >= 1 and r["jax_version"]
     assert r["input_shape"] == [8, 8, 1] and r["dtype"] == "float32"
     json.loads(benchmarking.json_line(r))
@@ -49,6 +52,12 @@ def test_unknown_methods_are_refused_in_one_line():
     benchmarking.run(_config(), methods="kd,nope", print_fn=lambda _: None)
 
 
+@pytest.mark.parametrize("bad", [dict(attempts=0), dict(max_spread=-0.1), dict(windows=0)])
+def test_timing_settings_out_of_range_are_refused_in_one_line(bad):
+  with pytest.raises(KdJaxError, match="--steps, --windows and --attempts must be >= 1"):
+    benchmarking.run(_config(), print_fn=lambda _: None, **bad)
+
+
 def test_the_pytorch_baseline_times_the_same_four_measurements():
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   proc = subprocess.run(
@@ -61,4 +70,5 @@ def test_the_pytorch_baseline_times_the_same_four_measurements():
       ("distill_step", "crd")]
   for r in records:
     assert r["framework"] == "pytorch" and r["batch_size"] == 2 and r["windows"] == 2
+    assert 1 <= r["attempts"] <= 3 and r["spread"] >= 0
     assert 0 < r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
