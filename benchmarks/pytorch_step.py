@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -124,13 +123,9 @@ def main(argv):
     per_step, attempts, _ = timing.time_windows(
         lambda _, step=step: step(), None, steps=_STEPS.value, windows=_WINDOWS.value,
         warmup=_WARMUP.value, attempts=_ATTEMPTS.value, max_spread=_MAX_SPREAD.value)
-    ips = sorted(b / t for t in per_step)
     spread = timing.spread(per_step)
     rec = {"measurement": measurement, "method": method,
-           "images_per_s": round(statistics.median(ips), 2),
-           "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
-           "step_ms": round(1e3 * statistics.median(per_step), 3),
-           "spread": round(spread, 4), "attempts": attempts, **common}
+           **timing.summary(b, per_step, attempts), **common}
     records.append(rec)
     print(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
           f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "

@@ -50,14 +50,15 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from kd_jax.cli import parse_flags, start  # noqa: E402
+from kd_jax.training import timing  # noqa: E402  (plain Python)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 5, "Steps per timed window.")
 _WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-_ATTEMPTS = flags.DEFINE_integer("attempts", 3, "Times the windows are measured at most, "
+_ATTEMPTS = flags.DEFINE_integer("attempts", timing.ATTEMPTS, "Times the windows are measured at most, "
                                  "while they spread more than --max_spread.")
-_MAX_SPREAD = flags.DEFINE_float("max_spread", 0.10, "Windows' slowest / fastest - 1 above "
+_MAX_SPREAD = flags.DEFINE_float("max_spread", timing.MAX_SPREAD, "Windows' slowest / fastest - 1 above "
                                  "which they are measured again.")
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch size (0: config.batch_size).")
 _METHODS = flags.DEFINE_string(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import statistics
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -134,13 +133,9 @@ class _Bench:
   def record(self, measurement: str, method: str, timed: tuple[Sequence[float], int],
              compile_s: float | None, memory: dict[str, Any], **extra) -> dict[str, Any]:
     per_step, attempts = timed
-    ips = sorted(self.batch_size / t for t in per_step)
     spread = timing.spread(per_step)
     rec = {"measurement": measurement, "method": method,
-           "images_per_s": round(statistics.median(ips), 2),
-           "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
-           "step_ms": round(1e3 * statistics.median(per_step), 3),
-           "spread": round(spread, 4), "attempts": attempts,
+           **timing.summary(self.batch_size, per_step, attempts),
            "compile_s": None if compile_s is None else round(compile_s, 2),
            **memory, **extra, **self.common}
     mem = rec.get("device_peak_bytes") or rec.get("memory_bytes")

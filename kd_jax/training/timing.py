@@ -4,6 +4,7 @@ Plain Python (no JAX): ``benchmarks/pytorch_step.py`` times PyTorch with it too.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any, Callable, Sequence
 
@@ -16,6 +17,16 @@ ATTEMPTS = 3
 def spread(per_step: Sequence[float]) -> float:
   """Slowest / fastest - 1 of the windows' seconds per step (0 for one window)."""
   return max(per_step) / min(per_step) - 1.0
+
+
+def summary(batch_size: int, per_step: Sequence[float], attempts: int) -> dict[str, Any]:
+  """What a benchmark record reports of timed windows: images/s of the median window with the
+  slowest and fastest, its ms/step, the spread and the attempts."""
+  ips = sorted(batch_size / t for t in per_step)
+  return {"images_per_s": round(statistics.median(ips), 2),
+          "images_per_s_min": round(ips[0], 2), "images_per_s_max": round(ips[-1], 2),
+          "step_ms": round(1e3 * statistics.median(per_step), 3),
+          "spread": round(spread(per_step), 4), "attempts": attempts}
 
 
 def time_windows(run_step: Callable[[Any], Any], carry: Any, *, steps: int, windows: int,

@@ -63,3 +63,10 @@ def test_one_attempt_never_measures_again():
   fake = _FakeSteps([1.0] + [1, 1, 3, 3, 1, 1])
   per_step, attempts, _ = _time(fake, attempts=1)
   assert attempts == 1 and per_step == pytest.approx([1.0, 3.0, 1.0])
+
+
+def test_a_summary_reports_the_median_window_in_images_per_second():
+  # 32 images per step; windows of 0.5, 0.25 and 0.4 s per step.
+  assert timing.summary(32, [0.5, 0.25, 0.4], attempts=2) == {
+      "images_per_s": 80.0, "images_per_s_min": 64.0, "images_per_s_max": 128.0,
+      "step_ms": 400.0, "spread": 1.0, "attempts": 2}
