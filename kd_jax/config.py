@@ -180,6 +180,9 @@ def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
   base = copy.deepcopy(config)
   base.runs = ml_collections.ConfigDict()
   runs = {name: _merge(base, overrides) for name, overrides in config.runs.items()}
+  for name, run in runs.items():  # A job's teacher_cache is for the runs that read teachers.
+    if not run.teachers and "teacher_cache" not in config.runs[name]:
+      run.teacher_cache = ""
   # Runs that train a teacher go before the runs that read it (ConfigDict sorts keys).
   ordered: dict[str, ml_collections.ConfigDict] = {}
 

@@ -37,3 +37,11 @@ def test_scarce_labels_job_shares_one_teacher_over_three_seeds():
     assert runs[name].data.labeled_fraction == 0.1
     assert runs[name].seed == int(name[-1])
   assert not runs["scratch_seed0"].teachers and runs["kd_seed2"].teachers.teacher.run == "teacher"
+
+
+def test_a_jobs_teacher_cache_applies_to_the_runs_that_read_teachers():
+  c = load_config("configs/default.py")
+  c.teacher_cache = "memory"
+  runs = _validate_job(c)
+  assert runs["kd_student"].teacher_cache == "memory"
+  assert runs["teacher"].teacher_cache == "" and runs["scratch_student"].teacher_cache == ""
