@@ -36,23 +36,20 @@ JSON object per measurement per line (also written to ``--json_out``).
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from kd_jax import runtime
 
 if __name__ == "__main__":  # Before anything allocates: malloc on huge pages.
   runtime.restart_with_huge_pages()
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from kd_jax.cli import parse_flags, start  # noqa: E402
+from kd_jax.cli import define_config, parse_flags, start  # noqa: E402
 from kd_jax.training import timing  # noqa: E402  (plain Python)
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_CONFIG = define_config(None, "Config file.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Steps per timed window.")
 _WINDOWS = flags.DEFINE_integer("windows", 5, "Timed windows (the median is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")

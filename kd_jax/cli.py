@@ -1,30 +1,78 @@
 """What the entrypoints share: absl flag parsing with one-line errors."""
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import flags
+from absl import logging
+
+from kd_jax import runtime
 
 
 def parse_flags(argv):
   """absl flag parsing, where config files load and overrides apply: errors in one line."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as err:
-    sys.exit(f"kd_jax: error: {str(err).splitlines()[0]}")
-  except (AttributeError, KeyError) as err:  # ConfigDict: an override names no field.
+  except Exception as err:  # pylint: disable=broad-except
+    sys.exit(flag_error(err))
+
+
+def define_config(default: str | None, help_text: str):
+  """``config_flags.DEFINE_config_file("config", ...)`` (locked). With a default file, the
+  default loads and the ``--config.*`` overrides apply here, at definition: their errors
+  are one line too."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  try:
+    return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+  except Exception as err:  # pylint: disable=broad-except
+    sys.exit(flag_error(err))
+
+
+def flag_error(err: Exception) -> str:
+  """The one line for an error of flag parsing, a ``--config.*`` override or a config load."""
+  if isinstance(err, flags.Error):
+    return f"kd_jax: error: {str(err).splitlines()[0]}"
+  if isinstance(err, (AttributeError, KeyError)):  # ConfigDict: an override names no field.
     text = " ".join(str(err).replace("\\n", " ").strip("'\"").split()).replace("\\'", "")
     field = text.split()[0].strip("'\\") if text else "?"
     hint = text[len(field):].strip(" '")
-    sys.exit(f"kd_jax: error: unknown config field in --config.* override: {field!r}"
-             f"{'; ' + hint if hint else ''}")
-  except Exception as err:  # pylint: disable=broad-except  (a config file that fails to load)
-    sys.exit(load_error(err))
+    if not hint:
+      hint = _run_field_hint(field)
+    return (f"kd_jax: error: unknown config field in --config.* override: {field!r}"
+            f"{'; ' + hint if hint else ''}")
+  return load_error(err)
+
+
+def _run_field_hint(field: str) -> str:
+  """Where a field given for one run (``--config.runs.<run>.<field>``) goes instead."""
+  for arg in sys.argv[1:]:
+    path = arg.split("=", 1)[0]
+    if path.startswith("--config.runs.") and path.endswith(f".{field}"):
+      every = " (every run with teachers)" if field == "teacher_cache" else ""
+      return (f"{path[2:]} is not in the config file's run, and a run holds only the fields "
+              f"its file sets: --config.{field}=... sets it for every run{every}")
+  return ""
 
 
 def load_error(err: Exception) -> str:
   lines = [l.strip() for l in str(err).splitlines() if l.strip()]
   return f"kd_jax: error: cannot load the config: {' '.join(lines[-1:])[:300]}"
+
+
+def set_log_levels() -> None:
+  """Our own lines go to stdout; libraries log errors only. With ``KD_JAX_VERBOSE=1`` or an
+  explicit ``--verbosity``/``-v`` (absl's flag) they log at that level (warnings by default)
+  and the start-up lines captured so far are written to stderr."""
+  asked = "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present
+  if asked:
+    os.environ[runtime.VERBOSE_ENV] = "1"  # Also for the libraries imported from now on.
+  if runtime.verbose():
+    sys.stderr.write(runtime.start_up_logs())
+    if not asked:
+      logging.set_verbosity(logging.WARNING)
+  else:
+    logging.set_verbosity(logging.ERROR)
 
 
 def start(argv, config_flag, required: str | None = None):
@@ -33,10 +81,8 @@ def start(argv, config_flag, required: str | None = None):
   ``required`` says how to give one, exits with one line)."""
   if len(argv) > 1:
     sys.exit(f"kd_jax: error: unexpected arguments {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from kd_jax.runtime import quiet_tensorflow  # pylint: disable=g-import-not-at-top
-  quiet_tensorflow()
-  logging.set_verbosity(logging.WARNING)  # Our own lines go to stdout; libraries stay quiet.
+  set_log_levels()
+  runtime.quiet_tensorflow()
   try:
     config = config_flag.value
     if config is None and required:

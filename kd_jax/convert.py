@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from kd_jax import runtime
+
+runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
 
@@ -49,9 +51,9 @@ def convert(arch: str, torch_path: str, out: str, num_classes: int = -1,
 
 def main(argv):
   del argv
-  from absl import logging
+  from kd_jax.cli import set_log_levels
   from kd_jax.errors import KdJaxError
-  logging.set_verbosity(logging.WARNING)
+  set_log_levels()
   missing = [f"--{f.name}" for f in (_ARCH, _TORCH, _OUT) if not f.value]
   if missing:
     sys.exit(f"kd_jax: error: missing {', '.join(missing)}")

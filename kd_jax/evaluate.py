@@ -15,17 +15,13 @@ from kd_jax import runtime
 
 if __name__ == "__main__":  # Before anything allocates: malloc on huge pages.
   runtime.restart_with_huge_pages()
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from kd_jax.cli import parse_flags, start  # noqa: E402
+from kd_jax.cli import define_config, parse_flags, start  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file whose downstream group says what to evaluate on.",
-    lock_config=True)
+_CONFIG = define_config(None, "Config file whose downstream group says what to evaluate on.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of the trained run to evaluate.")
 
 

@@ -277,8 +277,10 @@ def report(workdir: str, out: str, dpi: int = 120) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+  from kd_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.quiet_library_logs()  # Before TensorFlow (TensorBoard's reader) is imported.
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from kd_jax.cli import parse_flags  # pylint: disable=g-import-not-at-top
+  from kd_jax.cli import parse_flags, set_log_levels  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("workdir", None, "A kd_jax workdir (a run or a job).")
   flags.DEFINE_string("out", None, "A .png file (every panel in one figure) or a folder "
                       "(one PNG per figure).")
@@ -290,8 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
              "are required")
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
-  from kd_jax.runtime import quiet_tensorflow  # pylint: disable=g-import-not-at-top
-  quiet_tensorflow()
+  set_log_levels()
+  runtime.quiet_tensorflow()
   try:
     for path in report(flags.FLAGS.workdir, flags.FLAGS.out):
       print(f"kd_jax: wrote {path}")

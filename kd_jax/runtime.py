@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging as py_logging
 import os
 import platform
 import sys
+import tempfile
 from typing import Iterator, Mapping
 
 # glibc >= 2.35 madvises its large allocations for 2 MB transparent huge pages.
@@ -68,13 +71,113 @@ def restart_with_huge_pages() -> None:
   os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
+# Shows the libraries' start-up logs and warnings (TensorFlow's C++ logs, absl's, TFDS's):
+# KD_JAX_VERBOSE=1, or absl's --verbosity flag on the command line. Inherited by the
+# huge-pages restart (the environment is kept) and by subprocesses.
+VERBOSE_ENV = "KD_JAX_VERBOSE"
+# Imported with their C++ start-up lines (written to fd 2 before absl::InitializeLog, which
+# TF_CPP_MIN_LOG_LEVEL does not silence: oneDNN's notice on AVX-512 CPUs) captured.
+_NOISY_IMPORTS = ("tensorflow",)
+_start_up_logs: list[str] = []
+
+
+def verbose() -> bool:
+  """Whether library logs are shown (``KD_JAX_VERBOSE`` set and not '0')."""
+  return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+
+
+def start_up_logs() -> str:
+  """What the quietly imported libraries wrote to stderr while they loaded."""
+  return "".join(_start_up_logs)
+
+
+@contextlib.contextmanager
+def captured_stderr_fd() -> Iterator[list[str]]:
+  """Redirects file descriptor 2 (what C++ libraries write to, and ``sys.stderr``) into a
+  temporary file; the list it yields holds the captured text once the block ends. Where
+  fd 2 cannot be duplicated (closed), nothing is captured."""
+  captured: list[str] = []
+  try:
+    saved = os.dup(2)
+  except OSError:
+    yield captured
+    return
+  sys.stderr.flush()
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    try:
+      yield captured
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      tmp.seek(0)
+      captured.append(tmp.read().decode("utf-8", "replace"))
+
+
+class _QuietLoader(importlib.abc.Loader):
+  """Executes a module with fd 2 captured; a failed import writes what it captured."""
+
+  def __init__(self, loader):
+    self._loader = loader
+
+  def create_module(self, spec):
+    return self._loader.create_module(spec)
+
+  def exec_module(self, module):
+    loaded = False
+    text: list[str] = []
+    try:
+      with captured_stderr_fd() as text:
+        self._loader.exec_module(module)
+      loaded = True
+    finally:
+      _start_up_logs.extend(text)
+      if not loaded:  # The import failed: what the library said may say why.
+        sys.stderr.write("".join(text))
+
+  def __getattr__(self, name):  # get_resource_reader, is_package, ... of the real loader.
+    return getattr(self._loader, name)
+
+
+class _QuietImports(importlib.abc.MetaPathFinder):
+  """Finds ``_NOISY_IMPORTS`` as usual, with their loaders wrapped in ``_QuietLoader``."""
+
+  def find_spec(self, fullname, path, target=None):
+    if fullname not in _NOISY_IMPORTS or verbose():
+      return None
+    sys.meta_path.remove(self)
+    try:
+      spec = importlib.util.find_spec(fullname)
+    finally:
+      sys.meta_path.insert(0, self)
+    if spec is not None and spec.loader is not None:
+      spec.loader = _QuietLoader(spec.loader)
+    return spec
+
+
+def quiet_library_logs() -> None:
+  """Keeps library logs out of the console: call first thing in an entrypoint, before
+  TensorFlow is imported. TensorFlow's C++ logs below errors are off
+  (``TF_CPP_MIN_LOG_LEVEL=2`` unless set), and what it writes to stderr while it loads is
+  kept in ``start_up_logs()`` instead. With ``verbose()`` nothing is hidden."""
+  if verbose():
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if not any(isinstance(f, _QuietImports) for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietImports())
+  for name in ("matplotlib", "matplotlib.font_manager"):  # "building the font cache"
+    py_logging.getLogger(name).setLevel(py_logging.ERROR)
+
+
 def quiet_tensorflow() -> None:
   """TensorFlow is only our input pipeline: keep it off accelerators and out of the console."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  quiet_library_logs()
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
-  tf.get_logger().setLevel("ERROR")
-  py_logging.getLogger("tensorflow").setLevel(py_logging.ERROR)
+  if not verbose():
+    tf.get_logger().setLevel("ERROR")
+    py_logging.getLogger("tensorflow").setLevel(py_logging.ERROR)
 
 
 @contextlib.contextmanager

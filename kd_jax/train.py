@@ -12,19 +12,16 @@ from kd_jax import runtime
 
 if __name__ == "__main__":  # Before anything allocates: malloc on huge pages.
   runtime.restart_with_huge_pages()
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from kd_jax.cli import parse_flags, start  # noqa: E402
+from kd_jax.cli import define_config, parse_flags, start  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "default.py")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG if os.path.exists(_DEFAULT_CONFIG) else None,
-    "Config file (get_config() returning a ConfigDict).", lock_config=True)
+_CONFIG = define_config(_DEFAULT_CONFIG if os.path.exists(_DEFAULT_CONFIG) else None,
+                        "Config file (get_config() returning a ConfigDict).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax", "Where checkpoints, TensorBoard "
                                "events and results.json go.")
 

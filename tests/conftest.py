@@ -5,6 +5,9 @@ import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's oneDNN ops on, as on AVX-512 CPUs, where TensorFlow writes start-up notices to
+# stderr that no log level silences: every machine then checks that commands stay quiet.
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 
 import pytest  # noqa: E402
 

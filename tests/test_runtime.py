@@ -56,3 +56,35 @@ def test_huge_pages_says_whether_malloc_asks_for_them():
                                    text=True, check=True).stdout.strip()
   assert run(env) == "False"
   assert run({**env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == "True"
+
+
+_NOISY = "import os\nos.write(2, b'I0000 port.cc:153] a C++ notice\\n')\n"
+_IMPORT_NOISY = ("from kd_jax import runtime; runtime._NOISY_IMPORTS = ('noisy_lib',); "
+                 "runtime.quiet_library_logs(); import noisy_lib; "
+                 "print(repr(runtime.start_up_logs()))")
+
+
+def _run_noisy(tmp_path, **env):
+  (tmp_path / "noisy_lib.py").write_text(_NOISY)
+  environ = {k: v for k, v in os.environ.items() if k != runtime.VERBOSE_ENV}
+  environ["PYTHONPATH"] = os.pathsep.join([str(tmp_path), environ.get("PYTHONPATH", "")])
+  return subprocess.run([sys.executable, "-c", _IMPORT_NOISY], env={**environ, **env},
+                        capture_output=True, text=True, check=True)
+
+
+def test_what_a_library_writes_to_stderr_while_it_loads_is_kept_out_of_the_console(tmp_path):
+  proc = _run_noisy(tmp_path)
+  assert proc.stderr == ""
+  assert proc.stdout == repr("I0000 port.cc:153] a C++ notice\n") + "\n"
+
+
+def test_kd_jax_verbose_shows_library_start_up_lines(tmp_path):
+  proc = _run_noisy(tmp_path, KD_JAX_VERBOSE="1")
+  assert proc.stderr == "I0000 port.cc:153] a C++ notice\n"
+  assert proc.stdout == "''\n"
+
+
+def test_captured_stderr_holds_what_was_written_to_the_file_descriptor():
+  with runtime.captured_stderr_fd() as text:
+    os.write(2, b"C++\n")
+  assert text == ["C++\n"]

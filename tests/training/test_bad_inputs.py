@@ -35,6 +35,23 @@ def test_unknown_field_override_on_the_command_line(tmp_path):
                     "Did you mean \"num_epochs\" instead of \"epochs\"?")
 
 
+def test_unknown_field_override_without_a_config_file(tmp_path):
+  """The default config loads, and the override applies, when the flag is defined."""
+  rc, err = _cli("--config.num_epoch=3", f"--workdir={tmp_path}")
+  assert rc == 1 and err == [
+      "kd_jax: error: unknown config field in --config.* override: 'num_epoch'; "
+      "Did you mean \"num_epochs\" instead of \"num_epoch\"?"]
+
+
+def test_a_field_one_run_lacks_says_where_it_goes(tmp_path):
+  rc, err = _cli("--config.runs.kd_student.teacher_cache=memory", f"--workdir={tmp_path}")
+  assert rc == 1 and err == [
+      "kd_jax: error: unknown config field in --config.* override: 'teacher_cache'; "
+      "config.runs.kd_student.teacher_cache is not in the config file's run, and a run holds "
+      "only the fields its file sets: --config.teacher_cache=... sets it for every run "
+      "(every run with teachers)"]
+
+
 def test_unknown_model(tiny_config, tmp_path):
   with pytest.raises(KdJaxError, match=r"^config\.model: unknown model 'resnet9'; valid names: "):
     job.run(tiny_config(model="resnet9"), str(tmp_path))
