@@ -44,3 +44,7 @@ def is_classifier(top_level_name: str) -> bool:
   """Whether a model's top-level parameter collection is its classifier (RepDistiller's
   ``get_feat_modules()`` is every module but this one)."""
   return top_level_name in CLASSIFIER_NAMES
+
+
+# PyTorch checkpoints of zoo models -> Flax variables (torch itself is not imported).
+from kd_jax.models.torch_import import from_torch, load_torch_file  # noqa: E402,F401

@@ -9,7 +9,6 @@ import jax.numpy as jnp  # noqa: E402
 
 from kd_jax import models  # noqa: E402
 from kd_jax.errors import KdJaxError  # noqa: E402
-from kd_jax.models import torch_import  # noqa: E402
 from tests.models import torch_reference as ref  # noqa: E402
 
 CASES = {
@@ -33,7 +32,7 @@ def test_converted_model_matches_pytorch_forward(name):
   x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1))
   with torch.no_grad():
     t_logits, t_feats = net(x)
-  variables = torch_import.from_torch(net.state_dict(), name, 100, input_shape=(size, size, 3))
+  variables = models.from_torch(net.state_dict(), name, 100, input_shape=(size, size, 3))
   logits, feats = models.create(name, 100).apply(
       variables, jnp.asarray(x.permute(0, 2, 3, 1).numpy()), train=False)
   assert _rel(np.asarray(logits), t_logits.numpy()) < 1e-4
@@ -46,7 +45,7 @@ def test_converted_model_matches_pytorch_forward(name):
 
 def test_repdistiller_checkpoint_dict_is_unwrapped():
   net = ref.CifarResNet(8, (16, 16, 32, 64), 10)
-  v = torch_import.from_torch({"model": net.state_dict(), "epoch": 240}, "resnet8", 10)
+  v = models.from_torch({"model": net.state_dict(), "epoch": 240}, "resnet8", 10)
   np.testing.assert_array_equal(v["params"]["fc"]["Dense_0"]["bias"], net.fc.bias.detach().numpy())
 
 
@@ -55,7 +54,7 @@ def test_wrong_shape_names_tensor_and_expected_shape():
   sd["fc.weight"] = torch.zeros(10, 32)
   with pytest.raises(KdJaxError, match=r"tensor 'fc.weight' has shape \(10, 32\), but resnet8 "
                      r"expects \(10, 64\)"):
-    torch_import.from_torch(sd, "resnet8", 10)
+    models.from_torch(sd, "resnet8", 10)
 
 
 def test_missing_tensor_is_named():
@@ -63,7 +62,7 @@ def test_missing_tensor_is_named():
   del sd["layer2.0.bn1.running_var"]
   with pytest.raises(KdJaxError, match=r"tensor 'layer2.0.bn1.running_var' is missing .*"
                      r"expected shape \(32,\)"):
-    torch_import.from_torch(sd, "resnet8", 10)
+    models.from_torch(sd, "resnet8", 10)
 
 
 def test_extra_tensors_are_named():
@@ -71,7 +70,7 @@ def test_extra_tensors_are_named():
   sd["head.weight"] = torch.zeros(5, 10)
   with pytest.raises(KdJaxError, match=r"unexpected tensors in the state_dict for resnet8: "
                      r"head.weight"):
-    torch_import.from_torch(sd, "resnet8", 10)
+    models.from_torch(sd, "resnet8", 10)
 
 
 class _Evil:
@@ -84,7 +83,7 @@ def test_file_needing_code_execution_is_refused(tmp_path):
   torch.save({"model": _Evil()}, path)
   with pytest.raises(KdJaxError, match=r"refusing to load .*evil.pth: it is not a plain "
                      r"weights file"):
-    torch_import.load_torch_file(str(path))
+    models.load_torch_file(str(path))
 
 
 def test_convert_command_round_trip_as_a_teacher(tmp_path):
