@@ -257,45 +257,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                      workdir, mesh, writer, _log, tag, preemption)
     if step == 0:
       writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
-    progress = metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name,
-                                    step, config.log_every_steps)
-    while step < total_steps:
-      epoch, start = divmod(step, spe)
-      batches = data.train_batches(epoch, start, config.seed)
-      if cache is not None:
-        batches = cache.attach(batches)
-      for batch in sharding.prefetch_to_device(batches, batch_sh):
-        state, m = train_step(state, batch, step_rng)
-        acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
-        step += 1
-        progress.tick(step)
-        end_of_epoch = step % spe == 0
-        if step % config.log_every_steps == 0 or end_of_epoch:
-          computed = {k: float(v) for k, v in sharding.host_value(acc_metrics).compute().items()}
-          acc_metrics = None
-          check_finite(computed)
-          computed["learning_rate"] = float(schedule(step - 1))
-          writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
-          progress(step, computed["loss"])
-        if end_of_epoch and ((step // spe) % config.eval_every_epochs == 0 or step == total_steps):
-          eval_result = evaluate()
-          writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_result.items()})
-          ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
-                                 "batch_stats": state.batch_stats},
-                          {**meta, "step": step}, eval_result["accuracy"])
-        saved = step % ckpt_every == 0 or step == total_steps
-        if saved:
-          check_finite(None)
-          save_checkpoint()
-        if preemption.reached(step, ckpts.latest):
-          check_finite(None)
-          if not saved:
+    with metrics_lib.Progress(total_steps, spe, config.batch_size, tensorboard, run_name,
+                              step, config.log_every_steps) as progress:
+      while step < total_steps:
+        epoch, start = divmod(step, spe)
+        batches = data.train_batches(epoch, start, config.seed)
+        if cache is not None:
+          batches = cache.attach(batches)
+        for batch in sharding.prefetch_to_device(batches, batch_sh):
+          state, m = train_step(state, batch, step_rng)
+          acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
+          step += 1
+          progress.tick(step)
+          end_of_epoch = step % spe == 0
+          if step % config.log_every_steps == 0 or end_of_epoch:
+            computed = {k: float(v) for k, v in sharding.host_value(acc_metrics).compute().items()}
+            acc_metrics = None
+            check_finite(computed)
+            computed["learning_rate"] = float(schedule(step - 1))
+            writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
+            progress(step, computed["loss"])
+          if end_of_epoch and ((step // spe) % config.eval_every_epochs == 0 or step == total_steps):
+            eval_result = evaluate()
+            writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_result.items()})
+            ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
+                                   "batch_stats": state.batch_stats},
+                            {**meta, "step": step}, eval_result["accuracy"])
+          saved = step % ckpt_every == 0 or step == total_steps
+          if saved:
+            check_finite(None)
             save_checkpoint()
-          ckpts.wait()
-          ckpts.close()
-          writer.flush()
-          raise Preempted(f"{tag}preempted at step {step}/{total_steps}: checkpoint saved in "
-                          f"{ckpts.dir}/{step}; run the same command to resume")
+          if preemption.reached(step, ckpts.latest):
+            check_finite(None)
+            if not saved:
+              save_checkpoint()
+            ckpts.wait()
+            ckpts.close()
+            writer.flush()
+            raise Preempted(f"{tag}preempted at step {step}/{total_steps}: checkpoint saved in "
+                            f"{ckpts.dir}/{step}; run the same command to resume")
   if not eval_result:  # Resumed after the last step's checkpoint but before results were written.
     eval_result = evaluate()
   ckpts.wait()
