@@ -264,6 +264,17 @@ def first_line(err: Exception) -> str:
   return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
+def _on_this_process(path: epath.Path) -> Any:
+  """The checkpoint item at ``path`` as abstract arrays on this process's first device: a
+  checkpoint written by any number of processes (multi-host training) restores in one
+  (without a target orbax restores the saved topology, and refuses another)."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.StandardCheckpointer() as reader:
+    metadata = reader.metadata(path).item_metadata
+  return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                      metadata)
+
+
 def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str, Any], dict[str, Any]]:
   """``({'params', 'batch_stats'}, meta)`` of the model trained in a kd_jax run's workdir.
 
@@ -295,8 +306,9 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
                        f"{version!r}; this kd_jax reads formats up to {VERSION}): upgrade kd_jax "
                        f"to read it")
     try:
+      target = _on_this_process(root / sub / str(step) / item)
       tree = mngr.restore(step, args=ocp.args.Composite(
-          **{item: ocp.args.StandardRestore()}))[item]
+          **{item: ocp.args.StandardRestore(target)}))[item]
     except Exception as err:  # pylint: disable=broad-except
       raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
                        f"{first_line(err)[:200]}") from None
