@@ -33,7 +33,6 @@ def main(argv):
   try:
     sharding.maybe_initialize_distributed()
     workdir = os.path.abspath(_WORKDIR.value)
-    print(f"kd_jax: results go to {workdir}", flush=True)
     job.run(config, workdir)
   except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
     print(f"kd_jax: {err}", flush=True)

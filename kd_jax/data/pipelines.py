@@ -30,9 +30,14 @@ its own shard of the split (``tfds.split_for_jax_process``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import os
+import socket
+import sys
+import urllib.parse
 from typing import Any, Iterator
 
 import jax
@@ -63,6 +68,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "imagenet2012": dict(train_augment="inception", eval_preprocess="center_crop",
                          mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224),
 }
+# Split sizes known before the data set is prepared (dry runs, benchmarks).
+KNOWN_SPLIT_SIZES: dict[str, dict[str, int]] = {
+    "cifar10": {"train": 50_000, "test": 10_000},
+    "cifar100": {"train": 50_000, "test": 10_000},
+    "imagenet2012": {"train": 1_281_167, "validation": 50_000},
+}
 # Fine-grained and other transfer data sets: ImageNet's preparation.
 for _name in ("caltech_birds2011", "stanford_dogs", "oxford_flowers102", "oxford_iiit_pet",
               "cars196", "food101", "dtd", "caltech101", "imagenette"):
@@ -86,31 +97,103 @@ def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
         f"(`tfds.list_builders()` lists them; sklearn_digits is the embedded one.)") from None
 
 
+def _unreachable(url: str, timeout: float = 5.0) -> Exception | None:
+  """Why ``url``'s host (or the HTTPS proxy, where one is set) cannot be connected to, or
+  None where it can (or the URL names no host). Seconds, where TFDS's downloader retries
+  for minutes before it gives up."""
+  proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+  target = urllib.parse.urlsplit(proxy or url)
+  if not target.hostname:
+    return None
+  try:
+    socket.create_connection((target.hostname, target.port or 443), timeout=timeout).close()
+  except OSError as err:
+    return err
+  return None
+
+
+def _is_local(builder: tfds.core.DatasetBuilder) -> bool:
+  """The embedded data sets and image folders: prepared without a network."""
+  return builder.name.startswith("sklearn_digits") or isinstance(builder, _folder.KdJaxImageFolder)
+
+
+def _root(builder: tfds.core.DatasetBuilder) -> str:
+  return os.path.dirname(os.path.dirname(builder.data_dir))
+
+
+def _not_prepared(name: str, data_dir: str) -> KdJaxError:
+  return KdJaxError(
+      f"data set {name!r} is not prepared in {data_dir} and config.data.download is False: "
+      f"run `tfds build {name} --data_dir={data_dir}` (on a machine with network), "
+      f"or point --config.data.data_dir to a directory that holds it.")
+
+
+def _not_downloaded(name: str, data_dir: str, err: Exception) -> KdJaxError:
+  what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+  manual = (" ImageNet needs the manual download: put ILSVRC2012_img_train.tar and "
+            f"ILSVRC2012_img_val.tar in {data_dir}/downloads/manual first."
+            if name.startswith("imagenet") else "")
+  return KdJaxError(
+      f"data set {name!r} is not prepared in {data_dir} and could not be downloaded "
+      f"({type(err).__name__}: {what[:200]}).{manual} Run `tfds build {name} "
+      f"--data_dir={data_dir}` on a machine with network and copy {data_dir}/{name} "
+      f"here, or set --config.data.data_dir to where it is prepared.")
+
+
+def check_available(data_cfg) -> None:
+  """Raises the one-line error that preparing ``config.data`` would raise, in seconds and
+  before anything trains, where a data set is neither prepared nor local and downloads are
+  off or its host cannot be reached (no network)."""
+  data_dir = data_cfg.get("data_dir") or default_data_dir()
+  for name in data_cfg.name.split("+"):
+    builder = _builder(name, data_dir)
+    if builder.is_prepared() or _is_local(builder):
+      continue
+    if not data_cfg.get("download", True):
+      raise _not_prepared(name, _root(builder))
+    err = _unreachable(builder.info.homepage or "")
+    if err is not None:
+      raise _not_downloaded(name, _root(builder), err)
+
+
+def prepare_local(data_cfg) -> None:
+  """Prepares the data sets of ``config.data`` that need no network (embedded, folders)."""
+  data_dir = data_cfg.get("data_dir") or default_data_dir()
+  for name in data_cfg.name.split("+"):
+    builder = _builder(name, data_dir)
+    if _is_local(builder):
+      _prepare(builder, download=True)
+
+
 def _prepare(builder: tfds.core.DatasetBuilder, download: bool) -> None:
-  """Prepares the data set in its data_dir unless it already is; one-line error if it can't."""
+  """Prepares the data set in its data_dir unless it already is; one-line error if it can't.
+  The embedded data sets are prepared quietly, with one line that says so; a download shows
+  TFDS's progress bars on a terminal only."""
   if builder.is_prepared():
     return
-  name, data_dir = builder.name, os.path.dirname(os.path.dirname(builder.data_dir))
-  local = builder.name.startswith("sklearn_digits") or isinstance(builder, _folder.KdJaxImageFolder)
+  name, data_dir = builder.name, _root(builder)
+  local = _is_local(builder)
   if not download and not local:
-    raise KdJaxError(
-        f"data set {name!r} is not prepared in {data_dir} and config.data.download is False: "
-        f"run `tfds build {name} --data_dir={data_dir}` (on a machine with network), "
-        f"or point --config.data.data_dir to a directory that holds it.")
+    raise _not_prepared(name, data_dir)
+  if jax.process_index() > 0:  # Multi-host: one writer; the data_dir must be shared.
+    return
   try:
-    if jax.process_index() == 0:  # Multi-host: one writer; the data_dir must be shared.
+    if local:
+      what = "image folder" if isinstance(builder, _folder.KdJaxImageFolder) else "embedded"
+      print(f"kd_jax: preparing the {what} data set {name} in {data_dir} (once; later runs "
+            f"read it from there)", flush=True)
+      tfds.display_progress_bar(False)
+      with contextlib.redirect_stdout(io.StringIO()):  # TFDS's "Downloading and preparing".
+        builder.download_and_prepare()
+    else:
+      err = _unreachable(builder.info.homepage or "")
+      if err is not None:
+        raise err
+      tfds.display_progress_bar(sys.stderr.isatty())  # No escape sequences in log files.
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   except Exception as err:  # pylint: disable=broad-except
-    what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    manual = (" ImageNet needs the manual download: put ILSVRC2012_img_train.tar and "
-              f"ILSVRC2012_img_val.tar in {data_dir}/downloads/manual first."
-              if name.startswith("imagenet") else "")
-    raise KdJaxError(
-        f"data set {name!r} is not prepared in {data_dir} and could not be downloaded "
-        f"({type(err).__name__}: {what[:200]}).{manual} Run `tfds build {name} "
-        f"--data_dir={data_dir}` on a machine with network and copy {data_dir}/{name} "
-        f"here, or set --config.data.data_dir to where it is prepared.") from None
+    raise _not_downloaded(name, data_dir, err) from None
 
 
 def _index_from_tfds_id(tfds_id: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
@@ -194,9 +277,16 @@ class Dataset:
             train: bool = False) -> tf.data.Dataset:
     read_config = tfds.ReadConfig(add_tfds_id=True, shuffle_seed=seed,
                                   interleave_cycle_length=16 if shuffle_files else 1)
-    ds = self.builder.as_dataset(split=tfds.split_for_jax_process(split),
-                                 shuffle_files=shuffle_files, read_config=read_config,
-                                 decoders=None)
+    shard = tfds.split_for_jax_process(split)
+    if jax.process_count() > 1 and self.builder.info.splits[shard].num_examples == 0:
+      shard_is_empty = True  # More processes than examples: as_dataset refuses an empty
+      shard = split          # shard; this one reads none of the split's examples.
+    else:
+      shard_is_empty = False
+    ds = self.builder.as_dataset(split=shard, shuffle_files=shuffle_files,
+                                 read_config=read_config, decoders=None)
+    if shard_is_empty:
+      ds = ds.take(0)
     base = split.split("[")[0]
     splits = self.builder.info.splits
     shard_lengths = (list(splits[base].shard_lengths) if base in splits else []) or [0]
@@ -343,8 +433,10 @@ def _padded(ds: tf.data.Dataset, local: int, num_steps: int) -> Iterator[dict]:
                for k, v in batch.items()}
     steps += 1
     yield batch
+  padding = {k: np.zeros((local, *spec.shape[1:]), spec.dtype.as_numpy_dtype)
+             for k, spec in ds.element_spec.items()}  # Also where this shard had nothing.
   while steps < num_steps:
-    yield {k: np.zeros((local,) + v.shape[1:], v.dtype) for k, v in batch.items()}
+    yield padding
     steps += 1
 
 
@@ -556,26 +648,43 @@ class DataInfo:
   input_shape: tuple[int, int, int]
   num_classes: int | None
   num_train_examples: int | None  # None: the metadata holds no split sizes (not prepared).
+  num_eval_examples: int | None = None
+  prepared: bool = True  # Every data set of it is prepared in its data_dir.
 
 
 def describe(data_cfg) -> DataInfo:
-  """``config.data``'s input shape, classes and train size without preparing or reading the
-  data (benchmarks on random batches of the real shapes)."""
+  """``config.data``'s input shape, classes, split sizes and whether it is prepared, without
+  preparing or reading the data (benchmarks on random batches of the real shapes, dry runs)."""
   infos = []
+
+  def size(info, name, field, default):
+    given = data_cfg.get(f"num_{field}_examples", -1)
+    split = data_cfg.get(f"{field}_split", default).split("+")[0]
+    base = split.split("[")[0]
+    if given and given > 0:
+      return int(given)
+    if base in info.splits:
+      return info.splits[base].num_examples
+    return KNOWN_SPLIT_SIZES.get(name, {}).get(base) if split == base else None
+
   for name in data_cfg.name.split("+"):
-    info = _builder(name, data_cfg.get("data_dir") or default_data_dir()).info
+    builder = _builder(name, data_cfg.get("data_dir") or default_data_dir())
+    info = builder.info
     image = info.features["image"].shape
-    size = _image_size(data_cfg, name, info.features)
+    image_size = _image_size(data_cfg, name, info.features)
     channels = data_cfg.get("channels") or image[-1] or 3
     classes = tuple(data_cfg.get("classes", ()) or ())
     num_classes = (len(classes) if classes else
                    info.features["label"].num_classes if "label" in info.features else None)
-    base = data_cfg.get("train_split", "train").split("+")[0].split("[")[0]
-    given = data_cfg.get("num_train_examples", -1)
-    n = (int(given) if given and given > 0 else
-         info.splits[base].num_examples if base in info.splits else None)
-    infos.append(DataInfo((int(size), int(size), int(channels)), num_classes, n))
-  known = [i.num_train_examples for i in infos]
+    infos.append(DataInfo((int(image_size), int(image_size), int(channels)), num_classes,
+                          size(info, name, "train", "train"), size(info, name, "eval", "test"),
+                          builder.is_prepared()))
+
+  def total(values):
+    return sum(values) if all(v is not None for v in values) else None
+
   return DataInfo(infos[0].input_shape,
                   sum(i.num_classes or 0 for i in infos) or None,
-                  sum(known) if all(k is not None for k in known) else None)
+                  total([i.num_train_examples for i in infos]),
+                  total([i.num_eval_examples for i in infos]),
+                  all(i.prepared for i in infos))

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import config as config_lib
+from kd_jax.data import pipelines
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import downstream
 from kd_jax.training.loop import train_and_evaluate
@@ -27,6 +28,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   names = list(runs)
   for i, (name, cfg) in enumerate(runs.items()):
     config_lib.validate(cfg, run_names=names[:i])
+  checked = set()
+  for cfg in runs.values():  # A data set that cannot be had fails now, not after a teacher.
+    for data in (cfg.data, cfg.downstream.data):
+      key = (data.name, data.get("data_dir"), data.get("download", True))
+      if data.name and key not in checked:
+        checked.add(key)
+        pipelines.check_available(data)
+  _print(f"kd_jax: results go to {workdir}")
   if jax.process_index() == 0:
     ckpt_lib.check_writable(workdir)  # Before anything compiles.
   t0 = time.time()

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,17 +14,30 @@ from tests.commands import REPO, checkpoint_steps
 
 @pytest.mark.slow
 def test_default_job_prints_table_and_writes_outputs(tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "kd_jax.train", f"--workdir={tmp_path}",
+  """On a fresh TFDS data_dir; the console holds kd_jax's lines only (no library logs, no
+  progress-bar escape sequences), stderr nothing."""
+  data_dir = tmp_path / "tfds"
+  workdir = tmp_path / "w"
+  proc = subprocess.run([sys.executable, "-m", "kd_jax.train", f"--workdir={workdir}",
                          "--config.num_epochs=2"], cwd=REPO, capture_output=True, text=True,
-                        timeout=600)
+                        timeout=600, env={**os.environ, "TFDS_DATA_DIR": str(data_dir)})
   assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stderr == ""
   out = proc.stdout
-  assert "run              model     objectives       test acc %" in out
+  lines = out.splitlines()
+  assert lines[:3] == [
+      f"kd_jax: results go to {workdir}",
+      f"[teacher] training resnet20 in {workdir}/teacher",
+      f"kd_jax: preparing the embedded data set sklearn_digits in {data_dir} (once; later "
+      f"runs read it from there)"]
+  table = next(i for i, l in enumerate(lines) if l.startswith("run "))
+  assert all(re.match(r"\[(teacher|kd_student|scratch_student)\] ", l) for l in lines[3:table])
+  assert "\x1b" not in out and "\r" not in out
   for run in ("teacher", "kd_student", "scratch_student"):
-    assert os.path.exists(tmp_path / run / "results.json")
-    assert glob.glob(str(tmp_path / run / "events.out.tfevents.*"))
-    assert checkpoint_steps(tmp_path / run) == [22, 44]
-  summary = json.load(open(tmp_path / "results.json"))
+    assert os.path.exists(workdir / run / "results.json")
+    assert glob.glob(str(workdir / run / "events.out.tfevents.*"))
+    assert checkpoint_steps(workdir / run) == [22, 44]
+  summary = json.load(open(workdir / "results.json"))
   assert set(summary["runs"]) == {"teacher", "kd_student", "scratch_student"}
   assert summary["runs"]["kd_student"]["objectives"] == {"ce": 0.1, "kd": 0.9}
   assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in summary["runs"].values())

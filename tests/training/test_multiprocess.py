@@ -5,7 +5,14 @@ import socket
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
+
+from kd_jax import config as config_lib
+from kd_jax import models
+from kd_jax.data import pipelines
+from kd_jax.training import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -16,12 +23,11 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_processes_train_and_only_process_zero_writes(tmp_path):
+def _train_on_two_processes(tmp_path, *overrides):
+  """Runs the digits supervised config on two processes; returns their (stdout, stderr)."""
   port = _free_port()
   cmd = [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-         f"--workdir={tmp_path}", "--config.num_epochs=2", "--config.batch_size=32",
-         "--config.data.num_train_examples=128", "--config.log_every_steps=2"]
+         f"--workdir={tmp_path}", *overrides]
   procs, logs = [], []
   for i in range(2):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
@@ -43,8 +49,39 @@ def test_two_processes_train_and_only_process_zero_writes(tmp_path):
           for i in range(2)]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
+  return outs
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_only_process_zero_writes(tmp_path):
+  outs = _train_on_two_processes(tmp_path, "--config.num_epochs=2", "--config.batch_size=32",
+                                 "--config.data.num_train_examples=128",
+                                 "--config.log_every_steps=2")
   assert "8/8 epoch 2/2" in outs[0][0]
   assert "step" not in outs[1][0]  # Process 1 prints no metrics or progress.
   results = json.load(open(tmp_path / "results.json"))
   assert results["steps"] == 8 and 0.0 <= results["test_accuracy"] <= 1.0
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]
+
+
+@pytest.mark.slow
+def test_a_process_whose_eval_shard_is_empty_evaluates_padding_only(tmp_path):
+  """With ``test[:1]`` process 0 reads the one eval example and process 1 none (it steps
+  through a padding-only batch). The two-process evaluation of the trained model equals the
+  one-process evaluation of its checkpoint (which a one-process reader restores)."""
+  _train_on_two_processes(tmp_path, "--config.num_epochs=1", "--config.batch_size=32",
+                          "--config.data.num_train_examples=64", "--config.data.eval_split=test[:1]",
+                          "--config.eval_batch_size=32")
+  results = json.load(open(tmp_path / "results.json"))
+  config = config_lib.from_file(os.path.join(REPO, "configs/digits/supervised.py"))
+  config.data.eval_split = "test[:1]"
+  data = pipelines.create_dataset(config.data, 32, 32)
+  variables, _ = checkpoint.load_model_variables(str(tmp_path))
+  model = models.create(config.model, 10)
+  (batch,) = list(data.eval_batches())
+  logits, _ = model.apply(variables, batch["image"], train=False)
+  assert batch["mask"].tolist() == [1.0] + [0.0] * 31
+  label = int(batch["label"][0])
+  loss = float(-jax.nn.log_softmax(logits[0])[label])
+  assert results["eval"]["accuracy"] == float(int(np.argmax(logits[0])) == label)
+  assert results["eval"]["loss"] == pytest.approx(loss, rel=1e-4)
