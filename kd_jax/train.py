@@ -24,6 +24,10 @@ _CONFIG = define_config(_DEFAULT_CONFIG if os.path.exists(_DEFAULT_CONFIG) else 
                         "Config file (get_config() returning a ConfigDict).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax", "Where checkpoints, TensorBoard "
                                "events and results.json go.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the resolved job (runs, data, teachers, "
+                             "objectives with every hyperparameter, steps, an estimated time "
+                             "from a few measured steps) and exit: nothing is trained or "
+                             "written to the workdir.")
 
 
 def main(argv):
@@ -33,6 +37,10 @@ def main(argv):
   try:
     sharding.maybe_initialize_distributed()
     workdir = os.path.abspath(_WORKDIR.value)
+    if _DRY_RUN.value:
+      from kd_jax.training import dry_run
+      dry_run.describe(config, workdir, print_fn=lambda s: print(s, flush=True))
+      return
     job.run(config, workdir)
   except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
     print(f"kd_jax: {err}", flush=True)

@@ -259,6 +259,15 @@ class _Bench:
     return records
 
 
+def step_seconds(config: ml_collections.ConfigDict, steps: int = 3, warmup: int = 1) -> float:
+  """Seconds per train step of a single run's config (its teachers, random, included), from
+  one window of ``steps`` steps after compilation and ``warmup`` steps."""
+  bench = _Bench(config, config.batch_size, steps, 1, warmup, 1, timing.MAX_SPREAD,
+                 lambda _: None)
+  rec, _ = bench.measure_step("distill_step", "config", bench.parse(config.objectives))
+  return rec["step_ms"] / 1000.0
+
+
 def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
