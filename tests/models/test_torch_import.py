@@ -112,15 +112,20 @@ def test_convert_command_round_trip_as_a_teacher(tmp_path):
       name="sklearn_digits", train_split="train", eval_split="test", image_size=32,
       channels=3)), 40)
   (module, variables), = loop.load_teachers(cfg, data.input_shape, None).values()
-  ours = theirs = total = 0
+  ours = theirs = total = ties = 0
   for batch in data.eval_batches():
     logits, _ = module.apply(variables, jnp.asarray(batch["image"]), train=False)
     with torch.no_grad():
       t_logits, _ = net(torch.from_numpy(batch["image"]).permute(0, 3, 1, 2))
     mask = batch["mask"] > 0
     pred, t_pred = np.asarray(logits).argmax(-1), t_logits.numpy().argmax(-1)
-    np.testing.assert_array_equal(pred[mask], t_pred[mask])
+    # Where PyTorch's two best logits are within rounding of each other, either may win on
+    # another CPU: those examples are not compared.
+    top2 = np.sort(t_logits.numpy(), -1)[:, -2:]
+    clear = mask & (top2[:, 1] - top2[:, 0] > 1e-4 * np.maximum(1.0, np.abs(top2[:, 1])))
+    np.testing.assert_array_equal(pred[clear], t_pred[clear])
+    ties += int((mask & ~clear).sum())
     ours += int((pred[mask] == batch["label"][mask]).sum())
     theirs += int((t_pred[mask] == batch["label"][mask]).sum())
     total += int(mask.sum())
-  assert total == 360 and ours == theirs
+  assert total == 360 and abs(ours - theirs) <= ties

@@ -83,5 +83,7 @@ def test_a_process_whose_eval_shard_is_empty_evaluates_padding_only(tmp_path):
   assert batch["mask"].tolist() == [1.0] + [0.0] * 31
   label = int(batch["label"][0])
   loss = float(-jax.nn.log_softmax(logits[0])[label])
-  assert results["eval"]["accuracy"] == float(int(np.argmax(logits[0])) == label)
+  top2 = np.sort(np.asarray(logits[0]))[-2:]
+  if top2[1] - top2[0] > 1e-4:  # Not a tie that rounding could break either way.
+    assert results["eval"]["accuracy"] == float(int(np.argmax(logits[0])) == label)
   assert results["eval"]["loss"] == pytest.approx(loss, rel=1e-4)
