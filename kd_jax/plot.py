@@ -39,11 +39,18 @@ class Run:
 
 def read_scalars(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Every scalar in the TensorBoard event files directly in ``run_dir`` (not its
-  subfolders). A step written twice (a resumed run) keeps its last value."""
+  subfolders). A step written twice (a resumed run) keeps the value written last (by the
+  events' wall time: file names do not order them, counter 10 sorts before 9)."""
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
-  points: dict[str, dict[int, float]] = {}
-  for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+  points: dict[str, dict[int, tuple[float, float]]] = {}  # tag -> step -> (wall time, value)
+
+  def add(tag, event, value):
+    seen = points.setdefault(tag, {}).get(event.step)
+    if seen is None or event.wall_time >= seen[0]:
+      points[tag][event.step] = (event.wall_time, value)
+
+  for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
     acc = event_accumulator.EventAccumulator(
         path, size_guidance={event_accumulator.TENSORS: 0, event_accumulator.SCALARS: 0})
     acc.Reload()
@@ -52,14 +59,14 @@ def read_scalars(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
       for event in acc.Tensors(tag):
         value = tensor_util.make_ndarray(event.tensor_proto)
         if value.size == 1 and value.dtype.kind in "fiu":
-          points.setdefault(tag, {})[event.step] = float(value.reshape(()))
+          add(tag, event, float(value.reshape(())))
     for tag in tags.get("scalars", []):
       for event in acc.Scalars(tag):
-        points.setdefault(tag, {})[event.step] = float(event.value)
+        add(tag, event, float(event.value))
   out = {}
   for tag, by_step in points.items():
     steps = np.array(sorted(by_step), dtype=np.int64)
-    out[tag] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
+    out[tag] = (steps, np.array([by_step[s][1] for s in steps], dtype=np.float64))
   return out
 
 

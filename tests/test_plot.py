@@ -1,8 +1,10 @@
 """kd_jax.plot: figures from a run's TensorBoard events and results.json."""
+import glob
 import json
 import os
 import subprocess
 import sys
+import time
 
 import matplotlib
 import numpy as np
@@ -45,6 +47,19 @@ def test_a_resumed_run_keeps_the_last_value_of_a_step(tmp_path):
   steps, values = plot.read_scalars(str(tmp_path))["train/loss"]
   np.testing.assert_array_equal(steps, [1, 2, 3])
   np.testing.assert_allclose(values, [3.0, 1.0, 0.5])
+
+
+def test_the_value_written_last_wins_when_file_counters_cross_from_9_to_10(tmp_path):
+  """TensorFlow names event files ``...<pid>.<counter>.v2``: counter 10 sorts before 9."""
+  _write_scalars(str(tmp_path / "first"), [(2, {"train/loss": 2.0})])
+  time.sleep(0.05)
+  _write_scalars(str(tmp_path / "second"), [(2, {"train/loss": 0.5}), (3, {"train/loss": 0.25})])
+  for folder, counter in (("first", 9), ("second", 10)):
+    (path,) = glob.glob(str(tmp_path / folder / "events.out.tfevents.*"))
+    os.rename(path, tmp_path / f"events.out.tfevents.1700000000.host.1.{counter}.v2")
+  steps, values = plot.read_scalars(str(tmp_path))["train/loss"]
+  np.testing.assert_array_equal(steps, [2, 3])
+  np.testing.assert_allclose(values, [0.5, 0.25])
 
 
 def test_load_reads_a_job_in_the_order_of_its_results(tmp_path):
@@ -127,7 +142,8 @@ def _assert_real_png(path, min_size=(600, 300)):
 def test_the_command_writes_one_png_with_every_panel(finished_job, tmp_path):
   out = str(tmp_path / "report.png")
   proc = subprocess.run([sys.executable, "-m", "kd_jax.plot", f"--workdir={finished_job}",
-                         f"--out={out}"], capture_output=True, text=True, check=False)
+                         f"--out={out}"], capture_output=True, text=True, check=False,
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip() == f"kd_jax: wrote {out}"
   _assert_real_png(out, (1000, 600))
@@ -146,7 +162,8 @@ def test_the_command_writes_one_png_per_figure_into_a_folder(finished_job, tmp_p
 
 def test_the_command_says_what_is_missing_in_one_line(tmp_path):
   proc = subprocess.run([sys.executable, "-m", "kd_jax.plot", f"--workdir={tmp_path}",
-                         f"--out={tmp_path}/x.png"], capture_output=True, text=True, check=False)
+                         f"--out={tmp_path}/x.png"], capture_output=True, text=True, check=False,
+                        timeout=300)
   assert proc.returncode == 1
   assert proc.stderr.strip() == f"kd_jax: error: {tmp_path} holds no kd_jax run (no results.json, no events)"
 
