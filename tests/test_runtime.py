@@ -53,7 +53,7 @@ def test_huge_pages_says_whether_malloc_asks_for_them():
   code = "from kd_jax import runtime; print(runtime.huge_pages())"
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
   run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                   text=True, check=True).stdout.strip()
+                                   text=True, check=True, timeout=60).stdout.strip()
   assert run(env) == "False"
   assert run({**env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == "True"
 
@@ -69,7 +69,7 @@ def _run_noisy(tmp_path, **env):
   environ = {k: v for k, v in os.environ.items() if k != runtime.VERBOSE_ENV}
   environ["PYTHONPATH"] = os.pathsep.join([str(tmp_path), environ.get("PYTHONPATH", "")])
   return subprocess.run([sys.executable, "-c", _IMPORT_NOISY], env={**environ, **env},
-                        capture_output=True, text=True, check=True)
+                        capture_output=True, text=True, check=True, timeout=60)
 
 
 def test_what_a_library_writes_to_stderr_while_it_loads_is_kept_out_of_the_console(tmp_path):

@@ -102,7 +102,8 @@ def test_the_readme_command_trains_on_a_folder(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
        f"--config.data.name=folder:{root}", "--config.num_epochs=1", "--config.batch_size=12",
-       f"--workdir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, check=False)
+       f"--workdir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, check=False,
+      timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   assert "done: test accuracy" in proc.stdout
   assert os.path.exists(tmp_path / "run" / "results.json")

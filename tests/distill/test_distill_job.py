@@ -45,15 +45,22 @@ def _final_state(run_dir):
 
 
 @pytest.mark.slow
-def test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends(tmp_path):
+def test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends(tmp_path, capsys):
   """The memory bank and its normalisers are checkpointed: stopping after epoch 1 and
-  resuming gives the uninterrupted run's final parameters, memory and accuracy."""
+  resuming (from step 2, not from scratch) gives the uninterrupted run's final parameters,
+  memory and accuracy."""
   import os
   import numpy as np
   straight = job.run(_crd_config(2), str(tmp_path / "straight"))["runs"]["student"]
   job.run(_crd_config(1), str(tmp_path / "resumed"))
   os.remove(tmp_path / "resumed" / "student" / "results.json")  # As if stopped after epoch 1.
+  capsys.readouterr()
   resumed = job.run(_crd_config(2), str(tmp_path / "resumed"))["runs"]["student"]
+  out = capsys.readouterr().out
+  assert "[teacher] already finished" in out
+  assert (f"[student] resuming from the checkpoint at step 2 (epoch 2, batch 0) in "
+          f"{tmp_path / 'resumed' / 'student' / 'checkpoints'}") in out
+  assert "[student] step 1:" not in out and "[student] step 3:" in out
   assert resumed["steps"] == straight["steps"] == 4
   assert resumed["test_accuracy"] == straight["test_accuracy"]
   (step_a, a), (step_b, b) = _final_state(tmp_path / "straight" / "student"), \

@@ -24,10 +24,10 @@ def small_disk(tmp_path):
   mount = tmp_path / "disk"
   mount.mkdir()
   if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(mount)],
-                    capture_output=True).returncode != 0:
+                    capture_output=True, timeout=60).returncode != 0:
     pytest.skip("cannot mount a tmpfs here (needs root)")
   yield mount
-  subprocess.run(["umount", "-l", str(mount)], check=False)
+  subprocess.run(["umount", "-l", str(mount)], check=False, timeout=60)
 
 
 def test_a_workdir_that_cannot_be_created_is_refused_before_training(tmp_path):

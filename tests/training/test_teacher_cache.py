@@ -67,9 +67,24 @@ def _params(run_dir):
     {"ce": dict(weight=0.1), "kd": dict(weight=0.9)},
     {"ce": dict(weight=1.0), "at": dict(weight=1000.0), "crd": dict(weight=0.8, nce_k=16)},
 ])
-def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objectives_cfg):
+def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objectives_cfg,
+                                                                  capsys, monkeypatch):
   plain = job.run(_config("", objectives_cfg), str(tmp_path / "plain"))["runs"]["student"]
+  assert "teacher outputs cached" not in capsys.readouterr().out
+  attached = []
+  real_attach = teacher_cache.TeacherCache.attach
+
+  def attach(self, batches):  # Counts the batches that carry the teacher's outputs.
+    for batch in real_attach(self, batches):
+      attached.append(sorted(k for k in batch if k.startswith(teacher_cache.batch_key("t", ""))))
+      yield batch
+
+  monkeypatch.setattr(teacher_cache.TeacherCache, "attach", attach)
   cached = job.run(_config("memory", objectives_cfg), str(tmp_path / "cached"))["runs"]["student"]
+  assert "[student] teacher outputs cached for 1437 train examples (t: " in capsys.readouterr().out
+  assert len(attached) == cached["steps"] == 4
+  assert all(keys == sorted(teacher_cache.batch_key("t", o) for o in _needed(objectives_cfg)["t"])
+             for keys in attached)
   assert cached["eval"]["loss"] == pytest.approx(plain["eval"]["loss"], rel=1e-5, abs=1e-6)
   a, b = _params(tmp_path / "plain" / "student"), _params(tmp_path / "cached" / "student")
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
