@@ -36,6 +36,8 @@ def data_config() -> ml_collections.ConfigDict:
   c.channels = 0           # 0: as stored; 3 repeats a 1-channel image.
   c.train_augment = ""     # "": preset; none | cifar | pad_crop | inception.
   c.eval_preprocess = ""   # "": preset; none | center_crop.
+  c.mean = ()              # Per-channel normalisation (one value: every channel); ():
+  c.std = ()               # the data set's preset (digits, CIFAR, ImageNet), else 0.5.
   c.unlabeled = False      # Proxy data: labels dropped, example index kept.
   c.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used
   c.labeled_seed = 0        # (the rest is unlabelled data for the teacher's losses).
@@ -299,6 +301,11 @@ def _check_data(data, where: str) -> None:
     if value not in (None, "") and value not in valid:
       raise KdJaxError(f"{where}.{field} must be one of {', '.join(valid)} (or '' for the data "
                        f"set's preset), got {value!r}")
+  mean, std = tuple(data.get("mean", ()) or ()), tuple(data.get("std", ()) or ())
+  numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std)
+  if len(mean) != len(std) or not numbers or any(v <= 0 for v in std):
+    raise KdJaxError(f"{where}.mean and {where}.std must be set together, as equally long lists "
+                     f"of numbers (std > 0), got {list(mean)} and {list(std)}")
   size = data.get("image_size", -1)
   if size not in (None, -1) and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
     raise KdJaxError(f"{where}.image_size must be an integer >= 1, or -1 for the data set's "

@@ -620,7 +620,8 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
 
   def pick(field, default):
     value = data_cfg.get(field)
-    return default if value in (None, "", -1) else value
+    empty = value in (None, "", -1) or (isinstance(value, (tuple, list)) and not value)
+    return default if empty else value
 
   train_augment = pick("train_augment", preset.get("train_augment", "none"))
   eval_preprocess = pick("eval_preprocess", preset.get("eval_preprocess", "none"))

@@ -32,6 +32,13 @@ def test_digits_train_batch_shapes(digits_ds):
   assert lo <= batch["image"].min() and batch["image"].max() <= hi
 
 
+def test_normalisation_statistics_can_be_set():
+  data = pipelines.create_dataset(_cfg(mean=(0.0,), std=(1.0,)), 32)
+  image = next(iter(data.eval_batches()))["image"]
+  assert (data.mean, data.std) == ((0.0,), (1.0,))
+  assert image.min() == 0.0 and image.max() == 1.0  # Digits' pixels span 0..255.
+
+
 def test_digits_epoch_covers_split_once(digits_ds):
   seen = np.concatenate([b["index"] for b in digits_ds.train_batches(0)])
   assert len(seen) == digits_ds.steps_per_epoch * 32 == 1437 // 32 * 32

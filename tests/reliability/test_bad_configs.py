@@ -51,6 +51,9 @@ CASES = {
     "teacher_source": (lambda c: c.update(teachers={"t": dict(model="resnet8")}),
                        "config.teachers.t: give exactly one of checkpoint=<dir> or run=<earlier "
                        "run name>"),
+    "normalisation": (lambda c: c.data.update(mean=(0.5,)),
+                      "config.data.mean and config.data.std must be set together, as equally long "
+                      "lists of numbers (std > 0), got [0.5] and []"),
     "labeled_fraction": (lambda c: c.data.update(labeled_fraction=1.5),
                          "config.data.labeled_fraction must be a number in (0, 1], got 1.5"),
     "data_classes": (lambda c: c.data.update(classes=(3, 3)),
