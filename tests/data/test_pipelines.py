@@ -62,6 +62,23 @@ def test_resume_mid_epoch_gives_the_remaining_batches(digits_ds):
     np.testing.assert_array_equal(a["image"], b["image"])
 
 
+def test_resume_mid_epoch_gives_the_same_augmented_batches(digits_ds):
+  """Augmentation (pad 1, crop, flip on 8x8 digits) is a function of (seed, epoch, example):
+  a run resumed mid-epoch sees the images the uninterrupted run saw."""
+  augmented = pipelines.create_dataset(_cfg(train_augment="cifar"), 32)
+  full = list(augmented.train_batches(4, seed=0))
+  tail = list(augmented.train_batches(4, start=5, seed=0))
+  assert len(tail) == len(full) - 5
+  for a, b in zip(full[5:], tail):
+    np.testing.assert_array_equal(a["index"], b["index"])
+    np.testing.assert_array_equal(a["image"], b["image"])
+  plain = list(digits_ds.train_batches(4, seed=0))
+  changed = [not np.array_equal(a["image"][i], p["image"][i])
+             for a, p in zip(full, plain) for i in range(32)]
+  assert all(np.array_equal(a["index"], p["index"]) for a, p in zip(full, plain))
+  assert sum(changed) > len(changed) // 2  # Most examples moved or flipped.
+
+
 def test_eval_is_padded_and_masked(digits_ds):
   batches = list(digits_ds.eval_batches())
   assert len(batches) == digits_ds.num_eval_steps() == 12  # ceil(360 / 32)
@@ -138,16 +155,28 @@ def test_cifar100_mock_train_batch():
 
 
 def test_cifar_augmentation_is_crop_of_padded_image():
-  """Every augmented image is a 32x32 window of the zero-padded (40x40) image, maybe flipped."""
+  """Every augmented image is a 32x32 window of the zero-padded (40x40) image, maybe flipped;
+  over 64 seeds the windows and flips vary (torchvision's RandomCrop(32, 4) + flip: 81
+  offsets, half flipped), and the same seed gives the same image."""
   import tensorflow as tf
   from kd_jax.data import augment
   image = tf.reshape(tf.range(32 * 32 * 3) % 251 + 1, (32, 32, 3))
   image = tf.cast(image, tf.uint8)
   padded = np.pad(image.numpy(), ((4, 4), (4, 4), (0, 0)))
-  for i in range(8):
+  windows = {(y, x): padded[y:y + 32, x:x + 32] for y in range(9) for x in range(9)}
+  seen = []
+  for i in range(64):
     out = augment.pad_crop_flip(image, tf.constant([7, i], tf.int64), pad=4, flip=True).numpy()
-    windows = [padded[y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
-    assert any(np.array_equal(out, w) or np.array_equal(out, w[:, ::-1]) for w in windows)
+    found = [(yx, flipped) for yx, w in windows.items() for flipped, v in ((False, w), (True, w[:, ::-1]))
+             if np.array_equal(out, v)]
+    assert len(found) == 1, i
+    seen.append(found[0])
+  offsets = {yx for yx, _ in seen}
+  flips = sum(flipped for _, flipped in seen)
+  assert len(offsets) >= 20 and offsets - {(4, 4)}  # Off-centre windows, many of them.
+  assert 16 <= flips <= 48
+  again = augment.pad_crop_flip(image, tf.constant([7, 0], tf.int64), pad=4, flip=True).numpy()
+  assert np.array_equal(again, windows[seen[0][0]][:, ::-1] if seen[0][1] else windows[seen[0][0]])
 
 
 def test_imagenet_mock_train_and_eval():

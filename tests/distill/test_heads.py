@@ -23,8 +23,9 @@ def _outputs(model, variables, x):
 
 
 def setup(objectives_cfg, student_name="resnet8", teacher_name="resnet14"):
+  # No weight decay: a parameter that changes in a step had a non-zero gradient.
   opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
-      nesterov=False, weight_decay=5e-4, schedule="constant", decay_epochs=(),
+      nesterov=False, weight_decay=0.0, schedule="constant", decay_epochs=(),
       decay_factor=0.1, warmup_epochs=0.0))
   tx = optim.make_optimizer(opt, optim.make_schedule(opt, 4, 1, 16))
   student, t_model = models.create(student_name, 10), models.create(teacher_name, 10)

@@ -91,14 +91,25 @@ def test_loss_decreases_as_student_embeddings_move_toward_the_teacher():
 
 
 def test_gradients_reach_each_embedding_through_its_own_anchor():
+  """z_s is scored against the teacher's memory bank, z_t against the student's: replacing
+  the student's bank changes z_t's gradient only, the teacher's bank z_s's only."""
   n, d = 30, 8
   m = memory_init(jax.random.PRNGKey(13), n, d)
   index = np.arange(4)
   contrast = np.concatenate([index[:, None], np.arange(4, 28).reshape(4, 6)], axis=1)
-  g_s, g_t = jax.jit(jax.grad(lambda s, t: losses.crd(s, t, m, index, contrast)[0], argnums=(0, 1)))(
-      rand_unit(14, (4, d)), rand_unit(15, (4, d)))
+  grad = jax.jit(jax.grad(lambda s, t, m: losses.crd(s, t, m, index, contrast)[0],
+                          argnums=(0, 1)))
+  s, t = rand_unit(14, (4, d)), rand_unit(15, (4, d))
+  g_s, g_t = grad(s, t, m)
   assert float(jnp.abs(g_s).sum()) > 0 and float(jnp.abs(g_t).sum()) > 0
   assert bool(jnp.all(jnp.isfinite(g_s))) and bool(jnp.all(jnp.isfinite(g_t)))
+  other = memory_init(jax.random.PRNGKey(99), n, d)
+  g_s2, g_t2 = grad(s, t, m.replace(student=other.student))
+  np.testing.assert_array_equal(g_s2, g_s)
+  assert float(jnp.abs(g_t2 - g_t).max()) > 1e-3 * float(jnp.abs(g_t).max())
+  g_s3, g_t3 = grad(s, t, m.replace(teacher=other.teacher))
+  np.testing.assert_array_equal(g_t3, g_t)
+  assert float(jnp.abs(g_s3 - g_s).max()) > 1e-3 * float(jnp.abs(g_s).max())
 
 
 def test_crd_embed_outputs_unit_rows_of_the_projection_size():

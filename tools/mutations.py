@@ -1,0 +1,123 @@
+"""Mutation checks: each breaks kd_jax on purpose, in a copy of the working tree, and runs
+the tests that must catch it. A mutation the tests let pass is a test that asserts too
+little. Not part of the suite (minutes each):
+
+  python tools/mutations.py                 # every mutation
+  python tools/mutations.py detached_heads  # some of them
+  python tools/mutations.py --list
+
+Prints ``caught`` (the tests failed, as they must) or ``MISSED`` per mutation; exits 1 if
+any was missed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name: (what it breaks, [(file, old text, new text)], [tests that must fail])
+MUTATIONS = {
+    "detached_heads": (
+        "CC's embedding and VID's regressor get no gradient from their losses",
+        [("kd_jax/distill/objectives.py",
+          "losses.vid(mean, var, t)",
+          "losses.vid(jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var), t)"),
+         ("kd_jax/distill/objectives.py",
+          '"cc": LossSpec(_on_maps(losses.correlation_congruence, feat_dim=None)',
+          '"cc": LossSpec(_on_maps(lambda s, t, **k: losses.correlation_congruence('
+          'jax.lax.stop_gradient(s), t, **k), feat_dim=None)')],
+        ["tests/distill/test_heads.py::test_heads_are_created_from_the_feature_shapes_and_optimised"]),
+    "ignored_checkpoint": (
+        "a run starts over instead of resuming from its checkpoint",
+        [("kd_jax/training/loop.py",
+          "  latest = found[0] if found else None\n",
+          "  found = None\n  latest = None\n")],
+        ["tests/distill/test_distill_job.py::test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends"]),
+    "dropped_objective": (
+        "only the first objective is minimised (the others are logged, not in the total)",
+        [("kd_jax/distill/step.py",
+          "total = sum(o.weight * values[o.name] for o in objectives)",
+          "total = sum(o.weight * values[o.name] for o in objectives[:1])")],
+        ["tests/distill/test_distill_job.py::test_job_trains_a_teacher_then_a_feature_distilled_student",
+         "tests/distill/test_adding_a_method.py::test_a_new_method_trains_through_the_digits_recipe"]),
+    "ignored_cache": (
+        "config.teacher_cache is ignored: the teachers run in every step",
+        [("kd_jax/training/loop.py", "  if config.teacher_cache:\n", "  if False:\n")],
+        ["tests/training/test_teacher_cache.py::test_a_run_from_the_cache_trains_like_a_run_with_the_teacher"]),
+    "identity_augmentation": (
+        "CIFAR's pad-crop-flip returns the image unchanged",
+        [("kd_jax/data/augment.py",
+          '  ``RandomHorizontalFlip``, on a uint8 [H, W, C] image."""\n',
+          '  ``RandomHorizontalFlip``, on a uint8 [H, W, C] image."""\n  return image\n')],
+        ["tests/data/test_pipelines.py::test_cifar_augmentation_is_crop_of_padded_image",
+         "tests/data/test_pipelines.py::test_resume_mid_epoch_gives_the_same_augmented_batches"]),
+    "swapped_routing": (
+        "CRD scores each embedding against its own side's memory bank instead of the other's",
+        [("kd_jax/losses/contrastive.py",
+          "  out_t = jnp.exp(contrast_scores(memory.student, contrast_index, z_t) / temperature)\n"
+          "  out_s = jnp.exp(contrast_scores(memory.teacher, contrast_index, z_s) / temperature)\n",
+          "  out_t = jnp.exp(contrast_scores(memory.teacher, contrast_index, z_t) / temperature)\n"
+          "  out_s = jnp.exp(contrast_scores(memory.student, contrast_index, z_s) / temperature)\n")],
+        ["tests/losses/test_contrastive.py::test_gradients_reach_each_embedding_through_its_own_anchor"]),
+    "misscaled_l2": (
+        "the linear probe minimises mean CE + l2 ||W||^2 instead of the documented l2/2",
+        [("kd_jax/training/probe.py", "0.5 * l2 * jnp.sum", "1.0 * l2 * jnp.sum")],
+        ["tests/training/test_probe.py::test_the_fit_reaches_the_regularised_optimum"]),
+    "event_files_by_name": (
+        "plot.read_scalars lets the event file sorted last by name win (counter 10 before 9)",
+        [("kd_jax/plot.py", "if seen is None or event.wall_time >= seen[0]:", "if True:"),
+         ("kd_jax/plot.py", "for path in glob.glob(os.path.join(run_dir, \"events.out.tfevents.*\")):",
+          "for path in sorted(glob.glob(os.path.join(run_dir, \"events.out.tfevents.*\"))):")],
+        ["tests/test_plot.py::test_the_value_written_last_wins_when_file_counters_cross_from_9_to_10"]),
+}
+
+
+def _copy_tree(dst: str) -> None:
+  ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache")
+  shutil.copytree(REPO, dst, ignore=ignore)
+
+
+def run(name: str) -> bool:
+  """True when the tests caught the mutation."""
+  what, edits, tests = MUTATIONS[name]
+  with tempfile.TemporaryDirectory(prefix=f"kd_jax_mutation_{name}_") as tmp:
+    tree = os.path.join(tmp, "tree")
+    _copy_tree(tree)
+    for path, old, new in edits:
+      full = os.path.join(tree, path)
+      text = open(full).read()
+      if text.count(old) != 1:
+        raise SystemExit(f"{name}: {path} no longer holds the text to mutate: {old!r}")
+      with open(full, "w") as f:
+        f.write(text.replace(old, new))
+    env = {**os.environ, "PYTHONPATH": tree}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           *tests], cwd=tree, env=env, capture_output=True, text=True,
+                          timeout=3600, check=False)
+  caught = proc.returncode == 1  # Tests failed (2-5: errors, interrupted, none collected).
+  last = (proc.stdout.strip().splitlines() or ["?"])[-1]
+  print(f"{'caught' if caught else 'MISSED'}  {name}: {what} ({last})", flush=True)
+  if proc.returncode not in (0, 1):
+    print(proc.stdout[-3000:] + proc.stderr[-3000:], flush=True)
+  return caught
+
+
+def main(argv: list[str]) -> int:
+  if "--list" in argv:
+    for name, (what, _, tests) in MUTATIONS.items():
+      print(f"{name}: {what}; caught by {', '.join(tests)}")
+    return 0
+  names = argv or list(MUTATIONS)
+  unknown = [n for n in names if n not in MUTATIONS]
+  if unknown:
+    raise SystemExit(f"unknown mutation(s) {', '.join(unknown)}; --list lists them")
+  missed = [n for n in names if not run(n)]
+  return 1 if missed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
