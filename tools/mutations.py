@@ -34,8 +34,10 @@ MUTATIONS = {
     "ignored_checkpoint": (
         "a run starts over instead of resuming from its checkpoint",
         [("kd_jax/training/loop.py",
-          "  latest = found[0] if found else None\n",
-          "  found = None\n  latest = None\n")],
+          "  ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)\n",
+          "  for old in (\"checkpoints\", \"best\"):\n"
+          "    __import__(\"shutil\").rmtree(os.path.join(workdir, old), ignore_errors=True)\n"
+          "  ckpts = ckpt_lib.Checkpoints(workdir, config.keep_checkpoints)\n")],
         ["tests/distill/test_distill_job.py::test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends"]),
     "dropped_objective": (
         "only the first objective is minimised (the others are logged, not in the total)",
