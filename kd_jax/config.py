@@ -204,6 +204,15 @@ def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
   return ordered
 
 
+def validated_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """``expand_runs``, each run validated (a run may read the runs before it)."""
+  runs = expand_runs(config)
+  names = list(runs)
+  for i, cfg in enumerate(runs.values()):
+    validate(cfg, run_names=names[:i])
+  return runs
+
+
 def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
   """Checks names, types and ranges of a single run's config; raises a one-line KdJaxError."""
   schema = base_config()

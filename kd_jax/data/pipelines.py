@@ -143,13 +143,17 @@ def _not_downloaded(name: str, data_dir: str, err: Exception) -> KdJaxError:
       f"here, or set --config.data.data_dir to where it is prepared.")
 
 
+def _builders(data_cfg) -> list[tuple[str, tfds.core.DatasetBuilder]]:
+  """``(name, builder)`` of each data set of ``config.data`` (several joined by ``+``)."""
+  data_dir = data_cfg.get("data_dir") or default_data_dir()
+  return [(name, _builder(name, data_dir)) for name in data_cfg.name.split("+")]
+
+
 def check_available(data_cfg) -> None:
   """Raises the one-line error that preparing ``config.data`` would raise, in seconds and
   before anything trains, where a data set is neither prepared nor local and downloads are
   off or its host cannot be reached (no network)."""
-  data_dir = data_cfg.get("data_dir") or default_data_dir()
-  for name in data_cfg.name.split("+"):
-    builder = _builder(name, data_dir)
+  for name, builder in _builders(data_cfg):
     if builder.is_prepared() or _is_local(builder):
       continue
     if not data_cfg.get("download", True):
@@ -161,9 +165,7 @@ def check_available(data_cfg) -> None:
 
 def prepare_local(data_cfg) -> None:
   """Prepares the data sets of ``config.data`` that need no network (embedded, folders)."""
-  data_dir = data_cfg.get("data_dir") or default_data_dir()
-  for name in data_cfg.name.split("+"):
-    builder = _builder(name, data_dir)
+  for _, builder in _builders(data_cfg):
     if _is_local(builder):
       _prepare(builder, download=True)
 
@@ -671,8 +673,7 @@ def describe(data_cfg) -> DataInfo:
       return info.splits[base].num_examples
     return KNOWN_SPLIT_SIZES.get(name, {}).get(base) if split == base else None
 
-  for name in data_cfg.name.split("+"):
-    builder = _builder(name, data_cfg.get("data_dir") or default_data_dir())
+  for name, builder in _builders(data_cfg):
     info = builder.info
     image = info.features["image"].shape
     image_size = _image_size(data_cfg, name, info.features)

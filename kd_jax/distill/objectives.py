@@ -302,6 +302,11 @@ _NOT_YET = ("adain", "teacher_head")
 _NOT_HPARAMS = {"logits", "labels", "mask", "student_logits", "teacher_logits", "f_s", "f_t",
                 "epoch"}
 _FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature")
+
+
+def hparam_names(spec: "LossSpec") -> list[str]:
+  """The hyperparameters of a loss, in the order of its ``hparams_of`` signature."""
+  return [n for n in inspect.signature(spec.hparams_of).parameters if n not in _NOT_HPARAMS]
 _STAGE_FIELDS = ("init_epochs", "init_lr", "main_stage")
 
 
@@ -529,7 +534,7 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
           spec.reads
       features[side] = value if value is not None else default
     stage = _parse_stage(spec, entry, where)
-    allowed = set(inspect.signature(spec.hparams_of).parameters) - _NOT_HPARAMS
+    allowed = set(hparam_names(spec))
     unknown = set(entry) - allowed
     if unknown:
       fields = [f for f in _FIELDS if spec.reads or not f.endswith("_feature")]

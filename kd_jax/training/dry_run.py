@@ -10,7 +10,6 @@ to the workdir (the embedded data sets are prepared in the TFDS data_dir if they
 """
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from typing import Any, Callable
@@ -44,9 +43,7 @@ def objective_lines(obj: objectives_lib.Objective) -> list[str]:
   if spec.reads is not None:
     fields += [f"student_feature={_value(obj.student_feature)}",
                f"teacher_feature={_value(obj.teacher_feature)}"]
-  for name, param in inspect.signature(spec.hparams_of).parameters.items():
-    if name in objectives_lib._NOT_HPARAMS:  # pylint: disable=protected-access
-      continue
+  for name in objectives_lib.hparam_names(spec):
     given = name in obj.hparams
     fields.append(f"{name}={_value(obj.hp(name))}{'' if given else ' (default)'}")
   lines = [f"{obj.name}: " + ", ".join(fields)]
@@ -69,7 +66,7 @@ def _data_line(data: ml_collections.ConfigDict, info: pipelines.DataInfo) -> str
           f"{'x'.join(map(str, info.input_shape))}; {state}")
 
 
-def _teacher_line(name: str, teacher, runs, workdir: str) -> str:
+def _teacher_line(name: str, teacher, workdir: str) -> str:
   teacher = dict(teacher)
   if teacher.get("run"):
     where = f"run {teacher['run']!r} of this job ({os.path.join(workdir, teacher['run'])})"
@@ -86,10 +83,7 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
              print_fn: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
   """Prints the job (see the module docstring); returns ``{run: {steps, step_s, estimate_s}}``
   (``step_s``/``estimate_s`` None where not measured or nothing trains)."""
-  runs = config_lib.expand_runs(config)
-  names = list(runs)
-  for i, (name, cfg) in enumerate(runs.items()):
-    config_lib.validate(cfg, run_names=names[:i])
+  runs = config_lib.validated_runs(config)
   print_fn(f"kd_jax: dry run of {len(runs)} run(s) in {workdir} (nothing is trained or written)")
   measured: dict[str, float] = {}
   out: dict[str, dict[str, Any]] = {}
@@ -112,7 +106,7 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
                f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g} ({cfg.optimizer.schedule})")
       print_fn(f"  data {_data_line(cfg.data, info)}")
       for t_name, teacher in cfg.teachers.items():
-        print_fn(f"  teacher {_teacher_line(t_name, teacher, runs, workdir)}")
+        print_fn(f"  teacher {_teacher_line(t_name, teacher, workdir)}")
       objectives = objectives_lib.parse(cfg.objectives, list(cfg.teachers),
                                         has_labels=not cfg.data.unlabeled,
                                         all_labeled=cfg.data.labeled_fraction >= 1.0)

@@ -24,10 +24,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   Writes ``<workdir>/results.json`` (all runs) and prints a table of test accuracies.
   """
-  runs = config_lib.expand_runs(config)
-  names = list(runs)
-  for i, (name, cfg) in enumerate(runs.items()):
-    config_lib.validate(cfg, run_names=names[:i])
+  runs = config_lib.validated_runs(config)
   checked = set()
   for cfg in runs.values():  # A data set that cannot be had fails now, not after a teacher.
     for data in (cfg.data, cfg.downstream.data):

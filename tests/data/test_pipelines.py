@@ -53,25 +53,26 @@ def test_train_order_is_deterministic_per_epoch(digits_ds):
   assert not np.array_equal(np.concatenate(first), np.concatenate(other))
 
 
-def test_resume_mid_epoch_gives_the_remaining_batches(digits_ds):
-  full = list(digits_ds.train_batches(4, seed=0))
-  tail = list(digits_ds.train_batches(4, start=5, seed=0))
-  assert len(tail) == len(full) - 5
-  for a, b in zip(full[5:], tail):
+def _assert_resume_gives_the_remaining_batches(data, start=5):
+  """Epoch 4 from batch ``start`` is the uninterrupted epoch's tail, images included."""
+  full = list(data.train_batches(4, seed=0))
+  tail = list(data.train_batches(4, start=start, seed=0))
+  assert len(tail) == len(full) - start
+  for a, b in zip(full[start:], tail):
     np.testing.assert_array_equal(a["index"], b["index"])
     np.testing.assert_array_equal(a["image"], b["image"])
+  return full
+
+
+def test_resume_mid_epoch_gives_the_remaining_batches(digits_ds):
+  _assert_resume_gives_the_remaining_batches(digits_ds)
 
 
 def test_resume_mid_epoch_gives_the_same_augmented_batches(digits_ds):
   """Augmentation (pad 1, crop, flip on 8x8 digits) is a function of (seed, epoch, example):
   a run resumed mid-epoch sees the images the uninterrupted run saw."""
   augmented = pipelines.create_dataset(_cfg(train_augment="cifar"), 32)
-  full = list(augmented.train_batches(4, seed=0))
-  tail = list(augmented.train_batches(4, start=5, seed=0))
-  assert len(tail) == len(full) - 5
-  for a, b in zip(full[5:], tail):
-    np.testing.assert_array_equal(a["index"], b["index"])
-    np.testing.assert_array_equal(a["image"], b["image"])
+  full = _assert_resume_gives_the_remaining_batches(augmented)
   plain = list(digits_ds.train_batches(4, seed=0))
   changed = [not np.array_equal(a["image"][i], p["image"][i])
              for a, p in zip(full, plain) for i in range(32)]
