@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import sys
 
 import jax
@@ -31,12 +30,6 @@ def checkpoint_steps(workdir, folder: str = "checkpoints") -> list[int]:
 def partial_checkpoints(workdir, folder: str = "checkpoints") -> list[str]:
   """Names of the checkpoints orbax had not finalised (``<step>.orbax-checkpoint-tmp*``)."""
   return sorted(os.path.basename(p) for p in glob.glob(f"{workdir}/{folder}/*tmp*"))
-
-
-def last_logged_step(text: str) -> int:
-  """The highest ``step N:`` line in a train command's output (0 before the first)."""
-  steps = [int(s) for s in re.findall(r"^step (\d+):", text, re.M)]
-  return max(steps) if steps else 0
 
 
 def assert_same_final_params(workdir_a, workdir_b) -> None:

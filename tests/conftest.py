@@ -9,6 +9,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # stderr that no log level silences: every machine then checks that commands stay quiet.
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
 
+# On a GPU or TPU float32 matmuls default to fewer-bit passes (TF32, bfloat16) and some GPU
+# reductions are not deterministic; the tests check float32 numbers and bit-identical resumes.
+# (On the CPU neither changes a result.)
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = " ".join(
+      f for f in (os.environ.get("XLA_FLAGS", ""), "--xla_gpu_deterministic_ops=true") if f)
+
 import pytest  # noqa: E402
 
 

@@ -31,6 +31,40 @@ MUTATIONS = {
           '"cc": LossSpec(_on_maps(lambda s, t, **k: losses.correlation_congruence('
           'jax.lax.stop_gradient(s), t, **k), feat_dim=None)')],
         ["tests/distill/test_heads.py::test_heads_are_created_from_the_feature_shapes_and_optimised"]),
+    "detached_stage": (
+        "FT's initialisation stage gives the paraphraser no gradient (weight decay alone moves it)",
+        [("kd_jax/distill/objectives.py",
+          "return losses.paraphraser_reconstruction(ctx.s_maps[0], ctx.t_maps[0])",
+          "return losses.paraphraser_reconstruction(jax.lax.stop_gradient(ctx.s_maps[0]), "
+          "ctx.t_maps[0])")],
+        ["tests/distill/test_stages.py::test_ft_stage_trains_only_the_paraphraser"]),
+    "detached_common_space": (
+        "CFL's MMD term gives the student's alignment layer no gradient",
+        [("kd_jax/losses/amalgamation.py",
+          "mmd = sum(mmd2(*match_spatial(h_s, h), sigmas) for h in h_t)",
+          "mmd = sum(mmd2(*match_spatial(jax.lax.stop_gradient(h_s), h), sigmas) for h in h_t)")],
+        ["tests/distill/test_multi_teacher.py::test_a_step_with_cfl_over_three_teachers_trains_the_common_space"]),
+    "adapter_off_route": (
+        "AMA's stage also trains the adaptive module through an L2 pull, not only through the "
+        "teacher's classifier",
+        [("kd_jax/distill/objectives.py", 'bias, obj.hp("stage_l2"), mask=', "bias, 1.0, mask=")],
+        ["tests/distill/test_ama.py::test_the_stage_trains_the_adapter_and_lift_only_through_the_teachers_classifier"]),
+    "hint_repelled": (
+        "AMA's main stage pushes the student away from the hint (the loss's sign flipped)",
+        [("kd_jax/distill/objectives.py", "  return losses.fitnet(ctx.s_maps[0], ctx.t_maps[0])",
+          "  return -losses.fitnet(ctx.s_maps[0], ctx.t_maps[0])")],
+        ["tests/distill/test_ama.py::test_the_main_stage_moves_the_student_towards_the_frozen_hint"]),
+    "random_teacher": (
+        "a student is distilled from a freshly initialised teacher, not the trained teacher run",
+        [("kd_jax/training/loop.py", "    out[name] = (module, variables)",
+          "    out[name] = (module, module.init(jax.random.PRNGKey(0), "
+          "jnp.zeros((1, *input_shape)), train=False))")],
+        ["tests/distill/test_distill_job.py::test_job_trains_a_teacher_then_a_feature_distilled_student"]),
+    "stale_readme": (
+        "the README shows a flag the command does not have and a config that is not there",
+        [("README.md", "--workdir=/tmp/scarce", "--work_dir=/tmp/scarce"),
+         ("README.md", "`cifar100/fitnet.py`", "`cifar100/fitnets.py`")],
+        ["tests/test_readme.py"]),
     "ignored_checkpoint": (
         "a run starts over instead of resuming from its checkpoint",
         [("kd_jax/training/loop.py",

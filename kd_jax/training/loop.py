@@ -25,7 +25,7 @@ from kd_jax.distill.step import make_eval_step, make_train_step
 from kd_jax.errors import KdJaxError, Preempted, TrainingDiverged  # noqa: F401 (re-exported)
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
-from kd_jax.training import optim, sharding, stages, teacher_cache
+from kd_jax.training import faults, optim, sharding, stages, teacher_cache
 from kd_jax.training.preemption import Preemption
 
 
@@ -268,6 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           state, m = train_step(state, batch, step_rng)
           acc_metrics = m if acc_metrics is None else acc_metrics.merge(m)
           step += 1
+          faults.at("step", step)
           progress.tick(step)
           end_of_epoch = step % spe == 0
           if step % config.log_every_steps == 0 or end_of_epoch:
@@ -287,6 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           if saved:
             check_finite(None)
             save_checkpoint()
+            faults.at("save", step)
           if preemption.reached(step, ckpts.latest):
             check_finite(None)
             if not saved:

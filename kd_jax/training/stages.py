@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import ml_collections
+import optax
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -22,7 +23,7 @@ from kd_jax.distill.step import make_stage_step
 from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.losses.stages import INIT_STAGES, InitStage
 from kd_jax.training import checkpoint as ckpt_lib
-from kd_jax.training import optim, sharding
+from kd_jax.training import faults, optim, sharding
 from kd_jax.training.preemption import Preemption
 
 _STAGE_ITEMS = ("step", "params", "opt_state", "bad_step", "aux_state")
@@ -73,6 +74,15 @@ def stage_learning_rate(objective: Objective, stage: InitStage, config) -> float
   return optim.learning_rate(opt, config.batch_size)
 
 
+def stage_optimizer(obj: Objective, opt_cfg, lr: float) -> optax.GradientTransformation:
+  """An initialisation stage's optimiser, as the references train their stages: SGD at the
+  constant ``lr`` with the main optimiser's momentum and weight decay (no Nesterov), only
+  the stage's parameters trained."""
+  sgd = ml_collections.ConfigDict(dict(name="sgd", momentum=opt_cfg.momentum, nesterov=False,
+                                       weight_decay=opt_cfg.weight_decay))
+  return optim.make_optimizer(sgd, lr, trainable=lambda p: stage_trainable(obj, p))
+
+
 def run_init_stages(state: TrainState, objectives: Sequence[Objective], student, teachers,
                     data, config, workdir: str, mesh, writer, log: Callable[[str], None],
                     tag: str = "", preemption: Preemption | None = None) -> TrainState:
@@ -85,10 +95,7 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
     stage = INIT_STAGES[obj.spec.stage]
     lr = stage_learning_rate(obj, stage, config)
-    opt_cfg = ml_collections.ConfigDict(dict(
-        name="sgd", momentum=config.optimizer.momentum, nesterov=False,
-        weight_decay=config.optimizer.weight_decay))
-    tx = optim.make_optimizer(opt_cfg, lr, trainable=lambda p, obj=obj: stage_trainable(obj, p))
+    tx = stage_optimizer(obj, config.optimizer, lr)
     step_fn = jax.jit(make_stage_step(student, teachers, obj, tx),
                       in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl),
                       donate_argnums=(0,))
@@ -138,6 +145,7 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
         stage_state, m = step_fn(stage_state, batch, rng)
         acc = m if acc is None else acc.merge(m)
         step += 1
+        faults.at("stage", step)
         if preemption is not None and preemption.reached(step, mngr):
           _check_finite(stage_state, obj, lr, tag)
           _save(mngr, step, items(stage_state))

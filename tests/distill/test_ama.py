@@ -5,10 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import losses
-from kd_jax.distill import objectives
+from kd_jax import losses, models
 from kd_jax.distill.step import make_train_step
-from kd_jax.training import optim, stages
+from tests import builders
 from tests.distill.test_stages import SGD, _changed, _setup, _stage_step
 
 AMA = {"ce": {}, "ama": {"weight": 100.0}}
@@ -38,6 +37,13 @@ def test_the_hint_has_the_students_last_stage_shape_from_the_teachers_map_before
   assert params["lift"]["TorchConv_0"]["Conv_0"]["kernel"].shape == (1, 1, 64, 64)
 
 
+def _zero_classifier(variables):
+  params = dict(variables["params"])
+  name = next(k for k in params if models.is_classifier(k))
+  params[name] = jax.tree.map(jnp.zeros_like, params[name])
+  return {**variables, "params": params}
+
+
 def test_the_stage_trains_the_adapter_and_lift_only_through_the_teachers_classifier():
   old, new, loss = _stage_step(AMA, "ama")
   assert np.isfinite(loss) and loss > 0
@@ -46,25 +52,40 @@ def test_the_stage_trains_the_adapter_and_lift_only_through_the_teachers_classif
   assert not any(_changed(old.params["student"], new.params["student"]).values())
   assert not any(_changed(old.batch_stats, new.batch_stats).values())
   assert not any(_changed(old.teachers, new.teachers).values())
+  # The classifier is the only route: with it zeroed every logit is 0, the loss is log(10)
+  # whatever the adapter does, and no stage parameter gets a gradient (no weight decay).
+  old, new, loss = _stage_step(AMA, "ama", edit_teacher=_zero_classifier)
+  assert float(loss) == pytest.approx(np.log(10), rel=1e-6)
+  assert not any(_changed(old.params["aux"]["ama"], new.params["aux"]["ama"]).values())
+
+
+def _hint_distance(state, student, batch):
+  """FitNet's mean squared error (numpy, float64) between the student's last-stage map
+  (training mode, as in the step) and the eval-mode adapter's map of the teacher's map
+  before its last stage."""
+  (_, s_feats), _ = student.apply(
+      {"params": state.params["student"], "batch_stats": state.batch_stats}, batch["image"],
+      train=True, mutable=["batch_stats"])
+  aux, aux_state = state.params["aux"]["ama"], state.aux_state["ama"]["batch_stats"]
+  _, t_feats = models.create("resnet14", 10).apply(state.teachers["t"], batch["image"],
+                                                   train=False)
+  s = s_feats["stage3"]  # resnet8's last stage: [16, 2, 2, 64].
+  hint = losses.AdaptiveModule(64, (2, 2)).apply(
+      {"params": aux["adapter"], "batch_stats": aux_state["adapter"]}, t_feats["stage2"],
+      train=False)
+  assert s.shape == hint.shape == (16, 2, 2, 64)
+  return np.mean(np.square(np.asarray(s, np.float64) - np.asarray(hint, np.float64)))
 
 
 def test_the_main_stage_moves_the_student_towards_the_frozen_hint():
-  student, teachers, objs, state, batch = _setup(AMA)
-  tx = optim.make_optimizer(SGD, 0.05,
-                            trainable=lambda p: stages.main_stage_trainable(objs, p))
-  state = state.replace(opt_state=tx.init(state.params))
-  step = jax.jit(make_train_step(student, teachers, objs, tx, True))
+  student, teachers, objs, state, batch = _setup({"ama": {"weight": 1.0}})
+  step = jax.jit(make_train_step(student, teachers, objs, builders.optimizer(SGD, objs), True))
   new, metrics = step(state, batch, jax.random.PRNGKey(0))
   assert not any(_changed(state.params["aux"]["ama"], new.params["aux"]["ama"]).values())
   assert not any(_changed(state.aux_state["ama"], new.aux_state["ama"]).values())
-  assert all(_changed(state.params["student"], new.params["student"]).values())
-  # The reported loss is FitNet's mean squared error to the hint of the eval-mode adapter.
-  ama = next(o for o in objs if o.name == "ama")
-  s_out = objectives.Outputs(*student.apply(
-      {"params": state.params["student"], "batch_stats": state.batch_stats}, batch["image"],
-      train=True, mutable=["batch_stats"])[0])
-  t_model = teachers["t"]
-  t_out = {"t": objectives.Outputs(*t_model.apply(state.teachers["t"], batch["image"]))}
-  want, _ = ama(s_out, t_out, batch, None, None, state.params["aux"]["ama"],
-                state.aux_state["ama"])
-  assert float(metrics.compute()["loss_ama"]) == pytest.approx(float(want), rel=1e-4)
+  # The hint loss reaches every layer up to the last stage, not the classifier.
+  moved = _changed(state.params["student"], new.params["student"])
+  assert moved.pop("fc") is False and all(moved.values()), moved
+  before, after = _hint_distance(state, student, batch), _hint_distance(new, student, batch)
+  assert float(metrics.compute()["loss_ama"]) == pytest.approx(before, rel=1e-5)
+  assert after < before

@@ -9,7 +9,17 @@ from tests.training.conftest import make_tiny_config
 
 
 @pytest.mark.slow
-def test_job_trains_a_teacher_then_a_feature_distilled_student(tmp_path):
+def test_job_trains_a_teacher_then_a_feature_distilled_student(tmp_path, monkeypatch):
+  from kd_jax.training import checkpoint, loop
+  teachers = []  # Of each run's initial train state (copied: the steps donate the state).
+  create = loop.create_train_state
+
+  def recording(*args, **kwargs):
+    state = create(*args, **kwargs)
+    teachers.append(jax.device_get(state.teachers))
+    return state
+
+  monkeypatch.setattr(loop, "create_train_state", recording)
   cfg = make_tiny_config()
   cfg.runs = {
       "teacher": dict(model="resnet14"),
@@ -32,6 +42,15 @@ def test_job_trains_a_teacher_then_a_feature_distilled_student(tmp_path):
     assert list(steps) == [1, 2, 3, 4] and np.all(np.isfinite(values)) and np.all(values > 0), name
     total += weight * values
   np.testing.assert_allclose(scalars["train/loss"][1], total, rtol=1e-5)
+  # The student was distilled from the trained teacher: its step read the teacher run's
+  # final variables, leaf for leaf.
+  assert [sorted(t) for t in teachers] == [[], ["t"]]
+  trained, meta = checkpoint.load_model_variables(str(tmp_path / "teacher"))
+  assert meta["step"] == 4
+  used = teachers[1]["t"]
+  assert jax.tree.structure(used) == jax.tree.structure(trained)
+  for a, b in zip(jax.tree.leaves(used), jax.tree.leaves(trained)):
+    np.testing.assert_array_equal(a, b)
 
 
 def _crd_config(num_epochs):

@@ -2,18 +2,16 @@
 over a list of teachers (amalgamation), per-task evaluation, and one pass per teacher."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from kd_jax import models
 from kd_jax.distill import objectives, student as student_lib
 from kd_jax.distill.objectives import Outputs
-from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import eval_metrics_class, make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.training import checkpoint as ckpt_lib
-from kd_jax.training import optim
+from tests import builders
 
 X = jnp.zeros((2, 8, 8, 1))
 # Three teachers of three architectures and label spaces.
@@ -108,21 +106,12 @@ def test_task_accuracy_restricts_examples_and_logits_to_the_tasks_classes():
 
 
 def _step(objectives_cfg, heads):
-  opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
-      nesterov=False, weight_decay=5e-4, schedule="constant", decay_epochs=(),
-      decay_factor=0.1, warmup_epochs=0.0))
-  tx = optim.make_optimizer(opt, optim.make_schedule(opt, 4, 1, 16))
   mods, tvars = _teachers()
   student = _student(heads)
-  sv = student.init(jax.random.PRNGKey(0), X)
   objs = objectives.parse(objectives_cfg, list(TEACHERS), False)
-  t_outs = {n: Outputs(*m.apply(tvars[n], X)) for n, m in mods.items()}
-  s_out = Outputs(*student.apply(sv, X))
-  aux_params, aux_state = objectives.init_aux(objs, s_out, t_outs, jax.random.PRNGKey(3), 16)
-  params = {"student": sv["params"], "aux": aux_params}
-  state = TrainState(step=jnp.array(0), params=params, batch_stats=sv["batch_stats"],
-                     opt_state=tx.init(params), bad_step=jnp.array(-1), teachers=tvars,
-                     aux_state=aux_state)
+  tx = builders.optimizer(builders.sgd(0.05), objs)
+  state = builders.train_state(student, objs, tx,
+                               teachers={n: (m, tvars[n]) for n, m in mods.items()})
   step = make_train_step(student, mods, objs, tx, False)
   batch = {"image": np.random.RandomState(0).randn(16, 8, 8, 1).astype(np.float32),
            "index": np.arange(16, dtype=np.int32)}

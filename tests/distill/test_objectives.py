@@ -1,17 +1,15 @@
 """Objectives as data: feature selection, parsing, and every wired loss through the one step."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from kd_jax import models
 from kd_jax.distill import objectives
 from kd_jax.distill.objectives import Outputs
-from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
-from kd_jax.training import optim
+from tests import builders
 
 FEATURES = {"stem": 0, "stage1": 1, "stage2": 2, "stage3": 3, "preact/stage1": 11,
             "preact/stage2": 12, "preact/stage3": 13, "pooled": 4}
@@ -69,20 +67,15 @@ def test_logit_losses_take_no_feature_fields():
 
 
 def _setup(objectives_cfg, teacher=True):
-  opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
-      nesterov=False, weight_decay=5e-4, schedule="constant", decay_epochs=(),
-      decay_factor=0.1, warmup_epochs=0.0))
-  tx = optim.make_optimizer(opt, optim.make_schedule(opt, 4, 1, 16))
   student, t_model = models.create("resnet8", 10), models.create("resnet14", 10)
-  x = jnp.zeros((1, 8, 8, 1))
-  sv, tv = student.init(jax.random.PRNGKey(0), x), t_model.init(jax.random.PRNGKey(1), x)
+  tv = t_model.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)))
   objs = objectives.parse(objectives_cfg, ["t"] if teacher else [], True)
   teachers = {"t": t_model} if teacher else {}
+  tx = builders.optimizer(builders.sgd(0.05), objs)
   step = make_train_step(student, teachers, objs, tx, True, steps_per_epoch=4)
-  params = {"student": sv["params"], "aux": {}}
-  state = TrainState(step=jnp.array(0), params=params, batch_stats=sv["batch_stats"],
-                     opt_state=tx.init(params), bad_step=jnp.array(-1),
-                     teachers={"t": tv} if teacher else {})
+  state = builders.train_state(student, objs, tx,
+                               teachers={"t": (t_model, tv)} if teacher else {})
+  sv = {"params": state.params["student"], "batch_stats": state.batch_stats}
   rng = np.random.RandomState(0)
   batch = {"image": rng.randn(16, 8, 8, 1).astype(np.float32),
            "label": rng.randint(0, 10, 16).astype(np.int32)}

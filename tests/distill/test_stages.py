@@ -7,38 +7,32 @@ import pytest
 
 from kd_jax import models
 from kd_jax.distill import objectives
-from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_stage_step, make_train_step
 from kd_jax.errors import KdJaxError
-from kd_jax.training import optim, stages
+from kd_jax.training import stages
+from tests import builders
 
-SGD = ml_collections.ConfigDict(dict(name="sgd", lr=0.05, lr_reference_batch=0, momentum=0.9,
-                                     nesterov=False, weight_decay=5e-4, schedule="constant",
-                                     decay_epochs=(), decay_factor=0.1, warmup_epochs=0.0))
+# No weight decay: a parameter that a step changes had a non-zero gradient.
+SGD = builders.sgd(0.05)
 
 
-def _setup(objectives_cfg, teacher="resnet14"):
+def _setup(objectives_cfg, teacher="resnet14", edit_teacher=lambda variables: variables):
   """resnet8 student; the teacher's stages are 16/32/64 (resnet14) or 64/128/256 (resnet8x4)
   channels wide; 8x8x1 inputs."""
   student, t_model = models.create("resnet8", 10), models.create(teacher, 10)
   x = jnp.asarray(np.random.RandomState(0).randn(16, 8, 8, 1), jnp.float32)
-  sv, tv = student.init(jax.random.PRNGKey(0), x[:2]), t_model.init(jax.random.PRNGKey(1), x[:2])
+  tv = edit_teacher(t_model.init(jax.random.PRNGKey(1), x[:2]))
   objs = objectives.parse(objectives_cfg, ["t"], True)
-  s_out = objectives.Outputs(*student.apply(sv, x[:2], train=False))
-  t_out = {"t": objectives.Outputs(*t_model.apply(tv, x[:2], train=False))}
-  aux_params, aux_state = objectives.init_aux(objs, s_out, t_out, jax.random.PRNGKey(2), 16)
-  params = {"student": sv["params"], "aux": aux_params}
-  state = TrainState(step=jnp.array(0), params=params, batch_stats=sv["batch_stats"],
-                     opt_state=None, bad_step=jnp.array(-1), teachers={"t": tv},
-                     aux_state=aux_state)
+  state = builders.train_state(student, objs, builders.optimizer(SGD, objs),
+                               teachers={"t": (t_model, tv)})
   batch = {"image": x, "label": jnp.arange(16) % 10, "index": jnp.arange(16)}
   return student, {"t": t_model}, objs, state, batch
 
 
-def _stage_step(objectives_cfg, name, teacher="resnet14"):
-  student, teachers, objs, state, batch = _setup(objectives_cfg, teacher)
+def _stage_step(objectives_cfg, name, teacher="resnet14", **setup):
+  student, teachers, objs, state, batch = _setup(objectives_cfg, teacher, **setup)
   obj = next(o for o in objs if o.name == name)
-  tx = optim.make_optimizer(SGD, 0.05, trainable=lambda p: stages.stage_trainable(obj, p))
+  tx = stages.stage_optimizer(obj, SGD, 0.05)
   state = state.replace(opt_state=tx.init(state.params))
   new, metrics = jax.jit(make_stage_step(student, teachers, obj, tx))(
       state, batch, jax.random.PRNGKey(0))
@@ -81,9 +75,7 @@ def test_fsp_stage_trains_student_features_but_not_the_classifier():
 
 def _main_step(objectives_cfg, teacher="resnet14"):
   student, teachers, objs, state, batch = _setup(objectives_cfg, teacher)
-  tx = optim.make_optimizer(SGD, 0.05,
-                            trainable=lambda p: stages.main_stage_trainable(objs, p))
-  state = state.replace(opt_state=tx.init(state.params))
+  tx = builders.optimizer(SGD, objs)
   new, metrics = jax.jit(make_train_step(student, teachers, objs, tx, True))(
       state, batch, jax.random.PRNGKey(0))
   return state, new, metrics.compute()

@@ -9,23 +9,22 @@ import pytest
 from tests.commands import REPO, train_command
 
 
-
-def _train(workdir, *extra, wait=True):
-  cmd = train_command(workdir, *extra)
-  if not wait:
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+def _train(workdir, *extra):
+  return subprocess.run(train_command(workdir, *extra), cwd=REPO, capture_output=True,
+                        text=True, timeout=600)
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-  """A 6 MB tmpfs (mounting needs root, as on CI; elsewhere the test is skipped)."""
+  """A 6 MB tmpfs. Mounting needs root (CI runs as root): skipped, with that reason, for
+  other users; a failed mount as root is a failure, not a skip."""
+  if os.geteuid() != 0:
+    pytest.skip(f"mounting a 6 MB tmpfs needs root (running as uid {os.geteuid()})")
   mount = tmp_path / "disk"
   mount.mkdir()
-  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(mount)],
-                    capture_output=True, timeout=60).returncode != 0:
-    pytest.skip("cannot mount a tmpfs here (needs root)")
+  proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(mount)],
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, f"mount -t tmpfs failed as root: {proc.stderr.strip()}"
   yield mount
   subprocess.run(["umount", "-l", str(mount)], check=False, timeout=60)
 
@@ -53,22 +52,34 @@ def test_too_little_free_space_is_refused_at_start_up(small_disk):
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_up_stops_the_run_at_the_next_save(small_disk):
+def test_a_disk_that_fills_up_stops_the_run_at_the_next_save(small_disk, tmp_path):
   run = small_disk / "run"
-  proc = _train(run, "--config.num_epochs=20", "--config.checkpoint_every_steps=5", wait=False)
-  deadline = time.time() + 300
-  while time.time() < deadline and not os.path.exists(run / "checkpoints" / "5"):
-    time.sleep(0.05)
-  with open(small_disk / "filler", "wb", buffering=0) as f:  # Fill what is left.
-    try:
-      while True:
-        f.write(b"\0" * 4096)
-    except OSError:
-      pass
-  out, err = proc.communicate(timeout=300)
-  assert proc.returncode == 1, out[-1000:]
+  # The child's output goes to files (off the small disk): a pipe nobody reads would block it.
+  out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+  with open(out_path, "w") as out, open(err_path, "w") as err:
+    proc = subprocess.Popen(train_command(run, "--config.num_epochs=20",
+                                          "--config.checkpoint_every_steps=5"),
+                            cwd=REPO, stdout=out, stderr=err, text=True)
+  try:
+    deadline = time.time() + 300
+    while (time.time() < deadline and proc.poll() is None
+           and not os.path.exists(run / "checkpoints" / "5")):
+      time.sleep(0.05)
+    assert os.path.exists(run / "checkpoints" / "5"), err_path.read_text()[-2000:]
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # Fill what is left.
+      try:
+        while True:
+          f.write(b"\0" * 4096)
+      except OSError:
+        pass
+    proc.wait(timeout=300)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait(timeout=60)
+  assert proc.returncode == 1, out_path.read_text()[-1000:]
   # (orbax's writer thread also logs the failed write with its traceback)
-  line = next(l for l in err.splitlines() if l.startswith("kd_jax: error:"))
+  line = next(l for l in err_path.read_text().splitlines() if l.startswith("kd_jax: error:"))
   assert line.startswith(f"kd_jax: error: cannot write a checkpoint in {run}/checkpoints (")
   assert line.endswith("MB free there): free space or use another --workdir; the run resumes "
                        "from its last complete checkpoint")

@@ -13,10 +13,10 @@ import pytest
 
 from kd_jax import models
 from kd_jax.distill import objectives as objectives_lib
-from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_train_step
 from kd_jax.training import checkpoint
 
+from tests import builders
 from tests.commands import REPO, train_command
 
 
@@ -46,14 +46,9 @@ def test_an_absurd_learning_rate_stops_with_one_line_and_keeps_the_last_good_che
 
 def _state_and_step(skip):
   model = models.create("resnet8", 10)
-  x = jnp.zeros((4, 8, 8, 1))
-  variables = model.init(jax.random.PRNGKey(0), x, train=False)
   tx = optax.sgd(0.1)
-  params = {"student": variables["params"], "aux": {}}
-  state = TrainState(step=jnp.array(0), params=params, batch_stats=variables["batch_stats"],
-                     opt_state=tx.init(params), bad_step=jnp.array(-1, jnp.int32),
-                     aux_state={}, teachers={})
   objs = objectives_lib.parse({"ce": dict(weight=1.0)}, [], has_labels=True)
+  state = builders.train_state(model, objs, tx)
   return state, jax.jit(make_train_step(model, {}, objs, tx, True, skip_nonfinite=skip))
 
 

@@ -1,19 +1,16 @@
 """Preemption for real: a training process gets SIGTERM mid-epoch (of the main stage, or of an
-initialisation stage), writes a checkpoint at the step it reached, exits 0; the same command
-resumes and ends bit-identical to a run never interrupted (CPU)."""
+initialisation stage; sent from inside the run after a chosen step, ``KD_JAX_FAULT``), writes
+a checkpoint at that step, exits 0; the same command resumes and ends bit-identical to a run
+never interrupted (CPU)."""
 import os
 import re
 import shutil
-import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.commands import (REPO, assert_same_final_params, checkpoint_steps, last_logged_step,
-                            train_command)
+from tests.commands import REPO, assert_same_final_params, checkpoint_steps, train_command
 
-TOTAL = 66  # 3 epochs x 22 steps
 
 
 def _cmd(workdir):
@@ -22,16 +19,13 @@ def _cmd(workdir):
                        "--config.checkpoint_every_steps=1000")
 
 
-def _sigterm_when(cmd, log_path, ready):
-  """Runs ``cmd``, sends SIGTERM once ``ready(output so far)``; returns (exit code, output)."""
+def _preempted(cmd, log_path, fault):
+  """Runs ``cmd`` with ``KD_JAX_FAULT=fault`` (a SIGTERM from inside the run at a chosen
+  step); returns (exit code, output)."""
   with open(log_path, "w") as log:
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not ready(log_path.read_text()):
-      time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=120)
-  return code, log_path.read_text()
+    proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=600,
+                          env={**os.environ, "KD_JAX_FAULT": fault}, check=False)
+  return proc.returncode, log_path.read_text()
 
 
 @pytest.mark.slow
@@ -40,19 +34,15 @@ def test_sigterm_checkpoints_exits_zero_and_the_same_command_resumes_bit_identic
   subprocess.run(_cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
 
   run = tmp_path / "preempted"
-  code, out = _sigterm_when(_cmd(run), tmp_path / "out.txt", lambda out: last_logged_step(out) >= 30)
+  code, out = _preempted(_cmd(run), tmp_path / "out.txt", "SIGTERM@step:31")  # Mid-epoch 2.
   assert code == 0, out[-2000:]
-  match = re.search(r"kd_jax: preempted at step (\d+)/66: checkpoint saved in (\S+)/(\d+); "
-                    r"run the same command to resume", out)
-  assert match, out[-2000:]
-  stopped = int(match.group(1))
-  assert 30 <= stopped < TOTAL and stopped % 22 != 0  # Mid-epoch.
-  assert checkpoint_steps(run) == [stopped] and not os.path.exists(run / "results.json")
+  assert f"kd_jax: preempted at step 31/66: checkpoint saved in {run}/checkpoints/31; run the " \
+         f"same command to resume" in out, out[-2000:]
+  assert checkpoint_steps(run) == [31] and not os.path.exists(run / "results.json")
 
   resumed = subprocess.run(_cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert (f"resuming from the checkpoint at step {stopped} (epoch {stopped // 22 + 1}, "
-          f"batch {stopped % 22})") in resumed.stdout
+  assert "resuming from the checkpoint at step 31 (epoch 2, batch 9)" in resumed.stdout
   assert_same_final_params(straight, run)
 
 
@@ -79,14 +69,12 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
   run = tmp_path / "preempted"
   shutil.copytree(straight / "teacher", run / "teacher")  # The same finished teacher, reused.
   cmd = train_command(run, config=str(config))
-  code, out = _sigterm_when(cmd, tmp_path / "out.txt", lambda out: "init_ab epoch 1/2" in out)
+  code, out = _preempted(cmd, tmp_path / "out.txt", "SIGTERM@stage:30")  # In its 2nd epoch.
   assert code == 0, out[-2000:]
-  match = re.search(r"kd_jax: \[ab\] preempted in the initialisation stage of 'ab' at stage "
-                    r"step (\d+)/44: checkpoint saved in (\S+)/init_stages/ab/(\d+); run the "
-                    r"same command to resume", out)
-  assert match, out[-2000:]
-  stopped = int(match.group(1))
-  assert 22 < stopped < 44 and int(match.group(3)) == stopped  # In the stage's second epoch.
+  assert (f"kd_jax: [ab] preempted in the initialisation stage of 'ab' at stage step 30/44: "
+          f"checkpoint saved in {run}/ab/init_stages/ab/30; run the same command to resume"
+          in out), out[-2000:]
+  stopped = 30
   assert checkpoint_steps(run / "ab", "init_stages/ab") == [stopped]
   assert checkpoint_steps(run / "ab") == []  # The main stage had not started.
 
@@ -95,3 +83,13 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
   assert re.search(rf"initialisation stage of .ab. .*: 2 epochs, lr \S+, resuming at step {stopped}\n",
                    resumed.stdout), resumed.stdout[-2000:]
   assert_same_final_params(straight / "ab", run / "ab")
+
+
+def test_a_malformed_fault_is_refused_in_one_line(monkeypatch):
+  from kd_jax.errors import KdJaxError
+  from kd_jax.training import faults
+  monkeypatch.setenv("KD_JAX_FAULT", "SIGTERM@epoch:3")
+  with pytest.raises(KdJaxError, match=r"^KD_JAX_FAULT='SIGTERM@epoch:3': expected "
+                     r"<SIGNAL>@<point>:<step>, point one of step, save, stage \(e\.g\. "
+                     r"SIGTERM@step:31\)$"):
+    faults.at("step", 3)

@@ -1,19 +1,19 @@
-"""SIGKILL at 10 random moments, half of them while a checkpoint is being written (checkpoints
-every 2 steps; the kill is sent the moment orbax's unfinalised ``<step>.orbax-checkpoint-tmp``
-directory appears): each time the same command resumes from the last complete checkpoint,
-never from the partial one, and the run ends bit-identical to one never interrupted (CPU)."""
+"""SIGKILL at 10 points of a run, half of them while a checkpoint is being written
+(checkpoints every 2 steps; the kill comes from inside the run, ``KD_JAX_FAULT``, right
+after the step or right after orbax was handed the step's checkpoint): each time the same
+command resumes from the last complete checkpoint, never from the partial one, and the run
+ends bit-identical to one never interrupted (CPU)."""
 import os
 import random
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from kd_jax.training import checkpoint
 
-from tests.commands import (REPO, assert_same_final_params, checkpoint_steps, last_logged_step,
+from tests.commands import (REPO, assert_same_final_params, checkpoint_steps,
                             partial_checkpoints, train_command)
 
 TOTAL = 66  # 3 epochs x 22 steps
@@ -24,23 +24,15 @@ def _cmd(workdir):
                        "--config.checkpoint_every_steps=2")
 
 
-def _kill(run, log_path, target, in_write, rng):
-  """Starts the command, SIGKILLs it once it logged ``target`` (then, if ``in_write``, as soon
-  as a checkpoint write is in flight; else 0-50 ms later); returns what the kill left."""
+def _kill(run, log_path, point, step):
+  """Runs the command with a SIGKILL at ``point`` of ``step``; returns what the kill left."""
+  env = {**os.environ, "KD_JAX_FAULT": f"SIGKILL@{point}:{step}"}
   with open(log_path, "w") as log:
-    proc = subprocess.Popen(_cmd(run), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while (time.time() < deadline and proc.poll() is None
-           and last_logged_step(log_path.read_text()) < target):
-      time.sleep(0.01)
-    if in_write:
-      while time.time() < deadline and proc.poll() is None and not partial_checkpoints(run):
-        time.sleep(0.0005)
-    else:
-      time.sleep(rng.uniform(0.0, 0.05))
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL  # It was still running: the kill is what stopped it.
-  return {"target": target, "partial": partial_checkpoints(run), "complete": checkpoint_steps(run)}
+    proc = subprocess.run(_cmd(run), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
+                          timeout=600, check=False)
+  assert proc.returncode == -signal.SIGKILL, log_path.read_text()[-2000:]
+  return {"point": f"{point}:{step}", "partial": partial_checkpoints(run),
+          "complete": checkpoint_steps(run)}
 
 
 @pytest.mark.slow
@@ -48,13 +40,14 @@ def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
   straight = tmp_path / "straight"
   subprocess.run(_cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
 
-  rng = random.Random(0)
+  # Ten increasing steps; every second kill lands on a checkpointed (even) step, mid-write.
+  halves = sorted(random.Random(0).sample(range(1, TOTAL // 2 - 1), 10))
+  points = [("save", 2 * h) if i % 2 else ("step", 2 * h - 1) for i, h in enumerate(halves)]
   run = tmp_path / "killed"
-  targets = sorted(rng.sample(range(2, TOTAL - 2), 10))
   kills = []
-  for i, target in enumerate(targets):
+  for i, (point, step) in enumerate(points):
     log_path = tmp_path / f"out{i}.txt"
-    kills.append(_kill(run, log_path, target, in_write=i % 2 == 1, rng=rng))
+    kills.append(_kill(run, log_path, point, step))
     if i:  # What this start resumed from: the last checkpoint complete at the previous kill.
       match = re.search(r"resuming from the checkpoint at step (\d+)", log_path.read_text())
       kills[-1]["resumed_from"] = int(match.group(1)) if match else 0
@@ -63,8 +56,10 @@ def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
   final_from = int(re.search(r"resuming from the checkpoint at step (\d+)", final.stdout).group(1))
   print("kills:", *kills, f"final run resumed from {final_from}", sep="\n  ")
 
-  mid_write = [k for k in kills if k["partial"]]
-  assert len(mid_write) >= 5, kills  # At least every second kill landed inside a write.
+  # Every kill inside a write left that step's checkpoint unfinalised.
+  for kill, (point, step) in zip(kills, points):
+    if point == "save":
+      assert any(p.startswith(f"{step}.") for p in kill["partial"]), kill
   resumed = [k.get("resumed_from") for k in kills[1:]] + [final_from]
   for before, resumed_from in zip(kills, resumed):
     # Each start resumed from the newest complete checkpoint the kill before it left, never

@@ -1,5 +1,6 @@
 """What keeps training fast and cheap: one compilation of the step, bf16 that trains as well."""
 import jax
+import numpy as np
 import pytest
 
 from kd_jax import runtime
@@ -19,7 +20,7 @@ def _count_compiles(fn):
   try:
     fn()
   finally:
-    jax.monitoring.clear_event_listeners()
+    jax.monitoring.unregister_event_duration_listener(listener)  # Only ours.
   return len(events)
 
 
@@ -40,14 +41,17 @@ def test_more_steps_and_epochs_compile_nothing_more(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bfloat16_run_on_digits_reaches_the_float32_accuracy_within_1_percent(tmp_path):
-  def accuracy(dtype):
-    cfg = make_tiny_config(num_epochs=8, dtype=dtype)
+def test_bfloat16_runs_on_digits_reach_the_float32_accuracy_within_1_percent_on_average(tmp_path):
+  """Three seeds each (one seed's accuracy moves by a few of the 360 test images)."""
+  def accuracy(dtype, seed):
+    cfg = make_tiny_config(num_epochs=8, dtype=dtype, seed=seed)
     cfg.batch_size = 64
     cfg.data.num_train_examples = -1
     cfg.optimizer.schedule = "cosine"
-    return loop.train_and_evaluate(cfg, str(tmp_path / dtype))["test_accuracy"]
+    return loop.train_and_evaluate(cfg, str(tmp_path / f"{dtype}_{seed}"))["test_accuracy"]
 
-  f32, bf16 = accuracy("float32"), accuracy("bfloat16")
+  seeds = (0, 1, 2)
+  f32 = np.mean([accuracy("float32", s) for s in seeds])
+  bf16 = np.mean([accuracy("bfloat16", s) for s in seeds])
   assert f32 > 0.9
   assert bf16 >= f32 - 0.01, (bf16, f32)

@@ -7,8 +7,10 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+
+from tests import builders
+from tests.commands import REPO
 
 # Builds one train step of resnet8 (CE) and runs it on a 1-device mesh and on an 8-device
 # mesh over the same global batch; prints the largest relative differences
@@ -17,28 +19,20 @@ _EIGHT_DEVICES = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    import ml_collections
     from kd_jax import models
     from kd_jax.distill import objectives
-    from kd_jax.distill.state import TrainState
     from kd_jax.distill.step import make_train_step
-    from kd_jax.training import optim
+    from tests import builders
     assert jax.device_count() == 8, jax.devices()
-    opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.1, lr_reference_batch=0,
-        momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="constant",
-        decay_epochs=(), decay_factor=0.1, warmup_epochs=0.0))
-    tx = optim.make_optimizer(opt, optim.make_schedule(opt, 10, 1, 64))
     model = models.create("resnet8", 10)
     objs = objectives.parse({"ce": {"weight": 1.0}}, [], True)
+    tx = builders.optimizer(builders.sgd(0.1, weight_decay=5e-4), objs)
     step = make_train_step(model, {}, objs, tx, has_labels=True)
     rng = np.random.RandomState(0)
     batch = {"image": rng.randn(64, 8, 8, 1).astype(np.float32),
              "label": rng.randint(0, 10, 64).astype(np.int32),
              "index": np.arange(64, dtype=np.int32)}
-    v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
-    params = {"student": v["params"], "aux": {}}
-    state0 = TrainState(step=jnp.array(0), params=params, batch_stats=v["batch_stats"],
-                        opt_state=tx.init(params), bad_step=jnp.array(-1), teachers={})
+    state0 = jax.device_get(builders.train_state(model, objs, tx))
     out = {}
     for n in (1, 8):
       mesh = Mesh(np.array(jax.devices()[:n]), ("data",))
@@ -63,7 +57,7 @@ def test_eight_device_step_equals_one_device_step():
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "JAX_PLATFORMS": "cpu"}
   proc = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=env, capture_output=True,
-                        text=True, timeout=300)
+                        text=True, timeout=300, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   diffs = json.loads(proc.stdout.strip().splitlines()[-1])
   assert diffs["shards"] == 8
@@ -99,19 +93,12 @@ def test_train_step_compiles_once(tmp_path):
 def test_step_is_pure_and_deterministic():
   from kd_jax import models
   from kd_jax.distill import objectives
-  from kd_jax.distill.state import TrainState
   from kd_jax.distill.step import make_train_step
-  from kd_jax.training import optim
-  opt = ml_collections.ConfigDict(dict(name="sgd", lr=0.1, lr_reference_batch=0, momentum=0.9,
-      nesterov=False, weight_decay=0.0, schedule="constant", decay_epochs=(),
-      decay_factor=0.1, warmup_epochs=0.0))
-  tx = optim.make_optimizer(opt, optim.make_schedule(opt, 1, 1, 8))
   model = models.create("resnet8", 10)
-  step = jax.jit(make_train_step(model, {}, objectives.parse({"ce": {}}, [], True), tx, True))
-  v = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
-  params = {"student": v["params"], "aux": {}}
-  state = TrainState(step=jnp.array(0), params=params, batch_stats=v["batch_stats"],
-                     opt_state=tx.init(params), bad_step=jnp.array(-1), teachers={})
+  objs = objectives.parse({"ce": {}}, [], True)
+  tx = builders.optimizer(builders.sgd(0.1), objs)
+  step = jax.jit(make_train_step(model, {}, objs, tx, True))
+  state = builders.train_state(model, objs, tx)
   batch = {"image": jnp.ones((8, 8, 8, 1)), "label": jnp.arange(8) % 10}
   a, _ = step(state, batch, jax.random.PRNGKey(0))
   b, _ = step(state, batch, jax.random.PRNGKey(0))

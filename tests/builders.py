@@ -1,0 +1,43 @@
+"""What a step test needs, built by the production code (so that its defaults and the train
+state's fields cannot drift from what a run uses): an optimiser config, the optimiser, and the
+initial ``TrainState``."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+import optax
+
+from kd_jax import config as config_lib
+from kd_jax.distill.state import TrainState
+from kd_jax.training import loop, sharding
+
+
+def sgd(lr: float = 0.05, weight_decay: float = 0.0, **fields) -> ml_collections.ConfigDict:
+  """``config.optimizer`` as a run's default, at a constant ``lr`` not scaled by batch size.
+  No weight decay by default: a parameter that a step changes then had a non-zero gradient."""
+  opt = config_lib.optimizer_config()
+  opt.update(dict(lr=lr, lr_reference_batch=0, weight_decay=weight_decay, schedule="constant",
+                  decay_epochs=()))
+  opt.update(fields)
+  return opt
+
+
+def optimizer(opt: ml_collections.ConfigDict, objectives: Sequence[Any] = ()
+              ) -> optax.GradientTransformation:
+  """The main stage's optimiser of a run with these objectives (what an objective freezes
+  is held fixed)."""
+  return loop.main_optimizer(ml_collections.ConfigDict({"optimizer": opt}), objectives, opt.lr)
+
+
+def train_state(student, objectives, tx: optax.GradientTransformation, *,
+                teachers: Mapping[str, tuple[Any, Any]] | None = None,
+                input_shape: tuple[int, ...] = (8, 8, 1), index_size: int = 16,
+                seed: int = 0) -> TrainState:
+  """A run's initial state: the student initialised from ``seed``, heads from the output
+  shapes. teachers: ``{name: (module, variables)}``."""
+  teachers = dict(teachers or {})
+  repl = sharding.replicated(sharding.data_mesh())
+  return loop.create_train_state(student, {n: m for n, (m, _) in teachers.items()},
+                                 {n: v for n, (_, v) in teachers.items()}, objectives, tx,
+                                 input_shape, index_size, seed, repl)
