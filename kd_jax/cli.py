@@ -18,6 +18,18 @@ def parse_flags(argv):
     sys.exit(flag_error(err))
 
 
+def local_workdir(value: str, flag: str = "--workdir") -> str:
+  """The absolute local path of a workdir flag; a URL (``gs://...``) is refused in one line:
+  kd_jax writes its workdirs with local file operations (a bucket mounted with gcsfuse
+  works through its mount point)."""
+  from kd_jax.errors import KdJaxError  # pylint: disable=g-import-not-at-top
+  if "://" in value:
+    raise KdJaxError(f"{flag}={value}: remote workdirs are not supported (kd_jax writes "
+                     f"them with local file operations); mount the bucket (e.g. gcsfuse) and "
+                     f"give its local path")
+  return os.path.abspath(value)
+
+
 def define_config(default: str | None, help_text: str):
   """``config_flags.DEFINE_config_file("config", ...)`` (locked). With a default file, the
   default loads and the ``--config.*`` overrides apply here, at definition: their errors

@@ -8,7 +8,6 @@ student, a teacher, a converted PyTorch model), or on a random ``config.model`` 
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from kd_jax import runtime
@@ -19,7 +18,7 @@ runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
 
-from kd_jax.cli import define_config, parse_flags, start  # noqa: E402
+from kd_jax.cli import define_config, local_workdir, parse_flags, start  # noqa: E402
 
 _CONFIG = define_config(None, "Config file whose downstream group says what to evaluate on.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of the trained run to evaluate.")
@@ -37,7 +36,7 @@ def main(argv):
     if not config.downstream.data.name:
       raise KdJaxError("config.downstream.data.name is empty: the config names no "
                        "downstream data set")
-    workdir = os.path.abspath(_WORKDIR.value)
+    workdir = local_workdir(_WORKDIR.value)
     downstream.evaluate(config, workdir)
   except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
     print(f"kd_jax: {err}", flush=True)

@@ -291,9 +291,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   flags.DEFINE_string("workdir", None, "A kd_jax workdir (a run or a job).")
   flags.DEFINE_string("out", None, "A .png file (every panel in one figure) or a folder "
                       "(one PNG per figure).")
+  from absl import app  # pylint: disable=g-import-not-at-top,unused-import  (--only_check_args)
   rest = parse_flags(list(argv if argv is not None else sys.argv))
   if len(rest) > 1:
     sys.exit(f"kd_jax: error: unexpected arguments {' '.join(rest[1:])}")
+  if flags.FLAGS.only_check_args:  # As absl's app.run: the flags parsed, nothing run.
+    return
   if not flags.FLAGS.workdir or not flags.FLAGS.out:
     sys.exit("kd_jax: error: --workdir=<a kd_jax workdir> and --out=<file.png or folder> "
              "are required")

@@ -35,7 +35,7 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     "nst": {"ce": dict(weight=1.0), "nst": dict(weight=50.0)},
     "crd": {"ce": dict(weight=1.0), "crd": dict(weight=0.8)},
     "crd_kd": {"ce": dict(weight=1.0), "kd": dict(weight=1.0), "crd": dict(weight=0.8)},
-    # Not RepDistiller's: activation map adaptation [INFERRED, METHODS.md D] on top of KD
+    # Not RepDistiller's: activation map adaptation [INFERRED] on top of KD
     # (T=4, alpha=0.9), its hint weighted like FitNet's; its stage runs 10 epochs first.
     "ama": {"ce": dict(weight=0.1), "kd": dict(weight=0.9), "ama": dict(weight=100.0)},
 }
@@ -302,7 +302,7 @@ def imagenet_consolidation(experts=("caltech_birds2011", "stanford_dogs", "oxfor
                            proxy: str = "imagenet2012", downstream: str = "oxford_iiit_pet",
                            model: str = "resnet50", temperature: float = 1.0,
                            epochs: int = 10) -> ml_collections.ConfigDict:
-  """Representation consolidation at paper scale (METHODS.md A; the paper's recipe is not
+  """Representation consolidation at paper scale (the paper's recipe is not
   public: every choice here is [INFERRED] and a config field).
 
   Runs: ``expert_<data set>``: the ImageNet ``model`` (``workdirs/imagenet/<model>``)
@@ -355,7 +355,7 @@ CFL_LEARNING_RATES = {  # student: (backbone, fc, CFL block), Adam (the paper's 
 
 
 def cub_dogs_amalgamation(student: str = "resnet34") -> ml_collections.ConfigDict:
-  """CFL's benchmark (the official code; METHODS.md C): a ResNet-18 trained on CUB-200 and a
+  """CFL's benchmark (the official code): a ResNet-18 trained on CUB-200 and a
   ResNet-34 trained on Stanford Dogs amalgamated into an ImageNet-initialised ``student``
   whose 320-way classifier covers both (classes 0-199 CUB, 200-319 dogs), trained on the
   union of both train sets without labels: soft-target CE over the concatenated teacher

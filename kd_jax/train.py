@@ -16,7 +16,7 @@ runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
 
-from kd_jax.cli import define_config, parse_flags, start  # noqa: E402
+from kd_jax.cli import define_config, local_workdir, parse_flags, start  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "default.py")
@@ -36,7 +36,7 @@ def main(argv):
   from kd_jax.training import job, sharding
   try:
     sharding.maybe_initialize_distributed()
-    workdir = os.path.abspath(_WORKDIR.value)
+    workdir = local_workdir(_WORKDIR.value)
     if _DRY_RUN.value:
       from kd_jax.training import dry_run
       dry_run.describe(config, workdir, print_fn=lambda s: print(s, flush=True))

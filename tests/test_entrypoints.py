@@ -15,6 +15,8 @@ from tests.commands import REPO
                       "--config.data.name=no_such_data"],
      "kd_jax: error: config.data.name: unknown data set 'no_such_data': it is not a TFDS data "
      "set."),
+    ("kd_jax.train", ["--config=configs/digits/supervised.py", "--workdir=gs://bucket/run"],
+     "kd_jax: error: --workdir=gs://bucket/run: remote workdirs are not supported"),
     ("kd_jax.benchmark", ["--config=configs/digits/supervised.py", "--methods=nope"],
      "kd_jax: error: --methods: unknown nope; valid: all, kd,"),
     ("kd_jax.convert", ["--arch=resnet8", "--torch={tmp}/missing.pth", "--out={tmp}/out"],

@@ -1,4 +1,4 @@
-"""CFL's benchmark (official code, ../shared/METHODS.md C): a ResNet-18 trained on CUB-200 and
+"""CFL's benchmark (its official code): a ResNet-18 trained on CUB-200 and
 a ResNet-34 trained on Stanford Dogs amalgamated into an ImageNet-initialised ResNet-34 (or
 resnet50: the argument) over the 320 classes of both, on the union of their train sets
 without labels; CFL and the KD-only baseline, scored on the concatenated test sets and on

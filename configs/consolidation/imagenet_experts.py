@@ -1,5 +1,5 @@
 """Representation consolidation at paper scale [INFERRED recipe: the paper's is not public;
-see ../shared/METHODS.md A]: an ImageNet ResNet-50 generalist and experts fine-tuned from it
+README, *What is inferred*]: an ImageNet ResNet-50 generalist and experts fine-tuned from it
 on caltech_birds2011, stanford_dogs and oxford_flowers102, consolidated into one ResNet-50
 with a head per teacher on unlabelled ImageNet images; judged on oxford_iiit_pet by linear
 probe and fine-tuning beside the generalist, each expert and single-head KD.
@@ -9,7 +9,8 @@ configs/imagenet/supervised.py or convert torchvision's weights with kd_jax.conv
 
   python -m kd_jax.train --config=configs/consolidation/imagenet_experts.py --workdir=workdirs/consolidation
   # other experts / proxy / downstream task, as arguments (proxy may be a union: a+b):
-  python -m kd_jax.train --config=configs/consolidation/imagenet_experts.py:caltech_birds2011,stanford_dogs;imagenet2012;cars196 ...
+  # (quoted: the shell would end the command at each ';')
+  python -m kd_jax.train '--config=configs/consolidation/imagenet_experts.py:caltech_birds2011,stanford_dogs;imagenet2012;cars196' ...
 """
 from kd_jax import recipes
 

@@ -18,7 +18,7 @@ Reference quirks kept on purpose (they are what the published numbers came from)
 
 Activation map adaptation (``ama``) is not from RepDistiller: its stage (train the adaptive
 module and its lift through the frozen teacher's classifier, student untouched) follows
-the inferred reading in METHODS.md; its 10 epochs are our choice.
+our inferred reading (README, *What is inferred*); its 10 epochs are our choice.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Yang, Martinez, Bulat, Tzimiropoulos, "Knowledge distillation via adaptive insta
 normalization" (arXiv 2003.04289). Only the abstract and the same authors' SRRL code
 (``distiller_zoo/AIN.py``: the connector and ``statm_loss``) were available: ``mean_matching``
 and ``StatConnector`` follow that code; ``adain_loss`` and ``stat_matching`` are the
-reconstruction specified in METHODS.md section E, every choice a parameter.
+our reconstruction from the abstract (README, *What is inferred*), every choice a
+parameter.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def adain(content: jax.Array, style: jax.Array, eps: float = 1e-5,
 def adain_loss(f_s: jax.Array, f_t: jax.Array, teacher_tail: Callable[[jax.Array], jax.Array],
                eps: float = 1e-5, unbiased: bool = False, kind: str = "mse",
                temperature: float = 1.0) -> jax.Array:
-  """AdaIN-KD [INFERRED reconstruction, METHODS.md E]: the student's statistics are
+  """AdaIN-KD [INFERRED reconstruction]: the student's statistics are
   injected into the teacher's feature, and the teacher's remaining layers judge the result.
 
   f_s: the connected student map [B, H', W', C_T] (``StatConnector``), f_t: the teacher's

@@ -31,16 +31,19 @@ def test_unknown_field_in_config_file(tiny_config, tmp_path):
 def test_unknown_field_override_on_the_command_line(tmp_path):
   rc, err = _cli("--config=configs/default.py", "--config.epochs=3", f"--workdir={tmp_path}")
   assert rc == 1 and len(err) == 1
-  assert err[0] == ("kd_jax: error: unknown config field in --config.* override: 'epochs'; "
-                    "Did you mean \"num_epochs\" instead of \"epochs\"?")
+  # Our words, then ml_collections' suggestion (its wording is the library's).
+  assert err[0].startswith("kd_jax: error: unknown config field in --config.* override: "
+                           "'epochs'; ")
+  assert '"num_epochs"' in err[0]
 
 
 def test_unknown_field_override_without_a_config_file(tmp_path):
   """The default config loads, and the override applies, when the flag is defined."""
   rc, err = _cli("--config.num_epoch=3", f"--workdir={tmp_path}")
-  assert rc == 1 and err == [
-      "kd_jax: error: unknown config field in --config.* override: 'num_epoch'; "
-      "Did you mean \"num_epochs\" instead of \"num_epoch\"?"]
+  assert rc == 1 and len(err) == 1
+  assert err[0].startswith("kd_jax: error: unknown config field in --config.* override: "
+                           "'num_epoch'; ")
+  assert '"num_epochs"' in err[0]
 
 
 def test_a_field_one_run_lacks_says_where_it_goes(tmp_path):
