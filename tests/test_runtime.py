@@ -42,7 +42,12 @@ def test_restart_keeps_the_process_and_its_command_line():
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
   proc = subprocess.Popen([sys.executable, "-c", code, "a", "--b=c"], env=env,
                           stdout=subprocess.PIPE, text=True)
-  out, _ = proc.communicate(timeout=60)
+  try:
+    out, _ = proc.communicate(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate(timeout=60)
   assert proc.returncode == 0
   assert out.split() == [str(proc.pid), "glibc.malloc.hugetlb=1", "['a',", "'--b=c']"]
 
