@@ -302,12 +302,12 @@ _NOT_YET = ("adain", "teacher_head")
 _NOT_HPARAMS = {"logits", "labels", "mask", "student_logits", "teacher_logits", "f_s", "f_t",
                 "epoch"}
 _FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature")
+_STAGE_FIELDS = ("init_epochs", "init_lr", "main_stage")
 
 
 def hparam_names(spec: "LossSpec") -> list[str]:
   """The hyperparameters of a loss, in the order of its ``hparams_of`` signature."""
   return [n for n in inspect.signature(spec.hparams_of).parameters if n not in _NOT_HPARAMS]
-_STAGE_FIELDS = ("init_epochs", "init_lr", "main_stage")
 
 
 @dataclasses.dataclass(frozen=True)
