@@ -123,6 +123,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.teachers = ml_collections.ConfigDict()    # name -> dict(model, checkpoint | run, which).
   c.objectives = ml_collections.ConfigDict({"ce": {"weight": 1.0}})
+  c.method_modules = ()         # Modules that register methods of your own, imported before
+                                # the objectives are read: module names on sys.path or
+                                # paths of .py files (README, "Adding a method").
   c.student_heads = ()          # Teacher names: a Linear head per teacher on the student's
                                 # pooled feature (representation consolidation).
   c.eval_head = ""              # "": evaluate the model's classifier; a head's teacher name.
@@ -239,7 +242,8 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
   if config.dtype not in ("float32", "bfloat16"):
     raise KdJaxError(f"config.dtype must be float32 or bfloat16, got {config.dtype!r}")
   _check_optimizer(config.optimizer, "config.optimizer")
-  from kd_jax import models  # Late: models import jax.
+  from kd_jax import methods, models  # Late: they import jax.
+  methods.import_modules(config.method_modules)
   if config.model not in models.names():
     raise KdJaxError(f"config.model: unknown model {config.model!r}; valid names: "
                      f"{', '.join(models.names())}")

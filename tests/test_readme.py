@@ -6,6 +6,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -14,10 +15,6 @@ from tests.commands import REPO
 
 README = open(os.path.join(REPO, "README.md")).read()
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
-# "Adding a method" walks through a new method, 'cosine', that the reader creates: its files
-# and its command exist only after they follow it (tests/distill/test_adding_a_method.py
-# runs that walk-through).
-_WORKED_EXAMPLE = "cosine"
 
 
 def _fenced_and_prose(text: str) -> tuple[list[str], str]:
@@ -65,8 +62,6 @@ def _readme_commands() -> list[tuple[str, list[str]]]:
   spans = [s for s in re.findall(r"`([^`]+)`", prose) if "python -m kd_jax." in s]
   found = []
   for snippet in blocks + spans:
-    if _WORKED_EXAMPLE in snippet:
-      continue
     for words in _shell_commands(_PLACEHOLDER.sub("PLACEHOLDER", snippet)):
       while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):  # VAR=value prefixes.
         words = words[1:]
@@ -110,11 +105,10 @@ def test_every_readme_command_parses(module, args):
 
 
 def _named_paths() -> list[str]:
-  """Paths in the tree the README names (not templates such as ``tests/losses/test_<family>.py``,
-  nor the worked example's)."""
+  """Paths in the tree the README names (not templates such as ``tests/losses/test_<family>.py``)."""
   pattern = (r"(?<![\w/.$<-])((?:configs|kd_jax|tests|notebooks|tools|benchmarks|\.ci)/"
              r"[\w./-]*\w)(?![\w./<-])")
-  return sorted(p for p in set(re.findall(pattern, README)) if _WORKED_EXAMPLE not in p)
+  return sorted(set(re.findall(pattern, README)))
 
 
 @pytest.mark.parametrize("path", _named_paths())
@@ -129,8 +123,7 @@ def _named_configs() -> list[str]:
                    if os.path.isdir(os.path.join(REPO, "configs", d)))
   pattern = (r"(?<![\w/.-])(?:configs/)?((?:%s)/\w+\.py(?::[\w.-]+)?|(?<=configs/)\w+\.py)"
              % "|".join(folders))
-  return sorted("configs/" + c for c in set(re.findall(pattern, README))
-                if _WORKED_EXAMPLE not in c)
+  return sorted("configs/" + c for c in set(re.findall(pattern, README)))
 
 
 def test_every_config_the_readme_names_loads():
@@ -148,3 +141,11 @@ def test_every_config_the_readme_names_loads():
 def test_every_test_the_readme_names_exists():
   for path, test in re.findall(r"(tests/[\w/]+\.py)::(\w+)", README):
     assert f"def {test}(" in open(os.path.join(REPO, path)).read(), (path, test)
+
+
+def test_the_adding_a_method_file_is_the_one_the_test_trains():
+  """The README's method file, unindented, is ``test_adding_a_method.METHOD_FILE``."""
+  from tests.distill.test_adding_a_method import METHOD_FILE
+  section = README[README.index("## Adding a method"):README.index("## Many devices")]
+  block = re.search(r"```python\n(.*?)\n   ```", section, re.S).group(1)
+  assert textwrap.dedent(block) + "\n" == METHOD_FILE

@@ -1,38 +1,39 @@
-"""Distillation objectives as pure functions over arrays (NHWC feature maps), and the
-small Flax modules some of them learn. One module per family:
+"""Distillation losses as pure functions over arrays (NHWC feature maps). One module per
+family:
 
   logits.py       cross_entropy, kd (Hinton), dkd (decoupled KD), soft_cross_entropy,
                   logit_l2
-  features.py     fitnet, attention_transfer, factor_transfer, activation_boundaries, vid,
-                  neuron_selectivity_transfer, fsp; ConvReg, Paraphraser, Translator,
-                  ABConnector, VIDRegressor
-  relations.py    similarity_preserving, correlation_congruence, rkd, pkt; LinearEmbed
-  contrastive.py  crd (+ CRDMemory, CRDEmbed, nce, sample_contrast_index)
-  statistics.py   mean_matching, stat_matching, adain, adain_loss, teacher_head_mse;
-                  StatConnector
-  adaptation.py   adapted_teacher_loss (activation map adaptation); AdaptiveModule, Lift
-  amalgamation.py mmd2, reconstruction, cfl (common feature learning); CFLBlock
-  common.py       l2_normalize, adaptive_avg_pool, match_spatial, smooth_l1
+  features.py     fitnet, attention_transfer, factor_transfer, paraphraser_reconstruction,
+                  activation_boundaries, vid, neuron_selectivity_transfer, fsp
+  relations.py    similarity_preserving, correlation_congruence, rkd, pkt
+  contrastive.py  crd (+ CRDMemory, nce, sample_contrast_index, class_index)
+  statistics.py   mean_matching, stat_matching, adain, adain_loss, teacher_head_mse
+  adaptation.py   adapted_teacher_loss (activation map adaptation)
+  amalgamation.py mmd2, reconstruction, cfl (common feature learning)
+  common.py       l2_normalize, adaptive_avg_pool, match_spatial, smooth_l1; input checks
 
-Each function's docstring gives its shapes, reductions and paper. Losses compute in
-float32 whatever the input dtype, and put ``stop_gradient`` on the teacher's side.
+Rules: this package imports nothing of kd_jax outside it; a loss's hyperparameters are
+keyword arguments without defaults (the reference defaults live in the method, in
+``kd_jax/methods/``); a per-layer loss takes one map per side (the method sums over the
+layers it reads); every loss checks its inputs (``common.expects``: a list where one array
+is expected, a wrong rank, unequal layer counts raise one line). Each docstring gives
+shapes, reductions and paper. Losses compute in float32 whatever the input dtype, and put
+``stop_gradient`` on the teacher's side.
 """
-from kd_jax.losses.adaptation import AdaptiveModule, Lift, adapted_teacher_loss
-from kd_jax.losses.amalgamation import CFLBlock, cfl, mmd2, reconstruction
+from kd_jax.losses.adaptation import adapted_teacher_loss
+from kd_jax.losses.amalgamation import cfl, mmd2, reconstruction
 from kd_jax.losses.common import adaptive_avg_pool, l2_normalize, match_spatial, smooth_l1
-from kd_jax.losses.contrastive import (ClassIndex, CRDEmbed, CRDMemory, class_index, crd,
-                                       crd_memory_init, nce, sample_contrast_index)
-from kd_jax.losses.features import (ABConnector, ConvReg, Paraphraser, TorchConv,
-                                    TorchConvTranspose, Translator, VIDRegressor,
-                                    activation_boundaries, attention_map, attention_transfer,
+from kd_jax.losses.contrastive import (ClassIndex, CRDMemory, class_index, crd, crd_memory_init,
+                                       nce, sample_contrast_index)
+from kd_jax.losses.features import (activation_boundaries, attention_map, attention_transfer,
                                     check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix,
                                     neuron_selectivity_transfer, paraphraser_reconstruction,
                                     vid, vid_match)
 from kd_jax.losses.logits import cross_entropy, dkd, kd, logit_l2, soft_cross_entropy
-from kd_jax.losses.relations import (LinearEmbed, correlation_congruence, pairwise_distances,
-                                     pkt, rkd, similarity_preserving)
-from kd_jax.losses.statistics import (StatConnector, adain, adain_loss, channel_mean_std,
-                                      mean_matching, stat_matching, teacher_head_mse)
+from kd_jax.losses.relations import (correlation_congruence, pairwise_distances, pkt, rkd,
+                                     similarity_preserving)
+from kd_jax.losses.statistics import (adain, adain_loss, channel_mean_std, mean_matching,
+                                      stat_matching, teacher_head_mse)
 
 # Short names as in RepDistiller's --distill flags and the papers.
 at = attention_transfer
@@ -44,14 +45,14 @@ cc = correlation_congruence
 hint = fitnet
 
 __all__ = [
-    "ABConnector", "AdaptiveModule", "CFLBlock", "Lift", "CRDEmbed", "CRDMemory", "ClassIndex", "ConvReg", "LinearEmbed",
-    "Paraphraser", "StatConnector", "TorchConv", "TorchConvTranspose", "Translator",
-    "VIDRegressor", "ab", "activation_boundaries", "adain", "adain_loss", "adapted_teacher_loss", "adaptive_avg_pool",
-    "at", "attention_map", "attention_transfer", "cc", "cfl", "channel_mean_std",
-    "check_fsp_channels", "class_index", "correlation_congruence", "crd", "crd_memory_init",
-    "cross_entropy", "dkd", "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hint",
-    "kd", "l2_normalize", "logit_l2", "match_spatial", "mean_matching", "mmd2", "nce", "neuron_selectivity_transfer",
-    "nst", "pairwise_distances", "paraphraser_reconstruction", "pkt", "reconstruction", "rkd",
-    "sample_contrast_index", "similarity_preserving", "smooth_l1", "soft_cross_entropy", "sp", "stat_matching",
-    "teacher_head_mse", "vid", "vid_match",
+    "ClassIndex", "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss",
+    "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
+    "cc", "cfl", "channel_mean_std", "check_fsp_channels", "class_index",
+    "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dkd",
+    "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hint", "kd", "l2_normalize",
+    "logit_l2", "match_spatial", "mean_matching", "mmd2", "nce",
+    "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",
+    "pkt", "reconstruction", "rkd", "sample_contrast_index", "similarity_preserving",
+    "smooth_l1", "soft_cross_entropy", "sp", "stat_matching", "teacher_head_mse", "vid",
+    "vid_match",
 ]

@@ -1,14 +1,81 @@
-"""Array helpers shared by the objectives, each equal to the PyTorch operation the
-reference implementations use (NHWC instead of NCHW)."""
+"""Array helpers shared by the losses, each equal to the PyTorch operation the reference
+implementations use (NHWC instead of NCHW), and the input checks every public loss makes."""
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable, Sequence, Union
+import inspect
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-Features = Union[jax.Array, Sequence[jax.Array]]
+
+@dataclasses.dataclass(frozen=True)
+class Array:
+  """An argument that is one array: ``shape`` as the docstring says it (e.g. "[B, H, W, C]"),
+  ``ranks`` the ranks it may have (None: any rank >= ``min_rank``)."""
+  shape: str
+  ranks: tuple[int, ...] | None = None
+  min_rank: int = 1
+
+  def check(self, fn: str, name: str, value: Any) -> None:
+    if isinstance(value, (list, tuple)):
+      raise TypeError(f"{fn}: {name} must be one array {self.shape}, got a {type(value).__name__} "
+                      f"of {len(value)} (sum a per-layer loss over layers yourself)")
+    ndim = getattr(value, "ndim", None)
+    if ndim is None:
+      raise TypeError(f"{fn}: {name} must be an array {self.shape}, got {type(value).__name__}")
+    if (self.ranks is not None and ndim not in self.ranks) or ndim < self.min_rank:
+      raise ValueError(f"{fn}: {name} must be an array {self.shape}, got shape "
+                       f"{tuple(value.shape)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arrays:
+  """An argument that is a list or tuple of arrays, each as ``item`` says."""
+  item: Array
+
+  def check(self, fn: str, name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not value:
+      raise TypeError(f"{fn}: {name} must be a non-empty list of arrays {self.item.shape}, got "
+                      f"{type(value).__name__}")
+    for i, v in enumerate(value):
+      self.item.check(fn, f"{name}[{i}]", v)
+
+
+MAP = Array("[B, H, W, C]", (4,))
+MAPS = Arrays(MAP)
+LOGITS = Array("[B, C]", (2,))
+LABELS = Array("int [B]", (1,))
+VECTORS = Array("[B, D]", (2,))
+BATCH = Array("[B, ...] (rank >= 2)", min_rank=2)  # Flattened per example.
+
+
+def expects(*, same_length: tuple[str, str] | None = None, **specs: Array | Arrays):
+  """Declares what a loss takes and checks it on every call (at trace time under ``jit``):
+  a list where one array is expected, an array of the wrong rank, or (``same_length``) two
+  lists of unequal length raise one line naming the argument and the expected shape."""
+  def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+      given = signature.bind(*args, **kwargs).arguments
+      for name, spec in specs.items():
+        if given.get(name) is not None:
+          spec.check(fn.__name__, name, given[name])
+      if same_length is not None:
+        a, b = (given[n] for n in same_length)
+        if len(a) != len(b):
+          raise ValueError(f"{fn.__name__}: {same_length[0]} has {len(a)} maps and "
+                           f"{same_length[1]} {len(b)}; they must have the same number")
+      return fn(*args, **kwargs)
+
+    checked.expects = dict(specs)
+    return checked
+
+  return wrap
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -65,22 +132,6 @@ def flatten(x: jax.Array) -> jax.Array:
   """[B, ...] -> [B, prod(...)]. (NHWC order, not NCHW: every loss that flattens uses only
   dot products or norms of whole rows, which are invariant to the order of elements.)"""
   return x.reshape(x.shape[0], -1)
-
-
-def summed_over_layers(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-  """Lets a per-layer loss ``fn(f_s, f_t, **kw)`` also take equal-length sequences of
-  maps, returning the sum over layers (how RepDistiller combines its per-layer losses)."""
-
-  @functools.wraps(fn)
-  def wrapper(f_s: Features, f_t: Features, *args, **kwargs) -> jax.Array:
-    if isinstance(f_s, (list, tuple)):
-      if not isinstance(f_t, (list, tuple)) or len(f_s) != len(f_t):
-        raise ValueError(f"{fn.__name__}: student and teacher need the same number of "
-                         f"feature maps")
-      return sum(fn(s, t, *args, **kwargs) for s, t in zip(f_s, f_t))
-    return fn(f_s, f_t, *args, **kwargs)
-
-  return wrapper
 
 
 def float32(*xs: jax.Array):

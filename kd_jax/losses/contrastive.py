@@ -4,7 +4,7 @@ RepDistiller ``crd/criterion.py`` and ``crd/memory.py``, as pure functions: the 
 bank is a pytree (``CRDMemory``) that lives in the train state and is returned updated by
 ``crd``; nothing is mutated in place.
 
-Per step, with ``z_S = CRDEmbed(f_S)``, ``z_T = CRDEmbed(f_T)`` [B, d] (unit rows) and
+Per step, with ``z_S``, ``z_T`` [B, d] the two sides' embeddings (unit rows) and
 ``contrast_index`` [B, K+1] (column 0 the example's own index, then K negatives):
   teacher anchor: ``a = exp(<M_S[contrast_index], z_T> / tau)``
   student anchor: ``b = exp(<M_T[contrast_index], z_S> / tau)``
@@ -15,7 +15,7 @@ without gradient) and frozen. ``loss = nce(a / Z_a) + nce(b / Z_b)``. Then
 
 Under ``jit`` on a batch sharded across devices every reduction and the memory update see
 the global batch (the arrays are global), so the result equals the single-device step.
-Memory at ImageNet scale (N = 1,281,167, d = 128, B = 256, K = 16384; XLA's compile-time
+Memory at ImageNet scale (N = 1,281,167, d = 128, B = 256, K = 2^14; XLA's compile-time
 memory analysis of the jitted ``crd`` with the memory donated): the two banks are 1.31 GB
 in float32 (0.66 GB with ``dtype=jnp.bfloat16``; scores and updates are computed in
 float32 and rounded on write), and the step's temporaries about 5 GB, mostly the two
@@ -23,29 +23,14 @@ float32 and rounded on write), and the step's temporaries about 5 GB, mostly the
 """
 from __future__ import annotations
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kd_jax.losses.common import flatten, float32
-from kd_jax.models import layers
+from kd_jax.losses.common import LABELS, VECTORS, Array, expects, float32
 
 NCE_EPS = 1e-7
-
-
-class CRDEmbed(nn.Module):
-  """RepDistiller ``Embed``: [B, ...] -> flatten -> ``torch.nn.Linear(D, features)`` ->
-  ``x / ||x||_2`` (no epsilon). PyTorch's default Linear initialisation."""
-
-  features: int = 128
-
-  @nn.compact
-  def __call__(self, x):
-    x = layers.TorchDense(self.features, name="linear")(flatten(x))
-    x = float32(x)
-    return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=1, keepdims=True))
 
 
 class CRDMemory(flax.struct.PyTreeNode):
@@ -63,7 +48,7 @@ class CRDMemory(flax.struct.PyTreeNode):
     return self.student.shape[0]
 
 
-def crd_memory_init(rng: jax.Array, num_data: int, dim: int = 128,
+def crd_memory_init(rng: jax.Array, num_data: int, dim: int,
                     dtype=jnp.float32) -> CRDMemory:
   """Both banks drawn from U(-a, a), ``a = 1/sqrt(dim/3)`` (reference ``ContrastMemory``);
   the normalisers unset (-1)."""
@@ -73,6 +58,7 @@ def crd_memory_init(rng: jax.Array, num_data: int, dim: int = 128,
   return CRDMemory(draw(k1), draw(k2), jnp.float32(-1.0), jnp.float32(-1.0))
 
 
+@expects(x=Array("[B, K+1]", (2,)))
 def nce(x: jax.Array, num_data: int, eps: float = NCE_EPS) -> jax.Array:
   """RepDistiller ``ContrastLoss`` (Eq. 18): x [B, K+1] normalised scores, positive first.
 
@@ -106,12 +92,13 @@ def contrast_scores(bank: jax.Array, contrast_index: jax.Array, z: jax.Array) ->
   return jnp.einsum("bkd,bd->bk", bank[contrast_index].astype(z.dtype), z)
 
 
+@expects(z_s=VECTORS, z_t=VECTORS, index=LABELS, contrast_index=Array("int [B, K+1]", (2,)))
 def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
-        contrast_index: jax.Array, temperature: float = 0.07,
-        momentum: float = 0.5) -> tuple[jax.Array, CRDMemory]:
+        contrast_index: jax.Array, *, temperature: float,
+        momentum: float) -> tuple[jax.Array, CRDMemory]:
   """The CRD loss and the updated memory (see the module docstring).
 
-  z_s, z_t: [B, d] embeddings (``CRDEmbed`` outputs). index: int [B], the examples'
+  z_s, z_t: [B, d] embeddings, unit rows (``kd_jax.methods.crd.CRDEmbed``). index: int [B], the examples'
   positions in the training set (unique within the batch). contrast_index: int [B, K+1],
   column 0 the positive (``index`` in the reference's "exact" mode), then K negatives
   (``sample_contrast_index`` or the data pipeline). Returns ``(nce(b/Z_b) + nce(a/Z_a),
@@ -190,6 +177,6 @@ def sample_contrast_index(rng: jax.Array, index: jax.Array, num_negatives: int,
   return jnp.concatenate([pos[:, None], neg], axis=1)
 
 
-__all__ = ["CRDEmbed", "CRDMemory", "ClassIndex", "class_index", "contrast_scores", "crd",
+__all__ = ["CRDMemory", "ClassIndex", "class_index", "contrast_scores", "crd",
            "crd_memory_init",
            "nce", "sample_contrast_index"]

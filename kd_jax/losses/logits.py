@@ -4,9 +4,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kd_jax.losses.common import float32
+from kd_jax.losses.common import LABELS, LOGITS, Array, expects, float32
 
 
+@expects(logits=LOGITS, labels=LABELS, mask=Array("[B]", (1,)))
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0,
                   mask: jax.Array | None = None) -> jax.Array:
   """Softmax cross-entropy, mean over the batch (over ``mask == 1`` rows when given).
@@ -25,7 +26,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def kd(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float = 4.0) -> jax.Array:
+@expects(student_logits=LOGITS, teacher_logits=LOGITS)
+def kd(student_logits: jax.Array, teacher_logits: jax.Array, *, temperature: float) -> jax.Array:
   """Hinton KD (RepDistiller ``DistillKL``): ``T^2 * (1/B) * sum_i KL(p_T,i || p_S,i)``
   with ``p = softmax(logits / T)``; sum over classes, mean over the batch.
 
@@ -38,8 +40,9 @@ def kd(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float 
   return t * t * jnp.mean(kl)
 
 
-def soft_cross_entropy(student_logits: jax.Array, teacher_logits: jax.Array,
-                       temperature: float = 1.0) -> jax.Array:
+@expects(student_logits=LOGITS, teacher_logits=LOGITS)
+def soft_cross_entropy(student_logits: jax.Array, teacher_logits: jax.Array, *,
+                       temperature: float) -> jax.Array:
   """Cross-entropy with the teacher's soft targets (CFL's ``soft_cross_entropy``):
   ``T^2 * mean_i sum_c -softmax(z_T/T)_c * log_softmax(z_S/T)_c``. Equal to ``kd`` plus the
   teacher's entropy (a constant): the same gradients, another value.
@@ -51,6 +54,7 @@ def soft_cross_entropy(student_logits: jax.Array, teacher_logits: jax.Array,
   return t * t * jnp.mean(-jnp.sum(pt * log_ps, axis=-1))
 
 
+@expects(student_logits=LOGITS, teacher_logits=LOGITS)
 def logit_l2(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
   """``(1/B) sum_i ||z_S,i - z_T,i||^2``: squared error of logits, summed over classes and
   averaged over the batch (representation consolidation's L2 ablation)."""
@@ -58,9 +62,10 @@ def logit_l2(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
   return jnp.mean(jnp.sum(jnp.square(zs - zt), axis=-1))
 
 
-def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
-        alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-        epoch: jax.Array | float | None = None, warmup: float = 20.0) -> jax.Array:
+@expects(student_logits=LOGITS, teacher_logits=LOGITS, labels=LABELS)
+def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *,
+        alpha: float, beta: float, temperature: float, warmup: float,
+        epoch: jax.Array | float | None = None) -> jax.Array:
   """Decoupled KD (Zhao et al., CVPR 2022; mdistiller ``dkd_loss``): ``alpha*TCKD + beta*NCKD``.
 
   student_logits, teacher_logits [B, C], labels int [B]. With ``p = softmax(z/T)``:

@@ -2,14 +2,13 @@
 SP, CC, RKD, PKT. Inputs are [B, ...] features; maps are flattened per example."""
 from __future__ import annotations
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kd_jax.losses.common import flatten, float32, l2_normalize, smooth_l1
-from kd_jax.models import layers
+from kd_jax.losses.common import BATCH, VECTORS, expects, flatten, float32, l2_normalize, smooth_l1
 
 
+@expects(f_s=BATCH, f_t=BATCH)
 def similarity_preserving(f_s: jax.Array, f_t: jax.Array) -> jax.Array:
   """Similarity-preserving KD (Tung & Mori, ICCV 2019; RepDistiller ``Similarity``).
 
@@ -23,21 +22,11 @@ def similarity_preserving(f_s: jax.Array, f_t: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(diff)) / (b * b)
 
 
-class LinearEmbed(nn.Module):
-  """``torch.nn.Linear(D, features)`` on flattened features, PyTorch's initialisation
-  (RepDistiller ``LinearEmbed``, used by CC): [B, ...] -> [B, features]."""
-
-  features: int = 128
-
-  @nn.compact
-  def __call__(self, x):
-    return layers.TorchDense(self.features, name="linear")(flatten(x))
-
-
+@expects(e_s=VECTORS, e_t=VECTORS)
 def correlation_congruence(e_s: jax.Array, e_t: jax.Array) -> jax.Array:
   """Correlation congruence (Peng et al., ICCV 2019; RepDistiller ``Correlation``).
 
-  e_s, e_t [B, D]: both sides' ``LinearEmbed`` outputs (both embeddings are trained, so the
+  e_s, e_t [B, D]: both sides' linear embeddings (both embeddings are trained, so the
   teacher side is *not* stop-gradient here). With ``delta = |e_s - e_t|``:
   mean over i = 0..B-2 of ``sum_d delta[i, d] * delta[i + 1, d]``.
   """
@@ -68,8 +57,9 @@ def _angles(e):
   return jnp.einsum("ijd,ikd->ijk", n, n)
 
 
-def rkd(f_s: jax.Array, f_t: jax.Array, distance_weight: float = 25.0,
-        angle_weight: float = 50.0) -> jax.Array:
+@expects(f_s=BATCH, f_t=BATCH)
+def rkd(f_s: jax.Array, f_t: jax.Array, *, distance_weight: float,
+        angle_weight: float) -> jax.Array:
   """Relational KD (Park et al., CVPR 2019; RepDistiller ``RKDLoss``).
 
   f_s [B, ...], f_t [B, ...] flattened per example. Distance term: pairwise distances
@@ -93,7 +83,8 @@ def _xlog1px_minus_x(x: jax.Array) -> jax.Array:
   return jnp.where(small, series, (1.0 + xl) * jnp.log1p(xl) - xl)
 
 
-def pkt(f_s: jax.Array, f_t: jax.Array, eps: float = 1e-7) -> jax.Array:
+@expects(f_s=BATCH, f_t=BATCH)
+def pkt(f_s: jax.Array, f_t: jax.Array, *, eps: float) -> jax.Array:
   """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018; RepDistiller ``PKT``).
 
   f_s [B, D], f_t [B, D'] (flattened per example). Cosine similarities
@@ -120,5 +111,5 @@ def pkt(f_s: jax.Array, f_t: jax.Array, eps: float = 1e-7) -> jax.Array:
   return jnp.mean((p_s + eps) * _xlog1px_minus_x(x) - eps * jnp.log1p(x))
 
 
-__all__ = ["LinearEmbed", "correlation_congruence", "pairwise_distances", "pkt", "rkd",
+__all__ = ["correlation_congruence", "pairwise_distances", "pkt", "rkd",
            "similarity_preserving"]

@@ -44,6 +44,57 @@ class TorchDense(nn.Module):
 torch_default_conv_init = linear_kernel_init
 
 
+def _uniform(bound: float):
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class TorchConv(nn.Module):
+  """``torch.nn.Conv2d(bias=True)`` with its default initialisation (weight and bias
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = k*k*C_in). NHWC."""
+
+  features: int
+  kernel: tuple[int, int] = (3, 3)
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = self.kernel[0] * self.kernel[1] * x.shape[-1]
+    pad = ((self.padding, self.padding), (self.padding, self.padding))
+    return nn.Conv(self.features, self.kernel, strides=(self.stride, self.stride), padding=pad,
+                   use_bias=self.use_bias, kernel_init=torch_default_conv_init,
+                   bias_init=_uniform(fan_in ** -0.5),
+                   conv_general_dilated=conv_lib.conv_general_dilated)(x)
+
+
+class TorchConvTranspose(nn.Module):
+  """``torch.nn.ConvTranspose2d(C_in, features, kernel, stride, padding)`` on NHWC.
+
+  The kernel is stored as [k, k, C_in, features] = PyTorch's [C_in, C_out, k, k] weight
+  permuted (2, 3, 0, 1); the op is the fractionally strided convolution with that kernel
+  flipped. PyTorch's default initialisation: U(+-1/sqrt(features*k*k)) (PyTorch takes
+  fan_in from the weight's second dimension)."""
+
+  features: int
+  kernel: int = 4
+  stride: int = 2
+  padding: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel
+    bound = (self.features * k * k) ** -0.5
+    w = self.param("kernel", _uniform(bound), (k, k, x.shape[-1], self.features))
+    b = self.param("bias", _uniform(bound), (self.features,))
+    pad = k - 1 - self.padding
+    y = jax.lax.conv_general_dilated(
+        x, jnp.flip(w, (0, 1)).astype(x.dtype), window_strides=(1, 1),
+        padding=((pad, pad), (pad, pad)), lhs_dilation=(self.stride, self.stride),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + b.astype(x.dtype)
+
+
 def conv(features: int, kernel: int, stride: int = 1, padding: int | None = None,
          dtype: Any = jnp.float32, name: str | None = None, groups: int = 1,
          use_bias: bool = False, kernel_init=conv_kernel_init) -> nn.Conv:

@@ -36,16 +36,15 @@ def _value(v: Any) -> str:
 def objective_lines(obj: objectives_lib.Objective) -> list[str]:
   """``name: loss=..., weight=..., teacher=..., features, hyperparameters`` (defaults marked
   ``(default)``) and the initialisation stage, if any."""
-  spec = obj.spec
   fields = [f"loss={obj.loss}", f"weight={_value(obj.weight)}"]
   if obj.teacher is not None:
     fields.append(f"teacher={_value(obj.teacher)}")
-  if spec.reads is not None:
+  if obj.reads is not None:
     fields += [f"student_feature={_value(obj.student_feature)}",
                f"teacher_feature={_value(obj.teacher_feature)}"]
-  for name in objectives_lib.hparam_names(spec):
-    given = name in obj.hparams
-    fields.append(f"{name}={_value(obj.hp(name))}{'' if given else ' (default)'}")
+  for name in obj.method.hparams():
+    given = name in obj.given
+    fields.append(f"{name}={_value(getattr(obj.method, name))}{'' if given else ' (default)'}")
   lines = [f"{obj.name}: " + ", ".join(fields)]
   if obj.init_epochs:
     lr = "the reference's" if obj.init_lr is None else _value(obj.init_lr)

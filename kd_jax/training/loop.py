@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from kd_jax import models
+from kd_jax import methods, models
 from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
@@ -84,7 +84,7 @@ def _init_from(state: TrainState, config, heads, job_workdir, repl, tag) -> Trai
 def main_optimizer(config, objectives, schedule):
   """The main stage's optimiser: ``config.optimizer``, with the parameters that an
   objective freezes (or trains only in its initialisation stage) held fixed."""
-  frozen = any(o.spec.frozen or not o.main_stage for o in objectives)
+  frozen = any(o.method.frozen or not o.main_stage for o in objectives)
   return optim.make_optimizer(
       config.optimizer, schedule,
       trainable=(lambda p: stages.main_stage_trainable(objectives, p)) if frozen else None)
@@ -144,6 +144,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   teachers = load_teachers(config, data.input_shape, job_workdir, teacher_metas)
   heads = {t: int(teachers[t][0].num_classes) for t in config.student_heads}
   student = student_lib.create(config.model, num_classes, heads, dtype=dtype)
+  methods.import_modules(config.method_modules)
   objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels,
                                     all_labeled=data.labeled_fraction >= 1.0)
   if not data.has_labels and data.num_classes is None:

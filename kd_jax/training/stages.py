@@ -1,8 +1,7 @@
 """Initialisation stages (FT, AB, FSP) run before the main stage, from the same config.
 
 An objective with ``init_epochs > 0`` first minimises its stage loss alone for that many
-epochs (``kd_jax.losses.stages.INIT_STAGES`` says what the stage trains and at which
-learning rate), then the main stage starts from the parameters the stage produced.
+epochs (its method's ``phase`` says what the stage trains and at which learning rate), then the main stage starts from the parameters the stage produced.
 A stage checkpoints at every epoch's end in ``<workdir>/init_stages/<objective>/`` and
 resumes from there; once the main stage has a checkpoint, stages are not run again.
 """
@@ -21,7 +20,7 @@ from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_stage_step
 from kd_jax.errors import Preempted, TrainingDiverged
-from kd_jax.losses.stages import INIT_STAGES, InitStage
+from kd_jax.methods import ALL_ADAPTERS, STUDENT_FEATURES
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import faults, optim, sharding
 from kd_jax.training.preemption import Preemption
@@ -43,32 +42,34 @@ def main_stage_trainable(objectives: Sequence[Objective], params: Mapping[str, A
 
   def trainable(obj_name, path):
     obj = by_name[obj_name]
-    return obj.main_stage and path[0] not in obj.spec.frozen
+    frozen = obj.method.frozen
+    return obj.main_stage and ALL_ADAPTERS not in frozen and path[0] not in frozen
 
   return {"student": jax.tree.map(lambda _: True, params["student"]),
           "aux": _aux_mask(params, trainable)}
 
 
 def stage_trainable(objective: Objective, params: Mapping[str, Any]):
-  """What ``objective``'s stage optimises (``InitStage.trains``): its paraphraser, its
-  connectors, and/or every student parameter but the classifier."""
-  trains = INIT_STAGES[objective.spec.stage].trains
-  student = {k: jax.tree.map(lambda _, k=k: "student_features" in trains
+  """What ``objective``'s stage optimises (``Phase.trains``): adapter sub-modules by name
+  (every adapter parameter for ``ALL_ADAPTERS``) and/or every student parameter but the
+  classifier (``STUDENT_FEATURES``)."""
+  trains = objective.method.phase.trains
+  student = {k: jax.tree.map(lambda _, k=k: STUDENT_FEATURES in trains
                              and not models.is_classifier(k), v)
              for k, v in params["student"].items()}
 
   def aux(obj_name, path):
     if obj_name != objective.name:
       return False
-    return "connector" in trains or (path[0] in trains)
+    return ALL_ADAPTERS in trains or (path[0] in trains)
 
   return {"student": student, "aux": _aux_mask(params, aux)}
 
 
-def stage_learning_rate(objective: Objective, stage: InitStage, config) -> float:
+def stage_learning_rate(objective: Objective, config) -> float:
   """The stage's learning rate for the global batch (linearly scaled like the main one)."""
   lr = objective.init_lr if objective.init_lr is not None else \
-      stage.learning_rate(config.model, config.optimizer.lr)
+      objective.method.phase_lr(config.model, config.optimizer.lr)
   opt = ml_collections.ConfigDict({"lr": lr, "lr_reference_batch":
                                    config.optimizer.lr_reference_batch})
   return optim.learning_rate(opt, config.batch_size)
@@ -93,8 +94,7 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spe = data.steps_per_epoch
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
-    stage = INIT_STAGES[obj.spec.stage]
-    lr = stage_learning_rate(obj, stage, config)
+    lr = stage_learning_rate(obj, config)
     tx = stage_optimizer(obj, config.optimizer, lr)
     step_fn = jax.jit(make_stage_step(student, teachers, obj, tx),
                       in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl),
@@ -134,7 +134,7 @@ def run_init_stages(state: TrainState, objectives: Sequence[Objective], student,
         mngr.reload()
     step = int(sharding.host_value(stage_state.step))
     if step < total:
-      log(f"{tag}initialisation stage of {obj.name!r} ({stage.loss}): {obj.init_epochs} epochs"
+      log(f"{tag}initialisation stage of {obj.name!r} ({obj.method.phase.loss}): {obj.init_epochs} epochs"
           f", lr {lr:g}" + (f", resuming at step {step}" if step else ""))
     rng = jax.device_put(jax.random.PRNGKey(config.seed + 2), repl)
     acc = None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kd_jax import losses, models
+from kd_jax.methods.ama import AdaptiveModule
 from kd_jax.distill.step import make_train_step
 from tests import builders
 from tests.distill.test_stages import SGD, _changed, _setup, _stage_step
@@ -19,7 +20,7 @@ def test_the_adapted_teacher_loss_is_the_teachers_classifier_on_the_pooled_map()
   bias = jnp.array([0.0, 1.0])                   # logits: (2, 0)
   labels = jnp.array([0, 1])
   want = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(2.0))) / 2
-  got = losses.adapted_teacher_loss(lifted, None, labels, kernel, bias)
+  got = losses.adapted_teacher_loss(lifted, None, labels, kernel, bias, l2_weight=0.0)
   assert float(got) == pytest.approx(want, rel=1e-6)
   pooled_t = jnp.zeros((2, 2))  # The L2 pull: mean((1, -1)^2) = 1, times 0.5.
   got = losses.adapted_teacher_loss(lifted, pooled_t, labels, kernel, bias, l2_weight=0.5)
@@ -70,7 +71,7 @@ def _hint_distance(state, student, batch):
   _, t_feats = models.create("resnet14", 10).apply(state.teachers["t"], batch["image"],
                                                    train=False)
   s = s_feats["stage3"]  # resnet8's last stage: [16, 2, 2, 64].
-  hint = losses.AdaptiveModule(64, (2, 2)).apply(
+  hint = AdaptiveModule(64, (2, 2)).apply(
       {"params": aux["adapter"], "batch_stats": aux_state["adapter"]}, t_feats["stage2"],
       train=False)
   assert s.shape == hint.shape == (16, 2, 2, 64)

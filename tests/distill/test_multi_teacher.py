@@ -74,7 +74,8 @@ def test_a_list_of_teachers_reads_their_logits_concatenated_in_order():
            "high": Outputs(jax.random.normal(jax.random.PRNGKey(2), (3, 5)), {})}
   got, _ = kd(Outputs(zs, {}), t_out, {})
   from kd_jax import losses
-  want = losses.kd(zs, jnp.concatenate([t_out["low"].logits, t_out["high"].logits], -1), 2.0)
+  want = losses.kd(zs, jnp.concatenate([t_out["low"].logits, t_out["high"].logits], -1),
+                   temperature=2.0)
   assert float(got) == pytest.approx(float(want), rel=1e-6)
 
 
@@ -177,3 +178,4 @@ def test_init_from_another_model_fails_in_one_line():
   source = jax.device_get(dict(models.create("resnet14", 10).init(jax.random.PRNGKey(0), X)))
   with pytest.raises(KdJaxError, match=r"^config\.init_from: /runs/b does not hold this model: "):
     ckpt_lib.merge_pretrained(target, source, "/runs/b")
+

@@ -128,7 +128,6 @@ def test_ft_stage_learning_rate_follows_the_reference_and_batch_scaling():
   ft = objs[1]
   config = ml_collections.ConfigDict(dict(model="resnet8x4", batch_size=128, optimizer=dict(
       lr=0.05, lr_reference_batch=64)))
-  from kd_jax.losses.stages import INIT_STAGES
-  assert stages.stage_learning_rate(ft, INIT_STAGES["ft"], config) == pytest.approx(0.02)
+  assert stages.stage_learning_rate(ft, config) == pytest.approx(0.02)
   config.model = "vgg8"
-  assert stages.stage_learning_rate(ft, INIT_STAGES["ft"], config) == pytest.approx(0.1)
+  assert stages.stage_learning_rate(ft, config) == pytest.approx(0.1)

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from kd_jax import losses
-from kd_jax.losses.amalgamation import MMD_SIGMAS
+from kd_jax.methods.cfl import CFL, CFLBlock
+
+MMD_SIGMAS = CFL().sigmas  # CFL's kernel widths, the method's default.
+
+
+def mmd2(x, y, sigmas=MMD_SIGMAS):
+  return losses.mmd2(x, y, sigmas=sigmas)
 
 
 def test_mmd_of_identical_samples_is_exactly_zero():
   """The xx, yy and xy distances are the same numbers: no rounding is left over."""
   x = jax.random.normal(jax.random.PRNGKey(0), (6, 2, 2, 5))
-  assert float(losses.mmd2(x, x)) == 0.0
+  assert float(mmd2(x, x)) == 0.0
 
 
 def test_mmd_by_hand_with_one_kernel_width():
@@ -29,7 +35,7 @@ def test_mmd_by_hand_with_one_kernel_width():
 def test_mmd_normalises_rows_so_scale_does_not_matter():
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 8))
   y = jax.random.normal(jax.random.PRNGKey(2), (4, 8))
-  assert float(losses.mmd2(3.0 * x, 0.5 * y)) == pytest.approx(float(losses.mmd2(x, y)),
+  assert float(mmd2(3.0 * x, 0.5 * y)) == pytest.approx(float(mmd2(x, y)),
                                                                rel=1e-5)
 
 
@@ -51,7 +57,7 @@ def test_mmd_in_float32_matches_float64_where_the_expansion_cancelled():
   normalised rows, which the sigma = 0.001 kernel turned into a 0.25% error."""
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 8))
   y = jax.random.normal(jax.random.PRNGKey(2), (4, 8))
-  assert float(losses.mmd2(3.0 * x, 0.5 * y)) == pytest.approx(_mmd2_float64(x, y), rel=1e-5)
+  assert float(mmd2(3.0 * x, 0.5 * y)) == pytest.approx(_mmd2_float64(x, y), rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["independent", "scaled", "near_identical", "shared_rows"])
@@ -71,7 +77,7 @@ def test_mmd_in_float32_matches_float64_on_random_batches(kind):
     elif kind == "shared_rows":
       y[: b // 2] = x[: b // 2]
     want = _mmd2_float64(x, y)
-    got = float(losses.mmd2(jnp.asarray(x), jnp.asarray(y)))
+    got = float(mmd2(jnp.asarray(x), jnp.asarray(y)))
     assert got == pytest.approx(want, rel=1e-5, abs=1e-9), case
 
 
@@ -85,8 +91,9 @@ def test_cfl_adds_mmd_per_teacher_and_weighted_reconstruction():
   k = jax.random.split(jax.random.PRNGKey(4), 4)
   h_s, h_1, h_2 = (jax.random.normal(kk, (4, 2, 2, 3)) for kk in k[:3])
   f = jax.random.normal(k[3], (4, 2, 2, 5))
-  got = losses.cfl(h_s, [h_1, h_2], [f, jnp.zeros_like(f)], [f, f], recon_weight=0.5)
-  want = (losses.mmd2(h_s, h_1) + losses.mmd2(h_s, h_2)
+  got = losses.cfl(h_s, [h_1, h_2], [f, jnp.zeros_like(f)], [f, f], recon_weight=0.5,
+                   sigmas=MMD_SIGMAS)
+  want = (mmd2(h_s, h_1) + mmd2(h_s, h_2)
           + 0.5 * (0.0 + float(jnp.mean(f * f))))
   assert float(got) == pytest.approx(float(want), rel=1e-5)
 
@@ -94,13 +101,14 @@ def test_cfl_adds_mmd_per_teacher_and_weighted_reconstruction():
 def test_cfl_pools_the_larger_common_feature_to_the_smaller_size():
   h_s = jax.random.normal(jax.random.PRNGKey(5), (4, 2, 2, 3))
   h_t = jax.random.normal(jax.random.PRNGKey(6), (4, 1, 1, 3))
-  got = losses.cfl(h_s, [h_t], [], [])
-  want = losses.mmd2(jnp.mean(h_s, axis=(1, 2), keepdims=True), h_t)
+  f = jnp.ones((4, 1, 1, 2))  # Reconstructed exactly: only the MMD term is left.
+  got = losses.cfl(h_s, [h_t], [f], [f], recon_weight=1.0, sigmas=MMD_SIGMAS)
+  want = mmd2(jnp.mean(h_s, axis=(1, 2), keepdims=True), h_t)
   assert float(got) == pytest.approx(float(want), rel=1e-5)
 
 
 def test_cfl_block_shares_one_extractor_and_decodes_each_teacher_to_its_width():
-  block = losses.CFLBlock(hidden=8)
+  block = CFLBlock(hidden=8, num_blocks=3)
   f_s = jnp.ones((2, 2, 2, 16))
   f_t = [jnp.ones((2, 2, 2, 32)), jnp.ones((2, 1, 1, 64))]
   variables = block.init(jax.random.PRNGKey(0), f_s, f_t)
@@ -123,9 +131,9 @@ def test_soft_cross_entropy_is_kd_plus_the_teacher_entropy():
   pt = jax.nn.softmax(zt / 2.0)
   entropy = -jnp.mean(jnp.sum(pt * jnp.log(pt), -1))
   got = losses.soft_cross_entropy(zs, zt, temperature=2.0)
-  assert float(got) == pytest.approx(float(losses.kd(zs, zt, 2.0) + 4.0 * entropy), rel=1e-5)
+  assert float(got) == pytest.approx(float(losses.kd(zs, zt, temperature=2.0) + 4.0 * entropy), rel=1e-5)
   # Uniform targets and a uniform student: log C.
-  assert float(losses.soft_cross_entropy(jnp.zeros((2, 4)), jnp.zeros((2, 4)))) == \
+  assert float(losses.soft_cross_entropy(jnp.zeros((2, 4)), jnp.zeros((2, 4)), temperature=1.0)) == \
       pytest.approx(math.log(4), rel=1e-6)
 
 

@@ -10,10 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import losses
+from kd_jax import losses, methods
+from kd_jax.methods.relations import EmbedPair
 from tests.losses.helpers import run
 
-crd = jax.jit(losses.crd, static_argnames=("temperature", "momentum"))
+CRD = methods.get("crd")()  # tau 0.07, momentum 0.5: the method's defaults.
+crd = jax.jit(lambda *a, temperature=CRD.nce_t, momentum=CRD.nce_m: losses.crd(
+    *a, temperature=temperature, momentum=momentum), static_argnames=("temperature", "momentum"))
 memory_init = jax.jit(losses.crd_memory_init, static_argnums=(1, 2))
 
 
@@ -97,7 +100,7 @@ def test_gradients_reach_each_embedding_through_its_own_anchor():
   m = memory_init(jax.random.PRNGKey(13), n, d)
   index = np.arange(4)
   contrast = np.concatenate([index[:, None], np.arange(4, 28).reshape(4, 6)], axis=1)
-  grad = jax.jit(jax.grad(lambda s, t, m: losses.crd(s, t, m, index, contrast)[0],
+  grad = jax.jit(jax.grad(lambda s, t, m: crd(s, t, m, index, contrast)[0],
                           argnums=(0, 1)))
   s, t = rand_unit(14, (4, d)), rand_unit(15, (4, d))
   g_s, g_t = grad(s, t, m)
@@ -113,10 +116,10 @@ def test_gradients_reach_each_embedding_through_its_own_anchor():
 
 
 def test_crd_embed_outputs_unit_rows_of_the_projection_size():
-  module = losses.CRDEmbed(128)
+  module = EmbedPair(128, normalize=True)
   x = np.random.RandomState(16).randn(5, 256).astype(np.float32)
-  v = module.init(jax.random.PRNGKey(0), x)
-  z = module.apply(v, x)
+  v = module.init(jax.random.PRNGKey(0), [x], [x], True)
+  (z,), _ = module.apply(v, [x], [x], True)
   assert z.shape == (5, 128)
   np.testing.assert_allclose(np.asarray(jnp.linalg.norm(z, axis=1)), 1.0, rtol=1e-5)
 
@@ -168,6 +171,7 @@ _SHARDED = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import functools
     from kd_jax import losses
     assert jax.device_count() == 8
     n, d, b, k = 1000, 32, 64, 128
@@ -181,7 +185,8 @@ _SHARDED = textwrap.dedent("""
     for nd in (1, 8):
       mesh = Mesh(np.array(jax.devices()[:nd]), ("data",))
       repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-      f = jax.jit(losses.crd, in_shardings=(data, data, repl, data, data), out_shardings=(repl, repl))
+      f = jax.jit(functools.partial(losses.crd, temperature=0.07, momentum=0.5),
+                  in_shardings=(data, data, repl, data, data), out_shardings=(repl, repl))
       state = jax.device_put(mem, repl)
       for _ in range(2):
         loss, state = f(z_s, z_t, state, index, contrast)

@@ -1,10 +1,18 @@
-"""Feature-map losses and their modules: hand-derived values, claimed invariances, shapes."""
+"""Feature-map losses and the methods' modules: hand-derived values, claimed invariances,
+shapes."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from kd_jax import losses
+from kd_jax.methods import Context
+from kd_jax.methods.ab import ABConnector
+from kd_jax.methods.attention import AT
+from kd_jax.methods.fitnet import ConvReg
+from kd_jax.methods.ft import Paraphraser, Translator
+from kd_jax.methods.vid import VIDRegressor
+from kd_jax.models.layers import TorchConv, TorchConvTranspose
 from tests.losses.helpers import run
 
 
@@ -21,31 +29,31 @@ def test_fitnet_is_mean_squared_error():
 def test_attention_map_of_a_single_channel_by_hand():
   f = jnp.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 2, 1)
   want = np.array([1.0, 4.0, 9.0, 16.0]) / np.sqrt(1 + 16 + 81 + 256)
-  np.testing.assert_allclose(np.asarray(run(losses.attention_map, f))[0], want, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(run(losses.attention_map, f, 2.0))[0], want, rtol=1e-6)
   # Against a uniform teacher map (normalised to 0.5 everywhere): mean squared difference.
-  got = run(losses.attention_transfer, f, jnp.ones((1, 2, 2, 7)))
+  got = run(losses.attention_transfer, f, jnp.ones((1, 2, 2, 7)), p=2.0)
   assert float(got) == pytest.approx(np.mean((want - 0.5) ** 2), rel=1e-6)
 
 
 def test_attention_transfer_is_invariant_to_channel_permutation_and_scale():
   s, t = rand(1, (2, 8, 8, 6)), rand(2, (2, 8, 8, 4))
-  base = float(run(losses.attention_transfer, s, t))
+  base = float(run(losses.attention_transfer, s, t, p=2.0))
   perm = np.array([3, 0, 5, 1, 4, 2])
-  assert float(run(losses.attention_transfer, s[..., perm], t)) == pytest.approx(base, rel=1e-5)
-  assert float(run(losses.attention_transfer, 3.0 * s, t)) == pytest.approx(base, rel=1e-5)
+  assert float(run(losses.attention_transfer, s[..., perm], t, p=2.0)) == pytest.approx(base, rel=1e-5)
+  assert float(run(losses.attention_transfer, 3.0 * s, t, p=2.0)) == pytest.approx(base, rel=1e-5)
 
 
-def test_attention_transfer_sums_over_layers():
+def test_the_at_method_sums_attention_transfer_over_its_layers():
   s, t = [rand(3, (2, 8, 8, 4)), rand(4, (2, 4, 4, 8))], [rand(5, (2, 8, 8, 2)), rand(6, (2, 4, 4, 2))]
-  total = run(losses.attention_transfer, s, t)
-  each = run(losses.attention_transfer, s[0], t[0]) + run(losses.attention_transfer, s[1], t[1])
+  total = AT().loss(Context(s, t, None, None, {}, None, None, None))
+  each = sum(losses.attention_transfer(a, b, p=2.0) for a, b in zip(s, t))
   assert float(total) == pytest.approx(float(each), rel=1e-6)
 
 
 def test_factor_transfer_is_l1_between_attention_maps():
   s, t = rand(7, (2, 4, 4, 3)), rand(8, (2, 4, 4, 5))
-  want = jnp.mean(jnp.abs(run(losses.attention_map, s) - run(losses.attention_map, t)))
-  assert float(run(losses.factor_transfer, s, t)) == pytest.approx(float(want), rel=1e-6)
+  want = jnp.mean(jnp.abs(run(losses.attention_map, s, 2.0) - run(losses.attention_map, t, 2.0)))
+  assert float(run(losses.factor_transfer, s, t, p1=2.0, p2=1.0)) == pytest.approx(float(want), rel=1e-6)
 
 
 def test_activation_boundaries_penalties_by_hand():
@@ -54,19 +62,21 @@ def test_activation_boundaries_penalties_by_hand():
   # (s=2, t=1): on the right side of the margin -> 0. Batch 1, times 3/1000.
   s = jnp.array([0.5, 0.5, -2.0, 2.0]).reshape(1, 2, 2, 1)
   t = jnp.array([-1.0, 1.0, -1.0, 1.0]).reshape(1, 2, 2, 1)
-  assert float(run(losses.activation_boundaries, s, t)) == pytest.approx(2.5 * 3 / 1000, rel=1e-6)
+  assert float(run(losses.activation_boundaries, [s], [t], margin=1.0)) == pytest.approx(
+      2.5 * 3 / 1000, rel=1e-6)
 
 
 def test_activation_boundaries_weights_layers_by_powers_of_two():
   s = jnp.full((1, 1, 1, 1), 0.5)
   t = jnp.full((1, 1, 1, 1), -1.0)
-  one = float(run(losses.activation_boundaries, s, t))
+  one = float(run(losses.activation_boundaries, [s], [t], margin=1.0))
   # Two layers: weights 2^(0-2+1) = 0.5 and 2^(1-2+1) = 1.
-  assert float(run(losses.activation_boundaries, [s, s], [t, t])) == pytest.approx(1.5 * one, rel=1e-6)
+  assert float(run(losses.activation_boundaries, [s, s], [t, t], margin=1.0)) == pytest.approx(
+      1.5 * one, rel=1e-6)
 
 
 def test_vid_initial_variance_is_init_pred_var():
-  module = losses.VIDRegressor(target_channels=6)
+  module = VIDRegressor(target_channels=6, init_pred_var=5.0, eps=1e-5)
   v = module.init(jax.random.PRNGKey(0), jnp.ones((1, 4, 4, 3)))
   mean, var = module.apply(v, jnp.ones((1, 4, 4, 3)))
   assert mean.shape == (1, 4, 4, 6) and var.shape == (6,)
@@ -104,7 +114,7 @@ def test_fsp_is_zero_for_identical_features_and_needs_equal_channels():
 
 @pytest.mark.parametrize("s_hw,t_hw", [(16, 8), (8, 16), (10, 8), (8, 8)])
 def test_conv_reg_maps_student_shape_to_teacher_shape(s_hw, t_hw):
-  module = losses.ConvReg(12, (t_hw, t_hw))
+  module = ConvReg(12, (t_hw, t_hw))
   x = jnp.ones((2, s_hw, s_hw, 5))
   v = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
   y, _ = jax.eval_shape(lambda v, x: module.apply(v, x, mutable=["batch_stats"]), v, x)
@@ -112,13 +122,13 @@ def test_conv_reg_maps_student_shape_to_teacher_shape(s_hw, t_hw):
 
 
 def test_conv_reg_refuses_a_smaller_student_map_it_cannot_bridge():
-  module = losses.ConvReg(4, (8, 8))
+  module = ConvReg(4, (8, 8))
   with pytest.raises(ValueError, match="student map of size 6x6 to a teacher map of size 8x8"):
     module.init(jax.random.PRNGKey(0), jnp.ones((1, 6, 6, 2)))
 
 
 def test_ab_connector_is_identity_when_shapes_already_match():
-  module = losses.ABConnector(4, (8, 8))
+  module = ABConnector(4, (8, 8))
   x = rand(14, (2, 8, 8, 4))
   v = module.init(jax.random.PRNGKey(0), x)
   assert jax.tree.leaves(v) == []
@@ -127,13 +137,13 @@ def test_ab_connector_is_identity_when_shapes_already_match():
 
 def test_paraphraser_and_translator_shapes():
   f_t = jnp.ones((2, 8, 8, 10))
-  para = losses.Paraphraser()
+  para = Paraphraser(0.5)
   v = jax.eval_shape(para.init, jax.random.PRNGKey(0), f_t)
   factor, rec = jax.eval_shape(para.apply, v, f_t)
   assert factor.shape == (2, 8, 8, 5) and rec.shape == f_t.shape
   assert jax.eval_shape(lambda v, x: para.apply(v, x, is_factor=True), v, f_t).shape == (2, 8, 8, 5)
   assert sorted(v["params"]) == [f"{p}{i}" for p in ("decoder", "encoder") for i in range(3)]
-  trans = losses.Translator(out_channels=5)
+  trans = Translator(out_channels=5)
   x = jnp.ones((2, 8, 8, 3))
   v = jax.eval_shape(trans.init, jax.random.PRNGKey(0), x)
   y, _ = jax.eval_shape(lambda v, x: trans.apply(v, x, mutable=["batch_stats"]), v, x)
@@ -148,7 +158,7 @@ def test_paraphraser_reconstruction_is_mean_squared_error():
 def test_torch_conv_transpose_matches_pytorch():
   import torch
   x = np.random.RandomState(0).randn(2, 5, 5, 3).astype(np.float32)
-  module = losses.TorchConvTranspose(4, kernel=4, stride=2, padding=1)
+  module = TorchConvTranspose(4, kernel=4, stride=2, padding=1)
   v = module.init(jax.random.PRNGKey(0), x)
   w = torch.from_numpy(np.asarray(v["params"]["kernel"])).permute(2, 3, 0, 1)  # [Cin, Cout, k, k]
   want = torch.nn.functional.conv_transpose2d(
@@ -161,11 +171,11 @@ def test_torch_conv_transpose_matches_pytorch():
 
 def test_torch_conv_and_conv_transpose_initialise_as_pytorch():
   x = jnp.ones((1, 4, 4, 50))
-  v = jax.jit(losses.TorchConv(64, (3, 3)).init)(jax.random.PRNGKey(0), x)["params"]["Conv_0"]
+  v = jax.jit(TorchConv(64, (3, 3)).init)(jax.random.PRNGKey(0), x)["params"]["Conv_0"]
   bound = 1 / np.sqrt(3 * 3 * 50)  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight and bias
   assert float(jnp.abs(v["kernel"]).max()) <= bound and float(jnp.abs(v["bias"]).max()) <= bound
   assert float(v["kernel"].std()) == pytest.approx(bound / np.sqrt(3), rel=0.05)
-  v = jax.jit(losses.TorchConvTranspose(20, 4, 2, 1).init)(jax.random.PRNGKey(0), x)["params"]
+  v = jax.jit(TorchConvTranspose(20, 4, 2, 1).init)(jax.random.PRNGKey(0), x)["params"]
   bound = 1 / np.sqrt(20 * 4 * 4)  # PyTorch takes fan_in from the weight's dim 1 (C_out)
   assert float(jnp.abs(v["kernel"]).max()) <= bound
   assert float(v["kernel"].std()) == pytest.approx(bound / np.sqrt(3), rel=0.05)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from kd_jax import losses
+from kd_jax import losses, methods
+
+H = {name: methods.get(name).hparams() for name in methods.names()}  # Each method's defaults.
 
 
 def r(seed, shape, relu=False):
@@ -28,13 +30,13 @@ _CONTRAST = np.concatenate([np.arange(3)[:, None], np.arange(3, 18).reshape(3, 5
 CASES = {
     "cross_entropy": (lambda z, _: losses.cross_entropy(z, jnp.array([0, 2, 4]), 0.1),
                       [r(0, (3, 5))], [r(1, (1,))]),
-    "kd": (lambda z, t: losses.kd(z, t, 4.0), [r(0, (3, 5))], [r(1, (3, 5))]),
-    "dkd": (lambda z, t: losses.dkd(z, t, jnp.array([1, 0, 4]), 1.0, 8.0, 4.0),
+    "kd": (lambda z, t: losses.kd(z, t, **H["kd"]), [r(0, (3, 5))], [r(1, (3, 5))]),
+    "dkd": (lambda z, t: losses.dkd(z, t, jnp.array([1, 0, 4]), **H["dkd"]),
             [r(2, (3, 5))], [r(3, (3, 5))]),
     "fitnet": (losses.fitnet, [r(4, (2, 3, 3, 2))], [r(5, (2, 3, 3, 2))]),
-    "attention_transfer": (losses.attention_transfer, [r(6, (2, 4, 4, 3))], [r(7, (2, 2, 2, 5))]),
-    "factor_transfer": (losses.factor_transfer, [r(8, (2, 4, 4, 3))], [r(9, (2, 4, 4, 2))]),
-    "activation_boundaries": (lambda s, t: losses.activation_boundaries([s], [t]),
+    "attention_transfer": (lambda s, t: losses.attention_transfer(s, t, **H["at"]), [r(6, (2, 4, 4, 3))], [r(7, (2, 2, 2, 5))]),
+    "factor_transfer": (lambda s, t: losses.factor_transfer(s, t, p1=2.0, p2=1.0), [r(8, (2, 4, 4, 3))], [r(9, (2, 4, 4, 2))]),
+    "activation_boundaries": (lambda s, t: losses.activation_boundaries([s], [t], **H["ab"]),
                               [r(10, (2, 3, 3, 2))], [r(11, (2, 3, 3, 2))]),
     "vid": (lambda m, v, t: losses.vid(m, v, t), [r(12, (2, 3, 3, 2)), r(13, (2,), relu=True)],
             [r(14, (2, 3, 3, 2))]),
@@ -44,14 +46,17 @@ CASES = {
             [r(17, (2, 4, 4, 2)), r(18, (2, 2, 2, 3))], [r(19, (2, 4, 4, 2)), r(20, (2, 2, 2, 3))]),
     "similarity_preserving": (losses.similarity_preserving, [r(21, (4, 2, 2, 3))], [r(22, (4, 3))]),
     "correlation_congruence": (losses.correlation_congruence, [r(23, (4, 3)), r(24, (4, 3))], []),
-    "rkd": (losses.rkd, [r(25, (5, 4))], [r(26, (5, 3))]),
-    "pkt": (losses.pkt, [r(27, (5, 4), relu=True)], [r(28, (5, 3), relu=True)]),
+    "rkd": (lambda s, t: losses.rkd(s, t, **H["rkd"]), [r(25, (5, 4))], [r(26, (5, 3))]),
+    "pkt": (lambda s, t: losses.pkt(s, t, **H["pkt"]), [r(27, (5, 4), relu=True)], [r(28, (5, 3), relu=True)]),
     "crd": (lambda s, t: losses.crd(losses.l2_normalize(s), losses.l2_normalize(t), _MEMORY,
-                                    jnp.arange(3), jnp.asarray(_CONTRAST))[0],
+                                    jnp.arange(3), jnp.asarray(_CONTRAST), temperature=0.07,
+                                    momentum=0.5)[0],
             [r(29, (3, 6)), r(30, (3, 6))], []),
     "mean_matching": (losses.mean_matching, [r(31, (2, 3, 3, 4))], [r(32, (2, 3, 3, 4))]),
-    "stat_matching": (losses.stat_matching, [r(33, (2, 3, 3, 4))], [r(34, (2, 3, 3, 4))]),
-    "adain_loss": (lambda s, t: losses.adain_loss(s, t, _tail(jnp.asarray(r(35, (4, 3))))),
+    "stat_matching": (lambda s, t: losses.stat_matching(s, t, **H["stat_matching"]), [r(33, (2, 3, 3, 4))], [r(34, (2, 3, 3, 4))]),
+    "adain_loss": (lambda s, t: losses.adain_loss(s, t, _tail(jnp.asarray(r(35, (4, 3)))),
+                                                  eps=1e-5, unbiased=False, kind="mse",
+                                                  temperature=1.0),
                    [r(36, (2, 3, 3, 4))], [r(37, (2, 3, 3, 4))]),
     "teacher_head_mse": (lambda s, t: losses.teacher_head_mse(s, t, _tail(jnp.asarray(r(38, (4, 3))))),
                          [r(39, (2, 3, 3, 4))], [r(40, (2, 3))]),

@@ -1,5 +1,7 @@
 """Every objective equals its reference implementation (``torch_reference``: PyTorch, NCHW,
-float64) to 1e-5 relative, in float32 on random inputs of realistic shapes: the
+float64) to 1e-5 relative, in float32 on random inputs of realistic shapes; where a method
+exists it is called with its own defaults (``method``), so they are checked to be the
+reference's too. Shapes: the
 resnet32x4 -> resnet8x4 features of RepDistiller's CIFAR-100 benchmark (stage1..3
 [B, 32/16/8, 32/16/8, 64/128/256], pooled [B, 256], 100 logits), and a pair whose maps
 differ in size and channels (pooling and connectors)."""
@@ -11,7 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from kd_jax import losses
+from kd_jax import losses, methods
+from kd_jax.methods import Context
+from kd_jax.methods.fitnet import ConvReg
+from kd_jax.methods.vid import VIDRegressor
 from tests.losses import torch_reference as ref
 
 RTOL = 1e-5
@@ -21,6 +26,13 @@ B = 16
 def run(fn, *arrays, **hparams):
   """``fn(*arrays, **hparams)`` under ``jit`` (one compilation instead of op-by-op dispatch)."""
   return jax.jit(functools.partial(fn, **hparams))(*arrays)
+
+
+def method(name, s_maps, t_maps, **hparams):
+  """The registered method's loss with its defaults (and ``hparams``) on the given maps."""
+  m = methods.get(name)(**hparams)
+  return jax.jit(lambda s, t: m.loss(Context(s, t, None, None, {}, None, None, None)))(
+      list(s_maps), list(t_maps))
 
 
 def nchw(x):
@@ -58,7 +70,8 @@ def logits():
 
 def test_kd_matches_reference(logits):
   zs, zt, _ = logits
-  got = run(losses.kd, zs, zt, temperature=4.0)
+  got = jax.jit(lambda s, t: methods.get("kd")().loss(
+      Context(None, None, methods.Outputs(s, {}), methods.Outputs(t, {}), {}, None, None, None)))(zs, zt)
   assert rel_err(got, ref.kd(nchw(zs), nchw(zt), 4.0)) < RTOL
 
 
@@ -73,7 +86,7 @@ def test_cross_entropy_matches_pytorch(logits, smoothing):
 @pytest.mark.parametrize("alpha,beta,t", [(1.0, 8.0, 4.0), (1.0, 2.0, 1.0), (0.5, 6.0, 2.0)])
 def test_dkd_matches_reference(logits, alpha, beta, t):
   zs, zt, y = logits
-  got = run(losses.dkd, zs, zt, y, alpha=alpha, beta=beta, temperature=t)
+  got = run(losses.dkd, zs, zt, y, alpha=alpha, beta=beta, temperature=t, warmup=20.0)
   want = ref.dkd(nchw(zs), nchw(zt), torch.from_numpy(y), alpha, beta, t)
   assert rel_err(got, want) < RTOL
 
@@ -87,7 +100,7 @@ def test_fitnet_matches_reference():
 def test_at_matches_reference(s_shapes, t_shapes):
   fs, ft = maps(2, s_shapes), maps(3, t_shapes)
   want = sum(ref.at(nchw(s), nchw(t)) for s, t in zip(fs, ft))
-  assert rel_err(run(losses.attention_transfer, fs, ft), want) < RTOL
+  assert rel_err(method("at", fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 256), (8, 8, 256)), ((4, 4, 128), (8, 8, 160))])
@@ -107,7 +120,7 @@ def test_rkd_matches_reference(dims):
   rng = np.random.RandomState(7)
   fs = np.maximum(rng.randn(64, dims[0]), 0).astype(np.float32)
   ft = np.maximum(rng.randn(64, dims[1]), 0).astype(np.float32)
-  assert rel_err(run(losses.rkd, fs, ft), ref.rkd(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(method("rkd", [fs], [ft]), ref.rkd(nchw(fs), nchw(ft))) < RTOL
 
 
 @pytest.mark.parametrize("seed", [0, 1, 8])
@@ -116,40 +129,41 @@ def test_pkt_matches_reference(seed):
   rng = np.random.RandomState(seed)
   fs = np.maximum(rng.randn(64, 256), 0).astype(np.float32)
   ft = np.maximum(rng.randn(64, 256), 0).astype(np.float32)
-  assert rel_err(run(losses.pkt, fs, ft), ref.pkt(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(method("pkt", [fs], [ft]), ref.pkt(nchw(fs), nchw(ft))) < RTOL
 
 
 def test_ab_matches_reference():
   fs, ft = maps(9, S_MAPS, relu=False), maps(10, T_MAPS, relu=False)
   want = ref.ab([nchw(s) for s in fs], [nchw(t) for t in ft])
-  assert rel_err(run(losses.activation_boundaries, fs, ft), want) < RTOL
+  assert rel_err(method("ab", fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 128), (8, 8, 128)), ((16, 16, 64), (8, 8, 64))])
 def test_ft_matches_reference(s_shape, t_shape):
   # Factors come out of LeakyReLU layers: negative values included.
   fs, ft = maps(11, [s_shape], relu=False) + maps(12, [t_shape], relu=False)
-  assert rel_err(run(losses.factor_transfer, fs, ft), ref.ft(nchw(fs), nchw(ft))) < RTOL
+  assert rel_err(method("ft", [fs], [ft]), ref.ft(nchw(fs), nchw(ft))) < RTOL
 
 
 def test_fsp_matches_reference():
   shapes = [(32, 32, 32)] + T_MAPS  # stem, stage1..3 (equal channels in S and T)
   fs, ft = maps(13, shapes), maps(14, shapes)
   want = ref.fsp([nchw(f) for f in fs], [nchw(f) for f in ft])
-  assert rel_err(run(losses.fsp, fs, ft), want) < RTOL
+  assert rel_err(method("fsp", fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shapes,t_shapes", [(S_MAPS, T_MAPS), (S_ODD, T_ODD)])
 def test_nst_matches_reference(s_shapes, t_shapes):
   fs, ft = maps(15, s_shapes), maps(16, t_shapes)
   want = sum(ref.nst(nchw(s), nchw(t)) for s, t in zip(fs, ft))
-  assert rel_err(run(losses.neuron_selectivity_transfer, fs, ft), want) < RTOL
+  assert rel_err(method("nst", fs, ft), want) < RTOL
 
 
 @pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 128), (8, 8, 256)), ((16, 16, 64), (8, 8, 96))])
 def test_vid_matches_reference(s_shape, t_shape):
   fs, ft = maps(17, [s_shape]) + maps(18, [t_shape])
-  module = losses.VIDRegressor(t_shape[-1])
+  vid = methods.get("vid")()  # The method's defaults: init_pred_var 5, eps 1e-5.
+  module = VIDRegressor(t_shape[-1], vid.init_pred_var, vid.eps)
   fs_m, ft_m = losses.vid_match(jnp.asarray(fs), jnp.asarray(ft))
   p = dict(jax.jit(module.init)(jax.random.PRNGKey(0), fs_m)["params"])
   p["log_scale"] = p["log_scale"] + jnp.linspace(-1.0, 1.0, t_shape[-1])  # non-trivial variance
@@ -171,7 +185,8 @@ def test_crd_matches_reference_over_three_steps():
   memory = losses.crd_memory_init(jax.random.PRNGKey(0), n, d)
   reference = ref.CRD(nchw(memory.student), nchw(memory.teacher))
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-  step = jax.jit(losses.crd)
+  crd = methods.get("crd")()  # The method's defaults: tau 0.07, momentum 0.5.
+  step = jax.jit(functools.partial(losses.crd, temperature=crd.nce_t, momentum=crd.nce_m))
   for _ in range(3):
     zs = unit(rng.randn(B, d)).astype(np.float32)
     zt = unit(rng.randn(B, d)).astype(np.float32)
@@ -196,7 +211,7 @@ def test_mean_matching_matches_srrl_reference():
 def test_conv_reg_matches_reference(kind, s_hw, t_hw):
   """FitNet's regressor with PyTorch's layout: weights converted by a plain transpose."""
   x = maps(21, [(s_hw, s_hw, 32)], relu=False)[0]
-  module = losses.ConvReg(48, (t_hw, t_hw))
+  module = ConvReg(48, (t_hw, t_hw))
   variables = jax.jit(module.init)(jax.random.PRNGKey(1), x)
   y, _ = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
   assert y.shape == (B, t_hw, t_hw, 48)

@@ -4,8 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import losses
+from kd_jax import losses, methods
+from kd_jax.methods.relations import LinearEmbed
 from tests.losses.helpers import run
+
+RKD = methods.get("rkd").hparams()  # distance 25, angle 50
+PKT = methods.get("pkt").hparams()  # eps 1e-7
 
 
 def rand(seed, shape):
@@ -33,7 +37,7 @@ def test_cc_by_hand():
 
 
 def test_cc_embeds_are_pytorch_linear():
-  module = losses.LinearEmbed(128)
+  module = LinearEmbed(128)
   v = module.init(jax.random.PRNGKey(0), jnp.ones((2, 256)))
   kernel = v["params"]["linear"]["Dense_0"]["kernel"]
   assert kernel.shape == (256, 128) and float(jnp.abs(kernel).max()) <= 1 / 16
@@ -52,25 +56,26 @@ def test_rkd_distance_term_on_three_points_by_hand():
 
 def test_rkd_is_zero_between_a_configuration_and_its_scaled_translate():
   s = rand(4, (8, 5))
-  assert float(run(losses.rkd, s, 3.0 * s + 1.0)) == pytest.approx(0.0, abs=1e-5)
+  assert float(run(losses.rkd, s, 3.0 * s + 1.0, **RKD)) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_rkd_angle_term_is_invariant_to_batch_permutation():
   s, t = rand(5, (7, 4)), rand(6, (7, 6))
   perm = np.array([6, 3, 1, 0, 5, 2, 4])
-  base = float(run(losses.rkd, s, t))
-  assert float(run(losses.rkd, s[perm], t[perm])) == pytest.approx(base, rel=1e-5)
+  base = float(run(losses.rkd, s, t, **RKD))
+  assert float(run(losses.rkd, s[perm], t[perm], **RKD)) == pytest.approx(base, rel=1e-5)
 
 
 def test_pkt_is_zero_for_identical_features_and_invariant_to_row_scale():
   s, t = rand(7, (6, 8)), rand(8, (6, 8))
-  assert float(run(losses.pkt, t, t)) == pytest.approx(0.0, abs=1e-7)
+  assert float(run(losses.pkt, t, t, **PKT)) == pytest.approx(0.0, abs=1e-7)
   scale = np.arange(1.0, 7.0, dtype=np.float32)[:, None]
-  assert float(run(losses.pkt, s * scale, t)) == pytest.approx(float(run(losses.pkt, s, t)), rel=1e-4)
+  assert float(run(losses.pkt, s * scale, t, **PKT)) == pytest.approx(
+      float(run(losses.pkt, s, t, **PKT)), rel=1e-4)
 
 
 def test_pkt_zero_feature_row_gives_finite_gradient():
   s = rand(9, (4, 8))
   s[0] = 0.0
-  g = jax.jit(jax.grad(losses.pkt))(s, rand(10, (4, 8)))
+  g = jax.jit(jax.grad(lambda s, t: losses.pkt(s, t, **PKT)))(s, rand(10, (4, 8)))
   assert bool(jnp.all(jnp.isfinite(g)))

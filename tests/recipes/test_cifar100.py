@@ -8,8 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kd_jax import config as config_lib
-from kd_jax import models, recipes
-from kd_jax.distill import objectives as objectives_lib
+from kd_jax import methods, models, recipes
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import loop
 from tests.recipes.helpers import load_config
@@ -84,7 +83,7 @@ def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, resnet
   c.batch_size, c.num_epochs, c.log_every_steps = 8, 1, 1
   c.data.num_train_examples, c.data.num_eval_examples = 24, 8  # 3 steps, 1 eval batch.
   for name, entry in c.objectives.items():
-    if objectives_lib.LOSSES[entry.get("loss", name)].stage:
+    if methods.get(entry.get("loss", name)).phase:
       entry["init_epochs"] = 1  # The stage: 3 steps too.
   config_lib.validate(c)
   with tfds.testing.mock_data(num_examples=24):

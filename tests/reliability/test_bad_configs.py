@@ -39,7 +39,7 @@ CASES = {
     "loss": (lambda c: c.update(objectives={"kdd": dict(weight=1.0)}),
              "config.objectives.kdd: unknown loss 'kdd'; valid: ab, ama, at, cc, ce, cfl, crd, dkd, "
              "fitnet, fsp, ft, kd, logit_l2, mean_matching, nst, pkt, rkd, soft_ce, sp, "
-             "stat_matching, vid"),
+             "stat_matching, vid (a method of your own: config.method_modules)"),
     "hyperparameter": (lambda c: c.update(objectives={"ce": dict(weight=1.0, temprature=4.0)}),
                        "config.objectives.ce: unknown field(s) temprature for loss 'ce'; valid: "
                        "weight, loss, label_smoothing"),

@@ -1,0 +1,21 @@
+"""Distillation methods, one file each (or one per small family): a method's hyperparameters
+with the reference's defaults, what it reads, its adapters, state and initialisation phase,
+and the lines that call its pure loss in ``kd_jax.losses``. ``base.py`` is the API and the
+registry; a method defined outside kd_jax registers the same way (``config.method_modules``).
+
+  logits.py      ce, kd, soft_ce, logit_l2, dkd
+  fitnet.py      fitnet (ConvReg)          attention.py   at, nst
+  relations.py   sp, rkd, pkt, cc          crd.py         crd
+  ab.py          ab (init phase)           fsp.py         fsp (init phase)
+  ft.py          ft (init phase)           vid.py         vid
+  statistics.py  mean_matching, stat_matching
+  ama.py         ama (init phase)          cfl.py         cfl (amalgamation)
+"""
+from kd_jax.methods import (ab, ama, attention, cfl, crd, fitnet, fsp, ft, logits,  # noqa: F401
+                            relations, statistics, vid)
+from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, Method,
+                                 Outputs, Phase, get, import_modules, names, register,
+                                 sum_over_layers)
+
+__all__ = ["ALL_ADAPTERS", "REGISTRY", "STUDENT_FEATURES", "Context", "Method", "Outputs",
+           "Phase", "get", "import_modules", "names", "register", "sum_over_layers"]

@@ -1,0 +1,202 @@
+"""The method API: what a distillation method is, and the registry that names it.
+
+A method is a frozen dataclass whose fields are its hyperparameters, with the reference's
+defaults (the only place they are written), registered under the name a config uses::
+
+    @methods.register("kd")
+    class KD(methods.Method):
+      temperature: float = 4.0
+      multi_teacher: ClassVar[bool] = True
+
+      def loss(self, ctx):
+        return losses.kd(ctx.student.logits, ctx.teacher.logits, temperature=self.temperature)
+
+A config entry ``objectives.kd=dict(weight=0.9, temperature=2)`` builds ``KD(temperature=2)``.
+The class says what the method reads (``reads``: a feature name or token, None for logits),
+whether it needs a teacher, labels or the example index, its learnable adapter (``adapter``:
+a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory) and its
+initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
+methods the same way and is named in ``config.method_modules`` (kd_jax imports it first).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, ClassVar, Mapping, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+
+# ``Phase.trains`` entries: every adapter parameter of the method, and every student
+# parameter but the classifier.
+ALL_ADAPTERS = "*"
+STUDENT_FEATURES = "student_features"
+
+
+class Outputs(NamedTuple):
+  """One network's outputs for a batch: logits [B, C] and named features."""
+  logits: jax.Array
+  features: Mapping[str, jax.Array]
+
+
+class Context(NamedTuple):
+  """What a method's loss reads in the step.
+
+  s_maps/t_maps: the maps it selects (``reads``), after its adapter if it has one (with
+  several teachers, each teacher's maps in turn); student/teacher: the full outputs (for
+  several teachers, their logits concatenated); batch: image, label, index, label_mask...;
+  epoch: the current epoch counted from 1 (None in a phase); rng: a key for this loss;
+  state: the method's state (``init_state``, BatchNorm statistics of its adapter);
+  teacher_params: ``{teacher: variables}`` of its frozen teachers, in order."""
+  s_maps: list | None
+  t_maps: list | None
+  student: Outputs
+  teacher: Outputs | None
+  batch: Mapping[str, jax.Array]
+  epoch: jax.Array | None
+  rng: jax.Array | None
+  state: Mapping[str, Any] | None
+  teacher_params: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """An initialisation phase, run before the main one (RepDistiller's FT, AB and FSP).
+
+  loss: what it minimises, in words (the log says it). trains: what it optimises: adapter
+  sub-modules by name, ``ALL_ADAPTERS``, and/or ``STUDENT_FEATURES``. frozen_after: the
+  adapter parts it trains are frozen in the main phase (FT's paraphraser): the phase
+  cannot be skipped. in_main: the method's loss also acts in the main phase (AB and FSP
+  act only through their phase). epochs, lr: the reference's length and learning rate
+  (None: the main phase's). During a phase the student runs in inference mode, as in the
+  reference (BatchNorm running statistics, not updated).
+  """
+  loss: str
+  trains: tuple[str, ...]
+  frozen_after: bool = False
+  in_main: bool = True
+  epochs: int = 30
+  lr: float | None = None
+
+
+class Method:
+  """Base class of a method; subclasses are made frozen dataclasses by ``register``."""
+
+  name: ClassVar[str] = ""
+  needs_teacher: ClassVar[bool] = True
+  needs_labels: ClassVar[bool] = False
+  partial_labels: ClassVar[bool] = False  # Takes batches where only some labels are known.
+  multi_teacher: ClassVar[bool] = False   # ``teacher`` may list several teachers.
+  # Default feature selection: a feature name, a token (``stages``, ``preact_stages``,
+  # ``last_stage``, ``before_last_stage``, ``stem_and_stages``, ``pooled``) or a tuple of
+  # them; None: logits only. teacher_reads: the teacher side's, where it differs.
+  reads: ClassVar[str | tuple[str, ...] | None] = None
+  teacher_reads: ClassVar[str | tuple[str, ...] | None] = None
+  phase: ClassVar[Phase | None] = None
+
+  def adapter(self) -> nn.Module | None:
+    """The learnable module, or None: ``__call__(s_maps, t_maps, train[, phase])`` ->
+    ``(s_maps, t_maps)`` as the loss reads them; built from the maps' shapes at start-up,
+    trained with the student; a ``phase`` argument, if it declares one, is True in the
+    initialisation phase."""
+    return None
+
+  def init_state(self, rng: jax.Array, num_data: int) -> Mapping[str, Any]:
+    """Non-trainable state carried in the train state (e.g. CRD's memory); num_data: the
+    size of the train split (the example index's range)."""
+    return {}
+
+  def loss(self, ctx: Context) -> jax.Array | tuple[jax.Array, Mapping[str, Any]]:
+    """The scalar loss of the main phase, or ``(loss, new state entries)``."""
+    raise NotImplementedError(f"method {self.name!r} defines no loss")
+
+  def phase_loss(self, ctx: Context) -> jax.Array | tuple[jax.Array, Mapping[str, Any]]:
+    """The loss of the initialisation phase (default: the main loss)."""
+    return self.loss(ctx)
+
+  def phase_lr(self, student: str, main_lr: float) -> float:
+    """The phase's learning rate for ``student`` (a model name), given the main one."""
+    return main_lr if self.phase.lr is None else self.phase.lr
+
+  @property
+  def frozen(self) -> tuple[str, ...]:
+    """Adapter sub-modules that are not optimised in the main phase."""
+    p = self.phase
+    return tuple(t for t in p.trains if t != STUDENT_FEATURES) if p and p.frozen_after else ()
+
+  @classmethod
+  def hparams(cls) -> dict[str, Any]:
+    """``{name: default}`` of the hyperparameters, in declaration order."""
+    return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+            for f in dataclasses.fields(cls)}
+
+
+def sum_over_layers(fn, s_maps: Sequence[jax.Array], t_maps: Sequence[jax.Array],
+                    **hparams) -> jax.Array:
+  """``sum_i fn(s_i, t_i, **hparams)`` over the selected layers, zipped as RepDistiller
+  zips them (with unequal counts the shorter list decides)."""
+  return sum(fn(s, t, **hparams) for s, t in zip(s_maps, t_maps))
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(name: str):
+  """Class decorator: makes ``cls`` a frozen dataclass and registers it as ``name``."""
+  def wrap(cls: type[Method]) -> type[Method]:
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+      raise TypeError(f"register({name!r}): {cls!r} is not a subclass of kd_jax.methods.Method")
+    if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
+      cls = dataclasses.dataclass(frozen=True)(cls)
+    old = REGISTRY.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+      raise ValueError(f"method {name!r} is already registered ({old.__module__}."
+                       f"{old.__qualname__}); choose another name")
+    cls.name = name
+    REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def get(name: str) -> type[Method]:
+  return REGISTRY[name]
+
+
+def names() -> list[str]:
+  return sorted(REGISTRY)
+
+
+_LOADED: dict[str, Any] = {}
+
+
+def import_modules(specs: Sequence[str], where: str = "config.method_modules") -> None:
+  """Imports the modules that register methods: module names (``my_lab.methods``, found on
+  ``sys.path``) or paths of ``.py`` files (``~`` expanded). Each is imported once per
+  process."""
+  from kd_jax.errors import KdJaxError  # Late: errors is a leaf, but keep the API small.
+  if isinstance(specs, str):
+    raise KdJaxError(f"{where} must be a list of module names or .py paths, got {specs!r}")
+  for spec in specs:
+    if spec in _LOADED:
+      continue
+    try:
+      if spec.endswith(".py"):
+        path = os.path.abspath(os.path.expanduser(spec))
+        if not os.path.isfile(path):
+          raise KdJaxError(f"{where}: {spec!r} is not a file")
+        name = "kd_jax_user_methods." + os.path.splitext(os.path.basename(path))[0]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+      else:
+        module = importlib.import_module(spec)
+    except KdJaxError:
+      raise
+    except Exception as err:  # pylint: disable=broad-except  (any import error, one line)
+      raise KdJaxError(f"{where}: importing {spec!r} failed: {type(err).__name__}: "
+                       f"{str(err).splitlines()[0] if str(err) else ''}") from err
+    _LOADED[spec] = module

@@ -1,0 +1,16 @@
+"""Flow of solution procedure (Yim et al., CVPR 2017; RepDistiller ``FSP``): FSP matrices of
+consecutive maps (stem, stage1..3); as in the reference it acts only through its 30-epoch
+initialisation phase, which trains the student's feature layers."""
+from __future__ import annotations
+
+from kd_jax import losses
+from kd_jax.methods.base import STUDENT_FEATURES, Context, Method, Phase, register
+
+
+@register("fsp")
+class FSP(Method):
+  reads = "stem_and_stages"
+  phase = Phase(loss="fsp", trains=(STUDENT_FEATURES,), in_main=False)
+
+  def loss(self, ctx: Context):
+    return losses.fsp(list(ctx.s_maps), list(ctx.t_maps))
