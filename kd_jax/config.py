@@ -22,7 +22,7 @@ EVAL_PREPROCESS = ("none", "center_crop")
 
 # Free-form mappings: their entries are checked by their own parsers.
 _FREE_FORM = ("teachers", "objectives", "runs", "eval_tasks")
-_TEACHER_FIELDS = {"model", "checkpoint", "run", "num_classes", "which"}
+_TEACHER_FIELDS = {"model", "checkpoint", "run", "num_classes", "which", "head"}
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -121,7 +121,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.optimizer = optimizer_config()
 
-  c.teachers = ml_collections.ConfigDict()    # name -> dict(model, checkpoint | run, which).
+  c.teachers = ml_collections.ConfigDict()    # name -> dict(model, checkpoint | run, which,
+                                # head: of a consolidated student, the head read as logits).
   c.objectives = ml_collections.ConfigDict({"ce": {"weight": 1.0}})
   c.method_modules = ()         # Modules that register methods of your own, imported before
                                 # the objectives are read: module names on sys.path or
@@ -263,6 +264,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
     if teacher.get("run") and teacher["run"] not in run_names:
       raise KdJaxError(f"{where}.run: {teacher['run']!r} is not an earlier run of this config "
                        f"(runs: {', '.join(run_names) or 'none'})")
+    if not isinstance(teacher.get("head", ""), str):
+      raise KdJaxError(f"{where}.head must be the name of a head of a consolidated student, got "
+                       f"{teacher['head']!r}")
     if teacher.get("which", "latest") not in ("latest", "best"):
       raise KdJaxError(f"{where}.which must be latest or best, got {teacher['which']!r}")
   heads = config.student_heads

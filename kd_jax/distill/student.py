@@ -48,6 +48,33 @@ def create(model: str, num_classes: int, heads: Mapping[str, int] | None = None,
   return MultiHeadStudent(backbone, tuple((n, int(c)) for n, c in heads.items()))
 
 
+class HeadAsLogits(nn.Module):
+  """A consolidated (multi-head) student used as a teacher: its logits are those of its
+  head ``head`` (``features['logits/<head>']``); every feature, each head's logits
+  included, is passed on."""
+
+  student: nn.Module
+  head: str
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    _, features = self.student(x, train)
+    return features[head_feature(self.head)], features
+
+
+def as_teacher(model: str, num_classes: int, heads: Mapping[str, int] | None = None,
+               head: str = "", dtype: Any = jnp.float32) -> nn.Module:
+  """The module that runs a teacher: a zoo model, or a kd_jax student trained with
+  ``heads`` (then ``head``, if given, names the head whose logits are the teacher's; else the
+  backbone's classifier). Its variables are the student's as checkpointed."""
+  module = create(model, num_classes, heads, dtype=dtype)
+  if head:
+    if head not in (heads or {}):
+      raise ValueError(f"has no head {head!r} (its heads: {', '.join(heads or {}) or 'none'})")
+    module = HeadAsLogits(module, head)
+  return module
+
+
 def backbone_variables(variables: Mapping[str, Any], heads: Mapping[str, int] | None
                        ) -> dict[str, Any]:
   """The zoo model's own variables out of a (possibly multi-head) student's."""

@@ -48,9 +48,15 @@ def load_teachers(config, input_shape, job_workdir: str | None, metas: dict | No
     if meta.get("model") not in (None, t["model"]):
       raise KdJaxError(f"config.teachers.{name}.model is {t['model']!r} but {path} holds a "
                        f"{meta['model']!r}")
-    module = models.create(t["model"], num_classes, dtype=jnp.dtype(config.dtype))
+    try:  # A consolidated student (heads in its meta) is a teacher too.
+      module = student_lib.as_teacher(t["model"], num_classes, meta.get("heads"),
+                                      t.get("head", ""), dtype=jnp.dtype(config.dtype))
+    except ValueError as err:
+      raise KdJaxError(f"config.teachers.{name}.head: the student in {path} {err}") from None
     expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
                                                   jnp.zeros((1, *input_shape)), train=False))
+    if t.get("head"):  # HeadAsLogits nests the student's variables one level down.
+      variables = {k: {"student": v} for k, v in variables.items()}
     got = jax.tree.map(lambda x: x.shape, variables)
     want = jax.tree.map(lambda x: x.shape, dict(expected))
     if got != want:

@@ -2,6 +2,7 @@
 over a list of teachers (amalgamation), per-task evaluation, and one pass per teacher."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import eval_metrics_class, make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.training import checkpoint as ckpt_lib
+from kd_jax.training import loop
 from tests import builders
 
 X = jnp.zeros((2, 8, 8, 1))
@@ -179,3 +181,38 @@ def test_init_from_another_model_fails_in_one_line():
   with pytest.raises(KdJaxError, match=r"^config\.init_from: /runs/b does not hold this model: "):
     ckpt_lib.merge_pretrained(target, source, "/runs/b")
 
+
+@pytest.fixture(scope="module")
+def consolidated(tmp_path_factory):
+  """A resnet8 student with heads for 'low' (5 classes) and 'high' (5), checkpointed as a
+  consolidation run writes it (meta: heads)."""
+  student = student_lib.create("resnet8", 10, {"low": 5, "high": 5})
+  variables = student.init(jax.random.PRNGKey(3), jnp.zeros((1, 8, 8, 1)))
+  path = str(tmp_path_factory.mktemp("consolidated"))
+  ckpt_lib.save_model_variables(path, dict(variables), {"model": "resnet8", "num_classes": 10,
+                                                        "heads": {"low": 5, "high": 5}})
+  return student, variables, path
+
+
+@pytest.mark.parametrize("head", ["", "high"])
+def test_a_consolidated_student_loads_as_a_teacher(consolidated, head):
+  student, variables, path = consolidated
+  cfg = ml_collections.ConfigDict(dict(dtype="float32", teachers={"t": dict(
+      model="resnet8", checkpoint=path, head=head)}))
+  (module, loaded), = loop.load_teachers(cfg, (8, 8, 1), None).values()
+  x = jax.random.normal(jax.random.PRNGKey(4), (2, 8, 8, 1))
+  logits, features = module.apply(loaded, x, train=False)
+  want_logits, want_features = student.apply(variables, x, train=False)
+  want = want_features["logits/high"] if head else want_logits
+  np.testing.assert_array_equal(np.asarray(logits), np.asarray(want))
+  assert logits.shape == (2, 5 if head else 10)
+  np.testing.assert_array_equal(np.asarray(features["logits/low"]),
+                                np.asarray(want_features["logits/low"]))
+
+
+def test_a_head_the_consolidated_student_lacks_is_one_line(consolidated):
+  cfg = ml_collections.ConfigDict(dict(dtype="float32", teachers={"t": dict(
+      model="resnet8", checkpoint=consolidated[2], head="dogs")}))
+  with pytest.raises(KdJaxError, match=r"^config\.teachers\.t\.head: the student in .* has no "
+                     r"head 'dogs' \(its heads: low, high\)$"):
+    loop.load_teachers(cfg, (8, 8, 1), None)
