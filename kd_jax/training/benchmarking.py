@@ -22,6 +22,7 @@ import numpy as np
 
 from kd_jax import config as config_lib
 from kd_jax import models, recipes, runtime
+from kd_jax.data import info as data_info
 from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
@@ -78,7 +79,7 @@ class _Bench:
     self.noisy: list[str] = []
     self.print = print_fn
     self.batch_size = batch_size
-    self.info = pipelines.describe(config.data)
+    self.info = data_info.describe(config.data)
     self.num_classes = config.num_classes if config.num_classes > 0 else self.info.num_classes
     if not self.num_classes:
       raise KdJaxError("config.num_classes must be set: the data set has no labels")

@@ -17,7 +17,8 @@ from typing import Any, Callable
 import ml_collections
 
 from kd_jax import config as config_lib
-from kd_jax.data import pipelines
+from kd_jax.data import info as data_info
+from kd_jax.data import sources
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.training import benchmarking
 
@@ -53,7 +54,7 @@ def objective_lines(obj: objectives_lib.Objective) -> list[str]:
   return lines
 
 
-def _data_line(data: ml_collections.ConfigDict, info: pipelines.DataInfo) -> str:
+def _data_line(data: ml_collections.ConfigDict, info: data_info.DataInfo) -> str:
   n = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
   classes = (f" (before keeping classes {list(data.classes)})" if data.get("classes") else "")
   labels = ", unlabelled" if data.unlabeled else (
@@ -88,8 +89,8 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
   out: dict[str, dict[str, Any]] = {}
   for name, cfg in runs.items():
     tag = f"[{name or 'train'}]"
-    pipelines.prepare_local(cfg.data)
-    info = pipelines.describe(cfg.data)
+    sources.prepare_local(cfg.data)
+    info = data_info.describe(cfg.data)
     if cfg.downstream.data.name and cfg.downstream.backbone:
       what = (f"a randomly initialised {cfg.model}" if cfg.downstream.backbone == "random"
               else f"the backbone of {cfg.downstream.backbone!r}")

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from kd_jax import config as config_lib
-from kd_jax.data import pipelines
+from kd_jax.data import sources
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import downstream
 from kd_jax.training.loop import train_and_evaluate
@@ -31,7 +31,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       key = (data.name, data.get("data_dir"), data.get("download", True))
       if data.name and key not in checked:
         checked.add(key)
-        pipelines.check_available(data)
+        sources.check_available(data)
   _print(f"kd_jax: results go to {workdir}")
   if jax.process_index() == 0:
     ckpt_lib.check_writable(workdir)  # Before anything compiles.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from kd_jax.data import digits, pipelines
+from kd_jax.data import digits, pipelines, sources
 from kd_jax.errors import KdJaxError
 
 
@@ -148,7 +148,7 @@ def test_cifar100_mock_train_batch():
     evals = list(ds.eval_batches())
   assert ds.train_augment == "cifar" and ds.num_classes == 100
   assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.float32
-  lo, hi = _range(pipelines.CIFAR_MEAN["cifar100"], pipelines.CIFAR_STD["cifar100"])
+  lo, hi = _range(sources.CIFAR_MEAN["cifar100"], sources.CIFAR_STD["cifar100"])
   assert lo <= batch["image"].min() and batch["image"].max() <= hi
   assert ((0 <= batch["label"]) & (batch["label"] < 100)).all()
   assert ((0 <= batch["index"]) & (batch["index"] < 96)).all()
@@ -189,7 +189,7 @@ def test_imagenet_mock_train_and_eval():
     evals = list(ds.eval_batches())
   assert ds.train_augment == "inception" and ds.eval_preprocess == "center_crop"
   assert train["image"].shape == (8, 64, 64, 3) and evals[0]["image"].shape == (8, 64, 64, 3)
-  lo, hi = _range(pipelines.IMAGENET_MEAN, pipelines.IMAGENET_STD)
+  lo, hi = _range(sources.IMAGENET_MEAN, sources.IMAGENET_STD)
   for x in (train["image"], evals[0]["image"]):
     assert lo <= x.min() and x.max() <= hi
   assert ((0 <= train["label"]) & (train["label"] < 1000)).all()

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from kd_jax import models
-from kd_jax.data import pipelines
+from kd_jax.data import dataset
 from kd_jax.distill import objectives, student as student_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
@@ -118,13 +118,13 @@ def test_a_rebuild_stopped_half_way_leaves_no_cache_that_matches(tmp_path, monke
   directory.mkdir()
   other = {"teachers": {"t": {"checkpoint": "/elsewhere", "step": 22}}, "index_size": 1437}
   (directory / "meta.json").write_text(json.dumps(other))
-  real = pipelines.Dataset.train_split_once
+  real = dataset.Dataset.train_split_once
 
   def one_batch_then_stop(self):
     yield next(iter(real(self)))
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(pipelines.Dataset, "train_split_once", one_batch_then_stop)
+  monkeypatch.setattr(dataset.Dataset, "train_split_once", one_batch_then_stop)
   with pytest.raises(KeyboardInterrupt):
     job.run(_config(str(directory), {"ce": {}, "kd": {}}), str(tmp_path / "a"))
   assert os.path.exists(directory / "t" / "logits.npy")  # The computation had started.

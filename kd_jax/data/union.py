@@ -1,0 +1,136 @@
+"""Several prepared data sets as one (``data.name = "a+b"``): training draws from each in
+proportion to its size, the eval split is their concatenation, labels and indices offset so
+that the data sets follow each other (see ``kd_jax.data.pipelines``)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kd_jax.data.dataset import Dataset, padded, seed_of_epoch
+from kd_jax.errors import KdJaxError
+
+@dataclasses.dataclass
+class UnionDataset:
+  """Several prepared data sets as one (``data.name = "a+b"``): see the module docstring."""
+
+  parts: list[Dataset]
+  global_batch_size: int
+  eval_batch_size: int
+  cache: bool = True
+  _eval: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
+
+  labeled_fraction = 1.0
+  local_batch_size = Dataset.local_batch_size
+  steps_per_epoch = Dataset.steps_per_epoch
+  num_eval_steps = Dataset.num_eval_steps
+
+  @property
+  def name(self) -> str:
+    return "+".join(p.name for p in self.parts)
+
+  @property
+  def has_labels(self) -> bool:
+    return all(p.has_labels for p in self.parts)
+
+  @property
+  def num_classes(self) -> int | None:
+    sizes = [p.num_classes for p in self.parts]
+    return None if None in sizes else sum(sizes)
+
+  @property
+  def num_train_examples(self) -> int:
+    return sum(p.num_train_examples for p in self.parts)
+
+  @property
+  def num_eval_examples(self) -> int:
+    return sum(p.num_eval_examples for p in self.parts)
+
+  @property
+  def index_size(self) -> int:
+    return sum(p.index_size for p in self.parts)
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return self.parts[0].input_shape
+
+  def _offsets(self):
+    index = np.cumsum([0] + [p.index_size for p in self.parts])[:-1]
+    label = np.cumsum([0] + [p.num_classes or 0 for p in self.parts])[:-1]
+    return [(int(i), int(l)) for i, l in zip(index, label)]
+
+  @staticmethod
+  def _shift(ds: tf.data.Dataset, index_offset: int, label_offset: int) -> tf.data.Dataset:
+    def shift(ex):
+      ex = {**ex, "index": ex["index"] + index_offset}
+      if "label" in ex:
+        ex["label"] = ex["label"] + label_offset
+      return ex
+    return ds.map(shift, num_parallel_calls=tf.data.AUTOTUNE)
+
+  def train_batches(self, epoch: int, start: int = 0, seed: int = 0,
+                    stream: int = 0) -> Iterator[dict]:
+    """One epoch's batches: examples drawn from the data sets in proportion to their sizes
+    (deterministic in ``(seed, epoch)``), from batch ``start``."""
+    epoch_seed = seed_of_epoch(seed, epoch, stream)
+    streams = []
+    for part, (i_off, l_off) in zip(self.parts, self._offsets()):
+      ds, finish = part._train_examples(epoch_seed)
+      streams.append(self._shift(ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE),
+                                 i_off, l_off))
+    sizes = np.array([p.num_train_examples for p in self.parts], np.float64)
+    ds = tf.data.Dataset.sample_from_datasets(streams, list(sizes / sizes.sum()),
+                                              seed=epoch_seed)
+    ds = ds.skip(start * self.local_batch_size)
+    ds = ds.batch(self.local_batch_size, drop_remainder=True)
+    ds = ds.take(self.steps_per_epoch - start).prefetch(tf.data.AUTOTUNE)
+    return tfds.as_numpy(ds)
+
+  def eval_batches(self) -> Iterator[dict]:
+    """The eval splits one after the other, padded like ``Dataset.eval_batches``."""
+    local = self.eval_batch_size // jax.process_count()
+    if self._eval is None:
+      ds = None
+      for part, (i_off, l_off) in zip(self.parts, self._offsets()):
+        one = self._shift(part.eval_examples(), i_off, l_off)
+        ds = one if ds is None else ds.concatenate(one)
+      ds = ds.batch(local)
+      self._eval = (ds.cache() if self.cache else ds).prefetch(tf.data.AUTOTUNE)
+    return padded(self._eval, local, self.num_eval_steps())
+
+
+class _Cfg(dict):
+  """A dict read like a ConfigDict (``cfg.name``, ``cfg.get``)."""
+  __getattr__ = dict.__getitem__
+
+
+def create_union(data_cfg, global_batch_size: int, eval_batch_size: int | None,
+                 create_one: Callable[..., Dataset]) -> UnionDataset:
+  """The union of the data sets ``data_cfg.name`` joins with ``+``, each built by
+  ``create_one(config, global_batch_size, eval_batch_size)``."""
+  names = data_cfg.name.split("+")
+  splits = {}
+  for field in ("train_split", "eval_split"):
+    value = data_cfg[field].split("+")
+    if len(value) not in (1, len(names)):
+      raise KdJaxError(f"config.data.{field}: {data_cfg[field]!r} names {len(value)} splits "
+                       f"for {len(names)} data sets")
+    splits[field] = value * len(names) if len(value) == 1 else value
+  if data_cfg.get("classes") or data_cfg.get("labeled_fraction", 1.0) < 1.0:
+    raise KdJaxError("config.data: classes and labeled_fraction do not apply to a union of "
+                     "data sets")
+  parts = []
+  for i, name in enumerate(names):
+    cfg = dict(data_cfg.items()) if hasattr(data_cfg, "items") else dict(data_cfg)
+    cfg.update(name=name, train_split=splits["train_split"][i], eval_split=splits["eval_split"][i])
+    parts.append(create_one(_Cfg(cfg), global_batch_size, eval_batch_size))
+  shapes = {p.input_shape for p in parts}
+  if len(shapes) > 1:
+    raise KdJaxError(f"config.data.name: the data sets of {data_cfg.name!r} give different "
+                     f"input shapes {sorted(shapes)}; set config.data.image_size and channels")
+  return UnionDataset(parts, global_batch_size, eval_batch_size or global_batch_size,
+                      cache=bool(data_cfg.get("cache", True)))
