@@ -26,6 +26,7 @@ import os
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
+import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 
@@ -38,6 +39,28 @@ def _file_name(output: str) -> str:
   return output.replace("/", "__") + ".npy"
 
 
+def used_inputs(jaxpr: jax_core.Jaxpr, outputs: Sequence[bool] | None = None) -> list[bool]:
+  """Per input of ``jaxpr``, whether one of its ``outputs`` (default: all) depends on it: a
+  backward walk over its equations with the public ``jax.extend.core`` types. A nested
+  ``jit`` is walked into; any other equation counts all its operands as used."""
+  outputs = [True] * len(jaxpr.outvars) if outputs is None else outputs
+  is_var = lambda v: not isinstance(v, jax_core.Literal)
+  live = {v for v, u in zip(jaxpr.outvars, outputs) if u and is_var(v)}
+  for eqn in reversed(jaxpr.eqns):
+    needed = [v in live for v in eqn.outvars]
+    if not (eqn.effects or any(needed)):
+      continue
+    inner = eqn.params.get("jaxpr")
+    inner = getattr(inner, "jaxpr", inner)  # A ClosedJaxpr's Jaxpr.
+    if isinstance(inner, jax_core.Jaxpr) and len(inner.invars) == len(eqn.invars) \
+        and not eqn.effects:
+      uses = used_inputs(inner, needed)
+    else:
+      uses = [True] * len(eqn.invars)
+    live.update(v for v, u in zip(eqn.invars, uses) if u and is_var(v))
+  return [v in live for v in jaxpr.invars]
+
+
 def needed_outputs(make_step: Callable[[Sequence[str]], Callable], state, batch: Mapping,
                    rng, teacher_shapes: Mapping[str, Any]) -> dict[str, list[str]]:
   """``{teacher: [output, ...]}``: the teacher outputs the train step reads (always
@@ -46,8 +69,7 @@ def needed_outputs(make_step: Callable[[Sequence[str]], Callable], state, batch:
   ``make_step(cached)`` builds the step reading the ``cached`` teachers from the batch;
   ``teacher_shapes``: ``{teacher: Outputs of ShapeDtypeStructs}`` (shapes with a leading
   batch dimension). The step is traced with every output in the batch and the outputs
-  its results do not depend on are dropped (``dce_jaxpr``)."""
-  from jax._src.interpreters import partial_eval as pe  # pylint: disable=g-import-not-at-top
+  its results do not depend on are dropped (``used_inputs``)."""
   full = dict(batch)
   keys = []
   b = next(iter(batch.values())).shape[0]
@@ -57,7 +79,7 @@ def needed_outputs(make_step: Callable[[Sequence[str]], Callable], state, batch:
       keys.append((t, name))
   step = make_step(sorted(teacher_shapes))
   closed = jax.make_jaxpr(step)(state, full, rng)
-  _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+  used = used_inputs(closed.jaxpr)
   leaves = jax.tree_util.tree_leaves_with_path((state, full, rng))
   used_paths = {jax.tree_util.keystr(p) for (p, _), u in zip(leaves, used) if u}
   out: dict[str, list[str]] = {t: ["logits"] for t in teacher_shapes}

@@ -138,3 +138,11 @@ def test_a_cache_over_augmented_data_is_refused_in_one_line(tmp_path):
   with pytest.raises(KdJaxError, match="config.teacher_cache needs training data without "
                                        "random augmentation .*it is 'pad_crop'"):
     job.run(cfg, str(tmp_path))
+
+
+def test_used_inputs_sees_through_a_nested_jit():
+  """Only ``a`` reaches the output: ``b`` is an argument of the inner jit that it ignores,
+  ``c`` is not used at all."""
+  inner = jax.jit(lambda a, b: a * 2.0)
+  jaxpr = jax.make_jaxpr(lambda a, b, c: inner(a, b) + 1.0)(1.0, 2.0, 3.0).jaxpr
+  assert teacher_cache.used_inputs(jaxpr) == [True, False, False]
