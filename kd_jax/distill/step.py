@@ -1,12 +1,14 @@
 """The one train step and the eval step, shared by every method.
 
-``train_step(state, batch, rng) -> (state, metrics)`` is pure and jitted once:
-each teacher runs once in inference mode under ``stop_gradient``; the student runs
-once in training mode; every objective reads those outputs; gradients reach the
-student (and the objectives' auxiliary parameters) only.
+``train_step(state, batch, rng, *, ...) -> (state, metrics)`` is a pure module-level
+function; ``make_train_step`` binds its keyword arguments (``functools.partial``, as the
+flax examples do) and the loop jits the result once: each teacher runs once in inference
+mode under ``stop_gradient``; the student runs once in training mode; every objective reads
+those outputs; gradients reach the student (and the objectives' adapters) only.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Mapping, Sequence
 
 import flax
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
+from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective, Outputs, head_feature
 from kd_jax.distill.state import TrainState
 
@@ -123,24 +126,48 @@ def _update_if_finite(state: TrainState, tx: optax.GradientTransformation, loss:
       bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step)), finite
 
 
-def cached_teacher_key(teacher: str, output: str) -> str:
-  """The batch entry that holds a cached ``output`` ('logits' or a feature) of ``teacher``."""
-  return f"teacher/{teacher}/{output}"
+def train_step(state: TrainState, batch, rng, *, student: nn.Module,
+               teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
+               tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
+               steps_per_epoch: int = 1, cached_teachers: Mapping[str, Outputs] | None = None,
+               skip_nonfinite: bool = False):
+  """One optimiser step on ``batch``: ``(state, metrics)``. Pure; ``make_train_step`` binds
+  everything after ``rng``.
 
+  Each teacher the objectives read runs once in inference mode under ``stop_gradient`` (or
+  is read from the batch: ``cached_teachers``); the student runs once in training mode;
+  every objective reads those outputs; ``sum(weight * loss)`` is minimised over the student
+  and the objectives' adapters. ``epoch`` (from 1) reaches DKD's warm-up."""
+  rng = jax.random.fold_in(rng, state.step)
+  teacher_out = teachers_lib.run(teachers, state.teachers, teachers_lib.used(objectives), batch,
+                                 cached_teachers)
 
-def _cached_outputs(name: str, shapes: Outputs, batch) -> Outputs:
-  """A teacher's outputs read from the batch (``kd_jax.training.teacher_cache``); outputs
-  the step does not read are not cached and stand in as zeros (XLA drops them)."""
-  b = batch["image"].shape[0]
+  def loss_fn(params):
+    (logits, feats), new_vars = student.apply(
+        {"params": params["student"], "batch_stats": state.batch_stats},
+        batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    out = Outputs(logits, feats)
+    epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
+    values, aux_state = {}, dict(state.aux_state)
+    for i, o in enumerate(objectives):
+      values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
+                              params["aux"].get(o.name), state.aux_state.get(o.name),
+                              teacher_params=state.teachers)
+      if new is not None:
+        aux_state[o.name] = new
+    total = sum(o.weight * values[o.name] for o in objectives)
+    return total, (values, logits, new_vars["batch_stats"], aux_state)
 
-  def get(output, shape):
-    key = cached_teacher_key(name, output)
-    if key in batch:
-      return batch[key].astype(shape.dtype)
-    return jnp.zeros((b, *shape.shape[1:]), shape.dtype)
-
-  return Outputs(get("logits", shapes.logits),
-                 {k: get(k, v) for k, v in shapes.features.items()})
+  (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  new_state, finite = _update_if_finite(state, tx, total, grads, skip_nonfinite,
+                                        batch_stats=batch_stats, aux_state=aux_state)
+  outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
+  if skip_nonfinite:
+    outputs["skipped"] = (~finite).astype(jnp.int32)
+  if has_labels:
+    outputs.update(logits=logits, labels=batch["label"], label_mask=batch.get("label_mask"))
+  return new_state, metrics_cls.single_from_model_output(**outputs)
 
 
 def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
@@ -148,90 +175,52 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     has_labels: bool, steps_per_epoch: int = 1,
                     cached_teachers: Mapping[str, Outputs] | None = None,
                     skip_nonfinite: bool = False) -> Callable:
-  """Returns the (un-jitted) pure train step for this student, teachers and objectives.
+  """``train_step`` with this student, teachers and objectives bound: ``(state, batch, rng)
+  -> (state, metrics)``, to jit.
 
-  ``steps_per_epoch`` gives objectives the current epoch, counted from 1 (DKD's warm-up).
   Objectives that act only through their initialisation stage (``main_stage=False``) are
   not evaluated here. ``cached_teachers``: ``{teacher: its Outputs' shapes}`` for teachers
-  whose outputs come in the batch (``cached_teacher_key``) instead of being computed.
+  whose outputs come in the batch (``teachers.cached_key``) instead of being computed.
   ``skip_nonfinite``: a step with a non-finite loss or gradient is skipped (no update) and
   counted (metric ``skipped_steps``) instead of stopping the run (``bad_step``)."""
-  cached_teachers = dict(cached_teachers or {})
   objectives = [o for o in objectives if o.main_stage]
-  metrics_cls = train_metrics_class(objectives, has_labels, skip_nonfinite)
-  used_teachers = sorted({t for o in objectives for t in o.teachers})
+  return functools.partial(
+      train_step, student=student, teachers=teachers, objectives=objectives, tx=tx,
+      metrics_cls=train_metrics_class(objectives, has_labels, skip_nonfinite),
+      has_labels=has_labels, steps_per_epoch=steps_per_epoch,
+      cached_teachers=dict(cached_teachers or {}), skip_nonfinite=skip_nonfinite)
 
-  def train_step(state: TrainState, batch, rng):
-    images = batch["image"]
-    rng = jax.random.fold_in(rng, state.step)
-    teacher_out = {}
-    for name in used_teachers:  # Each teacher: exactly one forward pass per batch.
-      if name in cached_teachers:
-        teacher_out[name] = jax.lax.stop_gradient(
-            _cached_outputs(name, cached_teachers[name], batch))
-        continue
-      logits, feats = teachers[name].apply(state.teachers[name], images, train=False)
-      teacher_out[name] = jax.lax.stop_gradient(Outputs(logits, feats))
 
-    def loss_fn(params):
-      (logits, feats), new_vars = student.apply(
-          {"params": params["student"], "batch_stats": state.batch_stats},
-          images, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
-      out = Outputs(logits, feats)
-      epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
-      values, aux_state = {}, dict(state.aux_state)
-      for i, o in enumerate(objectives):
-        values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
-                                params["aux"].get(o.name), state.aux_state.get(o.name),
-                                teacher_params=state.teachers)
-        if new is not None:
-          aux_state[o.name] = new
-      total = sum(o.weight * values[o.name] for o in objectives)
-      return total, (values, logits, new_vars["batch_stats"], aux_state)
+def stage_step(state: TrainState, batch, rng, *, student: nn.Module,
+               teachers: Mapping[str, nn.Module], objective: Objective,
+               tx: optax.GradientTransformation, metrics_cls):
+  """One step of ``objective``'s initialisation stage, minimising its stage loss alone. As in
+  the reference, the student runs in inference mode (BatchNorm running statistics, neither
+  used from the batch nor updated) while the objective's adapter trains; ``tx`` decides
+  which parameters move."""
+  name = objective.name
+  rng = jax.random.fold_in(rng, state.step)
+  teacher_out = teachers_lib.run(teachers, state.teachers, objective.teachers, batch)
 
-    (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    new_state, finite = _update_if_finite(state, tx, total, grads, skip_nonfinite,
-                                          batch_stats=batch_stats, aux_state=aux_state)
-    outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
-    if skip_nonfinite:
-      outputs["skipped"] = (~finite).astype(jnp.int32)
-    if has_labels:
-      outputs.update(logits=logits, labels=batch["label"], label_mask=batch.get("label_mask"))
-    return new_state, metrics_cls.single_from_model_output(**outputs)
+  def loss_fn(params):
+    out = Outputs(*student.apply({"params": params["student"], "batch_stats": state.batch_stats},
+                                 batch["image"], train=False))
+    return objective(out, teacher_out, batch, None, rng, params["aux"].get(name),
+                     state.aux_state.get(name), train=True, stage=True,
+                     teacher_params=state.teachers)
 
-  return train_step
+  (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
+  new_state, _ = _update_if_finite(state, tx, loss, grads, aux_state=aux_state)
+  return new_state, metrics_cls.single_from_model_output(loss=loss)
 
 
 def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objective: Objective,
                     tx: optax.GradientTransformation) -> Callable:
-  """The step of ``objective``'s initialisation stage: ``(state, batch, rng) -> (state,
-  metrics)`` minimising its stage loss alone. As in the reference, the student runs in
-  inference mode (BatchNorm running statistics, neither used from the batch nor updated)
-  while the objective's head trains; ``tx`` decides which parameters move."""
-  metrics_cls = clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss"))
-  name = objective.name
-
-  def stage_step(state: TrainState, batch, rng):
-    images = batch["image"]
-    rng = jax.random.fold_in(rng, state.step)
-    teacher_out = {n: jax.lax.stop_gradient(Outputs(*teachers[n].apply(state.teachers[n], images,
-                                                                        train=False)))
-                   for n in objective.teachers}
-
-    def loss_fn(params):
-      out = Outputs(*student.apply({"params": params["student"],
-                                    "batch_stats": state.batch_stats}, images, train=False))
-      return objective(out, teacher_out, batch, None, rng, params["aux"].get(name),
-                       state.aux_state.get(name), train=True, stage=True,
-                       teacher_params=state.teachers)
-
-    (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
-    new_state, _ = _update_if_finite(state, tx, loss, grads, aux_state=aux_state)
-    return new_state, metrics_cls.single_from_model_output(loss=loss)
-
-  return stage_step
+  """``stage_step`` bound: ``(state, batch, rng) -> (state, metrics)``, to jit."""
+  return functools.partial(
+      stage_step, student=student, teachers=teachers, objective=objective, tx=tx,
+      metrics_cls=clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss")))
 
 
 def make_eval_step(student: nn.Module, num_classes: int, head: str | None = None,

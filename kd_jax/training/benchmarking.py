@@ -26,6 +26,7 @@ from kd_jax.data import info as data_info
 from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
+from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
@@ -157,11 +158,11 @@ class _Bench:
                                 all_labeled=c.data.labeled_fraction >= 1.0)
 
   def state_and_step(self, objectives):
-    used = sorted({t for o in objectives if o.main_stage for t in o.teachers})
+    used = teachers_lib.used(objectives)
     tx = loop.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
     # Stage-only objectives (AB, FSP) build their heads from the teacher too.
-    read = sorted({t for o in objectives for t in o.teachers})
+    read = teachers_lib.used(objectives, main_stage_only=False)
     state = loop.create_train_state(
         self.student, {n: self.teacher_modules[n] for n in read},
         {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
@@ -328,7 +329,7 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   overheads, speedups = [], []
   for method, objectives_cfg in method_cfgs.items():
     objectives = bench.parse(objectives_cfg)
-    used = tuple(sorted({t for o in objectives if o.main_stage for t in o.teachers}))
+    used = tuple(teachers_lib.used(objectives))
     if used and used not in teacher_recs:
       teacher_recs[used] = bench.measure_teachers(used)
       records.append(teacher_recs[used])

@@ -20,6 +20,7 @@ from kd_jax import methods
 from kd_jax.data import pipelines
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
+from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_eval_step, make_train_step
 from kd_jax.errors import KdJaxError, Preempted, TrainingDiverged  # noqa: F401 (re-exported)
@@ -102,11 +103,10 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
   objectives' heads and state built from the output shapes of the student and each teacher
   (no teacher forward is run), checked against one example batch."""
   x_shape = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
-  out_shapes = jax.eval_shape(
-      lambda x: (student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
-                               train=False),
-                 {n: m.apply(teacher_variables[n], x, train=False) for n, m in teachers.items()}),
-      x_shape)
+  s_shapes = jax.eval_shape(
+      lambda x: student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
+                              train=False), x_shape)
+  t_shapes = teachers_lib.output_shapes(teachers, teacher_variables, x_shape)
 
   def init_state(rng):
     k_student, k_aux = jax.random.split(rng)
@@ -114,8 +114,8 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
     variables = student.init(k_student, x, train=False)
     # Zeros of the outputs' shapes stand in for outputs.
     zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
-    s_out = objectives_lib.Outputs(*zeros(out_shapes[0]))
-    t_out = {n: objectives_lib.Outputs(*zeros(o)) for n, o in out_shapes[1].items()}
+    s_out = objectives_lib.Outputs(*zeros(s_shapes))
+    t_out = {n: objectives_lib.Outputs(*zeros(tuple(o))) for n, o in t_shapes.items()}
     aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux, index_size)
     example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
     objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
@@ -199,10 +199,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   cache = None
   if config.teacher_cache:
     teacher_cache.check_config(config, data)
-    used = sorted({t for o in objectives if o.main_stage for t in o.teachers})
+    used = teachers_lib.used(objectives)
     x = jax.ShapeDtypeStruct((data.local_batch_size, *data.input_shape), jnp.float32)
-    teacher_shapes = {n: objectives_lib.Outputs(*jax.eval_shape(
-        lambda x, n=n: teachers[n][0].apply(teachers[n][1], x, train=False), x)) for n in used}
+    teacher_shapes = teachers_lib.output_shapes({n: teachers[n][0] for n in used},
+                                                {n: teachers[n][1] for n in used}, x)
     example = {"image": x, "index": jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)}
     if data.has_labels:
       example["label"] = jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)

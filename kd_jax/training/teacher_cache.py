@@ -32,7 +32,7 @@ import numpy as np
 
 from kd_jax.errors import KdJaxError
 
-from kd_jax.distill.step import cached_teacher_key as batch_key
+from kd_jax.distill.teachers import cached_key as batch_key
 
 
 def _file_name(output: str) -> str:

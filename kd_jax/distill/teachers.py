@@ -1,0 +1,62 @@
+"""The teachers as the step sees them: which ones a set of objectives reads, their output
+shapes, and their outputs for a batch (each teacher run once, or read from the batch where
+``kd_jax.training.teacher_cache`` put its cached outputs). Loading a teacher's variables is
+``kd_jax.training.loop.load_teachers`` (it reads checkpoints)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from kd_jax.methods import Outputs
+
+
+def used(objectives: Sequence[Any], main_stage_only: bool = True) -> list[str]:
+  """The teachers the objectives read, sorted; by default only those of the objectives that
+  act in the main stage (the train step's)."""
+  return sorted({t for o in objectives if o.main_stage or not main_stage_only
+                 for t in o.teachers})
+
+
+def output_shapes(modules: Mapping[str, nn.Module], variables: Mapping[str, Any],
+                  x: jax.ShapeDtypeStruct) -> dict[str, Outputs]:
+  """``{teacher: Outputs of ShapeDtypeStructs}`` for an input of ``x``'s shape (nothing run)."""
+  return {n: Outputs(*jax.eval_shape(lambda x, n=n: m.apply(variables[n], x, train=False), x))
+          for n, m in modules.items()}
+
+
+def cached_key(teacher: str, output: str) -> str:
+  """The batch entry that holds a cached ``output`` ('logits' or a feature) of ``teacher``."""
+  return f"teacher/{teacher}/{output}"
+
+
+def _from_batch(name: str, shapes: Outputs, batch) -> Outputs:
+  """A teacher's outputs read from the batch; outputs the step does not read are not cached
+  and stand in as zeros (XLA drops them)."""
+  b = batch["image"].shape[0]
+
+  def get(output, shape):
+    key = cached_key(name, output)
+    if key in batch:
+      return batch[key].astype(shape.dtype)
+    return jnp.zeros((b, *shape.shape[1:]), shape.dtype)
+
+  return Outputs(get("logits", shapes.logits), {k: get(k, v) for k, v in shapes.features.items()})
+
+
+def run(modules: Mapping[str, nn.Module], variables: Mapping[str, Any], names: Sequence[str],
+        batch: Mapping[str, jax.Array],
+        cached: Mapping[str, Outputs] | None = None) -> dict[str, Outputs]:
+  """``{teacher: Outputs}`` for the batch, without gradient: each of ``names`` runs exactly
+  once in inference mode, or, where ``cached`` holds its output shapes, is read from the
+  batch (``cached_key``)."""
+  out = {}
+  for name in names:
+    if cached and name in cached:
+      outputs = _from_batch(name, cached[name], batch)
+    else:
+      outputs = Outputs(*modules[name].apply(variables[name], batch["image"], train=False))
+    out[name] = jax.lax.stop_gradient(outputs)
+  return out
