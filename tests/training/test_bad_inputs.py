@@ -84,12 +84,12 @@ def test_dataset_not_prepared_and_the_download_fails(tiny_config, tmp_path, monk
   """The host answers (the reachability probe passes, on any machine) but the download fails.
   (No network at all: tests/test_entrypoints.py.)"""
   import tensorflow_datasets as tfds
-  from kd_jax.data import pipelines
+  from kd_jax.data import sources
 
   def offline(self, *a, **k):
     raise ConnectionError("Failed to establish a new connection")
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
-  monkeypatch.setattr(pipelines, "_unreachable", lambda url, timeout=5.0: None)
+  monkeypatch.setattr(sources, "_unreachable", lambda url, timeout=5.0: None)
   cfg = tiny_config(**{"data.name": "cifar100", "data.data_dir": str(tmp_path / "tfds")})
   with pytest.raises(KdJaxError, match=r"^data set 'cifar100' is not prepared in .*tfds and could "
                      r"not be downloaded \(ConnectionError: .*\)\. Run `tfds build cifar100 "):
