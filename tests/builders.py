@@ -10,7 +10,7 @@ import optax
 
 from kd_jax import config as config_lib
 from kd_jax.distill.state import TrainState
-from kd_jax.training import loop, sharding
+from kd_jax.training import build, sharding
 
 
 def sgd(lr: float = 0.05, weight_decay: float = 0.0, **fields) -> ml_collections.ConfigDict:
@@ -27,7 +27,7 @@ def optimizer(opt: ml_collections.ConfigDict, objectives: Sequence[Any] = ()
               ) -> optax.GradientTransformation:
   """The main stage's optimiser of a run with these objectives (what an objective freezes
   is held fixed)."""
-  return loop.main_optimizer(ml_collections.ConfigDict({"optimizer": opt}), objectives, opt.lr)
+  return build.main_optimizer(ml_collections.ConfigDict({"optimizer": opt}), objectives, opt.lr)
 
 
 def train_state(student, objectives, tx: optax.GradientTransformation, *,
@@ -38,6 +38,6 @@ def train_state(student, objectives, tx: optax.GradientTransformation, *,
   shapes. teachers: ``{name: (module, variables)}``."""
   teachers = dict(teachers or {})
   repl = sharding.replicated(sharding.data_mesh())
-  return loop.create_train_state(student, {n: m for n, (m, _) in teachers.items()},
+  return build.create_train_state(student, {n: m for n, (m, _) in teachers.items()},
                                  {n: v for n, (_, v) in teachers.items()}, objectives, tx,
                                  input_shape, index_size, seed, repl)

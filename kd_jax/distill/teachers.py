@@ -1,7 +1,7 @@
 """The teachers as the step sees them: which ones a set of objectives reads, their output
 shapes, and their outputs for a batch (each teacher run once, or read from the batch where
 ``kd_jax.training.teacher_cache`` put its cached outputs). Loading a teacher's variables is
-``kd_jax.training.loop.load_teachers`` (it reads checkpoints)."""
+``kd_jax.training.build.load_teachers`` (it reads checkpoints)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence

@@ -31,7 +31,7 @@ from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.models import conv as conv_lib
-from kd_jax.training import loop, optim, sharding, timing
+from kd_jax.training import build, optim, sharding, timing
 
 # CRD's memory bank is sized by the train split; without metadata (data not prepared),
 # benchmarks assume CIFAR's 50,000 examples.
@@ -159,11 +159,11 @@ class _Bench:
 
   def state_and_step(self, objectives):
     used = teachers_lib.used(objectives)
-    tx = loop.main_optimizer(self.config, objectives, self.schedule)
+    tx = build.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
     # Stage-only objectives (AB, FSP) build their heads from the teacher too.
     read = teachers_lib.used(objectives, main_stage_only=False)
-    state = loop.create_train_state(
+    state = build.create_train_state(
         self.student, {n: self.teacher_modules[n] for n in read},
         {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
         self.index_size, self.config.seed, self.repl)
@@ -195,7 +195,7 @@ class _Bench:
     shapes = {n: Outputs(*jax.eval_shape(
         lambda x, n=n: self.teacher_modules[n].apply(self.teacher_vars[n], x, train=False), x))
         for n in used}
-    tx = loop.main_optimizer(self.config, objectives, self.schedule)
+    tx = build.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
     make = lambda cached: make_train_step(self.student, teachers, objectives, tx,
                                          has_labels="label" in self.batch,

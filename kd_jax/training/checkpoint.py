@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -63,8 +63,11 @@ class Checkpoints:
           f"kd_jax version (checkpoint format {meta.get('checkpoint_version')}; this kd_jax "
           f"resumes format {VERSION} only): finish that run with the kd_jax that started it, "
           f"or use another --workdir, or delete {self.dir} to start over")
-    # seed and batch_size fix the data order, which the resumed run must continue.
-    for key in ("model", "num_classes", "aux", "steps_per_epoch", "seed", "batch_size"):
+    # seed and batch_size fix the data order, which the resumed run must continue; stages
+    # (recorded since checkpoints number the steps of all stages) say what the numbers mean.
+    for key in ("model", "num_classes", "aux", "steps_per_epoch", "seed", "batch_size", "stages"):
+      if key == "stages" and key not in meta:
+        continue  # Written before stages were recorded: a run without initialisation stages.
       if meta.get(key) != expected.get(key):
         raise KdJaxError(
             f"workdir {self.dir.parent} holds a checkpoint (step {step}) with {key}="
@@ -77,10 +80,12 @@ class Checkpoints:
     return self.latest.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
 
-  def restore_latest_intact(self, items: dict[str, Any], expected: dict[str, Any],
-                            log=print) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+  def restore_latest_intact(self, items: dict[str, Any] | Callable[[dict], dict[str, Any]],
+                            expected: dict[str, Any], log=print
+                            ) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
     """``(step, state items, meta)`` of the newest checkpoint that reads back whole, or None
-    when there is none. A checkpoint of another model or config stops here (``check_compatible``).
+    when there is none. ``items`` gives the structure to restore into (a function of the
+    checkpoint's meta where it depends on it, e.g. on the stage it was written in). A checkpoint of another model or config stops here (``check_compatible``).
     A damaged one (its meta or arrays unreadable: a truncated file, a deleted item) is
     reported and the one before it tried; once an intact one is found the damaged ones are
     moved to ``<workdir>/checkpoints_damaged/<step>``, so that training writes those steps
@@ -99,7 +104,7 @@ class Checkpoints:
         continue
       self.check_compatible(step, expected, meta)
       try:
-        restored = self.restore(step, items)
+        restored = self.restore(step, items(meta) if callable(items) else items)
       except Exception as err:  # pylint: disable=broad-except
         damaged.append((step, first_line(err)))
         continue

@@ -1,31 +1,57 @@
-"""Initialisation stages (FT, AB, FSP) run before the main stage, from the same config.
+"""The stages of a run: the objectives' initialisation stages (FT, AB, FSP, AMA), then the
+main stage, trained one after the other by the one loop (``kd_jax.training.loop``).
 
 An objective with ``init_epochs > 0`` first minimises its stage loss alone for that many
-epochs (its method's ``phase`` says what the stage trains and at which learning rate), then the main stage starts from the parameters the stage produced.
-A stage checkpoints at every epoch's end in ``<workdir>/init_stages/<objective>/`` and
-resumes from there; once the main stage has a checkpoint, stages are not run again.
+epochs (its method's ``phase`` says what the stage trains and at which learning rate); the
+next stage starts from the parameters it produced. Every stage checkpoints into the run's
+one checkpoint folder, with the stage and the step within it in the checkpoint's meta; a
+checkpoint's number counts the steps of every stage so far (``Stage.offset + step``), so
+the newest one says where the run stands and a resumed run skips the stages before it.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import ml_collections
 import optax
-import orbax.checkpoint as ocp
-from etils import epath
 
 from kd_jax import models
 from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_stage_step
-from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.methods import ALL_ADAPTERS, STUDENT_FEATURES
-from kd_jax.training import checkpoint as ckpt_lib
-from kd_jax.training import faults, optim, sharding
-from kd_jax.training.preemption import Preemption
+from kd_jax.training import optim
 
-_STAGE_ITEMS = ("step", "params", "opt_state", "bad_step", "aux_state")
+MAIN = "main"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One stage of a run, as the loop trains it."""
+  name: str  # MAIN, or "init_<objective>".
+  num_steps: int
+  offset: int  # The steps of the stages before it: checkpoint number = offset + step.
+  step_fn: Callable  # Jitted: (state, batch, rng) -> (state, metrics).
+  tx: optax.GradientTransformation
+  rng: jax.Array  # The step's key (checkpointed with the state).
+  stream: int  # Which order of the train data (0: the main stage's).
+  checkpoint_every: int  # Steps; a stage also checkpoints at its end.
+  log_every: int  # Steps; metrics are also logged at every epoch's end.
+  fault: str  # Its point for ``faults.at``.
+  objective: Objective | None = None  # Whose initialisation stage it is.
+  lr: float = 0.0  # An initialisation stage's constant learning rate.
+
+  @property
+  def is_main(self) -> bool:
+    return self.name == MAIN
+
+  def enter(self, state: TrainState, sharding) -> TrainState:
+    """The state this stage starts from, given the state the stage before it ended with:
+    its step at 0 and its own optimiser's state (nothing else changes)."""
+    return state.replace(step=jax.device_put(jax.numpy.zeros((), jax.numpy.int32), sharding),
+                         opt_state=jax.jit(self.tx.init, out_shardings=sharding)(state.params))
 
 
 def _aux_mask(params: Mapping[str, Any], value: Callable[[str, tuple[str, ...]], bool]):
@@ -84,95 +110,22 @@ def stage_optimizer(obj: Objective, opt_cfg, lr: float) -> optax.GradientTransfo
   return optim.make_optimizer(sgd, lr, trainable=lambda p: stage_trainable(obj, p))
 
 
-def run_init_stages(state: TrainState, objectives: Sequence[Objective], student, teachers,
-                    data, config, workdir: str, mesh, writer, log: Callable[[str], None],
-                    tag: str = "", preemption: Preemption | None = None) -> TrainState:
-  """Runs every objective's initialisation stage in order; returns the state to start the
-  main stage from (its params and the heads' state changed, nothing else). Within an
-  entered ``preemption``, SIGTERM checkpoints the stage after its current step and raises
-  ``Preempted`` (the same command resumes the stage at that step)."""
-  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  spe = data.steps_per_epoch
+def initialisation_stages(objectives: Sequence[Objective], student, teachers, config,
+                          steps_per_epoch: int, repl, batch_sharding) -> list[Stage]:
+  """The objectives' initialisation stages, in the objectives' order, each checkpointed and
+  logged at every epoch's end."""
+  out: list[Stage] = []
+  offset = 0
+  rng = jax.device_put(jax.random.PRNGKey(config.seed + 2), repl)
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
     lr = stage_learning_rate(obj, config)
     tx = stage_optimizer(obj, config.optimizer, lr)
     step_fn = jax.jit(make_stage_step(student, teachers, obj, tx),
-                      in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl),
+                      in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
                       donate_argnums=(0,))
-    # The stage's steps donate its state: keep the main stage's own step and optimiser
-    # state aside (they are not part of the stage state) and take the rest back after.
-    main_step, main_opt_state = state.step, state.opt_state
-    stage_state = state.replace(
-        step=jax.device_put(jax.numpy.zeros((), jax.numpy.int32), repl),
-        opt_state=jax.jit(tx.init, out_shardings=repl)(state.params))
-    total = obj.init_epochs * spe
-    name = f"init_{obj.name}"
-    directory = epath.Path(workdir) / "init_stages" / obj.name
-    ckpt_lib.remove_partial_checkpoints(directory)
-    mngr = ocp.CheckpointManager(
-        directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True,
-            multiprocessing_options=ocp.options.MultiprocessingOptions(
-                barrier_sync_key_prefix=name)),
-        item_names=("state",))
-    items = lambda s: {k: getattr(s, k) for k in _STAGE_ITEMS}
-    latest = mngr.latest_step()
-    if latest is not None:
-      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, items(stage_state))
-      try:
-        with ckpt_lib.quiet_failed_reads():
-          restored = mngr.restore(latest, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(abstract)))["state"]
-        stage_state = stage_state.replace(**restored)
-      except Exception as err:  # pylint: disable=broad-except  (any read failure = damage)
-        target = ckpt_lib.move_damaged(directory / str(latest), workdir,
-                                       f"init_stages_{obj.name}_{latest}")
-        log(f"{tag}checkpoint {directory}/{latest} of the initialisation stage of {obj.name!r} "
-            f"is damaged and cannot be read ({ckpt_lib.first_line(err)[:200]}): moved to "
-            f"{target}; the stage starts over")
-        mngr.reload()
-    step = int(sharding.host_value(stage_state.step))
-    if step < total:
-      log(f"{tag}initialisation stage of {obj.name!r} ({obj.method.phase.loss}): {obj.init_epochs} epochs"
-          f", lr {lr:g}" + (f", resuming at step {step}" if step else ""))
-    rng = jax.device_put(jax.random.PRNGKey(config.seed + 2), repl)
-    acc = None
-    while step < total:
-      epoch, start = divmod(step, spe)
-      for batch in sharding.prefetch_to_device(
-          data.train_batches(epoch, start, config.seed, stream=index + 1), batch_sh):
-        stage_state, m = step_fn(stage_state, batch, rng)
-        acc = m if acc is None else acc.merge(m)
-        step += 1
-        faults.at("stage", step)
-        if preemption is not None and preemption.reached(step, mngr):
-          _check_finite(stage_state, obj, lr, tag)
-          _save(mngr, step, items(stage_state))
-          mngr.wait_until_finished()
-          mngr.close()
-          raise Preempted(f"{tag}preempted in the initialisation stage of {obj.name!r} at "
-                          f"stage step {step}/{total}: checkpoint saved in {mngr.directory}/"
-                          f"{step}; run the same command to resume")
-      loss = float(sharding.host_value(acc).compute()["loss"])  # (Since a resume, if mid-epoch.)
-      acc = None
-      _check_finite(stage_state, obj, lr, tag)
-      writer.write_scalars(step, {f"{name}/loss": loss})
-      log(f"{tag}{name} epoch {step // spe}/{obj.init_epochs}: loss {loss:.4g}")
-      _save(mngr, step, items(stage_state))
-    mngr.wait_until_finished()
-    mngr.close()
-    state = stage_state.replace(step=main_step, opt_state=main_opt_state)
-  return state
-
-
-def _check_finite(stage_state: TrainState, obj: Objective, lr: float, tag: str) -> None:
-  bad = int(sharding.host_value(stage_state.bad_step))
-  if bad >= 0:
-    raise TrainingDiverged(f"{tag}the initialisation stage of {obj.name!r} stopped: its loss "
-                           f"became non-finite at stage step {bad}; lower "
-                           f"config.objectives.{obj.name}.init_lr (now {lr:g})")
-
-
-def _save(mngr: ocp.CheckpointManager, step: int, items: dict[str, Any]) -> None:
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(items)), force=True)
+    steps = obj.init_epochs * steps_per_epoch
+    out.append(Stage(name=f"init_{obj.name}", num_steps=steps, offset=offset, step_fn=step_fn,
+                     tx=tx, rng=rng, stream=index + 1, checkpoint_every=steps_per_epoch,
+                     log_every=steps_per_epoch, fault="stage", objective=obj, lr=lr))
+    offset += steps
+  return out

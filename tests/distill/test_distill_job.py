@@ -10,16 +10,16 @@ from tests.training.conftest import make_tiny_config
 
 @pytest.mark.slow
 def test_job_trains_a_teacher_then_a_feature_distilled_student(tmp_path, monkeypatch):
-  from kd_jax.training import checkpoint, loop
+  from kd_jax.training import build, checkpoint
   teachers = []  # Of each run's initial train state (copied: the steps donate the state).
-  create = loop.create_train_state
+  create = build.create_train_state
 
   def recording(*args, **kwargs):
     state = create(*args, **kwargs)
     teachers.append(jax.device_get(state.teachers))
     return state
 
-  monkeypatch.setattr(loop, "create_train_state", recording)
+  monkeypatch.setattr(build, "create_train_state", recording)
   cfg = make_tiny_config()
   cfg.runs = {
       "teacher": dict(model="resnet14"),

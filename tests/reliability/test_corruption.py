@@ -4,6 +4,7 @@ step before; with no intact step it stops with one line and trains nothing."""
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import sys
 import pytest
 
 from kd_jax.training import job
-from tests.commands import REPO, train_command
+from tests.commands import REPO, assert_same_final_params, train_command
 from tests.training.conftest import make_tiny_config
 
 
@@ -83,31 +84,34 @@ def test_no_intact_step_stops_with_one_line_and_moves_nothing(finished, tmp_path
 
 
 @pytest.mark.slow
-def test_a_damaged_initialisation_stage_checkpoint_is_set_aside_and_the_stage_starts_over(
+def test_a_damaged_initialisation_stage_checkpoint_is_set_aside_and_the_stage_resumes_from_the_one_before(
     tmp_path, capsys):
-  cfg = make_tiny_config(num_epochs=1)
+  cfg = make_tiny_config(num_epochs=1, keep_checkpoints=5)
   cfg.runs = {
       "teacher": dict(model="resnet8"),
       "ab": dict(model="resnet8", teachers={"t": dict(model="resnet8", run="teacher")},
-                 objectives={"ce": dict(weight=1.0), "ab": dict(weight=1.0, init_epochs=1)}),
+                 objectives={"ce": dict(weight=1.0), "ab": dict(weight=1.0, init_epochs=2)}),
   }
-  job.run(cfg, str(tmp_path))
-  run = tmp_path / "ab"
-  # The main stage starts over (its checkpoints and results gone), so the stage is read back:
-  # its only checkpoint (step 2, the stage's end) has truncated arrays.
-  shutil.rmtree(run / "checkpoints")
+  job.run(cfg, str(tmp_path / "straight"))
+  straight = tmp_path / "straight" / "ab"
+  # One checkpoint folder for the run: AB's stage at its steps 2 and 4, the main stage's
+  # end at 4 + 2.
+  assert sorted(int(s) for s in os.listdir(straight / "checkpoints")) == [2, 4, 6]
+  shutil.copytree(tmp_path / "straight", tmp_path / "damaged")
+  run = tmp_path / "damaged" / "ab"
+  shutil.rmtree(run / "checkpoints" / "6")  # Back to the stage's end, whose arrays are cut.
   os.remove(run / "results.json")
-  _truncate_arrays(run / "init_stages" / "ab" / "2")
+  _truncate_arrays(run / "checkpoints" / "4")
   capsys.readouterr()
-  job.run(cfg, str(tmp_path))
+  job.run(cfg, str(tmp_path / "damaged"))
   out = capsys.readouterr().out
-  assert (f"[ab] checkpoint {run}/init_stages/ab/2 of the initialisation stage of 'ab' is "
-          f"damaged and cannot be read (") in out
-  assert f"moved to {run}/checkpoints_damaged/init_stages_ab_2; the stage starts over" in out
-  assert "[ab] initialisation stage of 'ab' (activation_boundaries): 1 epochs, lr " in out
-  assert "resuming at step" not in out
-  assert os.listdir(run / "init_stages" / "ab") == ["2"]  # Written anew.
-  assert os.path.exists(run / "results.json")
+  assert (f"[ab] checkpoint {run}/checkpoints/4 is damaged and cannot be read: moved to "
+          f"{run}/checkpoints_damaged/; resuming from the one before it") in out
+  assert re.search(r"\[ab\] initialisation stage of 'ab' \(activation_boundaries\): 2 epochs, "
+                   r"lr \S+, resuming at step 2\n", out), out
+  assert os.listdir(run / "checkpoints_damaged") == ["4"]
+  assert sorted(int(s) for s in os.listdir(run / "checkpoints")) == [2, 4, 6]  # Written anew.
+  assert_same_final_params(straight, run)
 
 
 _LEAVE_FAILED_READ_LEFTOVERS = """

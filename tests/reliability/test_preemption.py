@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from kd_jax.training import checkpoint
 from tests.commands import REPO, assert_same_final_params, checkpoint_steps, train_command
 
 
@@ -72,11 +73,14 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
   code, out = _preempted(cmd, tmp_path / "out.txt", "SIGTERM@stage:30")  # In its 2nd epoch.
   assert code == 0, out[-2000:]
   assert (f"kd_jax: [ab] preempted in the initialisation stage of 'ab' at stage step 30/44: "
-          f"checkpoint saved in {run}/ab/init_stages/ab/30; run the same command to resume"
+          f"checkpoint saved in {run}/ab/checkpoints/30; run the same command to resume"
           in out), out[-2000:]
   stopped = 30
-  assert checkpoint_steps(run / "ab", "init_stages/ab") == [stopped]
-  assert checkpoint_steps(run / "ab") == []  # The main stage had not started.
+  # The run's one checkpoint folder numbers the steps of every stage: the stage's first
+  # epoch's end (22) and where it stopped, in its second.
+  assert checkpoint_steps(run / "ab") == [22, stopped]
+  _, meta = checkpoint.load_model_variables(str(run / "ab"))
+  assert (meta["stage"], meta["step"]) == ("init_ab", stopped)
 
   resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]

@@ -15,7 +15,7 @@ from kd_jax.distill import objectives, student as student_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
-from kd_jax.training import job, loop, teacher_cache
+from kd_jax.training import build, job, teacher_cache
 from tests.training.conftest import make_tiny_config
 
 X = jax.ShapeDtypeStruct((4, 8, 8, 1), jnp.float32)
@@ -27,7 +27,7 @@ def _needed(objectives_cfg):
   student = student_lib.create("resnet8", 10)
   objs = objectives.parse(objectives_cfg, ["t"], True)
   tx = optax.sgd(0.1)
-  state = loop.create_train_state(student, {"t": teacher}, {"t": tvars}, objs, tx, (8, 8, 1),
+  state = build.create_train_state(student, {"t": teacher}, {"t": tvars}, objs, tx, (8, 8, 1),
                                   100, 0, None)
   shapes = {"t": Outputs(*jax.eval_shape(lambda x: teacher.apply(tvars, x), X))}
   make = lambda cached: make_train_step(student, {"t": teacher}, objs, tx, True,
