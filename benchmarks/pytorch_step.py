@@ -4,7 +4,7 @@
 
 Measures, after ``--warmup`` steps, ``--windows`` windows of ``--steps`` steps each (images/s of
 the median window, with the slowest and fastest; windows that spread more than
-``--max_spread`` measured again, at most ``--attempts`` times: ``kd_jax.training.timing``, as
+``--max_spread`` measured again, at most ``--attempts`` times: ``kd_jax.bench.timing``, as
 ``kd_jax.benchmark``), on one random batch held in memory:
 
 * ``teacher_forward``: resnet32x4 in eval mode under ``torch.no_grad()``;
@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from kd_jax.training import timing  # noqa: E402
+from kd_jax.bench import timing  # noqa: E402
 from tests.losses import torch_reference as losses_ref  # noqa: E402
 from tests.models import torch_reference as models_ref  # noqa: E402
 

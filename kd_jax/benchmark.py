@@ -47,7 +47,7 @@ runtime.quiet_library_logs()  # Before TensorFlow is imported.
 from absl import app, flags  # noqa: E402
 
 from kd_jax.cli import define_config, parse_flags, start  # noqa: E402
-from kd_jax.training import timing  # noqa: E402  (plain Python)
+from kd_jax.bench import timing  # noqa: E402  (plain Python)
 
 _CONFIG = define_config(None, "Config file.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Steps per timed window.")
@@ -71,7 +71,7 @@ _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to th
 def main(argv):
   config = start(argv, _CONFIG, "--config is required, e.g. --config=configs/cifar100/kd.py")
   from kd_jax.errors import KdJaxError
-  from kd_jax.training import benchmarking
+  from kd_jax.bench import benchmarking
   try:
     records = benchmarking.run(
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,

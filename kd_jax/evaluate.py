@@ -28,7 +28,7 @@ def main(argv):
   config = start(argv, _CONFIG, "--config=<config file> is required")
   from kd_jax import config as config_lib
   from kd_jax.errors import KdJaxError, Preempted
-  from kd_jax.training import downstream
+  from kd_jax.evaluation import downstream
   try:
     if not _WORKDIR.value:
       raise KdJaxError("--workdir=<the trained run's workdir> is required")

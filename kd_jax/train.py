@@ -33,12 +33,13 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the resolved job (runs, da
 def main(argv):
   config = start(argv, _CONFIG)
   from kd_jax.errors import KdJaxError, Preempted
-  from kd_jax.training import job, sharding
+  from kd_jax import job
+  from kd_jax.training import sharding
   try:
     sharding.maybe_initialize_distributed()
     workdir = local_workdir(_WORKDIR.value)
     if _DRY_RUN.value:
-      from kd_jax.training import dry_run
+      from kd_jax import dry_run
       dry_run.describe(config, workdir, print_fn=lambda s: print(s, flush=True))
       return
     job.run(config, workdir)

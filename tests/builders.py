@@ -1,6 +1,6 @@
 """What a step test needs, built by the production code (so that its defaults and the train
 state's fields cannot drift from what a run uses): an optimiser config, the optimiser, and the
-initial ``TrainState``."""
+initial ``TrainState``; the tiny run config the loop and job tests train."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -41,3 +41,21 @@ def train_state(student, objectives, tx: optax.GradientTransformation, *,
   return build.create_train_state(student, {n: m for n, (m, _) in teachers.items()},
                                  {n: v for n, (_, v) in teachers.items()}, objectives, tx,
                                  input_shape, index_size, seed, repl)
+
+
+def make_tiny_config(**overrides):
+  """resnet8 on digits: 2 steps of 32 per epoch, 2 epochs: a run takes seconds."""
+  cfg = config_lib.base_config()
+  cfg.batch_size = 32
+  cfg.eval_batch_size = 120
+  cfg.num_epochs = 2
+  cfg.data.num_train_examples = 64
+  cfg.log_every_steps = 1
+  cfg.optimizer.schedule = "constant"
+  for key, value in overrides.items():
+    target = cfg
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return cfg

@@ -66,3 +66,9 @@ def tfds_data_dir(tmp_path_factory):
     os.environ.pop("TFDS_DATA_DIR", None)
   else:
     os.environ["TFDS_DATA_DIR"] = old
+
+
+@pytest.fixture
+def tiny_config():
+  from tests.builders import make_tiny_config  # pylint: disable=g-import-not-at-top
+  return make_tiny_config

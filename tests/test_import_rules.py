@@ -55,6 +55,10 @@ def test_a_room_imports_only_what_it_may(room, allowed):
   assert _rooms_imported_by(room) <= allowed
 
 
+def test_training_one_run_imports_neither_jobs_nor_evaluation_nor_benchmarks():
+  assert _rooms_imported_by("training") & {"job", "dry_run", "evaluation", "bench"} == set()
+
+
 def test_nothing_imports_an_entrypoint():
   importers = {m: sorted(n for n in names if _room(n) in ENTRYPOINTS)
                for m, names in IMPORTS.items() if _room(m) not in ENTRYPOINTS}

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from kd_jax import plot  # noqa: E402
-from tests.training.conftest import make_tiny_config  # noqa: E402
+from tests.builders import make_tiny_config  # noqa: E402
 
 
 def _write_scalars(run_dir, points):
@@ -118,7 +118,7 @@ def test_task_and_downstream_bars_come_from_results():
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory):
   """A real job: a resnet8 teacher (CE) and a KD student, 2 epochs each."""
-  from kd_jax.training import job
+  from kd_jax import job
   workdir = str(tmp_path_factory.mktemp("job"))
   cfg = make_tiny_config()
   cfg.runs = {"teacher": {}, "kd_student": dict(

@@ -106,8 +106,8 @@ MUTATIONS = {
         ["tests/losses/test_contrastive.py::test_gradients_reach_each_embedding_through_its_own_anchor"]),
     "misscaled_l2": (
         "the linear probe minimises mean CE + l2 ||W||^2 instead of the documented l2/2",
-        [("kd_jax/training/probe.py", "0.5 * l2 * jnp.sum", "1.0 * l2 * jnp.sum")],
-        ["tests/training/test_probe.py::test_the_fit_reaches_the_regularised_optimum"]),
+        [("kd_jax/evaluation/probe.py", "0.5 * l2 * jnp.sum", "1.0 * l2 * jnp.sum")],
+        ["tests/evaluation/test_probe.py::test_the_fit_reaches_the_regularised_optimum"]),
     "event_files_by_name": (
         "plot.read_scalars lets the event file sorted last by name win (counter 10 before 9)",
         [("kd_jax/plot.py", "if seen is None or event.wall_time >= seen[0]:", "if True:"),

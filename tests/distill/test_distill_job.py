@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from kd_jax import plot
-from kd_jax.training import job
-from tests.training.conftest import make_tiny_config
+from kd_jax import job
+from tests.builders import make_tiny_config
 
 
 @pytest.mark.slow

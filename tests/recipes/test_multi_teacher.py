@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from kd_jax import config as config_lib
 from kd_jax import models
 from kd_jax.training import checkpoint as ckpt_lib
-from kd_jax.training import job
+from kd_jax import job
 from tests.recipes.helpers import load_config
 
 

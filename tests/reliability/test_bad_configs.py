@@ -7,7 +7,7 @@ import pytest
 
 from kd_jax import recipes
 from kd_jax.errors import KdJaxError
-from kd_jax.training import job
+from kd_jax import job
 
 from tests.commands import REPO, train_command
 

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from kd_jax.training import job
+from kd_jax import job
 from tests.commands import REPO, assert_same_final_params, train_command
-from tests.training.conftest import make_tiny_config
+from tests.builders import make_tiny_config
 
 
 

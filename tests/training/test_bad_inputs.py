@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kd_jax.errors import KdJaxError
-from kd_jax.training import checkpoint, job
+from kd_jax.training import checkpoint
+from kd_jax import job
 from kd_jax.training.loop import TrainingDiverged
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

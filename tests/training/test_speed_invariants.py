@@ -5,7 +5,7 @@ import pytest
 
 from kd_jax import runtime
 from kd_jax.training import loop
-from tests.training.conftest import make_tiny_config
+from tests.builders import make_tiny_config
 
 
 def _count_compiles(fn):

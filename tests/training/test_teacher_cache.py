@@ -15,8 +15,9 @@ from kd_jax.distill import objectives, student as student_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
-from kd_jax.training import build, job, teacher_cache
-from tests.training.conftest import make_tiny_config
+from kd_jax.training import build, teacher_cache
+from kd_jax import job
+from tests.builders import make_tiny_config
 
 X = jax.ShapeDtypeStruct((4, 8, 8, 1), jnp.float32)
 

@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from kd_jax.training import dry_run
+from kd_jax import dry_run
 from tests.commands import REPO, train_command
 from tests.recipes.helpers import load_config
 

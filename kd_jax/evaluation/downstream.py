@@ -6,7 +6,7 @@ student (its heads discarded):
 * ``linear_probe``: pooled features of the frozen backbone (inference mode, no
   augmentation) extracted once for the train and test splits, then a logistic-regression
   classifier whose L2 weight is chosen on a validation part of the train split
-  (``kd_jax.training.probe``);
+  (``kd_jax.evaluation.probe``);
 * ``finetune``: the whole backbone with a new classifier trained with cross-entropy on the
   downstream train split (an ordinary run started from the backbone: ``config.init_from``),
   scored on its test split.
@@ -31,9 +31,10 @@ from kd_jax import config as config_lib
 from kd_jax import models
 from kd_jax.data import pipelines
 from kd_jax.errors import KdJaxError
+from kd_jax.evaluation import probe
 from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
-from kd_jax.training import probe, sharding
+from kd_jax.training import sharding
 from kd_jax.training.loop import train_and_evaluate
 
 

@@ -20,7 +20,7 @@ from kd_jax import config as config_lib
 from kd_jax.data import info as data_info
 from kd_jax.data import sources
 from kd_jax.distill import objectives as objectives_lib
-from kd_jax.training import benchmarking
+from kd_jax.bench import benchmarking
 
 
 def _duration(seconds: float) -> str:

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from kd_jax.errors import KdJaxError
-from kd_jax.training import benchmarking
+from kd_jax.bench import benchmarking
 from kd_jax import recipes
 
 

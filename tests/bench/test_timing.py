@@ -2,7 +2,7 @@
 disagree (a busy host). A fake clock that each step advances by a given duration."""
 import pytest
 
-from kd_jax.training import timing
+from kd_jax.bench import timing
 
 
 class _FakeSteps:

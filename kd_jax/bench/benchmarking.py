@@ -31,7 +31,8 @@ from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.models import conv as conv_lib
-from kd_jax.training import build, optim, sharding, timing
+from kd_jax.bench import timing
+from kd_jax.training import build, optim, sharding
 
 # CRD's memory bank is sized by the train split; without metadata (data not prepared),
 # benchmarks assume CIFAR's 50,000 examples.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kd_jax.training import job
+from kd_jax import job
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["--config.downstream.num_epochs=1", "--config.downstream.probe_steps=30",

@@ -2,7 +2,7 @@
 chosen on a validation part of the train split."""
 import numpy as np
 
-from kd_jax.training import probe
+from kd_jax.evaluation import probe
 
 
 def _blobs(n, seed, shift=3.0):

@@ -1,0 +1,1 @@
+"""Benchmarks: timing of the train steps, the teacher forward and the input pipeline."""

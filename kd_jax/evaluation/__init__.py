@@ -1,0 +1,1 @@
+"""Evaluation of a trained representation: downstream transfer (linear probe, fine-tune)."""
