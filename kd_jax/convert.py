@@ -30,7 +30,7 @@ def convert(arch: str, torch_path: str, out: str, num_classes: int = -1,
   """Converts and saves; returns the checkpoint directory."""
   import numpy as np
   from kd_jax.models import torch_import
-  from kd_jax.training import checkpoint as ckpt_lib
+  from kd_jax import checkpoint as ckpt_lib
   state_dict = torch_import.load_torch_file(torch_path)
   if "model" in state_dict and isinstance(state_dict["model"], dict):
     state_dict = state_dict["model"]

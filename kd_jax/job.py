@@ -11,10 +11,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax.data import sources
 from kd_jax.evaluation import downstream
-from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training.loop import train_and_evaluate
 
 

@@ -9,7 +9,7 @@ import sys
 import jax
 import numpy as np
 
-from kd_jax.training import checkpoint
+from kd_jax import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = "configs/digits/supervised.py"  # 22 steps per epoch (1,437 images, batch 64).

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import models
 from kd_jax.distill.objectives import head_feature
 from kd_jax.models.layers import TorchDense
@@ -81,3 +82,11 @@ def backbone_variables(variables: Mapping[str, Any], heads: Mapping[str, int] | 
   if not heads:
     return dict(variables)
   return {k: v[BACKBONE] for k, v in variables.items() if BACKBONE in v}
+
+
+def load_backbone_variables(workdir: str, which: str = "latest"
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Like ``checkpoint.load_model_variables``, but a multi-head student's zoo-model variables only
+  (its per-teacher heads dropped): what initialises or probes the backbone elsewhere."""
+  variables, meta = ckpt_lib.load_model_variables(workdir, which)
+  return backbone_variables(variables, meta.get("heads")), meta

@@ -1,15 +1,18 @@
 """The teachers as the step sees them: which ones a set of objectives reads, their output
 shapes, and their outputs for a batch (each teacher run once, or read from the batch where
-``kd_jax.training.teacher_cache`` put its cached outputs). Loading a teacher's variables is
-``kd_jax.training.build.load_teachers`` (it reads checkpoints)."""
+``kd_jax.training.teacher_cache`` put its cached outputs), and loading them (``load``)."""
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kd_jax import checkpoint as ckpt_lib
+from kd_jax.distill import student as student_lib
+from kd_jax.errors import KdJaxError
 from kd_jax.methods import Outputs
 
 
@@ -59,4 +62,39 @@ def run(modules: Mapping[str, nn.Module], variables: Mapping[str, Any], names: S
     else:
       outputs = Outputs(*modules[name].apply(variables[name], batch["image"], train=False))
     out[name] = jax.lax.stop_gradient(outputs)
+  return out
+
+
+def load(config, input_shape: tuple[int, ...], job_workdir: str | None,
+         metas: dict | None = None) -> dict[str, tuple[nn.Module, Any]]:
+  """``{name: (module, variables)}`` for ``config.teachers``: each teacher's model and frozen
+  variables, read from a kd_jax run (trained, converted from PyTorch by ``kd_jax.convert``,
+  or a consolidated multi-head student, whose ``head`` is read as logits), checked against
+  the model for ``input_shape``; into ``metas``, where each came from."""
+  out = {}
+  for name, t in config.teachers.items():
+    path = t.get("checkpoint") or os.path.join(job_workdir or ".", t["run"])
+    variables, meta = ckpt_lib.load_model_variables(path, t.get("which", "latest"))
+    if metas is not None:
+      metas[name] = {"model": t["model"], "checkpoint": os.path.abspath(path),
+                     "which": t.get("which", "latest"), "step": meta.get("step")}
+    num_classes = t.get("num_classes") or meta.get("num_classes")
+    if meta.get("model") not in (None, t["model"]):
+      raise KdJaxError(f"config.teachers.{name}.model is {t['model']!r} but {path} holds a "
+                       f"{meta['model']!r}")
+    try:  # A consolidated student (heads in its meta) is a teacher too.
+      module = student_lib.as_teacher(t["model"], num_classes, meta.get("heads"),
+                                      t.get("head", ""), dtype=jnp.dtype(config.dtype))
+    except ValueError as err:
+      raise KdJaxError(f"config.teachers.{name}.head: the student in {path} {err}") from None
+    expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
+                                                  jnp.zeros((1, *input_shape)), train=False))
+    if t.get("head"):  # HeadAsLogits nests the student's variables one level down.
+      variables = {k: {"student": v} for k, v in variables.items()}
+    got = jax.tree.map(lambda x: x.shape, variables)
+    want = jax.tree.map(lambda x: x.shape, dict(expected))
+    if got != want:
+      raise KdJaxError(f"config.teachers.{name}: the variables in {path} do not fit a "
+                       f"{t['model']} with {num_classes} classes on input {input_shape}")
+    out[name] = (module, variables)
   return out

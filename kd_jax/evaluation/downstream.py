@@ -27,12 +27,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import models
 from kd_jax.data import pipelines
+from kd_jax.distill import student as student_lib
 from kd_jax.errors import KdJaxError
 from kd_jax.evaluation import probe
-from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
 from kd_jax.training import sharding
 from kd_jax.training.loop import train_and_evaluate
@@ -81,7 +82,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
   if ds.backbone == "random":
     model_name, pretrained, source = config.model, None, f"a random {config.model}"
   else:
-    pretrained, meta = ckpt_lib.load_backbone_variables(backbone_dir, ds.which)
+    pretrained, meta = student_lib.load_backbone_variables(backbone_dir, ds.which)
     model_name, source = meta["model"], f"{meta['model']} of {backbone_dir}"
   sharding.check_batch_size(ds.batch_size, "config.downstream.batch_size")
   data = pipelines.create_dataset(ds.data, ds.batch_size, ds.batch_size)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import methods
 from kd_jax.data import pipelines
 from kd_jax.data.dataset import Dataset
@@ -21,7 +22,6 @@ from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.errors import KdJaxError
-from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import optim, sharding, stages
 
 
@@ -60,7 +60,7 @@ def parts(config: ml_collections.ConfigDict, job_workdir: str | None) -> Parts:
   if not num_classes:
     raise KdJaxError("config.num_classes must be set: the data set has no labels")
   teacher_metas: dict[str, Any] = {}
-  teachers = load_teachers(config, data.input_shape, job_workdir, teacher_metas)
+  teachers = teachers_lib.load(config, data.input_shape, job_workdir, teacher_metas)
   heads = {t: int(teachers[t][0].num_classes) for t in config.student_heads}
   student = student_lib.create(config.model, num_classes, heads, dtype=jnp.dtype(config.dtype))
   methods.import_modules(config.method_modules)
@@ -71,38 +71,6 @@ def parts(config: ml_collections.ConfigDict, job_workdir: str | None) -> Parts:
   return Parts(data, int(num_classes), heads, student, teachers, teacher_metas, objectives)
 
 
-def load_teachers(config, input_shape, job_workdir: str | None, metas: dict | None = None):
-  """``{name: (module, variables)}``: each teacher's model and frozen variables (and, into
-  ``metas``, where each came from)."""
-  out = {}
-  for name, t in config.teachers.items():
-    path = t.get("checkpoint") or os.path.join(job_workdir or ".", t["run"])
-    variables, meta = ckpt_lib.load_model_variables(path, t.get("which", "latest"))
-    if metas is not None:
-      metas[name] = {"model": t["model"], "checkpoint": os.path.abspath(path),
-                     "which": t.get("which", "latest"), "step": meta.get("step")}
-    num_classes = t.get("num_classes") or meta.get("num_classes")
-    if meta.get("model") not in (None, t["model"]):
-      raise KdJaxError(f"config.teachers.{name}.model is {t['model']!r} but {path} holds a "
-                       f"{meta['model']!r}")
-    try:  # A consolidated student (heads in its meta) is a teacher too.
-      module = student_lib.as_teacher(t["model"], num_classes, meta.get("heads"),
-                                      t.get("head", ""), dtype=jnp.dtype(config.dtype))
-    except ValueError as err:
-      raise KdJaxError(f"config.teachers.{name}.head: the student in {path} {err}") from None
-    expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
-                                                  jnp.zeros((1, *input_shape)), train=False))
-    if t.get("head"):  # HeadAsLogits nests the student's variables one level down.
-      variables = {k: {"student": v} for k, v in variables.items()}
-    got = jax.tree.map(lambda x: x.shape, variables)
-    want = jax.tree.map(lambda x: x.shape, dict(expected))
-    if got != want:
-      raise KdJaxError(f"config.teachers.{name}: the variables in {path} do not fit a "
-                       f"{t['model']} with {num_classes} classes on input {input_shape}")
-    out[name] = (module, variables)
-  return out
-
-
 def init_from(state: TrainState, config, heads, job_workdir, repl,
               log: Callable[[str], None]) -> TrainState:
   """The state with the student's weights (all but its classifier; heads stay new) taken
@@ -110,7 +78,7 @@ def init_from(state: TrainState, config, heads, job_workdir, repl,
   path = config.init_from
   if not os.path.isabs(path) and job_workdir and not os.path.exists(path):
     path = os.path.join(job_workdir, path)
-  pretrained, meta = ckpt_lib.load_backbone_variables(path, "latest")
+  pretrained, meta = student_lib.load_backbone_variables(path, "latest")
   if meta.get("model") not in (None, config.model):
     raise KdJaxError(f"config.init_from: {path} holds a {meta['model']!r}, this run trains a "
                      f"{config.model!r}")

@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_eval_step, make_train_step
 from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.training import build
-from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax.training import metrics as metrics_lib
 from kd_jax.training import faults, optim, sharding, stages, teacher_cache
 from kd_jax.training.preemption import Preemption

@@ -10,7 +10,8 @@ from tests.builders import make_tiny_config
 
 @pytest.mark.slow
 def test_job_trains_a_teacher_then_a_feature_distilled_student(tmp_path, monkeypatch):
-  from kd_jax.training import build, checkpoint
+  from kd_jax import checkpoint
+  from kd_jax.training import build
   teachers = []  # Of each run's initial train state (copied: the steps donate the state).
   create = build.create_train_state
 
@@ -66,7 +67,7 @@ def _crd_config(num_epochs):
 
 def _final_state(run_dir):
   import orbax.checkpoint as ocp
-  from kd_jax.training import checkpoint
+  from kd_jax import checkpoint
   ckpts = checkpoint.Checkpoints(str(run_dir), 3)
   step = ckpts.latest_step()
   state = ckpts.latest.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))

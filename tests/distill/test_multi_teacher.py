@@ -6,13 +6,13 @@ import ml_collections
 import numpy as np
 import pytest
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import models
 from kd_jax.distill import objectives, student as student_lib
+from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import eval_metrics_class, make_train_step
 from kd_jax.errors import KdJaxError
-from kd_jax.training import checkpoint as ckpt_lib
-from kd_jax.training import build
 from tests import builders
 
 X = jnp.zeros((2, 8, 8, 1))
@@ -199,7 +199,7 @@ def test_a_consolidated_student_loads_as_a_teacher(consolidated, head):
   student, variables, path = consolidated
   cfg = ml_collections.ConfigDict(dict(dtype="float32", teachers={"t": dict(
       model="resnet8", checkpoint=path, head=head)}))
-  (module, loaded), = build.load_teachers(cfg, (8, 8, 1), None).values()
+  (module, loaded), = teachers_lib.load(cfg, (8, 8, 1), None).values()
   x = jax.random.normal(jax.random.PRNGKey(4), (2, 8, 8, 1))
   logits, features = module.apply(loaded, x, train=False)
   want_logits, want_features = student.apply(variables, x, train=False)
@@ -215,4 +215,4 @@ def test_a_head_the_consolidated_student_lacks_is_one_line(consolidated):
       model="resnet8", checkpoint=consolidated[2], head="dogs")}))
   with pytest.raises(KdJaxError, match=r"^config\.teachers\.t\.head: the student in .* has no "
                      r"head 'dogs' \(its heads: low, high\)$"):
-    build.load_teachers(cfg, (8, 8, 1), None)
+    teachers_lib.load(cfg, (8, 8, 1), None)

@@ -94,7 +94,7 @@ def test_convert_command_round_trip_as_a_teacher(tmp_path):
 
   import ml_collections
   from kd_jax.data import pipelines
-  from kd_jax.training import build
+  from kd_jax.distill import teachers as teachers_lib
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   torch.manual_seed(3)
   net = ref.randomize_bn(ref.CifarResNet(8, (16, 16, 32, 64), 10))
@@ -111,7 +111,7 @@ def test_convert_command_round_trip_as_a_teacher(tmp_path):
   data = pipelines.create_dataset(ml_collections.ConfigDict(dict(
       name="sklearn_digits", train_split="train", eval_split="test", image_size=32,
       channels=3)), 40)
-  (module, variables), = build.load_teachers(cfg, data.input_shape, None).values()
+  (module, variables), = teachers_lib.load(cfg, data.input_shape, None).values()
   ours = theirs = total = ties = 0
   for batch in data.eval_batches():
     logits, _ = module.apply(variables, jnp.asarray(batch["image"]), train=False)

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import pytest
 import tensorflow_datasets as tfds
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import models
-from kd_jax.training import checkpoint as ckpt_lib
 from kd_jax import job
 from tests.recipes.helpers import load_config
 

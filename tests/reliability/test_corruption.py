@@ -116,7 +116,7 @@ def test_a_damaged_initialisation_stage_checkpoint_is_set_aside_and_the_stage_re
 
 _LEAVE_FAILED_READ_LEFTOVERS = """
 import asyncio, gc, sys
-from kd_jax.training import checkpoint
+from kd_jax import checkpoint
 
 async def failed_read():
   raise ValueError("OUT_OF_RANGE: Error reading")

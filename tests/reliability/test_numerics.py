@@ -11,10 +11,10 @@ import numpy as np
 import optax
 import pytest
 
+from kd_jax import checkpoint
 from kd_jax import models
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill.step import make_train_step
-from kd_jax.training import checkpoint
 
 from tests import builders
 from tests.commands import REPO, train_command

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from kd_jax.training import checkpoint
+from kd_jax import checkpoint
 
 from tests.commands import (REPO, assert_same_final_params, checkpoint_steps,
                             partial_checkpoints, train_command)

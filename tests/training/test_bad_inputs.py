@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from kd_jax import checkpoint
 from kd_jax.errors import KdJaxError
-from kd_jax.training import checkpoint
 from kd_jax import job
 from kd_jax.training.loop import TrainingDiverged
 

@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 
+from kd_jax import checkpoint
 from kd_jax import config as config_lib
 from kd_jax import models
 from kd_jax.data import pipelines
-from kd_jax.training import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -59,7 +59,7 @@ def _config(cache, objectives_cfg):
 
 
 def _params(run_dir):
-  from kd_jax.training import checkpoint
+  from kd_jax import checkpoint
   variables, _ = checkpoint.load_model_variables(str(run_dir), "latest")
   return variables
 

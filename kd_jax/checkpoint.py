@@ -22,7 +22,9 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from flax import traverse_util
 
+from kd_jax import models
 from kd_jax.errors import KdJaxError
 
 VERSION = 2  # Bump when the checkpointed structure changes (2: aux_state).
@@ -339,22 +341,11 @@ def is_complete_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "results.json"))
 
 
-def load_backbone_variables(workdir: str, which: str = "latest"
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Like ``load_model_variables``, but a multi-head student's zoo-model variables only
-  (its per-teacher heads dropped): what initialises or probes the backbone elsewhere."""
-  from kd_jax.distill import student as student_lib
-  variables, meta = load_model_variables(workdir, which)
-  return student_lib.backbone_variables(variables, meta.get("heads")), meta
-
-
 def merge_pretrained(target: dict[str, Any], pretrained: dict[str, Any], source: str
                      ) -> dict[str, Any]:
   """``target`` variables with every leaf taken from ``pretrained`` except the classifier
   (``models.is_classifier``: a new task gets a new one). One-line error if a layer is missing
   or has another shape (another model)."""
-  from flax import traverse_util
-  from kd_jax import models
   out = {}
   for collection, tree in target.items():
     flat = traverse_util.flatten_dict(tree)
