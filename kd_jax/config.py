@@ -221,6 +221,19 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
   """Checks names, types and ranges of a single run's config; raises a one-line KdJaxError."""
   schema = base_config()
   _check_keys(config, schema, "config")
+  _check_scalars(config)
+  _check_optimizer(config.optimizer, "config.optimizer")
+  from kd_jax import methods, models  # Late: they import jax.
+  methods.import_modules(config.method_modules)
+  if config.model not in models.names():
+    raise KdJaxError(f"config.model: unknown model {config.model!r}; valid names: "
+                     f"{', '.join(models.names())}")
+  _check_teachers(config, run_names, models.names())
+  _check_heads_and_tasks(config)
+  _check_downstream(config.downstream)
+
+
+def _check_scalars(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "num_epochs", "log_every_steps", "keep_checkpoints",
               "eval_every_epochs"):
     value = config[key]
@@ -242,12 +255,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
                      f"{config.teacher_cache!r}")
   if config.dtype not in ("float32", "bfloat16"):
     raise KdJaxError(f"config.dtype must be float32 or bfloat16, got {config.dtype!r}")
-  _check_optimizer(config.optimizer, "config.optimizer")
-  from kd_jax import methods, models  # Late: they import jax.
-  methods.import_modules(config.method_modules)
-  if config.model not in models.names():
-    raise KdJaxError(f"config.model: unknown model {config.model!r}; valid names: "
-                     f"{', '.join(models.names())}")
+
+
+def _check_teachers(config: ml_collections.ConfigDict, run_names, model_names) -> None:
   for name, teacher in config.teachers.items():
     where = f"config.teachers.{name}"
     if not isinstance(teacher, (dict, ml_collections.ConfigDict)):
@@ -256,9 +266,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
     if unknown:
       raise KdJaxError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
                        f"valid: {', '.join(sorted(_TEACHER_FIELDS))}")
-    if teacher.get("model") not in models.names():
+    if teacher.get("model") not in model_names:
       raise KdJaxError(f"{where}.model: unknown model {teacher.get('model')!r}; valid names: "
-                       f"{', '.join(models.names())}")
+                       f"{', '.join(model_names)}")
     if bool(teacher.get("checkpoint")) == bool(teacher.get("run")):
       raise KdJaxError(f"{where}: give exactly one of checkpoint=<dir> or run=<earlier run name>")
     if teacher.get("run") and teacher["run"] not in run_names:
@@ -269,6 +279,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
                        f"{teacher['head']!r}")
     if teacher.get("which", "latest") not in ("latest", "best"):
       raise KdJaxError(f"{where}.which must be latest or best, got {teacher['which']!r}")
+
+
+def _check_heads_and_tasks(config: ml_collections.ConfigDict) -> None:
   heads = config.student_heads
   if isinstance(heads, str) or not all(isinstance(h, str) for h in heads):
     raise KdJaxError(f"config.student_heads must be a list of teacher names, got {heads!r}")
@@ -287,7 +300,9 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
     if (not isinstance(classes, (list, tuple)) or not classes
         or not all(isinstance(c, int) and c >= 0 for c in classes)):
       raise KdJaxError(f"config.eval_tasks.{name} must be a list of class ids, got {classes!r}")
-  ds = config.downstream
+
+
+def _check_downstream(ds: ml_collections.ConfigDict) -> None:
   if ds.data.name:
     bad = set(ds.protocols) - {"linear_probe", "finetune"}
     if bad or not ds.protocols or isinstance(ds.protocols, str):

@@ -285,47 +285,26 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
                 print_fn=print_fn)
 
 
-def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
-         teacher_cache, attempts, max_spread, print_fn):
-  run_name, config, earlier = _single_run(config)
-  config = ml_collections.ConfigDict(config.to_dict())
-  if batch_size:
-    config.batch_size = batch_size
-  config_lib.validate(config, run_names=earlier)
-  sharding.check_batch_size(config.batch_size)
-  if steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0:
-    raise KdJaxError("--steps, --windows and --attempts must be >= 1, --warmup and "
-                     "--max_spread >= 0")
+def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
+  """``{method: config.objectives}`` for ``--methods`` (RepDistiller's weights), or the
+  config's own objectives."""
   if methods == "all":
-    method_cfgs = {m: recipes.METHODS[m] for m in recipes.METHODS}
-  elif methods:
+    return {m: recipes.METHODS[m] for m in recipes.METHODS}
+  if methods:
     names = [m.strip() for m in methods.split(",") if m.strip()]
     bad = [m for m in names if m not in recipes.METHODS]
     if bad:
       raise KdJaxError(f"--methods: unknown {', '.join(bad)}; valid: all, "
                        f"{', '.join(recipes.METHODS)}")
-    method_cfgs = {m: recipes.METHODS[m] for m in names}
-  else:
-    method_cfgs = {run_name or "config": dict(config.objectives)}
-  if methods and len(config.teachers) != 1:
-    raise KdJaxError("--methods needs a config with exactly one teacher")
-  bench = _Bench(config, config.batch_size, steps, windows, warmup, attempts, max_spread,
-                 print_fn)
-  c = bench.common
-  print_fn(f"kd_jax.benchmark: {c['device_count']} x {c['device_kind']} ({c['backend']}), "
-           f"jax {c['jax_version']}, batch {config.batch_size}, {config.dtype}, "
-           f"student {config.model}, teachers {c['teachers'] or 'none'}, "
-           f"input {tuple(bench.info.input_shape)}, CPU convolutions: {c['cpu_conv']}, "
-           f"host malloc on huge pages: {'yes' if c['huge_pages'] else 'no'}")
-  if bench.info.num_train_examples is None:
-    print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
-             f"{_DEFAULT_INDEX_SIZE})")
-  print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
-           f"{'compile s':>9} {'memory MB':>9} {'spread %':>7}")
+    return {m: recipes.METHODS[m] for m in names}
+  return {run_name or "config": dict(config.objectives)}
+
+
+def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, teacher_cache: bool,
+                     print_fn) -> list[dict]:
+  """Each method's distill step (and, with ``teacher_cache``, its cached step) and the
+  teacher forward it needs, with overhead ratios printed; the records."""
   records = []
-  student_rec, _ = bench.measure_step("student_step", "ce",
-                                      bench.parse({"ce": {"weight": 1.0}}))
-  records.append(student_rec)
   teacher_recs: dict[tuple[str, ...], dict] = {}
   overheads, speedups = [], []
   for method, objectives_cfg in method_cfgs.items():
@@ -360,6 +339,41 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
     beyond = rec.get("overhead_beyond_objectives")
     print_fn(f"  {method:<8} {rec['overhead']:.3f}{'' if beyond is None else f'   {beyond:.3f}'}"
              f"{note}")
+  return records
+
+
+def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
+         teacher_cache, attempts, max_spread, print_fn):
+  run_name, config, earlier = _single_run(config)
+  config = ml_collections.ConfigDict(config.to_dict())
+  if batch_size:
+    config.batch_size = batch_size
+  config_lib.validate(config, run_names=earlier)
+  sharding.check_batch_size(config.batch_size)
+  if steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0:
+    raise KdJaxError("--steps, --windows and --attempts must be >= 1, --warmup and "
+                     "--max_spread >= 0")
+  method_cfgs = _method_objectives(methods, run_name, config)
+  if methods and len(config.teachers) != 1:
+    raise KdJaxError("--methods needs a config with exactly one teacher")
+  bench = _Bench(config, config.batch_size, steps, windows, warmup, attempts, max_spread,
+                 print_fn)
+  c = bench.common
+  print_fn(f"kd_jax.benchmark: {c['device_count']} x {c['device_kind']} ({c['backend']}), "
+           f"jax {c['jax_version']}, batch {config.batch_size}, {config.dtype}, "
+           f"student {config.model}, teachers {c['teachers'] or 'none'}, "
+           f"input {tuple(bench.info.input_shape)}, CPU convolutions: {c['cpu_conv']}, "
+           f"host malloc on huge pages: {'yes' if c['huge_pages'] else 'no'}")
+  if bench.info.num_train_examples is None:
+    print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
+             f"{_DEFAULT_INDEX_SIZE})")
+  print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
+           f"{'compile s':>9} {'memory MB':>9} {'spread %':>7}")
+  records = []
+  student_rec, _ = bench.measure_step("student_step", "ce",
+                                      bench.parse({"ce": {"weight": 1.0}}))
+  records.append(student_rec)
+  records += _measure_methods(bench, method_cfgs, student_rec, teacher_cache, print_fn)
   if pipeline:
     first = next(iter(method_cfgs))
     pipe = bench.measure_pipeline(first, bench.parse(method_cfgs[first]), mock_data)
