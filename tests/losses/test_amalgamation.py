@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kd_jax import losses
-from kd_jax.methods.cfl import CFL, CFLBlock
+from kd_jax.methods.cfl import CFL
 
 MMD_SIGMAS = CFL().sigmas  # CFL's kernel widths, the method's default.
 
@@ -105,24 +105,6 @@ def test_cfl_pools_the_larger_common_feature_to_the_smaller_size():
   got = losses.cfl(h_s, [h_t], [f], [f], recon_weight=1.0, sigmas=MMD_SIGMAS)
   want = mmd2(jnp.mean(h_s, axis=(1, 2), keepdims=True), h_t)
   assert float(got) == pytest.approx(float(want), rel=1e-5)
-
-
-def test_cfl_block_shares_one_extractor_and_decodes_each_teacher_to_its_width():
-  block = CFLBlock(hidden=8, num_blocks=3)
-  f_s = jnp.ones((2, 2, 2, 16))
-  f_t = [jnp.ones((2, 2, 2, 32)), jnp.ones((2, 1, 1, 64))]
-  variables = block.init(jax.random.PRNGKey(0), f_s, f_t)
-  names = set(variables["params"])
-  assert names == {"align_s", "align_t0", "align_t1", "extractor0", "extractor1",
-                   "extractor2", "dec0_conv1", "dec0_conv2", "dec1_conv1", "dec1_conv2"}
-  assert variables["params"]["align_s"]["Conv_0"]["kernel"].shape == (1, 1, 16, 16)  # 2h
-  assert variables["params"]["extractor0"]["downsample"]["Conv_0"]["kernel"].shape == (1, 1, 16, 8)
-  h_s, h_t, f_hat = block.apply(variables, f_s, f_t)
-  assert h_s.shape == (2, 2, 2, 8) and [h.shape for h in h_t] == [(2, 2, 2, 8), (2, 1, 1, 8)]
-  assert [r.shape for r in f_hat] == [(2, 2, 2, 32), (2, 1, 1, 64)]
-  paths = [jax.tree_util.keystr(p) for p, _ in
-           jax.tree_util.tree_leaves_with_path(variables["params"])]
-  assert not any("bias" in p for p in paths)  # The reference's convolutions have none.
 
 
 def test_soft_cross_entropy_is_kd_plus_the_teacher_entropy():

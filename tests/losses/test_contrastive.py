@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from kd_jax import losses, methods
-from kd_jax.methods.relations import EmbedPair
 from tests.losses.helpers import run
 
 CRD = methods.get("crd")()  # tau 0.07, momentum 0.5: the method's defaults.
@@ -113,15 +112,6 @@ def test_gradients_reach_each_embedding_through_its_own_anchor():
   g_s3, g_t3 = grad(s, t, m.replace(teacher=other.teacher))
   np.testing.assert_array_equal(g_t3, g_t)
   assert float(jnp.abs(g_s3 - g_s).max()) > 1e-3 * float(jnp.abs(g_s).max())
-
-
-def test_crd_embed_outputs_unit_rows_of_the_projection_size():
-  module = EmbedPair(128, normalize=True)
-  x = np.random.RandomState(16).randn(5, 256).astype(np.float32)
-  v = module.init(jax.random.PRNGKey(0), [x], [x], True)
-  (z,), _ = module.apply(v, [x], [x], True)
-  assert z.shape == (5, 128)
-  np.testing.assert_allclose(np.asarray(jnp.linalg.norm(z, axis=1)), 1.0, rtol=1e-5)
 
 
 def test_bfloat16_memory_bank_halves_storage_and_keeps_the_loss():

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from kd_jax import losses, methods
-from kd_jax.methods.relations import LinearEmbed
 from tests.losses.helpers import run
 
 RKD = methods.get("rkd").hparams()  # distance 25, angle 50
@@ -34,13 +33,6 @@ def test_cc_by_hand():
   # delta = [1, 2, 3] (D = 1): products of neighbours 2 and 6, mean 4.
   e_s = jnp.array([[1.0], [2.0], [3.0]])
   assert float(run(losses.correlation_congruence, e_s, jnp.zeros((3, 1)))) == pytest.approx(4.0)
-
-
-def test_cc_embeds_are_pytorch_linear():
-  module = LinearEmbed(128)
-  v = module.init(jax.random.PRNGKey(0), jnp.ones((2, 256)))
-  kernel = v["params"]["linear"]["Dense_0"]["kernel"]
-  assert kernel.shape == (256, 128) and float(jnp.abs(kernel).max()) <= 1 / 16
 
 
 def test_rkd_distance_term_on_three_points_by_hand():

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from kd_jax import losses
-from kd_jax.methods.statistics import StatConnector
 from tests.losses.helpers import run
 
 STAT = dict(eps=1e-5, unbiased=False)
@@ -79,12 +78,3 @@ def test_teacher_head_mse_by_hand():
   head = lambda f: jnp.mean(f, axis=(1, 2))
   f_s = jnp.ones((2, 2, 2, 3))
   assert float(run(losses.teacher_head_mse, f_s, jnp.zeros((2, 3)), head)) == pytest.approx(1.0)
-
-
-def test_stat_connector_initialisation_follows_srrl():
-  module = StatConnector(64)
-  v = module.init(jax.random.PRNGKey(0), jnp.ones((1, 4, 4, 256)))
-  kernel = v["params"]["Conv_0"]["kernel"]
-  assert kernel.shape == (1, 1, 256, 64) and "bias" not in v["params"]["Conv_0"]
-  assert float(kernel.std()) == pytest.approx(np.sqrt(2.0 / 64), rel=0.05)
-  assert float(v["params"]["BatchNorm_0"]["scale"].mean()) == 1.0
