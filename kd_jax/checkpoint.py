@@ -1,8 +1,9 @@
 """Checkpoints with orbax.
 
 ``<workdir>/checkpoints/<step>/{state,meta}``: the train state (``TrainState.CHECKPOINTED``
-plus the step RNG key) every ``checkpoint_every_steps`` and at the end, the last ``keep_checkpoints`` kept;
-``meta`` (JSON) says what model it is and where the input pipeline stands (epoch, batch).
+plus the step RNG key) as each stage of the run decides (``training/stages.py``), the last
+``keep_checkpoints`` kept; ``<step>`` counts the steps of every stage so far. ``meta`` (JSON)
+says what model it is, the stage, and where the input pipeline stands in it (epoch, batch).
 ``<workdir>/best/<step>/{model,meta}``: student params and batch_stats of the best eval.
 Saves are atomic: orbax writes ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>``
 only when complete; a process killed mid-write leaves the tmp folder, which is never read
@@ -82,12 +83,13 @@ class Checkpoints:
     return self.latest.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
 
-  def restore_latest_intact(self, items: dict[str, Any] | Callable[[dict], dict[str, Any]],
+  def restore_latest_intact(self, items: Callable[[dict], dict[str, Any]],
                             expected: dict[str, Any], log=print
                             ) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
     """``(step, state items, meta)`` of the newest checkpoint that reads back whole, or None
-    when there is none. ``items`` gives the structure to restore into (a function of the
-    checkpoint's meta where it depends on it, e.g. on the stage it was written in). A checkpoint of another model or config stops here (``check_compatible``).
+    when there is none. ``items(meta)``: the structure to restore that checkpoint into (it
+    depends on the stage it was written in). A checkpoint of another model or config stops
+    here (``check_compatible``).
     A damaged one (its meta or arrays unreadable: a truncated file, a deleted item) is
     reported and the one before it tried; once an intact one is found the damaged ones are
     moved to ``<workdir>/checkpoints_damaged/<step>``, so that training writes those steps
@@ -106,7 +108,7 @@ class Checkpoints:
         continue
       self.check_compatible(step, expected, meta)
       try:
-        restored = self.restore(step, items(meta) if callable(items) else items)
+        restored = self.restore(step, items(meta))
       except Exception as err:  # pylint: disable=broad-except
         damaged.append((step, first_line(err)))
         continue

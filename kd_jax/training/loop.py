@@ -212,29 +212,36 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
   return step_fn, cache
 
 
+def _start_state(stage: Stage, state: TrainState, repl) -> TrainState:
+  """The state ``stage`` starts from, given the run's fresh state (the main stage's own)."""
+  return state if stage.is_main else stage.enter(state, repl)
+
+
 def _restore(run: _Run, plan: list[Stage], state: TrainState, repl):
   """``(stage index, state, rng, step in that stage)`` of the newest intact checkpoint, or
   None when there is none."""
   by_name = {s.name: i for i, s in enumerate(plan)}
+  index_of = lambda meta: by_name[meta.get("stage", stages.MAIN)]  # No stage: written before
+  templates: dict[int, TrainState] = {}                            # stages were recorded.
 
-  def items(meta):  # Written before stages were recorded: the main stage's.
-    stage = plan[by_name.get(meta.get("stage", stages.MAIN), len(plan) - 1)]
-    template = state if stage.is_main else stage.enter(state, repl)
-    return {**template.checkpoint_items(), "rng": stage.rng}
+  def items(meta):
+    i = index_of(meta)
+    if i not in templates:
+      templates[i] = _start_state(plan[i], state, repl)
+    return {**templates[i].checkpoint_items(), "rng": plan[i].rng}
 
   found = run.ckpts.restore_latest_intact(items, run.meta, run.log)
   if found is None:
     return None
   _, restored, saved = found
-  index = by_name[saved.get("stage", stages.MAIN)]
+  index = index_of(saved)
   run.time_before = float(saved.get("train_time_s", 0.0))
   step = int(saved["step"])
-  template = state if plan[index].is_main else plan[index].enter(state, repl)
   if plan[index].is_main:
     spe = run.parts.data.steps_per_epoch
     run.log(f"resuming from the checkpoint at step {step} (epoch {step // spe + 1}, batch "
             f"{step % spe}) in {run.ckpts.dir}")
-  return index, template.replace_checkpointed(restored), restored["rng"], step
+  return index, templates[index].replace_checkpointed(restored), restored["rng"], step
 
 
 def _results(run: _Run, config, workdir: str, step: int) -> dict[str, Any]:
@@ -275,15 +282,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if jax.process_index() == 0:  # Room for the kept checkpoints, one being written, the best.
     per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items())
     ckpt_lib.check_writable(workdir, (config.keep_checkpoints + 2) * per_checkpoint)
-  tag = f"[{run_name}] " if run_name else ""
-  main_fn, cache = _main_step(config, parts, state, tx, rng, lambda m: _log(tag + m))
-  main = Stage(name=stages.MAIN, num_steps=spe * config.num_epochs,
-               offset=sum(s.num_steps for s in plan), tx=tx, rng=rng, stream=0,
-               step_fn=jax.jit(main_fn, in_shardings=(repl, batch_sh, repl),
-                               out_shardings=(repl, repl), donate_argnums=(0,)),
-               checkpoint_every=config.checkpoint_every_steps if config.checkpoint_every_steps > 0 else spe,
-               log_every=config.log_every_steps, fault="step")
-  plan.append(main)
   eval_classes = parts.heads[config.eval_head] if config.eval_head else parts.num_classes
   writer, tensorboard = metrics_lib.create_writers(workdir, run_name)
   run = _Run(config, run_name, parts, ckpt_lib.Checkpoints(workdir, config.keep_checkpoints),
@@ -292,21 +290,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
               "aux": sorted({*state.params["aux"], *state.aux_state}), "data": data.name,
               "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size,
               # The main stage may be lengthened on a resume (more epochs), not the others.
-              "stages": [[s.name, s.num_steps] for s in plan if not s.is_main]},
+              "stages": [[s.name, s.num_steps] for s in plan]},
              writer, tensorboard, batch_sh,
              jax.jit(make_eval_step(parts.student, eval_classes, config.eval_head or None,
                                     dict(config.eval_tasks)),
                      in_shardings=(repl, batch_sh), out_shardings=repl), t_start)
+  main_fn, cache = _main_step(config, parts, state, tx, rng, run.log)
+  main = Stage(name=stages.MAIN, num_steps=spe * config.num_epochs,
+               offset=sum(s.num_steps for s in plan), tx=tx, rng=rng, stream=0,
+               step_fn=jax.jit(main_fn, in_shardings=(repl, batch_sh, repl),
+                               out_shardings=(repl, repl), donate_argnums=(0,)),
+               checkpoint_every=config.checkpoint_every_steps if config.checkpoint_every_steps > 0 else spe,
+               log_every=config.log_every_steps, fault="step")
+  plan.append(main)
   resumed = _restore(run, plan, state, repl)
   if resumed is None:
     if config.init_from:
       state = build.init_from(state, config, parts.heads, job_workdir, repl, run.log)
-    index, stage_rng, step = 0, plan[0].rng, 0
-    if not plan[0].is_main:
-      state = plan[0].enter(state, repl)
+    index, state, stage_rng, step = 0, _start_state(plan[0], state, repl), plan[0].rng, 0
   else:
     index, state, stage_rng, step = resumed
-  with Preemption(tag) as preemption:
+  with Preemption(run.tag) as preemption:
     for i, stage in enumerate(plan[index:], index):
       if i > index:
         state, stage_rng, step = stage.enter(state, repl), stage.rng, 0
