@@ -59,14 +59,31 @@ def _out_size(size: int, k: int, s: int) -> int:
   return (size - k) // s + 1
 
 
-def _patches(xp: jax.Array, kernel, strides, out_hw) -> jax.Array:
-  """``[c, H_pad, W_pad, C]`` -> ``[c * H_out * W_out, kh * kw * C]`` (tap-major columns)."""
+@functools.lru_cache(maxsize=None)
+def _patch_indices(kernel, strides, out_hw) -> np.ndarray:
+  """``[H_out, W_out, kh, kw, 2]``: the (row, column) of each tap of each output position."""
   (kh, kw), (sh, sw), (ho, wo) = kernel, strides, out_hw
   rows = np.arange(ho)[:, None, None, None] * sh + np.arange(kh)[:, None]  # [ho, 1, kh, 1]
   cols = np.arange(wo)[:, None, None] * sw + np.arange(kw)  # [wo, 1, kw]
-  # One gather, [c, ho, wo, kh, kw, C]: XLA:CPU fuses it; sliced taps it copies twice.
-  patches = xp.at[:, rows, cols, :].get(mode="promise_in_bounds")
-  return patches.reshape(-1, kh * kw * xp.shape[-1])
+  indices = np.stack(np.broadcast_arrays(rows, cols), axis=-1).astype(np.int32)
+  indices.setflags(write=False)  # Shared by every trace (lru_cache).
+  return indices
+
+
+# Output [c, ho, wo, kh, kw, C]: the image and channel axes of the operand are kept whole.
+_PATCH_GATHER = lax.GatherDimensionNumbers(offset_dims=(0, 5), collapsed_slice_dims=(1, 2),
+                                           start_index_map=(1, 2))
+
+
+def _patches(xp: jax.Array, kernel, strides, out_hw) -> jax.Array:
+  """``[c, H_pad, W_pad, C]`` -> ``[c * H_out * W_out, kh * kw * C]`` (tap-major columns)."""
+  c, _, _, ci = xp.shape
+  # One gather with constant indices (what ``xp[:, rows, cols, :]`` lowers to, without its
+  # tracing cost): XLA:CPU fuses it; sliced taps it copies twice.
+  patches = lax.gather(xp, _patch_indices(tuple(kernel), tuple(strides), tuple(out_hw)),
+                       _PATCH_GATHER, (c, 1, 1, ci), indices_are_sorted=False,
+                       unique_indices=False, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+  return patches.reshape(-1, kernel[0] * kernel[1] * ci)
 
 
 def _pad(x, padding):
