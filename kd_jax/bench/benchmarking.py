@@ -103,11 +103,9 @@ class _Bench:
     self.teacher_modules, self.teacher_vars = {}, {}
     for i, (name, t) in enumerate(sorted(config.teachers.items())):
       module = models.create(t["model"], t.get("num_classes") or self.num_classes, self.dtype)
-      x = jnp.zeros((1, *self.info.input_shape))
       self.teacher_modules[name] = module
       self.teacher_vars[name] = jax.device_put(
-          jax.jit(lambda k, m=module, x=x: m.init(k, x, train=False))(jax.random.PRNGKey(100 + i)),
-          self.repl)
+          models.init(module, jax.random.PRNGKey(100 + i), self.info.input_shape), self.repl)
     heads = {t: int(self.teacher_modules[t].num_classes) for t in config.student_heads}
     self.student = student_lib.create(config.model, self.num_classes, heads, dtype=self.dtype)
     spe = max(1, self.index_size // batch_size)

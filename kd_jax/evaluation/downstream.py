@@ -94,12 +94,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
 
   if "linear_probe" in ds.protocols:
     model = models.create(model_name, data.num_classes, dtype=jnp.dtype(config.dtype))
-    variables = model.init(jax.random.PRNGKey(config.seed),
-                           jnp.zeros((1, *data.input_shape)), train=False)
+    variables = models.init(model, jax.random.PRNGKey(config.seed), data.input_shape)
     if pretrained is not None:
       variables = ckpt_lib.merge_pretrained(jax.device_get(dict(variables)), pretrained,
                                             backbone_dir)
-    pooled = jax.jit(lambda images: model.apply(variables, images, train=False)[1]["pooled"])
+    apply = jax.jit(lambda v, images: model.apply(v, images, train=False)[1]["pooled"])
+    pooled = lambda images: apply(variables, images)  # Weights are arguments, not constants.
     train_cfg = copy.deepcopy(ds.data)
     train_cfg.eval_split = train_cfg.train_split  # All train images once, unaugmented.
     train_cfg.num_eval_examples = train_cfg.num_train_examples

@@ -8,6 +8,7 @@ classifier is then refit on the whole training set with it and scored on the tes
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
@@ -34,12 +35,8 @@ def _loss(params, x, y, l2):
   return ce + 0.5 * l2 * jnp.sum(jnp.square(params["w"]))
 
 
-def fit_logistic(x: jax.Array, y: jax.Array, num_classes: int, l2: jax.Array,
-                 steps: int = 300) -> dict[str, jax.Array]:
-  """Logistic-regression weights ``{'w': [..., D, C], 'b': [..., C]}``, one per entry of
-  ``l2`` (a vector of L2 weights; the leading axis of the result), by ``steps`` L-BFGS
-  iterations from zero."""
-  x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+@functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
+def _fit_grid(x: jax.Array, y: jax.Array, l2: jax.Array, num_classes: int, steps: int):
   opt = optax.lbfgs()
 
   def fit(l2_one):
@@ -56,7 +53,17 @@ def fit_logistic(x: jax.Array, y: jax.Array, num_classes: int, l2: jax.Array,
     (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), None, length=steps)
     return params
 
-  return jax.jit(jax.vmap(fit))(jnp.asarray(l2, jnp.float32))
+  return jax.vmap(fit)(l2)
+
+
+def fit_logistic(x: jax.Array, y: jax.Array, num_classes: int, l2: jax.Array,
+                 steps: int = 300) -> dict[str, jax.Array]:
+  """Logistic-regression weights ``{'w': [..., D, C], 'b': [..., C]}``, one per entry of
+  ``l2`` (a vector of L2 weights; the leading axis of the result), by ``steps`` L-BFGS
+  iterations from zero. Compiled once per shape of ``x`` and ``l2`` (the data are arguments
+  of the program, not constants in it)."""
+  return _fit_grid(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32),
+                   jnp.asarray(l2, jnp.float32), num_classes=num_classes, steps=steps)
 
 
 def accuracy(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> np.ndarray:

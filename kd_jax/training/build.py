@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from kd_jax import checkpoint as ckpt_lib
-from kd_jax import methods
+from kd_jax import methods, models
 from kd_jax.data import pipelines
 from kd_jax.data.dataset import Dataset
 from kd_jax.distill import objectives as objectives_lib
@@ -131,4 +131,5 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
                       bad_step=jnp.array(-1, jnp.int32), teachers=dict(teacher_variables),
                       aux_state=aux_state)
 
-  return jax.jit(init_state, out_shardings=sharding)(jax.random.PRNGKey(seed))
+  return jax.jit(init_state, out_shardings=sharding,
+                 compiler_options=models.run_once_options())(jax.random.PRNGKey(seed))
