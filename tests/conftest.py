@@ -72,3 +72,14 @@ def tfds_data_dir(tmp_path_factory):
 def tiny_config():
   from tests.builders import make_tiny_config  # pylint: disable=g-import-not-at-top
   return make_tiny_config
+
+
+@pytest.fixture(scope="module")
+def fast_compilation():
+  """XLA's optimisations off for a module: a few steps on big models (or one initialisation)
+  do not repay the seconds of compilation they cost."""
+  import jax  # pylint: disable=g-import-not-at-top
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)

@@ -1,5 +1,7 @@
 """Every zoo model: exact PyTorch parameter count, the feature contract, and a jitted
-training step (CIFAR models on 32x32x3, ImageNet models on 64x64x3)."""
+training step (CIFAR models on 32x32x3, ImageNet models on 64x64x3): compiled (with XLA's
+optimisations off: one step does not repay them) and run for the smallest model of each
+family, traced for the others."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,10 @@ CIFAR_PARAMS = {
     "vgg19": 20_086_692, "MobileNetV2": 812_836, "ShuffleV1": 949_258, "ShuffleV2": 1_355_528,
 }
 IMAGENET = ("resnet18", "resnet34", "resnet50")
+# The smallest model of each family (one model file, one block type) compiles and runs its
+# step; its deeper and wider variants, the same code with other sizes, are traced.
+COMPILED = ("resnet8", "resnet8x4", "wrn_16_1", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2",
+            "ResNet50", "resnet18")
 
 
 def test_registry_holds_the_whole_zoo():
@@ -32,37 +38,54 @@ def test_parameter_count_matches_pytorch(name):
   assert sum(x.size for x in jax.tree.leaves(shapes["params"])) == CIFAR_PARAMS[name]
 
 
-@pytest.mark.slow  # About 4 minutes for the 25 models on 2 CPU cores.
+@pytest.fixture(scope="module")
+def _fast(fast_compilation):
+  """XLA optimisations off for the step tests (conftest.fast_compilation)."""
+
+
+def test_each_family_compiles_its_smallest_model():
+  assert set(COMPILED) <= set(models.names())
+  families = {models.create(n, 10).__class__.__name__ for n in models.names()}
+  assert {models.create(n, 10).__class__.__name__ for n in COMPILED} == families
+
+
+@pytest.mark.slow  # About 2 minutes for the 25 models on 2 CPU cores.
 @pytest.mark.parametrize("name", sorted(CIFAR_PARAMS) + list(IMAGENET))
-def test_jitted_training_step_and_feature_contract(name):
+def test_jitted_training_step_and_feature_contract(name, _fast):
   size = 64 if name in IMAGENET else 32
   model = models.create(name, 10)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))
   y = jnp.array([1, 7])
-  variables = model.init(jax.random.PRNGKey(1), x[:1])
   tx = optax.sgd(0.01, momentum=0.9)
 
-  @jax.jit
-  def step(params, batch_stats, opt_state):
+  # One program: initialisation, a training step, then inference.
+  def init_step_infer(rng):
+    variables = model.init(rng, x[:1])
+    params, batch_stats = variables["params"], variables["batch_stats"]
+
     def loss_fn(p):
       (logits, feats), new = model.apply({"params": p, "batch_stats": batch_stats}, x,
                                          train=True, mutable=["batch_stats"])
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
       return loss, (feats, new["batch_stats"])
     (loss, (feats, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), stats, opt_state, loss, feats
+    updates, _ = tx.update(grads, tx.init(params), params)
+    params = optax.apply_updates(params, updates)
+    logits, _ = model.apply({"params": params, "batch_stats": stats}, x, train=False)
+    return loss, feats, logits
 
-  params, stats, _, loss, feats = step(variables["params"], variables["batch_stats"],
-                                       tx.init(variables["params"]))
-  assert np.isfinite(float(loss))
+  if name in COMPILED:
+    loss, feats, logits = jax.jit(init_step_infer)(jax.random.PRNGKey(1))
+    assert np.isfinite(float(loss))
+  else:
+    loss, feats, logits = jax.eval_shape(init_step_infer, jax.random.PRNGKey(1))
+    assert loss.shape == ()
   stages = sorted(k for k in feats if k.startswith("stage"))
   assert {"stem", "pooled"} <= set(feats) and len(stages) in (3, 4)
   assert set(feats) == {"stem", "pooled", *stages, *(f"preact/{s}" for s in stages)}
   for s in stages:
     assert feats[s].shape == feats[f"preact/{s}"].shape and feats[s].ndim == 4
   assert feats["pooled"].shape[0] == 2 and feats["pooled"].ndim == 2
-  logits, _ = model.apply({"params": params, "batch_stats": stats}, x, train=False)
   assert logits.shape == (2, 10)
 
 
