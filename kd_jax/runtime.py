@@ -115,6 +115,26 @@ def captured_stderr_fd() -> Iterator[list[str]]:
       captured.append(tmp.read().decode("utf-8", "replace"))
 
 
+# TensorFlow's __init__ imports all of Keras (and scikit-learn through it) for SavedModel's
+# optimizer registry: 2-3 s of every start-up for what kd_jax never uses. The import fails
+# quietly (TensorFlow catches it); ``tf.keras`` and ``import keras`` still load on first use.
+_EAGER_KERAS = "keras.src.optimizers"
+
+
+@contextlib.contextmanager
+def _without_eager_keras(name: str) -> Iterator[None]:
+  """While TensorFlow's own module runs, ``_EAGER_KERAS`` cannot be imported."""
+  if name != "tensorflow" or _EAGER_KERAS in sys.modules:
+    yield
+    return
+  sys.modules[_EAGER_KERAS] = None  # type: ignore[assignment]  # "not importable"
+  try:
+    yield
+  finally:
+    if sys.modules.get(_EAGER_KERAS, 0) is None:
+      del sys.modules[_EAGER_KERAS]
+
+
 class _QuietLoader(importlib.abc.Loader):
   """Executes a module with fd 2 captured; a failed import writes what it captured."""
 
@@ -128,7 +148,7 @@ class _QuietLoader(importlib.abc.Loader):
     loaded = False
     text: list[str] = []
     try:
-      with captured_stderr_fd() as text:
+      with captured_stderr_fd() as text, _without_eager_keras(module.__name__):
         self._loader.exec_module(module)
       loaded = True
     finally:

@@ -93,3 +93,13 @@ def test_captured_stderr_holds_what_was_written_to_the_file_descriptor():
   with runtime.captured_stderr_fd() as text:
     os.write(2, b"C++\n")
   assert text == ["C++\n"]
+
+
+def test_tensorflow_starts_without_importing_keras_and_tf_keras_still_loads():
+  code = ("import sys; from kd_jax import runtime; runtime.quiet_tensorflow(); "
+          "print('keras' in sys.modules); import tensorflow as tf; "
+          "print(tf.keras.optimizers.SGD.__name__, 'keras.src.optimizers' in sys.modules)")
+  environ = {k: v for k, v in os.environ.items() if k != runtime.VERBOSE_ENV}
+  proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                        text=True, check=True, timeout=120)
+  assert proc.stdout.split() == ["False", "SGD", "True"]
