@@ -3,7 +3,6 @@ import math
 import re
 
 import jax
-import jax.numpy as jnp
 import pytest
 import tensorflow_datasets as tfds
 
@@ -61,7 +60,7 @@ def _fast(fast_compilation):
 def resnet32x4_teacher(tmp_path_factory):
   """A resnet32x4 with 100 classes (random weights) saved as a kd_jax teacher checkpoint."""
   module = models.create("resnet32x4", 100)
-  variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  variables = models.init(module, jax.random.PRNGKey(0), (32, 32, 3))
   path = str(tmp_path_factory.mktemp("teacher_resnet32x4"))
   ckpt_lib.save_model_variables(path, dict(variables), {"model": "resnet32x4", "num_classes": 100})
   return path

@@ -4,7 +4,6 @@ import json
 import math
 
 import jax
-import jax.numpy as jnp
 import pytest
 import tensorflow_datasets as tfds
 
@@ -81,7 +80,7 @@ def _fast(fast_compilation):
 
 def _checkpoint(tmp_path_factory, model, classes):
   module = models.create(model, classes)
-  variables = module.init(jax.random.PRNGKey(classes), jnp.zeros((1, 32, 32, 3)), train=False)
+  variables = models.init(module, jax.random.PRNGKey(classes), (32, 32, 3))
   path = str(tmp_path_factory.mktemp(f"{model}_{classes}"))
   ckpt_lib.save_model_variables(path, dict(variables), {"model": model, "num_classes": classes})
   return path
