@@ -2,6 +2,7 @@
 teacher in every step."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,22 @@ def _config(cache, objectives_cfg):
   return cfg
 
 
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+  """The resnet14 teacher's finished run, trained once for the module."""
+  workdir = tmp_path_factory.mktemp("teacher_job")
+  cfg = _config("", {"ce": {}})
+  cfg.runs = {"teacher": cfg.runs.teacher}
+  job.run(cfg, str(workdir))
+  return workdir / "teacher"
+
+
+def _workdir(path, teacher_run) -> str:
+  """``path`` holding a copy of the finished teacher run, which the job does not train again."""
+  shutil.copytree(teacher_run, path / "teacher")
+  return str(path)
+
+
 def _params(run_dir):
   from kd_jax import checkpoint
   variables, _ = checkpoint.load_model_variables(str(run_dir), "latest")
@@ -69,8 +86,10 @@ def _params(run_dir):
     {"ce": dict(weight=1.0), "at": dict(weight=1000.0), "crd": dict(weight=0.8, nce_k=16)},
 ])
 def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objectives_cfg,
-                                                                  capsys, monkeypatch):
-  plain = job.run(_config("", objectives_cfg), str(tmp_path / "plain"))["runs"]["student"]
+                                                                  capsys, monkeypatch,
+                                                                  teacher_run):
+  plain = job.run(_config("", objectives_cfg),
+                  _workdir(tmp_path / "plain", teacher_run))["runs"]["student"]
   assert "teacher outputs cached" not in capsys.readouterr().out
   attached = []
   real_attach = teacher_cache.TeacherCache.attach
@@ -81,7 +100,8 @@ def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objec
       yield batch
 
   monkeypatch.setattr(teacher_cache.TeacherCache, "attach", attach)
-  cached = job.run(_config("memory", objectives_cfg), str(tmp_path / "cached"))["runs"]["student"]
+  cached = job.run(_config("memory", objectives_cfg),
+                   _workdir(tmp_path / "cached", teacher_run))["runs"]["student"]
   assert "[student] teacher outputs cached for 1437 train examples (t: " in capsys.readouterr().out
   assert len(attached) == cached["steps"] == 4
   assert all(keys == sorted(teacher_cache.batch_key("t", o) for o in _needed(objectives_cfg)["t"])
@@ -93,10 +113,11 @@ def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objec
     # forward on differently composed batches, grown over 4 steps of a large loss.
 
 
-def test_a_directory_cache_is_written_once_and_read_by_the_next_run(tmp_path, capsys):
+def test_a_directory_cache_is_written_once_and_read_by_the_next_run(tmp_path, capsys,
+                                                                   teacher_run):
   directory = str(tmp_path / "cache")
   objectives_cfg = {"ce": dict(weight=1.0), "fitnet": dict(weight=10.0)}
-  job.run(_config(directory, objectives_cfg), str(tmp_path / "a"))
+  job.run(_config(directory, objectives_cfg), _workdir(tmp_path / "a", teacher_run))
   assert "teacher outputs cached for 1437 train examples" in capsys.readouterr().out
   meta = json.load(open(os.path.join(directory, "meta.json")))
   assert meta["outputs"] == {"t": ["logits", "stage2"]} and meta["index_size"] == 1437
@@ -104,15 +125,16 @@ def test_a_directory_cache_is_written_once_and_read_by_the_next_run(tmp_path, ca
   stage2 = np.load(os.path.join(directory, "t", "stage2.npy"))
   assert logits.shape == (1437, 10) and stage2.shape == (1437, 4, 4, 32)
   assert np.all(np.any(logits != 0, axis=1))  # Every example's row was computed.
-  import shutil
   shutil.rmtree(tmp_path / "a" / "student")  # The student again, from the same teacher.
   job.run(_config(directory, objectives_cfg), str(tmp_path / "a"))
   assert "teacher outputs read from the cache" in capsys.readouterr().out
-  job.run(_config(directory, objectives_cfg), str(tmp_path / "b"))  # Another teacher:
+  job.run(_config(directory, objectives_cfg),  # Another teacher run (a copy elsewhere):
+          _workdir(tmp_path / "b", teacher_run))
   assert "teacher outputs cached for 1437" in capsys.readouterr().out  # computed anew.
 
 
-def test_a_rebuild_stopped_half_way_leaves_no_cache_that_matches(tmp_path, monkeypatch):
+def test_a_rebuild_stopped_half_way_leaves_no_cache_that_matches(tmp_path, monkeypatch,
+                                                                  teacher_run):
   # The directory holds another cache (its meta.json); this run's computation overwrites the
   # arrays and is stopped after one batch: nothing there may match that other cache any more.
   directory = tmp_path / "cache"
@@ -127,7 +149,7 @@ def test_a_rebuild_stopped_half_way_leaves_no_cache_that_matches(tmp_path, monke
 
   monkeypatch.setattr(dataset.Dataset, "train_split_once", one_batch_then_stop)
   with pytest.raises(KeyboardInterrupt):
-    job.run(_config(str(directory), {"ce": {}, "kd": {}}), str(tmp_path / "a"))
+    job.run(_config(str(directory), {"ce": {}, "kd": {}}), _workdir(tmp_path / "a", teacher_run))
   assert os.path.exists(directory / "t" / "logits.npy")  # The computation had started.
   assert not os.path.exists(directory / "meta.json")
   assert not teacher_cache._matches(str(directory), other)
