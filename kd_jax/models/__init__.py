@@ -49,8 +49,8 @@ def run_once_options() -> dict[str, Any] | None:
 def init(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict[str, Any]:
   """``model``'s variables for inputs of ``input_shape`` (one example, ``(H, W, C)``): one
   compiled program (``run_once_options``), not one per operation."""
-  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-  return jax.jit(lambda k: model.init(k, jnp.zeros(x.shape, x.dtype), train=False),
+  x = jnp.zeros((1, *input_shape), jnp.float32)
+  return jax.jit(lambda k: model.init(k, x, train=False),
                  compiler_options=run_once_options())(rng)
 
 

@@ -1,7 +1,7 @@
 """Every zoo model: exact PyTorch parameter count, the feature contract, and a jitted
 training step (CIFAR models on 32x32x3, ImageNet models on 64x64x3): compiled (with XLA's
-optimisations off: one step does not repay them) and run for the smallest model of each
-family, traced for the others."""
+optimisations off: one step does not repay them) and run for one small model of each model
+class, traced for the others."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,8 +21,8 @@ CIFAR_PARAMS = {
     "vgg19": 20_086_692, "MobileNetV2": 812_836, "ShuffleV1": 949_258, "ShuffleV2": 1_355_528,
 }
 IMAGENET = ("resnet18", "resnet34", "resnet50")
-# The smallest model of each family (one model file, one block type) compiles and runs its
-# step; its deeper and wider variants, the same code with other sizes, are traced.
+# One small model of each model class compiles and runs its step; the class's other
+# models (deeper, wider, other block types of the same file) are traced.
 COMPILED = ("resnet8", "resnet8x4", "wrn_16_1", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2",
             "ResNet50", "resnet18")
 
@@ -43,7 +43,7 @@ def _fast(fast_compilation):
   """XLA optimisations off for the step tests (conftest.fast_compilation)."""
 
 
-def test_each_family_compiles_its_smallest_model():
+def test_each_model_class_has_a_compiled_model():
   assert set(COMPILED) <= set(models.names())
   families = {models.create(n, 10).__class__.__name__ for n in models.names()}
   assert {models.create(n, 10).__class__.__name__ for n in COMPILED} == families
