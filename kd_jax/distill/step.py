@@ -130,33 +130,44 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
                teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
                tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
                steps_per_epoch: int = 1, cached_teachers: Mapping[str, Outputs] | None = None,
-               skip_nonfinite: bool = False):
+               skip_nonfinite: bool = False, phase: bool = False):
   """One optimiser step on ``batch``: ``(state, metrics)``. Pure; ``make_train_step`` binds
   everything after ``rng``.
 
   Each teacher the objectives read runs once in inference mode under ``stop_gradient`` (or
   is read from the batch: ``cached_teachers``); the student runs once in training mode;
   every objective reads those outputs; ``sum(weight * loss)`` is minimised over the student
-  and the objectives' adapters. ``epoch`` (from 1) reaches DKD's warm-up."""
+  and the objectives' adapters. ``epoch`` (from 1) reaches DKD's warm-up.
+
+  ``phase``: a step of the one objective's initialisation phase instead: its phase loss
+  alone (unweighted) is minimised and, as in the references, the student runs in inference
+  mode (BatchNorm running statistics, neither used from the batch nor updated); ``tx``
+  decides which parameters move."""
   rng = jax.random.fold_in(rng, state.step)
-  teacher_out = teachers_lib.run(teachers, state.teachers, teachers_lib.used(objectives), batch,
-                                 cached_teachers)
+  teacher_out = teachers_lib.run(
+      teachers, state.teachers, teachers_lib.used(objectives, main_stage_only=not phase), batch,
+      cached_teachers)
 
   def loss_fn(params):
-    (logits, feats), new_vars = student.apply(
-        {"params": params["student"], "batch_stats": state.batch_stats},
-        batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    variables = {"params": params["student"], "batch_stats": state.batch_stats}
+    if phase:
+      logits, feats = student.apply(variables, batch["image"], train=False)
+      batch_stats = state.batch_stats
+    else:
+      (logits, feats), new_vars = student.apply(variables, batch["image"], train=True,
+                                                mutable=["batch_stats"], rngs={"dropout": rng})
+      batch_stats = new_vars["batch_stats"]
     out = Outputs(logits, feats)
     epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
     values, aux_state = {}, dict(state.aux_state)
     for i, o in enumerate(objectives):
       values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
                               params["aux"].get(o.name), state.aux_state.get(o.name),
-                              teacher_params=state.teachers)
+                              stage=phase, teacher_params=state.teachers)
       if new is not None:
         aux_state[o.name] = new
-    total = sum(o.weight * values[o.name] for o in objectives)
-    return total, (values, logits, new_vars["batch_stats"], aux_state)
+    total = sum((1.0 if phase else o.weight) * values[o.name] for o in objectives)
+    return total, (values, logits, batch_stats, aux_state)
 
   (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
@@ -191,36 +202,14 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
       cached_teachers=dict(cached_teachers or {}), skip_nonfinite=skip_nonfinite)
 
 
-def stage_step(state: TrainState, batch, rng, *, student: nn.Module,
-               teachers: Mapping[str, nn.Module], objective: Objective,
-               tx: optax.GradientTransformation, metrics_cls):
-  """One step of ``objective``'s initialisation stage, minimising its stage loss alone. As in
-  the reference, the student runs in inference mode (BatchNorm running statistics, neither
-  used from the batch nor updated) while the objective's adapter trains; ``tx`` decides
-  which parameters move."""
-  name = objective.name
-  rng = jax.random.fold_in(rng, state.step)
-  teacher_out = teachers_lib.run(teachers, state.teachers, objective.teachers, batch)
-
-  def loss_fn(params):
-    out = Outputs(*student.apply({"params": params["student"], "batch_stats": state.batch_stats},
-                                 batch["image"], train=False))
-    return objective(out, teacher_out, batch, None, rng, params["aux"].get(name),
-                     state.aux_state.get(name), train=True, stage=True,
-                     teacher_params=state.teachers)
-
-  (loss, new_aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  aux_state = {**state.aux_state, name: new_aux} if new_aux is not None else state.aux_state
-  new_state, _ = _update_if_finite(state, tx, loss, grads, aux_state=aux_state)
-  return new_state, metrics_cls.single_from_model_output(loss=loss)
-
-
-def make_stage_step(student: nn.Module, teachers: Mapping[str, nn.Module], objective: Objective,
+def make_phase_step(student: nn.Module, teachers: Mapping[str, nn.Module], objective: Objective,
                     tx: optax.GradientTransformation) -> Callable:
-  """``stage_step`` bound: ``(state, batch, rng) -> (state, metrics)``, to jit."""
+  """``train_step`` of ``objective``'s initialisation phase (``phase=True``): ``(state,
+  batch, rng) -> (state, metrics)`` with metrics ``loss`` (its phase loss), to jit."""
   return functools.partial(
-      stage_step, student=student, teachers=teachers, objective=objective, tx=tx,
-      metrics_cls=clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss")))
+      train_step, student=student, teachers=teachers, objectives=[objective], tx=tx,
+      metrics_cls=clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss")),
+      has_labels=False, phase=True)
 
 
 def make_eval_step(student: nn.Module, num_classes: int, head: str | None = None,

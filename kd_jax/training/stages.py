@@ -20,7 +20,7 @@ import optax
 from kd_jax import models
 from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
-from kd_jax.distill.step import make_stage_step
+from kd_jax.distill.step import make_phase_step
 from kd_jax.methods import ALL_ADAPTERS, STUDENT_FEATURES
 from kd_jax.training import optim
 
@@ -120,7 +120,7 @@ def initialisation_stages(objectives: Sequence[Objective], student, teachers, co
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
     lr = stage_learning_rate(obj, config)
     tx = stage_optimizer(obj, config.optimizer, lr)
-    step_fn = jax.jit(make_stage_step(student, teachers, obj, tx),
+    step_fn = jax.jit(make_phase_step(student, teachers, obj, tx),
                       in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
                       donate_argnums=(0,))
     steps = obj.init_epochs * steps_per_epoch

@@ -7,7 +7,7 @@ import pytest
 
 from kd_jax import models
 from kd_jax.distill import objectives
-from kd_jax.distill.step import make_stage_step, make_train_step
+from kd_jax.distill.step import make_phase_step, make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.training import stages
 from tests import builders
@@ -34,7 +34,7 @@ def _stage_step(objectives_cfg, name, teacher="resnet14", **setup):
   obj = next(o for o in objs if o.name == name)
   tx = stages.stage_optimizer(obj, SGD, 0.05)
   state = state.replace(opt_state=tx.init(state.params))
-  new, metrics = jax.jit(make_stage_step(student, teachers, obj, tx))(
+  new, metrics = jax.jit(make_phase_step(student, teachers, obj, tx))(
       state, batch, jax.random.PRNGKey(0))
   return state, new, metrics.compute()["loss"]
 
