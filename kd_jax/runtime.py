@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import logging as py_logging
 import os
@@ -135,6 +136,39 @@ def _without_eager_keras(name: str) -> Iterator[None]:
       del sys.modules[_EAGER_KERAS]
 
 
+# clu's TensorBoard writer imports tensorboard's hparams API, whose module ``_keras`` defines
+# a Keras callback at import: all of Keras and scikit-learn (2-3 s of every start-up) for a
+# class kd_jax never uses. Under ``quiet_library_logs`` that module is one whose ``Callback``
+# loads the real module on first use and returns the real callback.
+_HPARAMS_KERAS = "tensorboard.plugins.hparams._keras"
+
+
+def _real_hparams_keras():
+  """The real ``_HPARAMS_KERAS`` module, loaded (with Keras) and put in ``sys.modules``."""
+  import tensorboard.plugins.hparams as package  # pylint: disable=g-import-not-at-top
+  spec = importlib.machinery.PathFinder.find_spec(_HPARAMS_KERAS, package.__path__)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  sys.modules[_HPARAMS_KERAS] = package._keras = module  # pylint: disable=protected-access
+  return module
+
+
+class _KerasCallbackOnFirstUse:
+  """Stands for ``tensorboard.plugins.hparams.api.KerasCallback``: creating one returns the
+  real callback (a subclass of ``tf.keras.callbacks.Callback``)."""
+
+  def __new__(cls, *args, **kwargs):
+    return _real_hparams_keras().Callback(*args, **kwargs)
+
+
+class _HparamsKerasOnFirstUse(importlib.abc.Loader):
+  def create_module(self, spec):
+    return None
+
+  def exec_module(self, module):
+    module.Callback = _KerasCallbackOnFirstUse
+
+
 class _QuietLoader(importlib.abc.Loader):
   """Executes a module with fd 2 captured; a failed import writes what it captured."""
 
@@ -161,9 +195,12 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietImports(importlib.abc.MetaPathFinder):
-  """Finds ``_NOISY_IMPORTS`` as usual, with their loaders wrapped in ``_QuietLoader``."""
+  """Finds ``_NOISY_IMPORTS`` as usual, with their loaders wrapped in ``_QuietLoader``, and
+  ``_HPARAMS_KERAS`` as a module whose Keras callback loads on first use."""
 
   def find_spec(self, fullname, path, target=None):
+    if fullname == _HPARAMS_KERAS and not verbose():
+      return importlib.util.spec_from_loader(fullname, _HparamsKerasOnFirstUse())
     if fullname not in _NOISY_IMPORTS or verbose():
       return None
     sys.meta_path.remove(self)

@@ -95,6 +95,21 @@ def test_captured_stderr_holds_what_was_written_to_the_file_descriptor():
   assert text == ["C++\n"]
 
 
+def test_tensorboard_writer_starts_without_keras_and_the_hparams_keras_callback_still_works(
+    tmp_path):
+  code = ("import sys; from kd_jax import runtime; runtime.quiet_tensorflow(); "
+          "from clu import metric_writers; "
+          f"w = metric_writers.SummaryWriter({str(tmp_path)!r}); w.write_hparams({{'lr': 0.1}}); "
+          "print('keras' in sys.modules); import tensorflow as tf; "
+          "from tensorboard.plugins.hparams import api; "
+          f"cb = api.KerasCallback({str(tmp_path)!r}, {{'lr': 0.1}}); "
+          "print(isinstance(cb, tf.keras.callbacks.Callback), type(cb).__module__)")
+  environ = {k: v for k, v in os.environ.items() if k != runtime.VERBOSE_ENV}
+  proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                        text=True, check=True, timeout=120)
+  assert proc.stdout.split() == ["False", "True", "tensorboard.plugins.hparams._keras"]
+
+
 def test_tensorflow_starts_without_importing_keras_and_tf_keras_still_loads():
   code = ("import sys; from kd_jax import runtime; runtime.quiet_tensorflow(); "
           "print('keras' in sys.modules); import tensorflow as tf; "
