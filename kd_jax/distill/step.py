@@ -208,8 +208,8 @@ def make_phase_step(student: nn.Module, teachers: Mapping[str, nn.Module], objec
   batch, rng) -> (state, metrics)`` with metrics ``loss`` (its phase loss), to jit."""
   return functools.partial(
       train_step, student=student, teachers=teachers, objectives=[objective], tx=tx,
-      metrics_cls=clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss")),
-      has_labels=False, phase=True)
+      metrics_cls=train_metrics_class([objective], has_labels=False), has_labels=False,
+      phase=True)
 
 
 def make_eval_step(student: nn.Module, num_classes: int, head: str | None = None,
