@@ -1,8 +1,8 @@
 """``kd_jax.train --dry_run``: the resolved job, every hyperparameter, an estimate; no writes."""
 import os
-import subprocess
 
 from kd_jax import dry_run
+from tests import forkserver
 from tests.commands import REPO, train_command
 from tests.recipes.helpers import load_config
 
@@ -45,7 +45,7 @@ def test_evaluation_only_runs_train_nothing():
 
 def test_the_command_estimates_from_measured_steps_and_writes_nothing(tmp_path):
   workdir = tmp_path / "w"
-  proc = subprocess.run(train_command(workdir, "--config.num_epochs=2", "--dry_run"),
+  proc = forkserver.run(train_command(workdir, "--config.num_epochs=2", "--dry_run"),
                         capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
   assert proc.returncode == 0 and proc.stderr == ""
   estimate = [l for l in proc.stdout.splitlines() if l.startswith("  estimate: ")]

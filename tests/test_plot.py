@@ -2,7 +2,6 @@
 import glob
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -16,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from kd_jax import plot  # noqa: E402
+from tests import forkserver
 from tests.builders import make_tiny_config  # noqa: E402
 
 
@@ -141,7 +141,7 @@ def _assert_real_png(path, min_size=(600, 300)):
 @pytest.mark.slow
 def test_the_command_writes_one_png_with_every_panel(finished_job, tmp_path):
   out = str(tmp_path / "report.png")
-  proc = subprocess.run([sys.executable, "-m", "kd_jax.plot", f"--workdir={finished_job}",
+  proc = forkserver.run([sys.executable, "-m", "kd_jax.plot", f"--workdir={finished_job}",
                          f"--out={out}"], capture_output=True, text=True, check=False,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr
@@ -161,7 +161,7 @@ def test_the_command_writes_one_png_per_figure_into_a_folder(finished_job, tmp_p
 
 
 def test_the_command_says_what_is_missing_in_one_line(tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "kd_jax.plot", f"--workdir={tmp_path}",
+  proc = forkserver.run([sys.executable, "-m", "kd_jax.plot", f"--workdir={tmp_path}",
                          f"--out={tmp_path}/x.png"], capture_output=True, text=True, check=False,
                         timeout=300)
   assert proc.returncode == 1

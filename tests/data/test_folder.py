@@ -1,6 +1,5 @@
 """A local folder of images as a data set: data.name = "folder:<path>"."""
 import os
-import subprocess
 import sys
 
 import ml_collections
@@ -10,6 +9,8 @@ from PIL import Image
 
 from kd_jax.data import folder, pipelines
 from kd_jax.errors import KdJaxError
+
+from tests import forkserver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLASSES = ("zebra", "ant", "cat")  # Class ids: sorted names -> ant 0, cat 1, zebra 2.
@@ -99,7 +100,7 @@ def test_the_readme_command_trains_on_a_folder(tmp_path):
   """README: python -m kd_jax.train --config=configs/digits/supervised.py
   --config.data.name=folder:<path> (one epoch here)."""
   root = _write(tmp_path / "shapes", per_class=(12, 4))
-  proc = subprocess.run(
+  proc = forkserver.run(
       [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
        f"--config.data.name=folder:{root}", "--config.num_epochs=1", "--config.batch_size=12",
        f"--workdir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, check=False,

@@ -3,12 +3,13 @@ task, as a command (kd_jax.evaluate) and as a stage of a job."""
 import glob
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 from kd_jax import job
+
+from tests import forkserver
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["--config.downstream.num_epochs=1", "--config.downstream.probe_steps=30",
@@ -17,7 +18,7 @@ SMALL = ["--config.downstream.num_epochs=1", "--config.downstream.probe_steps=30
 
 
 def _evaluate(*args):
-  proc = subprocess.run([sys.executable, "-m", "kd_jax.evaluate", *args], capture_output=True,
+  proc = forkserver.run([sys.executable, "-m", "kd_jax.evaluate", *args], capture_output=True,
                         text=True, cwd=REPO, timeout=600)
   return proc.returncode, proc.stdout, proc.stderr.strip().splitlines()
 

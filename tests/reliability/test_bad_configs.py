@@ -1,7 +1,6 @@
 """Bad configs are refused at start-up, before anything trains, each with one exact line
 that names the field. Most in-process (job.run); the last ones through the command line."""
 import os
-import subprocess
 
 import pytest
 
@@ -9,6 +8,7 @@ from kd_jax import recipes
 from kd_jax.errors import KdJaxError
 from kd_jax import job
 
+from tests import forkserver
 from tests.commands import REPO, train_command
 
 MODELS = ("MobileNetV2, ResNet50, ShuffleV1, ShuffleV2, resnet110, resnet14, resnet18, resnet20, "
@@ -87,7 +87,7 @@ def test_refused_with_one_exact_line(name, tmp_path):
 
 
 def _command(tmp_path, *overrides):
-  return subprocess.run(train_command(tmp_path, *overrides), cwd=REPO, capture_output=True,
+  return forkserver.run(train_command(tmp_path, *overrides), cwd=REPO, capture_output=True,
                         text=True, timeout=300)
 
 

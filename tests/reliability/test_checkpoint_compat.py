@@ -3,10 +3,10 @@ is trained or written: a workdir written by another kd_jax version (checkpoint f
 workdir of another model, and a teacher checkpoint written by a newer kd_jax."""
 import json
 import shutil
-import subprocess
 
 import pytest
 
+from tests import forkserver
 from tests.commands import REPO, checkpoint_steps, train_command
 
 
@@ -14,7 +14,7 @@ from tests.commands import REPO, checkpoint_steps, train_command
 def trained(tmp_path_factory):
   """A finished 1-epoch run of the digits config (a checkpoint at step 22)."""
   workdir = tmp_path_factory.mktemp("trained") / "run"
-  subprocess.run(train_command(workdir, "--config.num_epochs=1"), cwd=REPO, check=True,
+  forkserver.run(train_command(workdir, "--config.num_epochs=1"), cwd=REPO, check=True,
                  capture_output=True, timeout=600)
   return workdir
 
@@ -30,7 +30,7 @@ def _copy_with_meta(trained, target, **changes):
 
 
 def _error_line(cmd):
-  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  proc = forkserver.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
   return proc.stderr.strip().splitlines()[-1]
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from kd_jax import job
+from tests import forkserver
 from tests.commands import REPO, assert_same_final_params, train_command
 from tests.builders import make_tiny_config
 
@@ -46,7 +47,7 @@ def _truncate_arrays(step_dir):
 
 
 def _resume(workdir):
-  return subprocess.run(_cmd(workdir), cwd=REPO, capture_output=True, text=True, timeout=600)
+  return forkserver.run(_cmd(workdir), cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow

@@ -6,11 +6,12 @@ import time
 
 import pytest
 
+from tests import forkserver
 from tests.commands import REPO, train_command
 
 
 def _train(workdir, *extra):
-  return subprocess.run(train_command(workdir, *extra), cwd=REPO, capture_output=True,
+  return forkserver.run(train_command(workdir, *extra), cwd=REPO, capture_output=True,
                         text=True, timeout=600)
 
 
@@ -57,7 +58,7 @@ def test_a_disk_that_fills_up_stops_the_run_at_the_next_save(small_disk, tmp_pat
   # The child's output goes to files (off the small disk): a pipe nobody reads would block it.
   out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
   with open(out_path, "w") as out, open(err_path, "w") as err:
-    proc = subprocess.Popen(train_command(run, "--config.num_epochs=20",
+    proc = forkserver.start(train_command(run, "--config.num_epochs=20",
                                           "--config.checkpoint_every_steps=5"),
                             cwd=REPO, stdout=out, stderr=err, text=True)
   try:

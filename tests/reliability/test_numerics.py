@@ -3,7 +3,6 @@ and keeping the last good checkpoint; with config.skip_nonfinite_steps a bad ste
 (no update) and counted instead."""
 import os
 import re
-import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +16,7 @@ from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill.step import make_train_step
 
 from tests import builders
+from tests import forkserver
 from tests.commands import REPO, train_command
 
 
@@ -24,7 +24,7 @@ from tests.commands import REPO, train_command
 @pytest.mark.slow
 def test_an_absurd_learning_rate_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
   # lr 1e4 reached by a 2-epoch warm-up: a few finite steps (checkpointed every 2), then overflow.
-  proc = subprocess.run(
+  proc = forkserver.run(
       train_command(tmp_path, "--config.num_epochs=3", "--config.optimizer.lr=1e4",
                     "--config.optimizer.warmup_epochs=2", "--config.checkpoint_every_steps=2"),
       cwd=REPO, capture_output=True, text=True, timeout=600)

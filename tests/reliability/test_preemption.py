@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from kd_jax import checkpoint
+from tests import forkserver
 from tests.commands import REPO, assert_same_final_params, checkpoint_steps, train_command
 
 
@@ -24,14 +25,14 @@ def _preempted(cmd, log_path, fault):
   """Runs ``cmd`` with ``KD_JAX_FAULT=fault`` (a SIGTERM from inside the run at a chosen
   step); returns (exit code, output)."""
   with open(log_path, "w") as log:
-    proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=600,
+    proc = forkserver.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=600,
                           env={**os.environ, "KD_JAX_FAULT": fault}, check=False)
   return proc.returncode, log_path.read_text()
 
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_zero_and_the_same_command_resumes_bit_identically(tmp_path):
-  straight = tmp_path / "straight"
+  straight = tmp_path / "straight"  # A fresh interpreter: what the forked runs must match.
   subprocess.run(_cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
 
   run = tmp_path / "preempted"
@@ -41,7 +42,7 @@ def test_sigterm_checkpoints_exits_zero_and_the_same_command_resumes_bit_identic
          f"same command to resume" in out, out[-2000:]
   assert checkpoint_steps(run) == [31] and not os.path.exists(run / "results.json")
 
-  resumed = subprocess.run(_cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
+  resumed = forkserver.run(_cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert "resuming from the checkpoint at step 31 (epoch 2, batch 9)" in resumed.stdout
   assert_same_final_params(straight, run)
@@ -63,7 +64,7 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
     tmp_path):
   config = tmp_path / "ab.py"
   config.write_text(AB_CONFIG)
-  straight = tmp_path / "straight"
+  straight = tmp_path / "straight"  # A fresh interpreter: what the forked runs must match.
   subprocess.run(train_command(straight, config=str(config)), cwd=REPO, check=True,
                  capture_output=True, timeout=600)
 
@@ -82,7 +83,7 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
   _, meta = checkpoint.load_model_variables(str(run / "ab"))
   assert (meta["stage"], meta["step"]) == ("init_ab", stopped)
 
-  resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  resumed = forkserver.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
   assert re.search(rf"initialisation stage of .ab. .*: 2 epochs, lr \S+, resuming at step {stopped}\n",
                    resumed.stdout), resumed.stdout[-2000:]

@@ -13,6 +13,7 @@ import pytest
 
 from kd_jax import checkpoint
 
+from tests import forkserver
 from tests.commands import (REPO, assert_same_final_params, checkpoint_steps,
                             partial_checkpoints, train_command)
 
@@ -28,7 +29,7 @@ def _kill(run, log_path, point, step):
   """Runs the command with a SIGKILL at ``point`` of ``step``; returns what the kill left."""
   env = {**os.environ, "KD_JAX_FAULT": f"SIGKILL@{point}:{step}"}
   with open(log_path, "w") as log:
-    proc = subprocess.run(_cmd(run), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
+    proc = forkserver.run(_cmd(run), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
                           timeout=600, check=False)
   assert proc.returncode == -signal.SIGKILL, log_path.read_text()[-2000:]
   return {"point": f"{point}:{step}", "partial": partial_checkpoints(run),
@@ -37,7 +38,7 @@ def _kill(run, log_path, point, step):
 
 @pytest.mark.slow
 def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
-  straight = tmp_path / "straight"
+  straight = tmp_path / "straight"  # A fresh interpreter: what the forked runs must match.
   subprocess.run(_cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
 
   # Ten increasing steps; every second kill lands on a checkpointed (even) step, mid-write.
@@ -51,7 +52,7 @@ def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
     if i:  # What this start resumed from: the last checkpoint complete at the previous kill.
       match = re.search(r"resuming from the checkpoint at step (\d+)", log_path.read_text())
       kills[-1]["resumed_from"] = int(match.group(1)) if match else 0
-  final = subprocess.run(_cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
+  final = forkserver.run(_cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
   assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
   final_from = int(re.search(r"resuming from the checkpoint at step (\d+)", final.stdout).group(1))
   print("kills:", *kills, f"final run resumed from {final_from}", sep="\n  ")

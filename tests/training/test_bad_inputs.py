@@ -1,7 +1,6 @@
 """Bad input stops at start-up with one clear line; a diverging loss stops with the last good
 checkpoint intact."""
 import os
-import subprocess
 import sys
 
 import jax
@@ -13,11 +12,13 @@ from kd_jax.errors import KdJaxError
 from kd_jax import job
 from kd_jax.training.loop import TrainingDiverged
 
+from tests import forkserver
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _cli(*args, env=None):
-  proc = subprocess.run([sys.executable, "-m", "kd_jax.train", *args], capture_output=True,
+  proc = forkserver.run([sys.executable, "-m", "kd_jax.train", *args], capture_output=True,
                         text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=300)
   return proc.returncode, proc.stderr.strip().splitlines()
 
