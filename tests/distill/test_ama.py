@@ -11,6 +11,12 @@ from kd_jax.distill.step import make_train_step
 from tests import builders
 from tests.distill.test_stages import SGD, _changed, _setup, _stage_step
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation): a few steps each."""
+
+
 AMA = {"ce": {}, "ama": {"weight": 100.0}}
 
 

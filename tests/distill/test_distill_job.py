@@ -1,4 +1,6 @@
 """A feature-based student trained end to end by the job: a teacher run, then AT + DKD."""
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -83,7 +85,8 @@ def test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends(tmp_path, cap
   import os
   import numpy as np
   straight = job.run(_crd_config(2), str(tmp_path / "straight"))["runs"]["student"]
-  job.run(_crd_config(1), str(tmp_path / "resumed"))
+  shutil.copytree(tmp_path / "straight" / "teacher", tmp_path / "resumed" / "teacher")
+  job.run(_crd_config(1), str(tmp_path / "resumed"))  # The same finished teacher, reused.
   os.remove(tmp_path / "resumed" / "student" / "results.json")  # As if stopped after epoch 1.
   capsys.readouterr()
   resumed = job.run(_crd_config(2), str(tmp_path / "resumed"))["runs"]["student"]

@@ -14,6 +14,12 @@ from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from tests import builders
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation): a few steps each."""
+
+
 N = 100  # Training-set size for CRD's memory.
 
 

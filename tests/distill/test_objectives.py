@@ -11,6 +11,12 @@ from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from tests import builders
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation): one step each."""
+
+
 FEATURES = {"stem": 0, "stage1": 1, "stage2": 2, "stage3": 3, "preact/stage1": 11,
             "preact/stage2": 12, "preact/stage3": 13, "pooled": 4}
 
@@ -111,8 +117,10 @@ def test_every_wired_objective_reports_the_loss_of_the_shared_outputs():
 def test_dkd_warmup_reads_the_epoch_of_the_step():
   """4 steps per epoch: step 5 is in epoch 2, so DKD is scaled by 2/20."""
   student, t_model, sv, tv, objs, step, state, batch = _setup({"dkd": dict(weight=1.0)})
-  m1 = jax.jit(step)(state, batch, jax.random.PRNGKey(0))[1].compute()["loss_dkd"]
-  m2 = jax.jit(step)(state.replace(step=jnp.array(5)), batch, jax.random.PRNGKey(0))[1]
+  step = jax.jit(step)  # One compilation for both steps.
+  m1 = step(state, batch, jax.random.PRNGKey(0))[1].compute()["loss_dkd"]
+  m2 = step(state.replace(step=jnp.asarray(5, state.step.dtype)), batch,
+            jax.random.PRNGKey(0))[1]
   assert m2.compute()["loss_dkd"] == pytest.approx(2 * m1, rel=1e-5)
 
 

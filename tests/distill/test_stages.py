@@ -12,6 +12,12 @@ from kd_jax.errors import KdJaxError
 from kd_jax.training import stages
 from tests import builders
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation): a few steps each."""
+
+
 # No weight decay: a parameter that a step changes had a non-zero gradient.
 SGD = builders.sgd(0.05)
 

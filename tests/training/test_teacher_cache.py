@@ -20,6 +20,11 @@ from kd_jax.training import build, teacher_cache
 from kd_jax import job
 from tests.builders import make_tiny_config
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(fast_compilation):
+  """XLA optimisations off for this module (conftest.fast_compilation): a few steps each."""
+
 X = jax.ShapeDtypeStruct((4, 8, 8, 1), jnp.float32)
 
 
