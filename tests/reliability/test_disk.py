@@ -41,8 +41,8 @@ def test_a_workdir_that_cannot_be_created_is_refused_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_too_little_free_space_is_refused_at_start_up(small_disk):
-  # resnet110 keeps 3 + 2 checkpoints of params + momentum (~14 MB): more than 6 MB.
-  proc = _train(small_disk / "run", "--config.model=resnet110")
+  # resnet8 keeping 20 + 2 checkpoints of params + momentum (~15 MB): more than 6 MB.
+  proc = _train(small_disk / "run", "--config.keep_checkpoints=20")
   assert proc.returncode == 1
   line = proc.stderr.strip().splitlines()[-1]
   assert line.startswith(f"kd_jax: error: workdir {small_disk}/run has ")
