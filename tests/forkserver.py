@@ -125,7 +125,7 @@ def _run_forked(command: dict[str, Any]) -> None:
   os.environ.clear()
   os.environ.update(command["env"])
   module, args = command["module"], command["args"]
-  sys.argv = [command["argv0"], *args]
+  sys.argv = [module, *args]  # runpy sets argv[0] to the module's file.
   sys.orig_argv = [sys.executable, "-m", module, *args]
   runpy.run_module(module, run_name="__main__", alter_sys=True)
 
@@ -271,7 +271,7 @@ def start(args, *, cwd=None, env=None, stdin=None, stdout=None, stderr=None, tex
     if new:
       opened.append(fd)
   message = json.dumps({"module": str(args[2]), "args": [str(a) for a in args[3:]],
-                        "argv0": str(args[2]), "cwd": os.path.realpath(cwd or os.getcwd()),
+                        "cwd": os.path.realpath(cwd or os.getcwd()),
                         "env": dict(os.environ if env is None else env)}).encode()
   conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
   try:
