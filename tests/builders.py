@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import ml_collections
+import numpy as np
 import optax
 
 from kd_jax import config as config_lib
+from kd_jax import methods
+from kd_jax.distill import host_inputs
 from kd_jax.distill.state import TrainState
 from kd_jax.training import build, sharding
 
@@ -33,14 +36,21 @@ def optimizer(opt: ml_collections.ConfigDict, objectives: Sequence[Any] = ()
 def train_state(student, objectives, tx: optax.GradientTransformation, *,
                 teachers: Mapping[str, tuple[Any, Any]] | None = None,
                 input_shape: tuple[int, ...] = (8, 8, 1), index_size: int = 16,
-                seed: int = 0) -> TrainState:
+                seed: int = 0, samplers: Mapping[str, Any] | None = None) -> TrainState:
   """A run's initial state: the student initialised from ``seed``, heads from the output
-  shapes. teachers: ``{name: (module, variables)}``."""
+  shapes. teachers: ``{name: (module, variables)}``; samplers: ``samplers(...)``."""
   teachers = dict(teachers or {})
   repl = sharding.replicated(sharding.data_mesh())
   return build.create_train_state(student, {n: m for n, (m, _) in teachers.items()},
                                  {n: v for n, (_, v) in teachers.items()}, objectives, tx,
-                                 input_shape, index_size, seed, repl)
+                                 input_shape, index_size, seed, repl, samplers)
+
+
+def samplers(objectives, index_size: int, num_classes: int = 10) -> dict[str, Any]:
+  """The objectives' host samplers (CRD's negatives) for a train split of ``index_size``
+  examples where example ``i`` has label ``i % num_classes``."""
+  labels = np.arange(index_size) % num_classes
+  return host_inputs.build(objectives, methods.TrainSplit(index_size, True, lambda: labels))
 
 
 def make_tiny_config(**overrides):

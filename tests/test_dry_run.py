@@ -27,7 +27,7 @@ def test_every_hyperparameter_is_printed_and_defaults_are_marked():
   lines, _ = _describe("configs/digits/distill.py:crd")
   assert ("  objective crd: loss=crd, weight=0.8, teacher='teacher', student_feature='pooled', "
           "teacher_feature='pooled', feat_dim=128 (default), nce_k=1024, nce_t=0.07 (default), "
-          "nce_m=0.5 (default)") in lines
+          "nce_m=0.5 (default), mode='exact' (default)") in lines
 
 
 def test_an_initialisation_stage_is_shown_under_its_objective():

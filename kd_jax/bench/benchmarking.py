@@ -21,9 +21,11 @@ import ml_collections
 import numpy as np
 
 from kd_jax import config as config_lib
+from kd_jax import methods as methods_lib
 from kd_jax import models, recipes, runtime
 from kd_jax.data import info as data_info
 from kd_jax.data import pipelines
+from kd_jax.distill import host_inputs
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
 from kd_jax.distill import teachers as teachers_lib
@@ -99,7 +101,7 @@ class _Bench:
       del host["label"]
     if config.data.labeled_fraction < 1.0:
       host["label_mask"] = np.ones(local, np.float32)
-    self.batch = sharding.shard_batch(host, self.batch_sh)
+    self.host, self.batch = host, sharding.shard_batch(host, self.batch_sh)
     self.teacher_modules, self.teacher_vars = {}, {}
     for i, (name, t) in enumerate(sorted(config.teachers.items())):
       module = models.create(t["model"], t.get("num_classes") or self.num_classes, self.dtype)
@@ -156,7 +158,23 @@ class _Bench:
                                 has_labels=not c.data.unlabeled,
                                 all_labeled=c.data.labeled_fraction >= 1.0)
 
-  def state_and_step(self, objectives):
+  def samplers(self, objectives, data=None) -> dict[str, Any]:
+    """The objectives' host samplers, from ``data``'s train labels or (no data) random labels
+    of ``index_size`` examples, as random as the batch's."""
+    labeled = not self.config.data.unlabeled
+    if data is not None:
+      split = methods_lib.TrainSplit(data.index_size, data.has_labels, data.train_labels)
+    else:
+      labels = lambda: np.random.RandomState(2).randint(0, self.num_classes, self.index_size)
+      split = methods_lib.TrainSplit(self.index_size, labeled, labels)
+    return host_inputs.build(objectives, split)
+
+  def with_host_inputs(self, samplers) -> dict[str, Any]:
+    """The device-resident batch with what ``samplers`` draw for it."""
+    drawn = host_inputs.draw(samplers, self.host, self.config.seed, 0, 0)
+    return {**self.batch, **sharding.shard_batch(drawn, self.batch_sh)} if drawn else self.batch
+
+  def state_and_step(self, objectives, samplers):
     used = teachers_lib.used(objectives)
     tx = build.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
@@ -165,7 +183,7 @@ class _Bench:
     state = build.create_train_state(
         self.student, {n: self.teacher_modules[n] for n in read},
         {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
-        self.index_size, self.config.seed, self.repl)
+        self.index_size, self.config.seed, self.repl, samplers)
     step = make_train_step(self.student, teachers, objectives, tx,
                            has_labels="label" in self.batch, steps_per_epoch=self.spe)
     return state, step, used
@@ -174,11 +192,12 @@ class _Bench:
                    cached: bool = False) -> tuple[dict, Any]:
     """The train step on the device-resident batch; ``cached``: with the teachers' outputs
     read from the batch (a teacher cache) instead of computed."""
-    state, step, used = self.state_and_step(objectives)
+    samplers = self.samplers(objectives)
+    state, step, used = self.state_and_step(objectives, samplers)
     rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
-    batch, extra = self.batch, {}
+    batch, extra = self.with_host_inputs(samplers), {}
     if cached:
-      step, batch, extra = self._cached_step(objectives, state, rng, used)
+      step, batch, extra = self._cached_step(objectives, state, rng, used, batch)
     compiled, compile_s = _compile(step, state, batch, rng,
                                    in_shardings=(self.repl, self.batch_sh, self.repl),
                                    out_shardings=(self.repl, self.repl), donate_argnums=(0,))
@@ -186,8 +205,8 @@ class _Bench:
     timed = self.time_steps(lambda s: compiled(s, batch, rng)[0], state)
     return self.record(measurement, method, timed, compile_s, memory, **extra), (step, used)
 
-  def _cached_step(self, objectives, state, rng, used):
-    """The step reading ``used`` teachers' outputs from the batch, and the batch with the
+  def _cached_step(self, objectives, state, rng, used, batch):
+    """The step reading ``used`` teachers' outputs from the batch, and ``batch`` with the
     outputs that step reads (random values of the right shapes)."""
     from kd_jax.training import teacher_cache  # pylint: disable=g-import-not-at-top
     x = self.batch["image"]
@@ -200,13 +219,13 @@ class _Bench:
                                          has_labels="label" in self.batch,
                                          steps_per_epoch=self.spe,
                                          cached_teachers={n: shapes[n] for n in cached})
-    needed = teacher_cache.needed_outputs(make, state, self.batch, rng, shapes)
+    needed = teacher_cache.needed_outputs(make, state, batch, rng, shapes)
     rs = np.random.RandomState(1)
     local = self.batch_size // jax.process_count()
     host = {teacher_cache.batch_key(t, o): rs.normal(
         size=(local, *(shapes[t].logits if o == "logits" else shapes[t].features[o]).shape[1:])
     ).astype(np.float32) for t, outs in needed.items() for o in outs}
-    batch = {**self.batch, **sharding.shard_batch(host, self.batch_sh)}
+    batch = {**batch, **sharding.shard_batch(host, self.batch_sh)}
     return make(used), batch, {"cached_outputs": {t: o for t, o in needed.items()}}
 
   def measure_teachers(self, used: Sequence[str]) -> dict[str, Any]:
@@ -241,15 +260,20 @@ class _Bench:
         self.print(f"pipeline: skipped: {err}")
         return []
 
-      def batches() -> Iterator[dict]:
+      samplers = self.samplers(objectives, data)
+
+      def batches() -> Iterator[dict]:  # As the train loop reads them, host inputs drawn.
+        step = 0
         for epoch in itertools.count():
-          yield from data.train_batches(epoch, 0, self.config.seed)
+          for batch in data.train_batches(epoch, 0, self.config.seed):
+            yield {**batch, **host_inputs.draw(samplers, batch, self.config.seed, 0, step)}
+            step += 1
 
       records = []
       it = batches()
       timed = self.time_steps(lambda _: next(it)["image"], None)
       records.append(self.record("pipeline_only", method, timed, None, {}))
-      state, step, _ = self.state_and_step(objectives)
+      state, step, _ = self.state_and_step(objectives, samplers)
       rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
       jitted = jax.jit(step, in_shardings=(self.repl, self.batch_sh, self.repl),
                        out_shardings=(self.repl, self.repl), donate_argnums=(0,))

@@ -90,18 +90,37 @@ class Dataset:
     rank[order] = np.arange(n)
     return rank < keep
 
+  def train_labels(self) -> np.ndarray:
+    """int32 [index_size]: the label of the train example with each ``index``, -1 where none
+    is known (no such example, a class not in ``classes``, or a label not used with
+    ``labeled_fraction`` < 1). One pass over the whole split's labels and indices (every
+    process reads all of it; images are not decoded)."""
+    labels = np.full(self.index_size, -1, np.int32)
+    if not self.has_labels:
+      return labels
+    ds = self._read(self.train_split, shuffle_files=False, seed=None, train=True,
+                    whole_split=True, images=False)
+    for batch in tfds.as_numpy(ds.batch(4096).prefetch(tf.data.AUTOTUNE)):
+      known = batch.get("label_mask", np.ones(len(batch["index"]))) > 0
+      labels[batch["index"][known]] = batch["label"][known]
+    return labels
+
   def _read(self, split: str, shuffle_files: bool, seed: int | None,
-            train: bool = False) -> tf.data.Dataset:
+            train: bool = False, whole_split: bool = False,
+            images: bool = True) -> tf.data.Dataset:
+    """This process's shard of ``split`` (``whole_split``: all of it) as examples with
+    image (unless not ``images``: then not decoded and dropped), index, label, label_mask."""
     read_config = tfds.ReadConfig(add_tfds_id=True, shuffle_seed=seed,
                                   interleave_cycle_length=16 if shuffle_files else 1)
-    shard = tfds.split_for_jax_process(split)
+    shard = split if whole_split else tfds.split_for_jax_process(split)
     if jax.process_count() > 1 and self.builder.info.splits[shard].num_examples == 0:
       shard_is_empty = True  # More processes than examples: as_dataset refuses an empty
       shard = split          # shard; this one reads none of the split's examples.
     else:
       shard_is_empty = False
+    decoders = None if images else {"image": tfds.decode.SkipDecoding()}
     ds = self.builder.as_dataset(split=shard, shuffle_files=shuffle_files,
-                                 read_config=read_config, decoders=None)
+                                 read_config=read_config, decoders=decoders)
     if shard_is_empty:
       ds = ds.take(0)
     base = split.split("[")[0]
@@ -123,7 +142,9 @@ class Dataset:
 
     def select(ex):
       index = ex["index"] if has_index else _index_from_tfds_id(ex["tfds_id"], offsets)
-      out = {"image": ex["image"], "index": tf.cast(index, tf.int32)}
+      out = {"index": tf.cast(index, tf.int32)}
+      if images:
+        out["image"] = ex["image"]
       if keep_label:
         out["label"] = tf.cast(ex["label"], tf.int32)
       if label_mask is not None:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import methods
+from kd_jax.distill import host_inputs
 from kd_jax.errors import KdJaxError
 from kd_jax.methods import Context, Method, Outputs
 
@@ -167,7 +168,8 @@ class Objective:
       if "batch_stats" in updates:
         new_state["batch_stats"] = updates["batch_stats"]
     own_teachers = {n: teacher_params[n] for n in self.teachers} if teacher_params else None
-    ctx = Context(s_maps, t_maps, student, teacher, batch, epoch, rng, aux_state, own_teachers)
+    ctx = Context(s_maps, t_maps, student, teacher, batch, epoch, rng, aux_state, own_teachers,
+                  host_inputs.of(self.name, batch))
     out = self.method.phase_loss(ctx) if stage else self.method.loss(ctx)
     if isinstance(out, tuple):
       out, extra = out

@@ -6,7 +6,7 @@ family:
   features.py     fitnet, attention_transfer, factor_transfer, paraphraser_reconstruction,
                   activation_boundaries, vid, neuron_selectivity_transfer, fsp
   relations.py    similarity_preserving, correlation_congruence, rkd, pkt
-  contrastive.py  crd (+ CRDMemory, nce, sample_contrast_index, class_index)
+  contrastive.py  crd (+ CRDMemory, nce, sample_contrast_index)
   statistics.py   mean_matching, stat_matching, adain, adain_loss, teacher_head_mse
   adaptation.py   adapted_teacher_loss (activation map adaptation)
   amalgamation.py mmd2, reconstruction, cfl (common feature learning)
@@ -23,8 +23,7 @@ shapes, reductions and paper. Losses compute in float32 whatever the input dtype
 from kd_jax.losses.adaptation import adapted_teacher_loss
 from kd_jax.losses.amalgamation import cfl, mmd2, reconstruction
 from kd_jax.losses.common import adaptive_avg_pool, l2_normalize, match_spatial, smooth_l1
-from kd_jax.losses.contrastive import (ClassIndex, CRDMemory, class_index, crd, crd_memory_init,
-                                       nce, sample_contrast_index)
+from kd_jax.losses.contrastive import CRDMemory, crd, crd_memory_init, nce, sample_contrast_index
 from kd_jax.losses.features import (activation_boundaries, attention_map, attention_transfer,
                                     check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix,
                                     neuron_selectivity_transfer, paraphraser_reconstruction,
@@ -45,10 +44,9 @@ cc = correlation_congruence
 hint = fitnet
 
 __all__ = [
-    "ClassIndex", "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss",
+    "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss",
     "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
-    "cc", "cfl", "channel_mean_std", "check_fsp_channels", "class_index",
-    "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dkd",
+    "cc", "cfl", "channel_mean_std", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dkd",
     "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hint", "kd", "l2_normalize",
     "logit_l2", "match_spatial", "mean_matching", "mmd2", "nce",
     "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",

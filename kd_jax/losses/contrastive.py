@@ -101,7 +101,7 @@ def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
   z_s, z_t: [B, d] embeddings, unit rows (``kd_jax.methods.crd.CRDEmbed``). index: int [B], the examples'
   positions in the training set (unique within the batch). contrast_index: int [B, K+1],
   column 0 the positive (``index`` in the reference's "exact" mode), then K negatives
-  (``sample_contrast_index`` or the data pipeline). Returns ``(nce(b/Z_b) + nce(a/Z_a),
+  (``sample_contrast_index``, or drawn on the host: ``kd_jax.methods.crd``). Returns ``(nce(b/Z_b) + nce(a/Z_a),
   new_memory)``; gradients reach z_s through the student-anchor term and z_t through
   the teacher-anchor term only.
   """
@@ -124,59 +124,15 @@ def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
   return loss, new_memory
 
 
-class ClassIndex(flax.struct.PyTreeNode):
-  """The training set's examples grouped by class, for in-step negative sampling:
-  ``order`` int [N] (indices sorted by class), ``start``/``count`` int [num_classes]."""
-
-  order: jax.Array
-  start: jax.Array
-  count: jax.Array
-
-
-def class_index(labels: np.ndarray, num_classes: int | None = None) -> ClassIndex:
-  """Builds the ``ClassIndex`` of a training set from its labels int [N] (index = position)."""
-  labels = np.asarray(labels)
-  num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-  count = np.bincount(labels, minlength=num_classes)
-  start = np.concatenate([[0], np.cumsum(count)[:-1]])
-  order = np.argsort(labels, kind="stable")
-  return ClassIndex(jnp.asarray(order, jnp.int32), jnp.asarray(start, jnp.int32),
-                    jnp.asarray(count, jnp.int32))
-
-
 def sample_contrast_index(rng: jax.Array, index: jax.Array, num_negatives: int,
-                          num_data: int, labels: jax.Array | None = None,
-                          classes: ClassIndex | None = None,
-                          mode: str = "exact") -> jax.Array:
-  """Contrast indices int [B, K+1] drawn in the step.
-
-  Column 0: ``index`` ("exact") or, with ``mode='relax'``, a random example of the same
-  class. Columns 1..K: with ``labels`` and ``classes``, uniform draws from the examples
-  of *other* classes (the reference's "exact" negatives); without them, uniform draws from
-  all N examples (the reference's sampler when no indices are supplied). Draws are with
-  replacement: the reference draws without replacement unless K exceeds the pool, which a
-  data pipeline can reproduce by supplying ``contrast_index`` itself.
-  """
-  b = index.shape[0]
-  k_neg, k_pos = jax.random.split(rng)
-  if labels is None or classes is None:
-    if mode != "exact":
-      raise ValueError("mode='relax' needs labels and a ClassIndex")
-    neg = jax.random.randint(k_neg, (b, num_negatives), 0, num_data)
-    return jnp.concatenate([index[:, None].astype(neg.dtype), neg], axis=1)
-  start, count = classes.start[labels][:, None], classes.count[labels][:, None]
-  u = jax.random.randint(k_neg, (b, num_negatives), 0, num_data - count)
-  neg = classes.order[jnp.where(u < start, u, u + count)]
-  if mode == "exact":
-    pos = index.astype(neg.dtype)
-  elif mode == "relax":
-    v = jax.random.randint(k_pos, (b,), 0, classes.count[labels])
-    pos = classes.order[classes.start[labels] + v]
-  else:
-    raise ValueError(f"mode must be 'exact' or 'relax', got {mode!r}")
-  return jnp.concatenate([pos[:, None], neg], axis=1)
+                          num_data: int) -> jax.Array:
+  """Contrast indices int [B, K+1] drawn in the step: column 0 ``index``, then K negatives
+  uniform over all N examples with replacement (own class included): the reference's
+  ``is_sample=False``. (Its default draws other-class negatives from the labels on the
+  host: ``kd_jax.methods.crd``.)"""
+  neg = jax.random.randint(rng, (index.shape[0], num_negatives), 0, num_data)
+  return jnp.concatenate([index[:, None].astype(neg.dtype), neg], axis=1)
 
 
-__all__ = ["CRDMemory", "ClassIndex", "class_index", "contrast_scores", "crd",
-           "crd_memory_init",
-           "nce", "sample_contrast_index"]
+__all__ = ["CRDMemory", "contrast_scores", "crd", "crd_memory_init", "nce",
+           "sample_contrast_index"]

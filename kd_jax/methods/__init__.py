@@ -13,9 +13,10 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
 """
 from kd_jax.methods import (ab, ama, attention, cfl, crd, fitnet, fsp, ft, logits,  # noqa: F401
                             relations, statistics, vid)
-from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, Method,
-                                 Outputs, Phase, get, import_modules, names, register,
-                                 sum_over_layers)
+from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
+                                 Method, Outputs, Phase, TrainSplit, get, import_modules, names,
+                                 register, sum_over_layers)
 
-__all__ = ["ALL_ADAPTERS", "REGISTRY", "STUDENT_FEATURES", "Context", "Method", "Outputs",
-           "Phase", "get", "import_modules", "names", "register", "sum_over_layers"]
+__all__ = ["ALL_ADAPTERS", "REGISTRY", "STUDENT_FEATURES", "Context", "HostSampler", "Method",
+           "Outputs", "Phase", "TrainSplit", "get", "import_modules", "names", "register",
+           "sum_over_layers"]

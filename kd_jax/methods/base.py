@@ -14,7 +14,8 @@ defaults (the only place they are written), registered under the name a config u
 A config entry ``objectives.kd=dict(weight=0.9, temperature=2)`` builds ``KD(temperature=2)``.
 The class says what the method reads (``reads``: a feature name or token, None for logits),
 whether it needs a teacher, labels or the example index, its learnable adapter (``adapter``:
-a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory) and its
+a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory), inputs
+drawn on the host for each batch (``host_sampler``: e.g. CRD's other-class negatives) and its
 initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
 methods the same way and is named in ``config.method_modules`` (kd_jax imports it first).
 """
@@ -25,10 +26,11 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, ClassVar, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Protocol, Sequence
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 # ``Phase.trains`` entries: every adapter parameter of the method, and every student
 # parameter but the classifier.
@@ -50,7 +52,8 @@ class Context(NamedTuple):
   several teachers, their logits concatenated); batch: image, label, index, label_mask...;
   epoch: the current epoch counted from 1 (None in a phase); rng: a key for this loss;
   state: the method's state (``init_state``, BatchNorm statistics of its adapter);
-  teacher_params: ``{teacher: variables}`` of its frozen teachers, in order."""
+  teacher_params: ``{teacher: variables}`` of its frozen teachers, in order; host: the
+  arrays its ``host_sampler`` drew for this batch (``{}`` without one)."""
   s_maps: list | None
   t_maps: list | None
   student: Outputs
@@ -60,6 +63,41 @@ class Context(NamedTuple):
   rng: jax.Array | None
   state: Mapping[str, Any] | None
   teacher_params: Mapping[str, Any] | None = None
+  host: Mapping[str, jax.Array] = {}
+
+
+class TrainSplit:
+  """What a ``host_sampler`` may know of the train split, built once at start-up.
+
+  num_data: the example index's range; labeled: whether the training data has labels at
+  all (False for unlabelled proxy data); ``labels()``: int32 [num_data], the label of the
+  example with each index, -1 where none is known (no such example, a class left out, or
+  an example whose label is not used with ``labeled_fraction`` < 1), read on first use in
+  one pass over the whole split (every process reads all of it; images are not decoded)."""
+
+  def __init__(self, num_data: int, labeled: bool,
+               read_labels: Callable[[], np.ndarray] | None = None):
+    self.num_data, self.labeled = num_data, labeled
+    self._read, self._labels = read_labels, None
+
+  def labels(self) -> np.ndarray:
+    if not self.labeled or self._read is None:
+      raise ValueError("the training data has no labels")
+    if self._labels is None:
+      self._labels = np.asarray(self._read(), np.int32)
+    return self._labels
+
+
+class HostSampler(Protocol):
+  """Inputs of a loss drawn on the host (numpy) for each local batch."""
+
+  def specs(self, batch_size: int) -> Mapping[str, jax.ShapeDtypeStruct]:
+    """``{name: shape and dtype}`` of what it draws for ``batch_size`` examples."""
+
+  def __call__(self, batch: Mapping[str, np.ndarray],
+               rng: np.random.Generator) -> Mapping[str, np.ndarray]:
+    """``{name: array [B, ...]}`` for this process's batch (numpy: index, label, ...);
+    ``rng`` is this step's and this process's generator (the same on a resume)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +146,11 @@ class Method:
     """Non-trainable state carried in the train state (e.g. CRD's memory); num_data: the
     size of the train split (the example index's range)."""
     return {}
+
+  def host_sampler(self, split: TrainSplit) -> HostSampler | None:
+    """What this method draws on the host for each batch (``ctx.host`` in the loss), or
+    None; called once at start-up. A ValueError refuses the configuration (one line)."""
+    return None
 
   def loss(self, ctx: Context) -> jax.Array | tuple[jax.Array, Mapping[str, Any]]:
     """The scalar loss of the main phase, or ``(loss, new state entries)``."""

@@ -44,14 +44,18 @@ def digits_distill(method: str, pair: str | None = None) -> ml_collections.Confi
 
 def digits_scarce_labels(fraction: float = 0.1, seeds: int = 3) -> ml_collections.ConfigDict:
   """Distillation when labels are scarce, on the embedded digits: a resnet20 teacher trained
-  on every train label (run ``teacher``), then, per seed, three resnet8 students that see
+  on every train label (run ``teacher``), then, per seed, four resnet8 students that see
   every train image but only ``fraction`` of the labels (the same labelled subset for all):
-  ``scratch_seed<k>`` (CE on the labelled examples), ``kd_seed<k>`` (0.1 CE + 0.9 KD) and
-  ``crd_seed<k>`` (CE + 0.8 CRD, 1,024 negatives). The job prints mean +- std per method."""
+  ``scratch_seed<k>`` (CE on the labelled examples), ``kd_seed<k>`` (0.1 CE + 0.9 KD),
+  ``crd_seed<k>`` (CE + 0.8 CRD, 1,024 negatives of other classes: ``mode='exact'``, drawn
+  from the labelled examples) and ``crd_uniform_seed<k>`` (the same, negatives uniform over
+  every train image). The job prints mean +- std per method."""
   c = digits_distill("kd")
   teacher = c.runs["teacher"].to_dict()
-  students = {"scratch": {"ce": dict(weight=1.0)}, "kd": method_objectives("kd"), "crd": method_objectives("crd")}
+  students = {"scratch": {"ce": dict(weight=1.0)}, "kd": method_objectives("kd"),
+              "crd": method_objectives("crd"), "crd_uniform": method_objectives("crd")}
   students["crd"]["crd"]["nce_k"] = 1024
+  students["crd_uniform"]["crd"].update(nce_k=1024, mode="uniform")
   runs = {"teacher": teacher}
   for seed in range(seeds):
     for name, objectives in students.items():

@@ -16,6 +16,7 @@ from kd_jax import checkpoint as ckpt_lib
 from kd_jax import methods, models
 from kd_jax.data import pipelines
 from kd_jax.data.dataset import Dataset
+from kd_jax.distill import host_inputs
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
 from kd_jax.distill import teachers as teachers_lib
@@ -35,6 +36,7 @@ class Parts:
   teachers: dict[str, tuple[nn.Module, Any]]  # {name: (module, frozen variables)}
   teacher_metas: dict[str, Any]  # {name: where its variables came from}
   objectives: list[Objective]
+  samplers: dict[str, methods.HostSampler]  # {objective: what it draws on the host per batch}
 
   @property
   def teacher_modules(self) -> dict[str, nn.Module]:
@@ -68,7 +70,10 @@ def parts(config: ml_collections.ConfigDict, job_workdir: str | None) -> Parts:
                                     all_labeled=data.labeled_fraction >= 1.0)
   if not data.has_labels and data.num_classes is None:
     raise KdJaxError("config.data: evaluation needs a labelled eval split")
-  return Parts(data, int(num_classes), heads, student, teachers, teacher_metas, objectives)
+  samplers = host_inputs.build(
+      objectives, methods.TrainSplit(data.index_size, data.has_labels, data.train_labels))
+  return Parts(data, int(num_classes), heads, student, teachers, teacher_metas, objectives,
+               samplers)
 
 
 def init_from(state: TrainState, config, heads, job_workdir, repl,
@@ -103,10 +108,12 @@ def main_optimizer(config, objectives, schedule):
 
 
 def create_train_state(student, teachers: dict, teacher_variables: dict, objectives, tx,
-                       input_shape, index_size: int, seed: int, sharding) -> TrainState:
+                       input_shape, index_size: int, seed: int, sharding,
+                       samplers: dict | None = None) -> TrainState:
   """The initial ``TrainState`` (placed with ``sharding``): the student's variables, the
   objectives' heads and state built from the output shapes of the student and each teacher
-  (no teacher forward is run), checked against one example batch."""
+  (no teacher forward is run), checked against one example batch (with what ``samplers``,
+  ``Parts.samplers``, add to a batch)."""
   x_shape = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
   s_shapes = jax.eval_shape(
       lambda x: student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
@@ -122,7 +129,9 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
     s_out = objectives_lib.Outputs(*zeros(s_shapes))
     t_out = {n: objectives_lib.Outputs(*zeros(tuple(o))) for n, o in t_shapes.items()}
     aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux, index_size)
-    example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2)}
+    example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2),
+               **{k: jnp.zeros(v.shape, v.dtype)
+                  for k, v in host_inputs.specs(samplers or {}, 2).items()}}
     objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
                                 teacher_variables)
     params = {"student": variables["params"], "aux": aux_params}

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from kd_jax import checkpoint as ckpt_lib
+from kd_jax.distill import host_inputs
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_eval_step, make_train_step
@@ -129,12 +130,16 @@ def run_stage(run: _Run, stage: Stage, state: TrainState, rng, step: int,
   ``Preempted``; the same command resumes there)."""
   data, config = run.parts.data, run.config
   spe = data.steps_per_epoch
+  samplers = {n: s for n, s in run.parts.samplers.items()
+              if n in ([stage.objective.name] if stage.objective else
+                       [o.name for o in run.parts.objectives if o.main_stage])}
   acc = None
   while step < stage.num_steps:
     epoch, start = divmod(step, spe)
     batches = data.train_batches(epoch, start, config.seed, stream=stage.stream)
     if cache is not None:
       batches = cache.attach(batches)
+    batches = host_inputs.attach(batches, samplers, config.seed, stage.stream, step)
     for batch in sharding.prefetch_to_device(batches, run.batch_sharding):
       state, m = stage.step_fn(state, batch, rng)
       acc = m if acc is None else acc.merge(m)
@@ -199,7 +204,8 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
     x = jax.ShapeDtypeStruct((data.local_batch_size, *data.input_shape), jnp.float32)
     teacher_shapes.update(teachers_lib.output_shapes({n: teachers[n][0] for n in used},
                                                      {n: teachers[n][1] for n in used}, x))
-    example = {"image": x, "index": jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)}
+    example = {"image": x, "index": jax.ShapeDtypeStruct(x.shape[:1], jnp.int32),
+               **host_inputs.specs(parts.samplers, data.local_batch_size)}
     if data.has_labels:
       example["label"] = jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)
     if data.labeled_fraction < 1.0:
@@ -274,7 +280,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tx = build.main_optimizer(config, parts.objectives, schedule)
   state = build.create_train_state(parts.student, parts.teacher_modules,
                                    parts.teacher_variables, parts.objectives, tx,
-                                   data.input_shape, data.index_size, config.seed, repl)
+                                   data.input_shape, data.index_size, config.seed, repl,
+                                   parts.samplers)
   rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
   plan = stages.initialisation_stages(parts.objectives, parts.student, parts.teacher_modules,

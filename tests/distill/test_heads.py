@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kd_jax import models
-from kd_jax.distill import objectives
+from kd_jax.distill import host_inputs, objectives
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from tests import builders
@@ -29,16 +29,20 @@ def setup(objectives_cfg, student_name="resnet8", teacher_name="resnet14"):
   objs = objectives.parse(objectives_cfg, ["t"], True)
   # No weight decay: a parameter that changes in a step had a non-zero gradient.
   tx = builders.optimizer(builders.sgd(0.05), objs)
-  state = builders.train_state(student, objs, tx, teachers={"t": (t_model, tv)}, index_size=N)
+  samplers = builders.samplers(objs, N)
+  state = builders.train_state(student, objs, tx, teachers={"t": (t_model, tv)}, index_size=N,
+                               samplers=samplers)
   step = jax.jit(make_train_step(student, {"t": t_model}, objs, tx, True, steps_per_epoch=4))
-  return state, step
+  return state, step, samplers
 
 
-def batch(seed):
+def batch(seed, samplers=None):
+  """16 examples with their labels (``index % 10``, as ``builders.samplers``) and what the
+  objectives draw on the host for them."""
   rng = np.random.RandomState(seed)
-  return {"image": rng.randn(16, 8, 8, 1).astype(np.float32),
-          "label": rng.randint(0, 10, 16).astype(np.int32),
-          "index": rng.choice(N, 16, replace=False).astype(np.int32)}
+  index = rng.choice(N, 16, replace=False).astype(np.int32)
+  b = {"image": rng.randn(16, 8, 8, 1).astype(np.float32), "label": index % 10, "index": index}
+  return {**b, **host_inputs.draw(samplers or {}, b, 0, 0, seed)}
 
 
 # AB and FSP as main-stage losses (by default they act through their initialisation stage).
@@ -51,8 +55,8 @@ WITH_HEADS = {"ce": dict(weight=1.0), "fitnet": dict(weight=100.0), "ab": dict(w
 
 @pytest.fixture(scope="module")
 def two_steps():
-  state0, step = setup(WITH_HEADS)
-  b1, b2 = batch(0), batch(1)
+  state0, step, samplers = setup(WITH_HEADS)
+  b1, b2 = batch(0, samplers), batch(1, samplers)
   state1, m1 = step(jax.tree.map(jnp.copy, state0), b1, jax.random.PRNGKey(0))
   state2, m2 = step(jax.tree.map(jnp.copy, state1), b2, jax.random.PRNGKey(0))
   return state0, state1, state2, m1.compute(), m2.compute(), b1
@@ -125,7 +129,7 @@ def test_fsp_with_unequal_channels_fails_at_start_up_in_one_line():
 
 
 def test_ab_connectors_bridge_wider_teacher_maps():
-  state, _ = setup({"ce": {}, "ab": {}}, teacher_name="resnet8x4")
+  state, _, _ = setup({"ce": {}, "ab": {}}, teacher_name="resnet8x4")
   kernels = [v["ConvReg_0"]["TorchConv_0"]["Conv_0"]["kernel"].shape
              for _, v in sorted(state.params["aux"]["ab"].items())]
   assert kernels == [(1, 1, 16, 64), (1, 1, 32, 128), (1, 1, 64, 256)]

@@ -31,12 +31,14 @@ def test_scarce_labels_job_shares_one_teacher_over_three_seeds():
   runs = _validate_job(load_config("configs/digits/scarce_labels.py"))
   assert runs["teacher"].data.labeled_fraction == 1.0
   students = [n for n in runs if n != "teacher"]
-  assert sorted(students) == sorted(f"{m}_seed{s}" for m in ("scratch", "kd", "crd")
+  assert sorted(students) == sorted(f"{m}_seed{s}" for m in ("scratch", "kd", "crd", "crd_uniform")
                                     for s in range(3))
   for name in students:
     assert runs[name].data.labeled_fraction == 0.1
     assert runs[name].seed == int(name[-1])
   assert not runs["scratch_seed0"].teachers and runs["kd_seed2"].teachers.teacher.run == "teacher"
+  assert "mode" not in runs["crd_seed1"].objectives.crd  # The reference's default: exact.
+  assert runs["crd_uniform_seed1"].objectives.crd.mode == "uniform"
 
 
 def test_a_jobs_teacher_cache_applies_to_the_runs_that_read_teachers():

@@ -25,9 +25,14 @@ def _free_port():
 
 def _train_on_two_processes(tmp_path, *overrides):
   """Runs the digits supervised config on two processes; returns their (stdout, stderr)."""
+  return _on_two_processes(tmp_path, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
+                           f"--workdir={tmp_path}", *overrides)
+
+
+def _on_two_processes(tmp_path, *args):
+  """Runs ``python *args`` as the two processes of one job; returns their (stdout, stderr)."""
   port = _free_port()
-  cmd = [sys.executable, "-m", "kd_jax.train", "--config=configs/digits/supervised.py",
-         f"--workdir={tmp_path}", *overrides]
+  cmd = [sys.executable, *args]
   procs, logs = [], []
   for i in range(2):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
@@ -87,3 +92,49 @@ def test_a_process_whose_eval_shard_is_empty_evaluates_padding_only(tmp_path):
   if top2[1] - top2[0] > 1e-4:  # Not a tie that rounding could break either way.
     assert results["eval"]["accuracy"] == float(int(np.argmax(logits[0])) == label)
   assert results["eval"]["loss"] == pytest.approx(loss, rel=1e-4)
+
+
+# Each process reads its own shard of the train split, builds the class index of the whole
+# split and draws CRD's exact-mode negatives for its own examples.
+_CLASS_INDEX = """
+import json, sys
+import numpy as np
+from kd_jax.training import sharding
+sharding.maybe_initialize_distributed()
+import jax
+from kd_jax import config as config_lib
+from kd_jax.data import pipelines
+from kd_jax.methods.crd import ClassSampler
+assert jax.process_count() == 2
+data = pipelines.create_dataset(config_lib.base_config().data, 32)
+labels = data.train_labels()
+local = [int(i) for b in data.train_split_once() for i, m in zip(b["index"], b["mask"]) if m]
+batch = next(iter(data.train_batches(0, 0, 0)))
+drawn = ClassSampler(labels, 1024, "exact")(batch, np.random.default_rng(jax.process_index()))
+json.dump({"labels": labels.tolist(), "local": local, "index": batch["index"].tolist(),
+           "contrast": drawn["contrast_index"].tolist()},
+          open(sys.argv[1] + f"/{jax.process_index()}.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_each_process_builds_the_class_index_of_the_whole_split_and_draws_for_its_examples(
+    tmp_path):
+  script = tmp_path / "class_index.py"
+  script.write_text(_CLASS_INDEX)
+  _on_two_processes(tmp_path, str(script), str(tmp_path))
+  got = [json.load(open(tmp_path / f"{i}.json")) for i in range(2)]
+  config = config_lib.base_config()
+  whole = pipelines.create_dataset(config.data, 32).train_labels()  # One process.
+  for g in got:
+    np.testing.assert_array_equal(g["labels"], whole)
+  assert np.sum(whole >= 0) == 1437
+  local = [set(g["local"]) for g in got]
+  assert not local[0] & local[1] and len(local[0] | local[1]) == 1437  # Disjoint shards.
+  for g, mine in zip(got, local):
+    contrast = np.asarray(g["contrast"])
+    assert set(g["index"]) <= mine
+    np.testing.assert_array_equal(contrast[:, 0], g["index"])
+    for row in contrast:
+      assert np.all(whole[row[1:]] != whole[row[0]])
+    assert not set(contrast[:, 1:].ravel()) <= mine  # Negatives from the other shard too.

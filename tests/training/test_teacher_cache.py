@@ -12,12 +12,13 @@ import pytest
 
 from kd_jax import models
 from kd_jax.data import dataset
-from kd_jax.distill import objectives, student as student_lib
+from kd_jax.distill import host_inputs, objectives, student as student_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.training import build, teacher_cache
 from kd_jax import job
+from tests import builders
 from tests.builders import make_tiny_config
 
 
@@ -34,13 +35,14 @@ def _needed(objectives_cfg):
   student = student_lib.create("resnet8", 10)
   objs = objectives.parse(objectives_cfg, ["t"], True)
   tx = optax.sgd(0.1)
+  samplers = builders.samplers(objs, 100)
   state = build.create_train_state(student, {"t": teacher}, {"t": tvars}, objs, tx, (8, 8, 1),
-                                  100, 0, None)
+                                  100, 0, None, samplers)
   shapes = {"t": Outputs(*jax.eval_shape(lambda x: teacher.apply(tvars, x), X))}
   make = lambda cached: make_train_step(student, {"t": teacher}, objs, tx, True,
                                         cached_teachers={n: shapes[n] for n in cached})
   batch = {"image": X, "label": jax.ShapeDtypeStruct((4,), jnp.int32),
-           "index": jax.ShapeDtypeStruct((4,), jnp.int32)}
+           "index": jax.ShapeDtypeStruct((4,), jnp.int32), **host_inputs.specs(samplers, 4)}
   return teacher_cache.needed_outputs(make, state, batch, jax.random.PRNGKey(1), shapes)
 
 
