@@ -72,6 +72,12 @@ class UnionDataset:
       return ex
     return ds.map(shift, num_parallel_calls=tf.data.AUTOTUNE)
 
+  def train_labels(self) -> np.ndarray:
+    """int32 [index_size]: ``Dataset.train_labels`` of each data set, offset like the batches."""
+    return np.concatenate([np.where(labels >= 0, labels + l_off, -1).astype(np.int32)
+                           for labels, (_, l_off) in zip((p.train_labels() for p in self.parts),
+                                                         self._offsets())])
+
   def train_batches(self, epoch: int, start: int = 0, seed: int = 0,
                     stream: int = 0) -> Iterator[dict]:
     """One epoch's batches: examples drawn from the data sets in proportion to their sizes

@@ -244,6 +244,9 @@ def test_a_union_of_data_sets_offsets_labels_and_indices():
   np.testing.assert_array_equal(np.concatenate([b["index"] for b in again]), index)
   resumed = list(ds.train_batches(0, start=5, seed=1))
   np.testing.assert_array_equal(resumed[0]["index"], train[5]["index"])
+  by_index = ds.train_labels()  # CRD's class index: the same labels at the same indices.
+  assert by_index.shape == (2874,) and (by_index >= 0).all()
+  np.testing.assert_array_equal(by_index[index], labels)
 
 
 def test_a_union_names_one_split_per_data_set_or_one_for_all():
