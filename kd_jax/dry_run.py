@@ -15,10 +15,13 @@ import time
 from typing import Any, Callable
 
 import ml_collections
+import numpy as np
 
 from kd_jax import config as config_lib
+from kd_jax import methods
 from kd_jax.data import info as data_info
 from kd_jax.data import sources
+from kd_jax.distill import host_inputs
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.bench import benchmarking
 
@@ -110,6 +113,10 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
       objectives = objectives_lib.parse(cfg.objectives, list(cfg.teachers),
                                         has_labels=not cfg.data.unlabeled,
                                         all_labeled=cfg.data.labeled_fraction >= 1.0)
+      # What the samplers refuse (CRD's exact negatives on unlabelled data), without reading
+      # the labels: an empty split stands in for them.
+      host_inputs.build(objectives, methods.TrainSplit(0, not cfg.data.unlabeled,
+                                                       lambda: np.zeros(0, np.int32)))
       for obj in objectives:
         first, *rest = objective_lines(obj)
         print_fn(f"  objective {first}")

@@ -1,16 +1,22 @@
 """``kd_jax.train --dry_run``: the resolved job, every hyperparameter, an estimate; no writes."""
 import os
 
+import pytest
+
 from kd_jax import dry_run
+from kd_jax.errors import KdJaxError
 from tests import forkserver
 from tests.commands import REPO, train_command
 from tests.recipes.helpers import load_config
 
 
 def _describe(path):
+  return _describe_config(load_config(*path.split(":")))
+
+
+def _describe_config(config):
   lines = []
-  out = dry_run.describe(load_config(*path.split(":")), "/nonexistent/w", measure=False,
-                         print_fn=lines.append)
+  out = dry_run.describe(config, "/nonexistent/w", measure=False, print_fn=lines.append)
   return lines, out
 
 
@@ -28,6 +34,16 @@ def test_every_hyperparameter_is_printed_and_defaults_are_marked():
   assert ("  objective crd: loss=crd, weight=0.8, teacher='teacher', student_feature='pooled', "
           "teacher_feature='pooled', feat_dim=128 (default), nce_k=1024, nce_t=0.07 (default), "
           "nce_m=0.5 (default), mode='exact' (default)") in lines
+
+
+def test_crd_exact_negatives_on_unlabelled_data_are_refused_before_anything_runs():
+  config = load_config("configs/digits/distill.py", "crd")
+  config.runs.crd.data = {"unlabeled": True}
+  config.runs.crd.objectives = {"crd": {"weight": 1.0}}
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.crd: mode='exact' draws negatives "
+                                       r"from the other classes, but the training data is "
+                                       r"unlabelled; set mode='uniform'$"):
+    _describe_config(config)
 
 
 def test_an_initialisation_stage_is_shown_under_its_objective():
