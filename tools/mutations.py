@@ -78,8 +78,8 @@ MUTATIONS = {
     "dropped_objective": (
         "only the first objective is minimised (the others are logged, not in the total)",
         [("kd_jax/distill/step.py",
-          "total = sum(o.weight * values[o.name] for o in objectives)",
-          "total = sum(o.weight * values[o.name] for o in objectives[:1])")],
+          "total = sum((1.0 if phase else o.weight) * values[o.name] for o in objectives)",
+          "total = sum((1.0 if phase else o.weight) * values[o.name] for o in objectives[:1])")],
         ["tests/distill/test_distill_job.py::test_job_trains_a_teacher_then_a_feature_distilled_student"]),
     "ignored_cache": (
         "config.teacher_cache is ignored: the teachers run in every step",
@@ -92,6 +92,12 @@ MUTATIONS = {
           '  ``RandomHorizontalFlip``, on a uint8 [H, W, C] image."""\n  return image\n')],
         ["tests/data/test_pipelines.py::test_cifar_augmentation_is_crop_of_padded_image",
          "tests/data/test_pipelines.py::test_resume_mid_epoch_gives_the_same_augmented_batches"]),
+    "own_class_negatives": (
+        "CRD's exact negatives are drawn from every labelled example, the anchor's class included",
+        [("kd_jax/methods/crd.py",
+          "    neg = self.order[np.where(u < start, u, u + count)]\n",
+          "    neg = self.order[u]\n")],
+        ["tests/methods/test_crd_sampling.py::test_exact_positive_is_the_example_and_negatives_are_other_classes_without_replacement"]),
     "swapped_routing": (
         "CRD scores each embedding against its own side's memory bank instead of the other's",
         [("kd_jax/losses/contrastive.py",
