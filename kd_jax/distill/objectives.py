@@ -22,6 +22,7 @@ reaches its own head (and the shared backbone) only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 from typing import Any, Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from kd_jax import methods
+from kd_jax import methods, models
 from kd_jax.distill import host_inputs
 from kd_jax.errors import KdJaxError
 from kd_jax.methods import Context, Method, Outputs
@@ -49,9 +50,9 @@ def _stage_names(features: Mapping[str, Any], prefix: str = "") -> list[str]:
   return sorted(names, key=lambda k: int(re.findall(r"\d+$", k)[0]))
 
 
-def select_features(features: Mapping[str, jax.Array], spec: str | Sequence[str],
-                    where: str) -> list[jax.Array]:
-  """The maps ``spec`` names (a feature name, a token, or a list of them), in order."""
+def feature_names(features: Mapping[str, Any], spec: str | Sequence[str],
+                  where: str) -> list[str]:
+  """The names of the maps ``spec`` names (a feature name, a token, or a list of them)."""
   def expand(name):
     if name == "stages":
       return _stage_names(features)
@@ -70,12 +71,15 @@ def select_features(features: Mapping[str, jax.Array], spec: str | Sequence[str]
   if missing or not names:
     raise KdJaxError(f"{where}: the model has no feature {', '.join(missing) or spec!r}; it has "
                      f"{', '.join(sorted(features))} (or a token: {', '.join(_TOKENS)})")
-  return [features[n] for n in names]
+  return names
 
 
-# Losses of kd_jax.losses that need what the step does not hold yet: the teacher's remaining
-# layers (AdaIN's and the teacher-head loss's teacher tail).
-_NOT_YET = ("adain", "teacher_head")
+def select_features(features: Mapping[str, jax.Array], spec: str | Sequence[str],
+                    where: str) -> list[jax.Array]:
+  """The maps ``spec`` names (a feature name, a token, or a list of them), in order."""
+  return [features[n] for n in feature_names(features, spec, where)]
+
+
 _FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature")
 _STAGE_FIELDS = ("init_epochs", "init_lr", "main_stage")
 
@@ -148,11 +152,14 @@ class Objective:
   def __call__(self, student: Outputs, teachers: Mapping[str, Outputs], batch,
                epoch: jax.Array | None = None, rng: jax.Array | None = None,
                aux_params: Any = None, aux_state: Mapping[str, Any] | None = None,
-               train: bool = True, stage: bool = False, teacher_params: Any = None
+               train: bool = True, stage: bool = False, teacher_params: Any = None,
+               teacher_modules: Mapping[str, Any] | None = None
                ) -> tuple[jax.Array, Mapping[str, Any] | None]:
     """``(loss, new aux_state)`` on this batch. epoch: the current epoch counted from 1
     (DKD's warm-up); aux_params/aux_state: this objective's (``init_aux``); stage: the
-    loss of its initialisation stage instead of the main one."""
+    loss of its initialisation stage instead of the main one; teacher_params and
+    teacher_modules: ``{teacher: variables / module}`` (the frozen teachers, for methods
+    that read their variables or their head)."""
     teacher = self.teacher_outputs(teachers)
     student = self.route(student)
     s_maps, t_maps = self.select(student, teachers)
@@ -168,8 +175,12 @@ class Objective:
       if "batch_stats" in updates:
         new_state["batch_stats"] = updates["batch_stats"]
     own_teachers = {n: teacher_params[n] for n in self.teachers} if teacher_params else None
+    head = None
+    if self.method.uses_teacher_head and teacher_modules and own_teachers:
+      head = functools.partial(models.apply_head, teacher_modules[self.teacher],
+                               own_teachers[self.teacher])
     ctx = Context(s_maps, t_maps, student, teacher, batch, epoch, rng, aux_state, own_teachers,
-                  host_inputs.of(self.name, batch))
+                  host_inputs.of(self.name, batch), head)
     out = self.method.phase_loss(ctx) if stage else self.method.loss(ctx)
     if isinstance(out, tuple):
       out, extra = out
@@ -208,7 +219,8 @@ def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mappin
 
 def check_shapes(objectives: Sequence[Objective], student: Outputs,
                  teachers: Mapping[str, Outputs], aux_params, aux_state, batch,
-                 teacher_params: Any = None) -> None:
+                 teacher_params: Any = None,
+                 teacher_modules: Mapping[str, Any] | None = None) -> None:
   """Traces every objective on example outputs (no computation): a loss that cannot take
   the shapes it reads (e.g. FSP's unequal channel counts) fails here, in one line."""
   for obj in objectives:
@@ -217,10 +229,41 @@ def check_shapes(objectives: Sequence[Objective], student: Outputs,
     for stage in stages:
       try:
         jax.eval_shape(lambda p, st, tp: obj(student, teachers, batch, 1.0,
-                                             jax.random.PRNGKey(0), p, st, True, stage, tp)[0],
+                                             jax.random.PRNGKey(0), p, st, True, stage, tp,
+                                             teacher_modules)[0],
                        aux_params.get(obj.name), aux_state.get(obj.name), teacher_params)
       except (ValueError, TypeError) as err:
         raise _shape_error(obj, s_maps, t_maps, err) from None
+
+
+def check_teacher_heads(objectives: Sequence[Objective], teachers: Mapping[str, Outputs],
+                        teacher_modules: Mapping[str, Any]) -> None:
+  """One-line errors for a method that reads its teacher's head (``uses_teacher_head``) where
+  the teacher's model has none, or where its teacher feature is not the map the head
+  continues (the last stage). teachers: their outputs' shapes."""
+  for obj in objectives:
+    if obj.method.uses_teacher_head:
+      _check_teacher_head(obj, teachers, teacher_modules)
+
+
+def _check_teacher_head(obj: Objective, teachers: Mapping[str, Outputs],
+                        teacher_modules: Mapping[str, Any]) -> None:
+  where = f"config.objectives.{obj.name}"
+  if not isinstance(obj.teacher, str):
+    raise KdJaxError(f"{where}: loss {obj.loss!r} reads one teacher's head (its layers after "
+                     f"the last stage); the step has none to give")
+  if not models.has_head(teacher_modules[obj.teacher]):
+    raise KdJaxError(f"{where}: loss {obj.loss!r} reads the layers after the last stage of "
+                     f"teacher {obj.teacher!r}, but its model "
+                     f"({type(teacher_modules[obj.teacher]).__name__}) does not define them "
+                     f"(a zoo model does; a consolidated student read through one head does not)")
+  features = teachers[obj.teacher].features
+  names = feature_names(features, obj.teacher_feature, f"{where}.teacher_feature")
+  last = feature_names(features, "last_stage", f"{where}.teacher_feature")
+  if names != last:
+    raise KdJaxError(f"{where}.teacher_feature: loss {obj.loss!r} continues the teacher's map "
+                     f"through its remaining layers, which start after its last stage "
+                     f"({last[0]}); got {', '.join(names)}")
 
 
 def _shape_error(obj, s_maps, t_maps, err) -> KdJaxError:
@@ -285,10 +328,6 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
     entry = dict(entry)
     where = f"config.objectives.{name}"
     loss = entry.pop("loss", name)
-    if loss in _NOT_YET:
-      raise KdJaxError(f"{where}: loss {loss!r} exists as kd_jax.losses but is not yet "
-                       f"available as a config objective (it needs the teacher's remaining "
-                       f"layers); available: {', '.join(methods.names())}")
     if loss not in methods.REGISTRY:
       raise KdJaxError(f"{where}: unknown loss {loss!r}; valid: {', '.join(methods.names())} "
                        f"(a method of your own: config.method_modules)")

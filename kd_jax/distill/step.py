@@ -163,7 +163,8 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
     for i, o in enumerate(objectives):
       values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
                               params["aux"].get(o.name), state.aux_state.get(o.name),
-                              stage=phase, teacher_params=state.teachers)
+                              stage=phase, teacher_params=state.teachers,
+                              teacher_modules=teachers)
       if new is not None:
         aux_state[o.name] = new
     total = sum((1.0 if phase else o.weight) * values[o.name] for o in objectives)

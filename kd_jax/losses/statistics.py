@@ -59,7 +59,8 @@ def adain(content: jax.Array, style: jax.Array, *, eps: float, unbiased: bool) -
 
 @expects(f_s=MAP, f_t=MAP)
 def adain_loss(f_s: jax.Array, f_t: jax.Array, teacher_tail: Callable[[jax.Array], jax.Array],
-               *, eps: float, unbiased: bool, kind: str, temperature: float) -> jax.Array:
+               *, eps: float, unbiased: bool, kind: str, temperature: float,
+               teacher_logits: jax.Array | None = None) -> jax.Array:
   """AdaIN-KD [INFERRED reconstruction]: the student's statistics are
   injected into the teacher's feature, and the teacher's remaining layers judge the result.
 
@@ -69,9 +70,12 @@ def adain_loss(f_s: jax.Array, f_t: jax.Array, teacher_tail: Callable[[jax.Array
   ``y = tail(adain(f_t; f_s))`` and ``y_T = tail(f_t)``: ``kind='mse'``: mean over B*K of
   ``(y - y_T)^2``; ``kind='kl'``: Hinton KD of ``y`` towards ``y_T`` at ``temperature``.
   Gradients reach the student only through ``mu(f_s)`` and ``sigma(f_s)``.
+  teacher_logits: ``y_T`` where the teacher's forward pass already computed it (the tail is
+  then run once, on the re-normalised map).
   """
   f_t = jax.lax.stop_gradient(f_t)
-  y_t = float32(jax.lax.stop_gradient(teacher_tail(f_t)))
+  y_t = teacher_tail(f_t) if teacher_logits is None else teacher_logits
+  y_t = float32(jax.lax.stop_gradient(y_t))
   y = float32(teacher_tail(adain(f_t, f_s, eps=eps, unbiased=unbiased).astype(f_t.dtype)))
   if kind == "mse":
     return jnp.mean(jnp.square(y - y_t))

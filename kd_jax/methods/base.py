@@ -13,7 +13,7 @@ defaults (the only place they are written), registered under the name a config u
 
 A config entry ``objectives.kd=dict(weight=0.9, temperature=2)`` builds ``KD(temperature=2)``.
 The class says what the method reads (``reads``: a feature name or token, None for logits),
-whether it needs a teacher, labels or the example index, its learnable adapter (``adapter``:
+whether it needs a teacher, labels, the teacher's head or the example index, its learnable adapter (``adapter``:
 a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory), inputs
 drawn on the host for each batch (``host_sampler``: e.g. CRD's other-class negatives) and its
 initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
@@ -53,7 +53,10 @@ class Context(NamedTuple):
   epoch: the current epoch counted from 1 (None in a phase); rng: a key for this loss;
   state: the method's state (``init_state``, BatchNorm statistics of its adapter);
   teacher_params: ``{teacher: variables}`` of its frozen teachers, in order; host: the
-  arrays its ``host_sampler`` drew for this batch (``{}`` without one)."""
+  arrays its ``host_sampler`` drew for this batch (``{}`` without one); teacher_head: for a
+  method with ``uses_teacher_head``, its teacher's layers after the last stage in inference
+  mode, a map shaped like the teacher's ``last_stage`` [B, H, W, C] (any H, W) -> logits
+  [B, K] (the frozen variables bound; gradients flow to the input only)."""
   s_maps: list | None
   t_maps: list | None
   student: Outputs
@@ -64,6 +67,7 @@ class Context(NamedTuple):
   state: Mapping[str, Any] | None
   teacher_params: Mapping[str, Any] | None = None
   host: Mapping[str, jax.Array] = {}
+  teacher_head: Callable[[jax.Array], jax.Array] | None = None
 
 
 class TrainSplit:
@@ -128,6 +132,9 @@ class Method:
   needs_labels: ClassVar[bool] = False
   partial_labels: ClassVar[bool] = False  # Takes batches where only some labels are known.
   multi_teacher: ClassVar[bool] = False   # ``teacher`` may list several teachers.
+  # Reads its teacher's layers after the last stage (``ctx.teacher_head``); its teacher
+  # side then reads that last stage, which the head continues.
+  uses_teacher_head: ClassVar[bool] = False
   # Default feature selection: a feature name, a token (``stages``, ``preact_stages``,
   # ``last_stage``, ``before_last_stage``, ``stem_and_stages``, ``pooled``) or a tuple of
   # them; None: logits only. teacher_reads: the teacher side's, where it differs.

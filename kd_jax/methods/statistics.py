@@ -1,7 +1,16 @@
 """Feature-statistic transfer (Yang, Martinez, Bulat, Tzimiropoulos, arXiv 2003.04289; the
-same authors' SRRL code): the connected student's last-stage map matches the teacher's
-channel means (``mean_matching``, SRRL's ``statm_loss``) or means and standard deviations
-(``stat_matching``, our reading of the paper's L2 baseline; README, *What is inferred*)."""
+same authors' SRRL code, ICLR 2021). Each method connects the student's last-stage map to
+the teacher's channels (``StatConnector``, SRRL's ``transfer_conv``), then:
+
+- ``mean_matching``: the teacher's channel means (SRRL's ``statm_loss``);
+- ``stat_matching``: means and standard deviations (our reading of the paper's L2 baseline);
+- ``adain``: AdaIN-KD [INFERRED reconstruction, README *What is inferred*]: the teacher's
+  map re-normalised with the connected student's statistics, judged by the teacher's own
+  remaining layers against its logits (plus ``stat_matching`` at ``stat_weight``);
+- ``teacher_head``: SRRL: the connected student map through the teacher's remaining layers
+  (pooling + classifier), MSE to the teacher's logits (plus ``statm_loss`` at
+  ``mean_weight``, on the same connector as SRRL's code).
+"""
 from __future__ import annotations
 
 import flax.linen as nn
@@ -55,3 +64,54 @@ class StatMatching(Method):
   def loss(self, ctx: Context):
     return losses.stat_matching(ctx.s_maps[0], ctx.t_maps[0], eps=self.eps,
                                 unbiased=self.unbiased)
+
+
+@register("adain")
+class AdaINKD(Method):
+  """``L_AIN + stat_weight * L_stat`` (METHODS.md section E): ``L_AIN`` compares the teacher's
+  remaining layers on ``AdaIN(F_T; conn(F_S))`` with the teacher's logits (``kind``: 'mse'
+  over B*K, or 'kl', Hinton KD at ``temperature``); gradients reach the student only through
+  the connected map's channel statistics."""
+  eps: float = 1e-5
+  unbiased: bool = False
+  kind: str = "mse"
+  temperature: float = 1.0
+  stat_weight: float = 1.0
+  reads = "last_stage"
+  uses_teacher_head = True
+
+  def __post_init__(self):
+    if self.kind not in ("mse", "kl"):
+      raise ValueError(f"kind must be 'mse' or 'kl', got {self.kind!r}")
+
+  def adapter(self):
+    return ConnectorAdapter()
+
+  def loss(self, ctx: Context):
+    f_s, f_t = ctx.s_maps[0], ctx.t_maps[0]
+    loss = losses.adain_loss(f_s, f_t, ctx.teacher_head, eps=self.eps, unbiased=self.unbiased,
+                             kind=self.kind, temperature=self.temperature,
+                             teacher_logits=ctx.teacher.logits)
+    if self.stat_weight:
+      loss = loss + self.stat_weight * losses.stat_matching(f_s, f_t, eps=self.eps,
+                                                             unbiased=self.unbiased)
+    return loss
+
+
+@register("teacher_head")
+class TeacherHead(Method):
+  """SRRL: ``MSE(head_T(conn(F_S)), logits_T) + mean_weight * statm(conn(F_S), F_T)``, the
+  MSE a mean over B*K; ``mean_weight=0`` leaves the head's MSE alone."""
+  mean_weight: float = 1.0
+  reads = "last_stage"
+  uses_teacher_head = True
+
+  def adapter(self):
+    return ConnectorAdapter()
+
+  def loss(self, ctx: Context):
+    f_s, f_t = ctx.s_maps[0], ctx.t_maps[0]
+    loss = losses.teacher_head_mse(f_s, ctx.teacher.logits, ctx.teacher_head)
+    if self.mean_weight:
+      loss = loss + self.mean_weight * losses.mean_matching(f_s, f_t)
+    return loss

@@ -4,7 +4,8 @@
 nothing under jit (XLA drops them)."""
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -52,6 +53,30 @@ def init(model: nn.Module, rng: jax.Array, input_shape: tuple[int, ...]) -> dict
   x = jnp.zeros((1, *input_shape), jnp.float32)
   return jax.jit(lambda k: model.init(k, x, train=False),
                  compiler_options=run_once_options())(rng)
+
+
+_HEADS: dict[type, type] = {}
+
+
+def has_head(model: nn.Module) -> bool:
+  """Whether ``model`` defines ``head``: its layers after the last stage (every zoo model)."""
+  return callable(getattr(type(model), "head", None))
+
+
+def apply_head(model: nn.Module, variables: Mapping[str, Any], x: jax.Array) -> jax.Array:
+  """Logits [B, K] of ``model``'s layers after its last stage (``model.head``, inference
+  mode) on ``x``, a map shaped like its last-stage feature [B, H, W, C] (any H, W: the head
+  pools globally); ``variables``: the whole model's (only the head's are read)."""
+  cls = type(model)
+  if not has_head(model):
+    raise KdJaxError(f"a {cls.__name__} has no head (the layers after its last stage)")
+  if cls not in _HEADS:  # The same fields and parameter names, the head as its __call__.
+    _HEADS[cls] = type(f"{cls.__name__}Head", (cls,), {
+        "__call__": nn.compact(lambda self, x: self.head(x, False)[0]),
+        "__module__": cls.__module__})
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+            if f.init and f.name not in ("parent", "name")}
+  return _HEADS[cls](**fields).apply(variables, x)
 
 
 # The top-level name of each family's final Linear layer (the classifier, after ``pooled``).

@@ -67,14 +67,19 @@ class MobileNetV2(nn.Module):
       if b in taps:
         features[f"stage{taps[b]}"] = x
         features[f"preact/stage{taps[b]}"] = x
+    logits, tail = self.head(x, train)
+    return logits, {**features, **tail}
+
+  def head(self, x, train: bool = False):
+    """The layers after the last stage: ``stage<last>`` map [B, H, W, C] -> ``(logits,
+    features computed there)``."""
     last = int(1280 * self.width_mult) if self.width_mult > 1.0 else 1280
     x = layers.conv(last, 1, padding=0, dtype=self.dtype, name="conv2")(x)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="bn2")(x))
     pooled = layers.global_avg_pool(x)
-    features["pooled"] = pooled
     logits = layers.TorchDense(self.num_classes, self.dtype, init="normal",
                                name="classifier")(pooled)
-    return logits, features
+    return logits, {"pooled": pooled}
 
 
 MODELS = {"MobileNetV2": dict(width_mult=0.5, expand=6)}

@@ -59,10 +59,14 @@ class CifarResNet(nn.Module):
                                name=f"stage{stage}_block{i}")(x, train)
       features[f"stage{stage}"] = x
       features[f"preact/stage{stage}"] = preact
+    logits, tail = self.head(x, train)
+    return logits, {**features, **tail}
+
+  def head(self, x, train: bool = False):
+    """The layers after the last stage: ``stage<last>`` map [B, H, W, C] -> ``(logits,
+    features computed there)``."""
     pooled = layers.global_avg_pool(x)
-    features["pooled"] = pooled
-    logits = layers.TorchDense(self.num_classes, self.dtype, name="fc")(pooled)
-    return logits, features
+    return layers.TorchDense(self.num_classes, self.dtype, name="fc")(pooled), {"pooled": pooled}
 
 
 _SMALL = (16, 16, 32, 64)

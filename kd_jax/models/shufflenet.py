@@ -76,10 +76,14 @@ class ShuffleNetV1(nn.Module):
                                  name=f"stage{stage}_block{i}")(x, train)
       features[f"stage{stage}"] = x
       features[f"preact/stage{stage}"] = preact
+    logits, tail = self.head(x, train)
+    return logits, {**features, **tail}
+
+  def head(self, x, train: bool = False):
+    """The layers after the last stage: ``stage<last>`` map [B, H, W, C] -> ``(logits,
+    features computed there)``."""
     pooled = layers.global_avg_pool(x)
-    features["pooled"] = pooled
-    logits = layers.TorchDense(self.num_classes, self.dtype, name="linear")(pooled)
-    return logits, features
+    return layers.TorchDense(self.num_classes, self.dtype, name="linear")(pooled), {"pooled": pooled}
 
 
 class V2Block(nn.Module):
@@ -139,12 +143,16 @@ class ShuffleNetV2(nn.Module):
         x, preact = V2Block(self.dtype, name=f"stage{stage}_block{i}")(x, train)
       features[f"stage{stage}"] = x
       features[f"preact/stage{stage}"] = preact
+    logits, tail = self.head(x, train)
+    return logits, {**features, **tail}
+
+  def head(self, x, train: bool = False):
+    """The layers after the last stage: ``stage<last>`` map [B, H, W, C] -> ``(logits,
+    features computed there)``."""
     x = _conv(self.out_channels[3], 1, dtype=self.dtype, name="conv2")(x)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="bn2")(x))
     pooled = layers.global_avg_pool(x)
-    features["pooled"] = pooled
-    logits = layers.TorchDense(self.num_classes, self.dtype, name="linear")(pooled)
-    return logits, features
+    return layers.TorchDense(self.num_classes, self.dtype, name="linear")(pooled), {"pooled": pooled}
 
 
 MODELS_V1 = {"ShuffleV1": {}}

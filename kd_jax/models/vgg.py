@@ -50,11 +50,16 @@ class VGG(nn.Module):
         features[f"preact/stage{b}"] = x
       x = nn.relu(x)
       features["stem" if b == 0 else f"stage{b}"] = x
+    logits, tail = self.head(x, train)
+    return logits, {**features, **tail}
+
+  def head(self, x, train: bool = False):
+    """The layers after the last stage: ``stage<last>`` map [B, H, W, C] -> ``(logits,
+    features computed there)``."""
     pooled = layers.global_avg_pool(x)
-    features["pooled"] = pooled
     logits = layers.TorchDense(self.num_classes, self.dtype, init="normal",
                                name="classifier")(pooled)
-    return logits, features
+    return logits, {"pooled": pooled}
 
 
 MODELS = {name: dict(cfg=cfg) for name, cfg in CFG.items()}

@@ -67,12 +67,16 @@ class WideResNet(nn.Module):
         if i == 0 and stage > 1:
           features[f"preact/stage{stage - 1}"] = bn_in
       features[f"stage{stage}"] = x
+    logits, tail = self.head(x, train)
+    return logits, {**features, **tail}
+
+  def head(self, x, train: bool = False):
+    """The layers after the last stage: ``stage<last>`` map [B, H, W, C] -> ``(logits,
+    features computed there)``."""
     x = layers.batch_norm(train, self.dtype, name="bn_final")(x)
-    features["preact/stage3"] = x
     pooled = layers.global_avg_pool(nn.relu(x))
-    features["pooled"] = pooled
     logits = layers.TorchDense(self.num_classes, self.dtype, init="zero_bias", name="fc")(pooled)
-    return logits, features
+    return logits, {"preact/stage3": x, "pooled": pooled}
 
 
 MODELS = {f"wrn_{d}_{k}": dict(depth=d, widen_factor=k) for d in (16, 40) for k in (1, 2)}

@@ -9,10 +9,10 @@ can still be overridden on the command line.
 from kd_jax.recipes.amalgamation import CFL_LEARNING_RATES, cub_dogs_amalgamation, digits_amalgamation
 from kd_jax.recipes.consolidation import digits_consolidation, imagenet_consolidation
 from kd_jax.recipes.digits import (DIGITS_TEACHERS, digits_base, digits_distill, digits_downstream,
-                                   digits_scarce_labels)
+                                   digits_feature_statistics, digits_scarce_labels)
 from kd_jax.recipes.imagenet import FINE_GRAINED_CLASSES, IMAGENET_WORKDIR
 from kd_jax.recipes.repdistiller import (CIFAR100_TEACHERS, LOW_LR_MODELS, METHODS, PAIRS,
                                          cifar100_distill, cifar100_teacher, method_objectives,
                                          parse_pair, teacher_workdir)
 
-__all__ = ['CFL_LEARNING_RATES', 'CIFAR100_TEACHERS', 'DIGITS_TEACHERS', 'FINE_GRAINED_CLASSES', 'IMAGENET_WORKDIR', 'LOW_LR_MODELS', 'METHODS', 'PAIRS', 'cifar100_distill', 'cifar100_teacher', 'cub_dogs_amalgamation', 'digits_amalgamation', 'digits_base', 'digits_consolidation', 'digits_distill', 'digits_downstream', 'digits_scarce_labels', 'imagenet_consolidation', 'method_objectives', 'parse_pair', 'teacher_workdir']
+__all__ = ['CFL_LEARNING_RATES', 'CIFAR100_TEACHERS', 'DIGITS_TEACHERS', 'FINE_GRAINED_CLASSES', 'IMAGENET_WORKDIR', 'LOW_LR_MODELS', 'METHODS', 'PAIRS', 'cifar100_distill', 'cifar100_teacher', 'cub_dogs_amalgamation', 'digits_amalgamation', 'digits_base', 'digits_consolidation', 'digits_distill', 'digits_downstream', 'digits_feature_statistics', 'digits_scarce_labels', 'imagenet_consolidation', 'method_objectives', 'parse_pair', 'teacher_workdir']

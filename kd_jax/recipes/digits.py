@@ -68,6 +68,25 @@ def digits_scarce_labels(fraction: float = 0.1, seeds: int = 3) -> ml_collection
   return c
 
 
+def digits_feature_statistics(seeds: int = 3) -> ml_collections.ConfigDict:
+  """Feature-statistic transfer on the embedded digits: a resnet20 teacher (run
+  ``teacher``), then, per seed, resnet8 students from scratch (CE), with KD and with each
+  statistic method (``mean_matching``, ``stat_matching``, ``adain``, ``srrl``: ``METHODS``),
+  every one on all labels; the job prints mean +- std per method."""
+  c = digits_distill("kd")
+  teacher = c.runs["teacher"].to_dict()
+  runs = {"teacher": teacher}
+  for seed in range(seeds):
+    runs[f"scratch_seed{seed}"] = dict(model="resnet8", seed=seed,
+                                       objectives={"ce": dict(weight=1.0)}, teachers={})
+    for name in ("kd", "mean_matching", "stat_matching", "adain", "srrl"):
+      runs[f"{name}_seed{seed}"] = dict(
+          model="resnet8", seed=seed, objectives=method_objectives(name),
+          teachers={"teacher": dict(model=teacher["model"], run="teacher")})
+  c.runs = runs
+  return c
+
+
 # -- Several teachers on the embedded digits ---------------------------------------------
 # Three teachers of three architectures: a generalist on every digit and two experts on
 # disjoint halves of the classes (their labels 0-4 are digits 0-4 and 5-9 respectively).

@@ -34,6 +34,14 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     # Not RepDistiller's: activation map adaptation [INFERRED] on top of KD
     # (T=4, alpha=0.9), its hint weighted like FitNet's; its stage runs 10 epochs first.
     "ama": {"ce": dict(weight=0.1), "kd": dict(weight=0.9), "ama": dict(weight=100.0)},
+    # Not RepDistiller's: feature-statistic transfer (Yang et al.) on the last stage, each
+    # with CE at weight 1: SRRL's channel means, means and standard deviations, AdaIN-KD
+    # [INFERRED] (its statistics term at weight 1 inside, METHODS.md E) and SRRL's
+    # teacher-head MSE (with its channel means on the same connector, SRRL's total).
+    "mean_matching": {"ce": dict(weight=1.0), "mean_matching": dict(weight=1.0)},
+    "stat_matching": {"ce": dict(weight=1.0), "stat_matching": dict(weight=1.0)},
+    "adain": {"ce": dict(weight=1.0), "adain": dict(weight=1.0)},
+    "srrl": {"ce": dict(weight=1.0), "teacher_head": dict(weight=1.0)},
 }
 
 # The teacher -> student pairs of RepDistiller's CIFAR-100 tables (Tables 1 and 2).

@@ -119,6 +119,7 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
       lambda x: student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
                               train=False), x_shape)
   t_shapes = teachers_lib.output_shapes(teachers, teacher_variables, x_shape)
+  objectives_lib.check_teacher_heads(objectives, t_shapes, teachers)
 
   def init_state(rng):
     k_student, k_aux = jax.random.split(rng)
@@ -133,7 +134,7 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
                **{k: jnp.zeros(v.shape, v.dtype)
                   for k, v in host_inputs.specs(samplers or {}, 2).items()}}
     objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
-                                teacher_variables)
+                                teacher_variables, teachers)
     params = {"student": variables["params"], "aux": aux_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),

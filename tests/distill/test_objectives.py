@@ -44,12 +44,6 @@ def test_parse_fills_reference_defaults():
   assert by_name["rkd"].student_feature == "pooled"
 
 
-def test_losses_without_step_support_yet_are_refused_clearly():
-  with pytest.raises(KdJaxError, match=r"^config\.objectives\.style: loss 'adain' exists as "
-                     r"kd_jax.losses but is not yet available as a config objective"):
-    objectives.parse({"style": {"loss": "adain"}}, ["t"], True)
-
-
 def test_cross_entropy_reads_only_the_labelled_examples():
   """With data.labeled_fraction < 1 batches carry label_mask; CE averages over mask == 1."""
   ce = objectives.parse({"ce": {}}, [], True, all_labeled=False)[0]
@@ -148,3 +142,12 @@ def test_the_teacher_runs_once_per_step_whatever_reads_it(monkeypatch):
   three_readers = _convs({"ce": {}, "kd": {}, "at": {}, "rkd": {}})
   assert one_reader == student_only + teacher_convs
   assert three_readers == one_reader
+
+
+def test_reading_the_teachers_head_runs_no_teacher_convolution_again(monkeypatch):
+  """AdaIN-KD and the teacher-head loss run the teacher's layers after its last stage (pool
+  and classifier for a ResNet) on the student's side: they cost what channel-statistic
+  matching on the same connector costs, the teacher still runs once."""
+  monkeypatch.setenv("KD_JAX_CONV", "native")
+  same_connectors = _convs({"ce": {}, "mean_matching": {}, "stat_matching": {}})
+  assert _convs({"ce": {}, "adain": {}, "teacher_head": {}}) == same_connectors

@@ -89,6 +89,24 @@ def test_jitted_training_step_and_feature_contract(name, _fast):
   assert logits.shape == (2, 10)
 
 
+@pytest.mark.parametrize("name", ["resnet8", "wrn_16_1", "vgg8", "MobileNetV2", "ShuffleV1",
+                                  "ShuffleV2", "ResNet50"])  # One model of each class.
+def test_head_continues_the_last_stage_to_the_logits(name, _fast):
+  """``models.apply_head`` on the last-stage map gives the model's own logits (inference)."""
+  model = models.create(name, 10)
+  size = 16
+
+  @jax.jit
+  def both(rng):
+    variables = model.init(rng, jnp.zeros((1, size, size, 3)))
+    logits, feats = model.apply(variables, jax.random.normal(rng, (2, size, size, 3)))
+    last = max((k for k in feats if k.startswith("stage")), key=lambda k: int(k[5:]))
+    return logits, models.apply_head(model, variables, feats[last])
+
+  logits, from_head = both(jax.random.PRNGKey(0))
+  np.testing.assert_allclose(np.asarray(from_head), np.asarray(logits), rtol=1e-5, atol=1e-6)
+
+
 # The documented feature shapes (model docstrings) for 32x32x3 input, one model per family.
 DOCUMENTED = {
     "resnet8x4": {"stem": (32, 32, 32), "stage1": (32, 32, 64), "stage2": (16, 16, 128),

@@ -21,12 +21,15 @@ REFERENCE_WEIGHTS = {
     "ft": {"ce": 1, "ft": 200}, "fsp": {"ce": 1, "fsp": 50}, "nst": {"ce": 1, "nst": 50},
     "crd": {"ce": 1, "crd": 0.8}, "crd_kd": {"ce": 1, "kd": 1, "crd": 0.8},
 }
+# Not in RepDistiller's table: feature-statistic transfer on its student recipe.
+OTHER_WEIGHTS = {"adain": {"ce": 1, "adain": 1}, "srrl": {"ce": 1, "teacher_head": 1}}
 
 
-@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS))
+@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS))
 def test_method_config_has_the_reference_recipe(method):
   c = load_config(f"configs/cifar100/{method}.py")
-  assert {k: v["weight"] for k, v in c.objectives.items()} == REFERENCE_WEIGHTS[method]
+  assert {k: v["weight"] for k, v in c.objectives.items()} == {**REFERENCE_WEIGHTS,
+                                                               **OTHER_WEIGHTS}[method]
   assert (c.model, c.teachers.teacher.model) == ("resnet8x4", "resnet32x4")
   assert c.teachers.teacher.checkpoint == "workdirs/cifar100/teacher_resnet32x4"
   assert (c.num_epochs, c.batch_size, c.optimizer.lr, c.optimizer.momentum) == (240, 64, 0.05, 0.9)
@@ -94,7 +97,7 @@ def _last_report(out: str, step: int) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS))
+@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS))
 def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_in_teacher,
                                                                   tmp_path, capsys):
   c = load_config(f"configs/cifar100/{method}.py")

@@ -41,6 +41,18 @@ def test_scarce_labels_job_shares_one_teacher_over_three_seeds():
   assert runs["crd_uniform_seed1"].objectives.crd.mode == "uniform"
 
 
+def test_feature_statistics_job_compares_each_statistic_method_with_kd_over_three_seeds():
+  runs = _validate_job(load_config("configs/digits/feature_statistics.py"))
+  methods = ("kd", "mean_matching", "stat_matching", "adain", "srrl")
+  assert sorted(runs) == sorted(["teacher"] + [f"{m}_seed{s}" for m in ("scratch",) + methods
+                                               for s in range(3)])
+  assert not runs["scratch_seed1"].teachers
+  assert runs["adain_seed2"].objectives.to_dict() == {"ce": {"weight": 1.0},
+                                                      "adain": {"weight": 1.0}}
+  assert runs["srrl_seed0"].objectives.teacher_head.weight == 1.0
+  assert all(runs[f"{m}_seed1"].teachers.teacher.run == "teacher" for m in methods)
+
+
 def test_a_jobs_teacher_cache_applies_to_the_runs_that_read_teachers():
   c = load_config("configs/default.py")
   c.teacher_cache = "memory"
