@@ -62,6 +62,7 @@ def optimizer_config() -> ml_collections.ConfigDict:
   c.decay_epochs = (150, 180, 210)  # step: lr *= decay_factor after these epochs.
   c.decay_factor = 0.1
   c.warmup_epochs = 0.0
+  c.clip_norm = 0.0   # > 0: gradients clipped to this global norm first (big_vision's grad_clip_norm).
   c.lr_scale = ml_collections.ConfigDict()  # Parameter path prefix -> lr multiplier, e.g.
   return c                                  # {"student/fc": 10, "aux/cfl": 5}.
 
@@ -353,6 +354,9 @@ def _check_optimizer(opt, where: str) -> None:
                        f"student or aux (e.g. student/fc, aux/<objective>)")
     if not isinstance(scale, (int, float)) or scale < 0:
       raise KdJaxError(f"{where}.lr_scale.{prefix} must be a number >= 0, got {scale!r}")
+  clip = opt.get("clip_norm", 0.0)
+  if not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0:
+    raise KdJaxError(f"{where}.clip_norm must be a number >= 0 (0: no clipping), got {clip!r}")
   if opt.schedule not in ("step", "cosine", "constant"):
     raise KdJaxError(f"{where}.schedule must be step, cosine or constant, got {opt.schedule!r}")
   if not isinstance(opt.lr, (int, float)) or opt.lr <= 0:

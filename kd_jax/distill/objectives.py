@@ -389,4 +389,18 @@ def parse(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,
     raise KdJaxError("config.objectives: no objective with a weight > 0")
   if not any(o.main_stage for o in out):
     raise KdJaxError("config.objectives: no objective acts in the main stage (add ce or kd)")
+  transforming = [o.name for o in out if methods.transforms_batch(o.method)]
+  if len(transforming) > 1:
+    raise KdJaxError(f"config.objectives: {' and '.join(transforming)} each change the images "
+                     f"the networks read (transform_batch); a run can have one of them")
   return out
+
+
+def transform_batch(objectives: Sequence[Objective], batch: Mapping[str, jax.Array],
+                    rng: jax.Array) -> Mapping[str, jax.Array]:
+  """The batch every network of the step reads: the loader's, changed by the one objective
+  whose method changes it (``Method.transform_batch``), if any."""
+  for obj in objectives:
+    if methods.transforms_batch(obj.method):
+      return obj.method.transform_batch(batch, rng)
+  return batch

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
+from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective, Outputs, head_feature
 from kd_jax.distill.state import TrainState
@@ -134,6 +135,8 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   """One optimiser step on ``batch``: ``(state, metrics)``. Pure; ``make_train_step`` binds
   everything after ``rng``.
 
+  The batch is first changed by the objective that changes it, if one does (function
+  matching's mixup: ``Method.transform_batch``), so every network reads that one view.
   Each teacher the objectives read runs once in inference mode under ``stop_gradient`` (or
   is read from the batch: ``cached_teachers``); the student runs once in training mode;
   every objective reads those outputs; ``sum(weight * loss)`` is minimised over the student
@@ -144,6 +147,8 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   mode (BatchNorm running statistics, neither used from the batch nor updated); ``tx``
   decides which parameters move."""
   rng = jax.random.fold_in(rng, state.step)
+  # One view for every network (function matching's mixup), drawn once.
+  batch = objectives_lib.transform_batch(objectives, batch, jax.random.fold_in(rng, 2**31 - 1))
   teacher_out = teachers_lib.run(
       teachers, state.teachers, teachers_lib.used(objectives, main_stage_only=not phase), batch,
       cached_teachers)

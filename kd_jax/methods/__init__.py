@@ -8,15 +8,16 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
   relations.py   sp, rkd, pkt, cc          crd.py         crd
   ab.py          ab (init phase)           fsp.py         fsp (init phase)
   ft.py          ft (init phase)           vid.py         vid
-  statistics.py  mean_matching, stat_matching
+  statistics.py  mean_matching, stat_matching, adain, teacher_head (SRRL)
   ama.py         ama (init phase)          cfl.py         cfl (amalgamation)
+  function_matching.py  function_matching (one mixed view for teacher and student)
 """
-from kd_jax.methods import (ab, ama, attention, cfl, crd, fitnet, fsp, ft, logits,  # noqa: F401
-                            relations, statistics, vid)
+from kd_jax.methods import (ab, ama, attention, cfl, crd, fitnet, fsp, ft,  # noqa: F401
+                            function_matching, logits, relations, statistics, vid)
 from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
                                  Method, Outputs, Phase, TrainSplit, get, import_modules, names,
-                                 register, sum_over_layers)
+                                 register, sum_over_layers, transforms_batch)
 
 __all__ = ["ALL_ADAPTERS", "REGISTRY", "STUDENT_FEATURES", "Context", "HostSampler", "Method",
            "Outputs", "Phase", "TrainSplit", "get", "import_modules", "names", "register",
-           "sum_over_layers"]
+           "sum_over_layers", "transforms_batch"]

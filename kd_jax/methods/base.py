@@ -15,7 +15,8 @@ A config entry ``objectives.kd=dict(weight=0.9, temperature=2)`` builds ``KD(tem
 The class says what the method reads (``reads``: a feature name or token, None for logits),
 whether it needs a teacher, labels, the teacher's head or the example index, its learnable adapter (``adapter``:
 a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory), inputs
-drawn on the host for each batch (``host_sampler``: e.g. CRD's other-class negatives) and its
+drawn on the host for each batch (``host_sampler``: e.g. CRD's other-class negatives), the
+view of the batch all networks read (``transform_batch``: function matching's mixup) and its
 initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
 methods the same way and is named in ``config.method_modules`` (kd_jax imports it first).
 """
@@ -159,6 +160,15 @@ class Method:
     None; called once at start-up. A ValueError refuses the configuration (one line)."""
     return None
 
+  def transform_batch(self, batch: Mapping[str, jax.Array], rng: jax.Array
+                      ) -> Mapping[str, jax.Array]:
+    """The batch that every network of the step reads instead of the loader's (e.g. function
+    matching's mixup): applied once per step inside the jitted step, before the teachers
+    and the student run, so they all read the same view (the global batch; ``rng`` is the
+    step's). Default: unchanged. One objective of a run at most may change the batch, and
+    a teacher cache is refused beside it."""
+    return batch
+
   def loss(self, ctx: Context) -> jax.Array | tuple[jax.Array, Mapping[str, Any]]:
     """The scalar loss of the main phase, or ``(loss, new state entries)``."""
     raise NotImplementedError(f"method {self.name!r} defines no loss")
@@ -182,6 +192,11 @@ class Method:
     """``{name: default}`` of the hyperparameters, in declaration order."""
     return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
             for f in dataclasses.fields(cls)}
+
+
+def transforms_batch(method: Method) -> bool:
+  """Whether ``method`` changes the batch the networks read (overrides ``transform_batch``)."""
+  return type(method).transform_batch is not Method.transform_batch
 
 
 def sum_over_layers(fn, s_maps: Sequence[jax.Array], t_maps: Sequence[jax.Array],

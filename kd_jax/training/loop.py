@@ -199,7 +199,7 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
       skip_nonfinite=config.skip_nonfinite_steps)
   cache, step_fn = None, None
   if config.teacher_cache:
-    teacher_cache.check_config(config, data)
+    teacher_cache.check_config(config, data, parts.objectives)
     used = teachers_lib.used(parts.objectives)
     x = jax.ShapeDtypeStruct((data.local_batch_size, *data.input_shape), jnp.float32)
     teacher_shapes.update(teachers_lib.output_shapes({n: teachers[n][0] for n in used},

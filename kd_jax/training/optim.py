@@ -64,7 +64,8 @@ def make_optimizer(opt_cfg, schedule: optax.Schedule | float,
                    trainable: Any = None) -> optax.GradientTransformation:
   """sgd: PyTorch ``SGD(momentum, weight_decay)`` (decay added to the gradient, on every
   parameter); adam: PyTorch ``Adam(weight_decay)`` (L2 added to the gradient); adamw:
-  decoupled decay. ``opt_cfg.lr_scale`` (``{path prefix: multiplier}``) gives parameter
+  decoupled decay (optax's: scaled by the learning rate). ``opt_cfg.clip_norm`` > 0 clips the
+  gradients to that global norm first (over the parameters it optimises). ``opt_cfg.lr_scale`` (``{path prefix: multiplier}``) gives parameter
   groups their own learning rate.
 
   trainable: None (every parameter), or a pytree of bools with the parameters' structure
@@ -79,6 +80,8 @@ def make_optimizer(opt_cfg, schedule: optax.Schedule | float,
                      optax.adam(schedule))
   else:
     tx = optax.adamw(schedule, weight_decay=opt_cfg.weight_decay)
+  if opt_cfg.get("clip_norm"):
+    tx = optax.chain(optax.clip_by_global_norm(opt_cfg.clip_norm), tx)
   if opt_cfg.get("lr_scale"):
     tx = optax.chain(tx, scale_by_lr_multipliers(dict(opt_cfg.lr_scale)))
   if trainable is None:

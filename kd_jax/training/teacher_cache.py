@@ -30,6 +30,7 @@ import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 
+from kd_jax import methods
 from kd_jax.errors import KdJaxError
 
 from kd_jax.distill.teachers import cached_key as batch_key
@@ -190,10 +191,15 @@ def _matches(directory: str, meta: Mapping[str, Any]) -> bool:
       return False
 
 
-def check_config(config, data) -> None:
+def check_config(config, data, objectives: Sequence[Any] = ()) -> None:
   """One-line errors for a teacher cache that cannot be right."""
   if not config.teacher_cache:
     return
+  for obj in objectives:
+    if methods.transforms_batch(obj.method):
+      raise KdJaxError(f"config.teacher_cache: objective {obj.name!r} changes the images in "
+                       f"every step ({obj.loss}'s transform_batch), so the teachers' outputs "
+                       f"cannot be computed once; set config.teacher_cache=''")
   if not config.teachers:
     raise KdJaxError("config.teacher_cache is set but config.teachers is empty")
   if not hasattr(data, "train_split_once"):

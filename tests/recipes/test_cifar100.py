@@ -97,7 +97,8 @@ def _last_report(out: str, step: int) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS))
+@pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS)
+                         + ["function_matching"])
 def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_in_teacher,
                                                                   tmp_path, capsys):
   c = load_config(f"configs/cifar100/{method}.py")

@@ -55,3 +55,21 @@ def test_bad_lr_scales_fail_in_one_line(lr_scale, message):
   c.optimizer.lr_scale = lr_scale
   with pytest.raises(KdJaxError, match=message):
     config_lib.validate(c)
+
+
+def test_clip_norm_rescales_the_gradients_to_that_global_norm_first():
+  """Gradients of global norm 5 (3 and 4) clipped to norm 1: plain SGD at lr 1 moves the
+  parameters by -(0.6, 0.8)."""
+  tx = optim.make_optimizer(_opt(lr=1.0, clip_norm=1.0), 1.0)
+  params = {"student": {"a": jnp.zeros(1), "b": jnp.zeros(1)}}
+  grads = {"student": {"a": jnp.array([3.0]), "b": jnp.array([4.0])}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose([updates["student"]["a"][0], updates["student"]["b"][0]],
+                             [-0.6, -0.8], rtol=1e-6)
+
+
+def test_a_negative_clip_norm_fails_in_one_line():
+  c = config_lib.base_config()
+  c.optimizer.clip_norm = -1.0
+  with pytest.raises(KdJaxError, match=r"^config\.optimizer\.clip_norm must be a number >= 0"):
+    config_lib.validate(c)
