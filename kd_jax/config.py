@@ -39,6 +39,8 @@ def data_config() -> ml_collections.ConfigDict:
   c.mean = ()              # Per-channel normalisation (one value: every channel); ():
   c.std = ()               # the data set's preset (digits, CIFAR, ImageNet), else 0.5.
   c.unlabeled = False      # Proxy data: labels dropped, example index kept.
+  c.unlabeled_parts = ()   # A union "a+b": the data sets whose train labels are dropped (the
+                           # proxy beside a labelled target set; batches get label_mask).
   c.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used
   c.labeled_seed = 0        # (the rest is unlabelled data for the teacher's losses).
   c.classes = ()           # Class ids to keep (relabelled 0..n-1 in this order); (): all.
@@ -329,6 +331,14 @@ def _check_downstream(ds: ml_collections.ConfigDict) -> None:
 
 
 def _check_data(data, where: str) -> None:
+  parts = tuple(data.get("unlabeled_parts", ()) or ())
+  if parts:
+    names = str(data.get("name", "")).split("+")
+    if (isinstance(data.get("unlabeled_parts"), str) or data.get("unlabeled")
+        or not set(parts) < set(names)):
+      raise KdJaxError(f"{where}.unlabeled_parts must list some (not all) of the data sets "
+                       f"joined in {where}.name ({data.get('name')!r}), with "
+                       f"{where}.unlabeled False; got {parts!r}")
   for field, valid in (("train_augment", TRAIN_AUGMENTS), ("eval_preprocess", EVAL_PREPROCESS)):
     value = data.get(field)
     if value not in (None, "") and value not in valid:

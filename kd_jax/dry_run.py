@@ -62,6 +62,8 @@ def _data_line(data: ml_collections.ConfigDict, info: data_info.DataInfo) -> str
   classes = (f" (before keeping classes {list(data.classes)})" if data.get("classes") else "")
   labels = ", unlabelled" if data.unlabeled else (
       f", {data.labeled_fraction:g} of the labels" if data.labeled_fraction < 1 else "")
+  if data.get("unlabeled_parts"):
+    labels = f", labels of {' and '.join(data.unlabeled_parts)} unused"
   state = "prepared" if info.prepared else "not prepared (downloaded at the start)" \
       if data.get("download", True) else "not prepared"
   return (f"{data.name}: {data.train_split} {n(info.num_train_examples)} / {data.eval_split} "
@@ -112,7 +114,8 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
         print_fn(f"  teacher {_teacher_line(t_name, teacher, workdir)}")
       objectives = objectives_lib.parse(cfg.objectives, list(cfg.teachers),
                                         has_labels=not cfg.data.unlabeled,
-                                        all_labeled=cfg.data.labeled_fraction >= 1.0)
+                                        all_labeled=cfg.data.labeled_fraction >= 1.0
+                                        and not cfg.data.get("unlabeled_parts"))
       # What the samplers refuse (CRD's exact negatives on unlabelled data), without reading
       # the labels: an empty split stands in for them.
       host_inputs.build(objectives, methods.TrainSplit(0, not cfg.data.unlabeled,

@@ -46,8 +46,12 @@ def describe(data_cfg) -> DataInfo:
   def total(values):
     return sum(values) if all(v is not None for v in values) else None
 
+  # Beside unlabelled data sets (``unlabeled_parts``), classes and evaluation are the
+  # labelled ones' (``kd_jax.data.union``).
+  unlabeled = set(data_cfg.get("unlabeled_parts", ()) or ())
+  evaluated = [i for (name, _), i in zip(builders(data_cfg), infos) if name not in unlabeled]
   return DataInfo(infos[0].input_shape,
-                  sum(i.num_classes or 0 for i in infos) or None,
+                  sum(i.num_classes or 0 for i in evaluated) or None,
                   total([i.num_train_examples for i in infos]),
-                  total([i.num_eval_examples for i in infos]),
+                  total([i.num_eval_examples for i in evaluated]),
                   all(i.prepared for i in infos))

@@ -23,7 +23,9 @@ Several data sets joined by ``+`` (``data.name = "caltech_birds2011+stanford_dog
 their union (``UnionDataset``): training draws from each in proportion to its size, the
 eval split is their concatenation, labels and indices are offset so that the data sets
 follow each other (CUB's 200 classes, then the dogs' 120: the label space of an
-amalgamated student). Splits may name one split per data set the same way (``train+train``);
+amalgamated student). ``data.unlabeled_parts`` names data sets of a union whose train labels
+are dropped (an unlabelled proxy beside a labelled target): the label space and the eval
+split are then the labelled ones', and train batches carry ``label_mask``. Splits may name one split per data set the same way (``train+train``);
 ``num_train_examples``/``num_eval_examples`` then count per data set.
 ``b`` is the global batch divided by the number of processes: each process reads
 its own shard of the split (``tfds.split_for_jax_process``).

@@ -1,6 +1,12 @@
 """Several prepared data sets as one (``data.name = "a+b"``): training draws from each in
 proportion to its size, the eval split is their concatenation, labels and indices offset so
-that the data sets follow each other (see ``kd_jax.data.pipelines``)."""
+that the data sets follow each other (see ``kd_jax.data.pipelines``).
+
+Labelled and unlabelled together (``data.unlabeled_parts``: e.g. an unlabelled proxy set
+beside a labelled target set): the label space is that of the labelled data sets alone
+(offset among them), train batches carry ``label_mask`` (1 for an example of a labelled data
+set; an unlabelled one's label reads 0 and is masked), and the eval split is the labelled
+data sets' (an unlabelled one has no label in that space)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +30,6 @@ class UnionDataset:
   cache: bool = True
   _eval: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
 
-  labeled_fraction = 1.0
   local_batch_size = Dataset.local_batch_size
   steps_per_epoch = Dataset.steps_per_epoch
   num_eval_steps = Dataset.num_eval_steps
@@ -35,11 +40,31 @@ class UnionDataset:
 
   @property
   def has_labels(self) -> bool:
-    return all(p.has_labels for p in self.parts)
+    return any(p.has_labels for p in self.parts)
+
+  @property
+  def mixed(self) -> bool:
+    """Whether labelled and unlabelled data sets are joined (``data.unlabeled_parts``)."""
+    return self.has_labels and not all(p.has_labels for p in self.parts)
+
+  @property
+  def _evaluated(self) -> list[Dataset]:
+    """The data sets whose eval splits (and classes) make the union's."""
+    return [p for p in self.parts if self._evaluates(p)]
+
+  def _evaluates(self, part: Dataset) -> bool:
+    return part.has_labels or not self.mixed
+
+  @property
+  def labeled_fraction(self) -> float:
+    """The fraction of train examples whose label is used (< 1 when mixed)."""
+    if not self.mixed:
+      return 1.0
+    return sum(p.num_train_examples for p in self.parts if p.has_labels) / self.num_train_examples
 
   @property
   def num_classes(self) -> int | None:
-    sizes = [p.num_classes for p in self.parts]
+    sizes = [p.num_classes for p in self._evaluated]
     return None if None in sizes else sum(sizes)
 
   @property
@@ -48,7 +73,7 @@ class UnionDataset:
 
   @property
   def num_eval_examples(self) -> int:
-    return sum(p.num_eval_examples for p in self.parts)
+    return sum(p.num_eval_examples for p in self._evaluated)
 
   @property
   def index_size(self) -> int:
@@ -60,7 +85,8 @@ class UnionDataset:
 
   def _offsets(self):
     index = np.cumsum([0] + [p.index_size for p in self.parts])[:-1]
-    label = np.cumsum([0] + [p.num_classes or 0 for p in self.parts])[:-1]
+    counted = [(p.num_classes or 0) if self._evaluates(p) else 0 for p in self.parts]
+    label = np.cumsum([0] + counted)[:-1]
     return [(int(i), int(l)) for i, l in zip(index, label)]
 
   @staticmethod
@@ -86,8 +112,11 @@ class UnionDataset:
     streams = []
     for part, (i_off, l_off) in zip(self.parts, self._offsets()):
       ds, finish = part._train_examples(epoch_seed)
-      streams.append(self._shift(ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE),
-                                 i_off, l_off))
+      ds = self._shift(ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE), i_off, l_off)
+      if self.mixed:
+        ds = ds.map(_with_label_mask if part.has_labels else _masked_label,
+                    num_parallel_calls=tf.data.AUTOTUNE)
+      streams.append(ds)
     sizes = np.array([p.num_train_examples for p in self.parts], np.float64)
     ds = tf.data.Dataset.sample_from_datasets(streams, list(sizes / sizes.sum()),
                                               seed=epoch_seed)
@@ -102,11 +131,22 @@ class UnionDataset:
     if self._eval is None:
       ds = None
       for part, (i_off, l_off) in zip(self.parts, self._offsets()):
+        if not self._evaluates(part):
+          continue
         one = self._shift(part.eval_examples(), i_off, l_off)
         ds = one if ds is None else ds.concatenate(one)
       ds = ds.batch(local)
       self._eval = (ds.cache() if self.cache else ds).prefetch(tf.data.AUTOTUNE)
     return padded(self._eval, local, self.num_eval_steps())
+
+
+def _with_label_mask(ex):
+  return {**ex, "label_mask": tf.constant(1.0, tf.float32)}
+
+
+def _masked_label(ex):
+  """An example of an unlabelled data set in a mixed union: label 0, masked."""
+  return {**ex, "label": tf.constant(0, tf.int32), "label_mask": tf.constant(0.0, tf.float32)}
 
 
 class _Cfg(dict):
@@ -129,10 +169,18 @@ def create_union(data_cfg, global_batch_size: int, eval_batch_size: int | None,
   if data_cfg.get("classes") or data_cfg.get("labeled_fraction", 1.0) < 1.0:
     raise KdJaxError("config.data: classes and labeled_fraction do not apply to a union of "
                      "data sets")
+  unlabeled = tuple(data_cfg.get("unlabeled_parts", ()) or ())
+  bad = [n for n in unlabeled if n not in names]
+  if bad or (unlabeled and set(unlabeled) >= set(names)):
+    raise KdJaxError(f"config.data.unlabeled_parts must name some (not all) of the data sets "
+                     f"of {data_cfg.name!r}, got {list(unlabeled)} (all unlabelled: "
+                     f"config.data.unlabeled=True)")
   parts = []
   for i, name in enumerate(names):
     cfg = dict(data_cfg.items()) if hasattr(data_cfg, "items") else dict(data_cfg)
     cfg.update(name=name, train_split=splits["train_split"][i], eval_split=splits["eval_split"][i])
+    if name in unlabeled:
+      cfg["unlabeled"] = True
     parts.append(create_one(_Cfg(cfg), global_batch_size, eval_batch_size))
   shapes = {p.input_shape for p in parts}
   if len(shapes) > 1:

@@ -8,7 +8,8 @@ paper scale), ``function_matching`` (Beyer et al.: CIFAR-100, ImageNet, digits),
 can still be overridden on the command line.
 """
 from kd_jax.recipes.amalgamation import CFL_LEARNING_RATES, cub_dogs_amalgamation, digits_amalgamation
-from kd_jax.recipes.consolidation import digits_consolidation, imagenet_consolidation
+from kd_jax.recipes.consolidation import (digits_consolidation, digits_consolidation_with_target,
+                                          imagenet_consolidation)
 from kd_jax.recipes.digits import (DIGITS_TEACHERS, digits_base, digits_distill, digits_downstream,
                                    digits_feature_statistics, digits_scarce_labels)
 from kd_jax.recipes.function_matching import (cifar100_function_matching,
@@ -19,4 +20,4 @@ from kd_jax.recipes.repdistiller import (CIFAR100_TEACHERS, LOW_LR_MODELS, METHO
                                          cifar100_distill, cifar100_teacher, method_objectives,
                                          parse_pair, teacher_workdir)
 
-__all__ = ['CFL_LEARNING_RATES', 'CIFAR100_TEACHERS', 'DIGITS_TEACHERS', 'FINE_GRAINED_CLASSES', 'IMAGENET_WORKDIR', 'LOW_LR_MODELS', 'METHODS', 'PAIRS', 'cifar100_distill', 'cifar100_function_matching', 'cifar100_teacher', 'cub_dogs_amalgamation', 'digits_amalgamation', 'digits_base', 'digits_consolidation', 'digits_distill', 'digits_downstream', 'digits_feature_statistics', 'digits_function_matching', 'digits_scarce_labels', 'imagenet_consolidation', 'imagenet_function_matching', 'method_objectives', 'parse_pair', 'teacher_workdir']
+__all__ = ['CFL_LEARNING_RATES', 'CIFAR100_TEACHERS', 'DIGITS_TEACHERS', 'FINE_GRAINED_CLASSES', 'IMAGENET_WORKDIR', 'LOW_LR_MODELS', 'METHODS', 'PAIRS', 'cifar100_distill', 'cifar100_function_matching', 'cifar100_teacher', 'cub_dogs_amalgamation', 'digits_amalgamation', 'digits_base', 'digits_consolidation', 'digits_consolidation_with_target', 'digits_distill', 'digits_downstream', 'digits_feature_statistics', 'digits_function_matching', 'digits_scarce_labels', 'imagenet_consolidation', 'imagenet_function_matching', 'method_objectives', 'parse_pair', 'teacher_workdir']

@@ -43,6 +43,41 @@ def digits_consolidation(seeds: int = 3, temperature: float = 1.0) -> ml_collect
   return c
 
 
+def digits_consolidation_with_target(seeds: int = 3, temperature: float = 1.0
+                                     ) -> ml_collections.ConfigDict:
+  """Consolidation that also sees the labelled target task, on the embedded digits.
+
+  Runs: the three digits teachers; then per seed: ``consolidated_seed<k>`` (as in
+  ``digits_consolidation``: KD per head on the unlabelled digits alone);
+  ``consolidated_target_seed<k>``, the same student and heads trained on the union of the
+  unlabelled digits and the *labelled* transposed digits' train split (the target task):
+  KD per head on every image, plus CE (weight 1) of the student's own 10-way classifier on
+  the labelled part, evaluated with that classifier on the target's test split; and
+  ``target_ce_seed<k>``, a resnet8 trained with CE on the labelled target alone (what the
+  labels give without teachers). Every backbone is then judged by a linear probe on the
+  transposed digits (the target task)."""
+  c = digits_base()
+  digits_downstream(c)
+  c.downstream.protocols = ("linear_probe",)
+  names = list(DIGITS_TEACHERS)
+  runs = teacher_runs(names)
+  kd = lambda t: {f"kd_{t}": dict(loss="kd", teacher=t, temperature=temperature)}
+  target = "sklearn_digits_transposed"
+  for seed in range(seeds):
+    heads = dict(model="resnet8", seed=seed, teachers=teachers(names), student_heads=tuple(names))
+    runs[f"consolidated_seed{seed}"] = dict(
+        heads, data=dict(unlabeled=True), eval_head="generalist",
+        objectives={k: v for t in names for k, v in kd(t).items()})
+    runs[f"consolidated_target_seed{seed}"] = dict(
+        heads, data=dict(name=f"sklearn_digits+{target}", unlabeled_parts=("sklearn_digits",)),
+        eval_head="", objectives={"ce": dict(weight=1.0),
+                                  **{k: v for t in names for k, v in kd(t).items()}})
+    runs[f"target_ce_seed{seed}"] = dict(model="resnet8", seed=seed, data=dict(name=target),
+                                         objectives={"ce": dict(weight=1.0)}, teachers={})
+  c.runs = runs
+  return c
+
+
 def imagenet_consolidation(experts=("caltech_birds2011", "stanford_dogs", "oxford_flowers102"),
                            proxy: str = "imagenet2012", downstream: str = "oxford_iiit_pet",
                            model: str = "resnet50", temperature: float = 1.0,

@@ -249,6 +249,38 @@ def test_a_union_of_data_sets_offsets_labels_and_indices():
   np.testing.assert_array_equal(by_index[index], labels)
 
 
+def test_an_unlabelled_proxy_beside_a_labelled_target_masks_the_proxys_labels():
+  """Unlabelled digits + labelled transposed digits: the label space is the target's (10
+  classes, not offset), batches mark which labels count, evaluation is the target's."""
+  ds = pipelines.create_dataset(_cfg(name="sklearn_digits+sklearn_digits_transposed",
+                                     unlabeled_parts=("sklearn_digits",)), 32, 40)
+  assert ds.has_labels and ds.num_classes == 10 and ds.labeled_fraction == 0.5
+  assert ds.index_size == 2 * 1437 and ds.num_eval_examples == 360
+  train = list(ds.train_batches(0, seed=1))
+  index = np.concatenate([b["index"] for b in train])
+  mask = np.concatenate([b["label_mask"] for b in train])
+  labels = np.concatenate([b["label"] for b in train])
+  np.testing.assert_array_equal(mask, (index >= 1437).astype(np.float32))
+  assert (labels[mask == 0] == 0).all() and labels[mask == 1].max() == 9
+  by_index = ds.train_labels()
+  assert (by_index[:1437] == -1).all() and (by_index[1437:] >= 0).all()
+  np.testing.assert_array_equal(by_index[index[mask == 1]], labels[mask == 1])
+  transposed = pipelines.create_dataset(_cfg(name="sklearn_digits_transposed"), 40)
+  want = np.concatenate([b["label"][b["mask"] > 0] for b in transposed.eval_batches()])
+  got = np.concatenate([b["label"][b["mask"] > 0] for b in ds.eval_batches()])
+  np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("parts", [("cifar10",), ("sklearn_digits", "sklearn_digits_transposed")])
+def test_unlabeled_parts_must_name_some_of_the_joined_data_sets(parts):
+  from kd_jax import config as config_lib
+  c = config_lib.base_config()
+  c.data.name, c.data.unlabeled_parts = "sklearn_digits+sklearn_digits_transposed", parts
+  with pytest.raises(KdJaxError, match=r"^config\.data\.unlabeled_parts must list some \(not "
+                     r"all\) of the data sets joined in config\.data\.name"):
+    config_lib.validate(c)
+
+
 def test_a_union_names_one_split_per_data_set_or_one_for_all():
   with pytest.raises(KdJaxError, match=r"^config\.data\.eval_split: 'test\+test\+test' names 3 "
                      r"splits for 2 data sets$"):

@@ -39,6 +39,44 @@ def test_digits_consolidation_has_three_teachers_of_three_architectures_and_base
   assert len([n for n in runs if n.endswith("_seed0")]) == 6
 
 
+def test_digits_consolidation_with_target_adds_ce_on_the_labelled_target_beside_kd_on_all():
+  runs = _validate_runs(load_config("configs/consolidation/digits_target.py"))
+  target = runs["consolidated_target_seed1"]
+  assert target.data.name == "sklearn_digits+sklearn_digits_transposed"
+  assert tuple(target.data.unlabeled_parts) == ("sklearn_digits",) and not target.data.unlabeled
+  assert tuple(target.student_heads) == ("generalist", "expert_low", "expert_high")
+  assert target.objectives.ce.weight == 1.0 and target.eval_head == ""
+  assert sorted(target.objectives) == ["ce", "kd_expert_high", "kd_expert_low", "kd_generalist"]
+  plain = runs["consolidated_seed1"]  # The unlabelled-only consolidation beside it.
+  assert plain.data.unlabeled and "ce" not in plain.objectives
+  assert runs["target_ce_seed0"].data.name == "sklearn_digits_transposed"
+  assert tuple(target.downstream.protocols) == ("linear_probe",)
+  assert target.downstream.data.name == "sklearn_digits_transposed"
+
+
+@pytest.mark.slow
+def test_a_consolidated_student_trains_on_an_unlabelled_proxy_and_a_labelled_target(tmp_path):
+  """Two steps of the recipe's run with one random teacher: CE reads the target's labels
+  only (the proxy's are masked), KD every image; the student's classifier is evaluated on
+  the target's test split."""
+  gen = str(tmp_path / "generalist")
+  ckpt_lib.save_model_variables(gen, dict(models.init(models.create("resnet8", 10),
+                                                      jax.random.PRNGKey(0), (8, 8, 1))),
+                                {"model": "resnet8", "num_classes": 10})
+  c = load_config("configs/consolidation/digits_target.py", "1")
+  run = c.runs.consolidated_target_seed0.to_dict()
+  run.update(teachers={"generalist": dict(model="resnet8", checkpoint=gen)},
+             student_heads=("generalist",), num_epochs=1, batch_size=32,
+             objectives={"ce": dict(weight=1.0), "kd_generalist": run["objectives"]["kd_generalist"]})
+  run["data"].update(num_train_examples=32, num_eval_examples=40)
+  run["downstream"] = dict(data=dict(name=""))
+  c.runs = {"consolidated_target": run}
+  summary = job.run(c, str(tmp_path / "job"))
+  r = summary["runs"]["consolidated_target"]
+  assert r["steps"] == 2 and sorted(r["objectives"]) == ["ce", "kd_generalist"]
+  assert 0.0 <= r["test_accuracy"] <= 1.0
+
+
 def test_digits_amalgamation_is_cfl_plus_soft_targets_over_the_union():
   runs = _validate_runs(load_config("configs/amalgamation/digits.py"))
   cfl = runs["cfl_seed0"]
