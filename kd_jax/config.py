@@ -150,6 +150,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 1
 
   c.runs = ml_collections.ConfigDict()  # name -> overrides of the fields above.
+  # A job's published numbers to compare with: rows (table, row, seed group or run name,
+  # published top-1 %, -1 where none was published); the job writes table.md and table.json.
+  c.published = ()
+  c.published_source = ""
   return c
 
 
@@ -247,6 +251,7 @@ def _check_scalars(config: ml_collections.ConfigDict) -> None:
     if not isinstance(value, int) or (value < 1 and value != -1):
       raise KdJaxError(f"config.{key} must be an integer >= 1, or -1 for the default; got {value!r}")
   _check_data(config.data, "config.data")
+  _check_published(config.published)
   fraction = config.data.labeled_fraction
   if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
     raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
@@ -328,6 +333,16 @@ def _check_downstream(ds: ml_collections.ConfigDict) -> None:
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise KdJaxError(f"config.downstream.{key} must be an integer >= 1, got {value!r}")
     _check_optimizer(ds.optimizer, "config.downstream.optimizer")
+
+
+def _check_published(rows) -> None:
+  for row in rows:
+    ok = (isinstance(row, (tuple, list)) and len(row) == 4
+          and all(isinstance(v, str) for v in row[:3])
+          and isinstance(row[3], (int, float)) and not isinstance(row[3], bool))
+    if not ok:
+      raise KdJaxError(f"config.published: each row must be (table, row, seed group or run, "
+                       f"published % or -1), got {row!r}")
 
 
 def _check_data(data, where: str) -> None:

@@ -22,7 +22,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Validates every run up front, then trains them in order; a finished run (its
   results.json exists) is not trained again, an interrupted one resumes.
 
-  Writes ``<workdir>/results.json`` (all runs) and prints a table of test accuracies.
+  Writes ``<workdir>/results.json`` (all runs) and prints a table of test accuracies; with
+  ``config.published``, also ``table.md`` and ``table.json``: each published number beside
+  the measured one (``published_table``). Prints the budget (runs x epochs) first.
   """
   runs = config_lib.validated_runs(config)
   checked = set()
@@ -33,6 +35,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         checked.add(key)
         sources.check_available(data)
   _print(f"kd_jax: results go to {workdir}")
+  if len(runs) > 1:
+    _print(budget_line(runs, workdir))
   if jax.process_index() == 0:
     ckpt_lib.check_writable(workdir)  # Before anything compiles.
   t0 = time.time()
@@ -71,12 +75,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   groups = seed_groups(results)
   if groups:
     summary["seed_groups"] = groups
+  table = published_table(config.published, results, groups) if config.get("published") else None
+  if table is not None:
+    summary["published_table"] = table
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(summary, f, indent=2)
     _print(format_table(results))
     if groups:
       _print(format_groups(groups))
+    if table is not None:
+      source = config.get("published_source", "")
+      with open(os.path.join(workdir, "table.json"), "w") as f:
+        json.dump({"source": source, "rows": table}, f, indent=2)
+      markdown = format_published(table, source)
+      with open(os.path.join(workdir, "table.md"), "w") as f:
+        f.write(markdown + "\n")
+      _print(markdown)
+      _print(f"table: {os.path.join(workdir, 'table.md')} and table.json")
     _print(f"results: {os.path.join(workdir, 'results.json')}; TensorBoard: "
            f"tensorboard --logdir={workdir}")
   return summary
@@ -161,6 +177,55 @@ def format_groups(groups: dict[str, dict[str, Any]]) -> str:
   lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
   return "\n".join(lines)
+
+
+def budget_line(runs: dict[str, ml_collections.ConfigDict], workdir: str) -> str:
+  """The job's size before it starts: runs that train x their epochs (and how many of them
+  are already finished in ``workdir``)."""
+  training = {n: cfg for n, cfg in runs.items()
+              if not (cfg.downstream.data.name and cfg.downstream.backbone)}
+  epochs = sum(cfg.num_epochs for cfg in training.values())
+  by_length: dict[int, int] = {}
+  for cfg in training.values():
+    by_length[cfg.num_epochs] = by_length.get(cfg.num_epochs, 0) + 1
+  parts = " + ".join(f"{n} x {e}" for e, n in sorted(by_length.items(), reverse=True))
+  done = sum(ckpt_lib.is_complete_run(os.path.join(workdir, n)) for n in training if n)
+  return (f"budget: {len(training)} runs that train, {parts} epochs = {epochs:,} epochs "
+          f"(initialisation stages not counted); {done} already finished")
+
+
+def published_table(published, results: dict[str, dict[str, Any]],
+                    groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per published number: ``table``, ``row``, ``group`` (a seed group, or a run),
+  ``published`` (None where none was published), ``measured`` (the mean over the seeds,
+  percent; None if not run), ``std`` (sample std), ``seeds`` and ``difference`` (measured -
+  published)."""
+  out = []
+  for table, row, group, value in published:
+    measured, std, n = None, None, 0
+    if group in groups and "mean" in groups[group]:
+      measured, std, n = groups[group]["mean"], groups[group]["std"], groups[group]["runs"]
+    elif group in results and results[group].get("test_accuracy") is not None:
+      measured, std, n = 100 * results[group]["test_accuracy"], 0.0, 1
+    value = None if value < 0 else float(value)
+    out.append({"table": table, "row": row, "group": group, "published": value,
+                "measured": measured, "std": std, "seeds": n,
+                "difference": None if measured is None or value is None else measured - value})
+  return out
+
+
+def format_published(rows: list[dict[str, Any]], source: str = "") -> str:
+  """``published_table`` as a Markdown table."""
+  num = lambda v: "-" if v is None else f"{v:.2f}"
+  lines = [f"Published: {source}" if source else "", "",
+           "| table | row | published % | measured % (mean ± std) | seeds | measured − published |",
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    measured = "-" if r["measured"] is None else f"{r['measured']:.2f} ± {r['std']:.2f}"
+    diff = "-" if r["difference"] is None else f"{r['difference']:+.2f}"
+    lines.append(f"| {r['table']} | {r['row']} | {num(r['published'])} | {measured} | "
+                 f"{r['seeds']} | {diff} |")
+  return "\n".join(lines).lstrip("\n")
 
 
 def _print(msg: str) -> None:

@@ -6,11 +6,14 @@ the workdir has data for; ``--out=<folder>`` (no ``.png``) writes one PNG per fi
 * ``curves.png``: training loss and evaluation accuracy against the step, one line per run;
 * ``accuracy.png``: final test accuracy per run (a job's seed groups: mean with sample std);
 * ``tasks.png``: accuracy per evaluation task (``eval_tasks``: each teacher's task), per run;
-* ``downstream.png``: downstream top-1 per run and protocol (linear probe, fine-tune).
+* ``downstream.png``: downstream top-1 per run and protocol (linear probe, fine-tune);
+* ``published.png``: a table job's measured accuracy (mean, sample std) against the
+  published one (``table.json``), one point per cell, the diagonal where they agree.
 
 From Python (notebooks): ``runs = plot.load(workdir)``, then ``plot.curves(runs, ax)``,
 ``plot.final_accuracy(runs, ax)``, ``plot.task_accuracy(runs, ax)``,
-``plot.downstream(runs, ax)``, or ``plot.report(workdir, out)``.
+``plot.downstream(runs, ax)``, ``plot.published(read_table(workdir), ax)``, or
+``plot.report(workdir, out)``.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-FIGURES = ("curves", "accuracy", "tasks", "downstream")
+FIGURES = ("curves", "accuracy", "tasks", "downstream", "published")
 _PROTOCOL_NAMES = {"linear_probe": "linear probe", "finetune": "fine-tune"}
 
 
@@ -231,12 +234,45 @@ def downstream(runs: Sequence[Run], ax=None):
   return ax
 
 
-def available(runs: Sequence[Run]) -> list[str]:
+def read_table(workdir: str) -> list[dict[str, Any]]:
+  """The rows of a table job's ``table.json`` (``[]`` without one)."""
+  return _read_json(os.path.join(os.path.abspath(os.path.expanduser(workdir)),
+                                 "table.json")).get("rows", [])
+
+
+def published(rows: Sequence[dict[str, Any]], ax=None):
+  """Measured (mean +- sample std over seeds) against published top-1 per table cell, one
+  colour per row (method); cells without both numbers are left out."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  ax = ax or plt.gca()
+  cells = [r for r in rows if r.get("published") is not None and r.get("measured") is not None]
+  names = list(dict.fromkeys(r["row"] for r in cells))
+  for name in names:
+    mine = [r for r in cells if r["row"] == name]
+    ax.errorbar([r["published"] for r in mine], [r["measured"] for r in mine],
+                yerr=[r["std"] or 0.0 for r in mine], fmt="o", ms=4, capsize=2, label=name)
+  if cells:
+    values = [r["published"] for r in cells] + [r["measured"] for r in cells]
+    lo, hi = min(values) - 1, max(values) + 1
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+  ax.set_xlabel("published top-1 %")
+  ax.set_ylabel("measured top-1 % (mean, std)")
+  ax.set_title(f"measured vs published ({len(cells)} cells)")
+  if 1 < len(names) <= 20:
+    ax.legend(fontsize=7, ncol=2)
+  return ax
+
+
+def available(runs: Sequence[Run], table: Sequence[dict[str, Any]] = ()) -> list[str]:
   """The figures this workdir has data for, in ``FIGURES`` order."""
   have = {"curves": any(r.scalars for r in runs),
           "accuracy": any(r.results.get("test_accuracy") is not None for r in runs),
           "tasks": bool(_tasks(runs)),
-          "downstream": any(downstream_top1(r) for r in runs)}
+          "downstream": any(downstream_top1(r) for r in runs),
+          "published": any(r.get("published") is not None and r.get("measured") is not None
+                           for r in table)}
   return [f for f in FIGURES if have[f]]
 
 
@@ -245,10 +281,12 @@ def report(workdir: str, out: str, dpi: int = 120) -> list[str]:
   PNG per figure in the folder ``out``. Returns the paths written."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   runs = load(workdir)
-  figures = available(runs)
+  table = read_table(workdir)
+  figures = available(runs, table)
   if not figures:
     raise ValueError(f"{workdir}: nothing to plot yet (no scalars, no results)")
-  draw = {"accuracy": final_accuracy, "tasks": task_accuracy, "downstream": downstream}
+  draw = {"accuracy": final_accuracy, "tasks": task_accuracy, "downstream": downstream,
+          "published": lambda _, ax: published(table, ax)}
   if out.lower().endswith(".png"):
     # One row per figure; the curves take two panels, the bar charts one each.
     rows = ["curves"] if "curves" in figures else []

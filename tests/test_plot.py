@@ -179,3 +179,24 @@ def test_a_run_and_its_evaluation_only_seed_runs_share_a_bar_counted_by_accuraci
   np.testing.assert_allclose([p.get_height() for p in a.patches], [75.0])
   assert b.get_title() == "downstream transfer (linear probe)"
   plt.close("all")
+
+
+def test_a_table_jobs_cells_are_drawn_against_the_published_numbers(tmp_path):
+  """table.json (kd_jax.job.published_table) -> published.png: one point per cell with
+  both numbers (the cell without a measurement is left out)."""
+  rows = [dict(table="p", row="kd", group="p-kd", published=73.33, measured=72.9, std=0.3,
+               seeds=3, difference=-0.43),
+          dict(table="p", row="crd", group="p-crd", published=75.51, measured=74.0, std=0.5,
+               seeds=3, difference=-1.51),
+          dict(table="p", row="fsp", group="p-fsp", published=72.62, measured=None, std=None,
+               seeds=0, difference=None)]
+  (tmp_path / "table.json").write_text(json.dumps({"source": "s", "rows": rows}))
+  (tmp_path / "results.json").write_text(json.dumps(
+      {"runs": {"p-kd_seed0": _results(0.729)}}))
+  written = plot.report(str(tmp_path), str(tmp_path / "figures"))
+  assert [os.path.basename(p) for p in written] == ["accuracy.png", "published.png"]
+  _assert_real_png(written[1])
+  fig, ax = plt.subplots()
+  plot.published(plot.read_table(str(tmp_path)), ax)
+  assert ax.get_title() == "measured vs published (2 cells)"
+  plt.close(fig)

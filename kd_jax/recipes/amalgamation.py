@@ -6,7 +6,7 @@ import ml_collections
 
 from kd_jax.config import base_config
 from kd_jax.errors import KdJaxError
-from kd_jax.recipes import imagenet
+from kd_jax.recipes import imagenet, published
 from kd_jax.recipes.digits import DIGITS_TEACHERS, digits_base, teacher_runs, teachers
 
 def digits_amalgamation(seeds: int = 3, cfl_weight: float = 10.0,
@@ -92,4 +92,10 @@ def cub_dogs_amalgamation(student: str = "resnet34") -> ml_collections.ConfigDic
                                            "cfl": dict(teacher=names, weight=10.0)})
   runs["kd"] = dict(**common, objectives={"soft_ce": soft})
   c.runs = runs
+  cfl_readme = published.CFL.get(student, {})
+  c.published = tuple([(f"CUB+Dogs -> {student}", run, run, cfl_readme[run])
+                       for run in ("kd", "cfl") if run in cfl_readme]
+                      + [("teachers", label, run, value)
+                         for run, (label, value) in published.CFL_TEACHERS.items()])
+  c.published_source = published.CFL_SOURCE
   return c

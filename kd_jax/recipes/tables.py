@@ -1,0 +1,106 @@
+"""Published tables as jobs: every run a table needs, and the published numbers the job
+compares its measurements with (``config.published``; the job writes ``table.md`` and
+``table.json``, ``python -m kd_jax.plot`` draws them).
+
+``cifar100_table``: RepDistiller's two CIFAR-100 tables (13 pairs) and mdistiller's DKD,
+each teacher trained once (run ``teacher_<model>``), each student baseline once per seed
+(``student_<model>_seed<k>``), each (pair, method) once per seed
+(``<teacher>-<student>-<method>_seed<k>``). (CFL's README numbers are in
+``configs/amalgamation/cub_dogs.py``'s job itself: ``amalgamation.cub_dogs_amalgamation``.)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_collections
+
+from kd_jax.errors import KdJaxError
+from kd_jax.recipes import published
+from kd_jax.recipes.repdistiller import (LOW_LR_MODELS, PAIRS, _cifar100_recipe,
+                                         method_objectives)
+
+# The rows of the tables: the student trained alone, then each method.
+TABLE_METHODS = ("student", "kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft",
+                 "fsp", "nst", "crd", "crd_kd", "dkd")
+# mdistiller's configs/cifar100/dkd/*.yaml: beta per pair (the others: its default, 8).
+DKD_BETA = {"resnet56-resnet20": 2.0, "resnet110-resnet32": 2.0, "vgg13-vgg8": 6.0,
+            "vgg13-MobileNetV2": 6.0, "wrn_40_2-wrn_16_2": 6.0, "wrn_40_2-wrn_40_1": 6.0}
+
+
+def _objectives(method: str, pair: str) -> dict:
+  if method == "dkd":  # mdistiller: CE 1 + DKD (alpha 1, T 4, 20 warm-up epochs).
+    return {"ce": dict(weight=1.0), "dkd": dict(weight=1.0, beta=DKD_BETA.get(pair, 8.0))}
+  return method_objectives(method)
+
+
+def parse_table_arg(arg: str | None) -> tuple[list[str], list[str], int]:
+  """``'<pair>+<pair>...,<method>+<method>...[,<seeds>]'`` (``all`` or empty: every pair or
+  method of the tables; 3 seeds) -> (pairs, methods, seeds)."""
+  parts = (arg or "").split(",")
+  if len(parts) > 3:
+    raise KdJaxError(f"table argument {arg!r}: expected <pairs>,<methods>[,<seeds>]")
+  pairs_arg, methods_arg, seeds_arg = (parts + ["", "", ""])[:3]
+  known = [f"{t}-{s}" for t, s in PAIRS]
+  pairs = known if pairs_arg in ("", "all") else pairs_arg.split("+")
+  methods = list(TABLE_METHODS) if methods_arg in ("", "all") else methods_arg.split("+")
+  bad = [p for p in pairs if p not in known]
+  if bad:
+    raise KdJaxError(f"table argument: unknown pair(s) {', '.join(bad)}; the tables' pairs: "
+                     f"{', '.join(known)}")
+  bad = [m for m in methods if m not in TABLE_METHODS]
+  if bad:
+    raise KdJaxError(f"table argument: unknown method(s) {', '.join(bad)}; valid: "
+                     f"{', '.join(TABLE_METHODS)}")
+  try:
+    seeds = int(seeds_arg) if seeds_arg else 3
+  except ValueError:
+    seeds = 0
+  if seeds < 1:
+    raise KdJaxError(f"table argument: seeds must be an integer >= 1, got {seeds_arg!r}")
+  return pairs, methods, seeds
+
+
+def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
+                   ) -> ml_collections.ConfigDict:
+  """The runs of RepDistiller's CIFAR-100 tables for ``pairs`` x ``methods`` x ``seeds``,
+  each with RepDistiller's recipe (240 epochs, batch 64, SGD 0.9, lr 0.05 or 0.01 for
+  MobileNet/ShuffleNet, x0.1 at 150/180/210), and the published numbers of those cells
+  (``config.published``: the teachers too). FSP cells RepDistiller did not run (no number,
+  or its 0.00 for wrn-40-2 -> wrn-40-1: the channel counts differ, which kd_jax's FSP
+  refuses) are listed without runs; CRD+KD cells have no published number (RepDistiller's
+  README has no such row) and are run."""
+  c = _cifar100_recipe("resnet8x4")
+  runs: dict[str, dict] = {}
+  rows: list[tuple] = []
+  for pair in pairs:
+    teacher, student = pair.split("-")
+    table = published.REPDISTILLER[pair]
+    if f"teacher_{teacher}" not in runs:
+      runs[f"teacher_{teacher}"] = dict(model=teacher, optimizer=dict(lr=_lr(teacher)),
+                                        objectives={"ce": dict(weight=1.0)})
+    rows.append((pair, "teacher", f"teacher_{teacher}", table["teacher"]))
+    for method in methods:
+      group = f"student_{student}" if method == "student" else f"{pair}-{method}"
+      value = table.get("student" if method == "student" else method)
+      rows.append((pair, method, group, -1.0 if value is None else value))
+      if method == "fsp" and not value:
+        continue  # RepDistiller did not run it (0.00 or no row): FSP needs equal channels.
+      for seed in range(seeds):
+        name = f"{group}_seed{seed}"
+        if name in runs:
+          continue
+        run = dict(model=student, seed=seed, optimizer=dict(lr=_lr(student)))
+        if method == "student":
+          run["objectives"] = {"ce": dict(weight=1.0)}
+        else:
+          run.update(objectives=_objectives(method, pair),
+                     teachers={"teacher": dict(model=teacher, run=f"teacher_{teacher}")})
+        runs[name] = run
+  c.runs = runs
+  c.published = tuple(rows)
+  c.published_source = published.REPDISTILLER_SOURCE
+  return c
+
+
+def _lr(model: str) -> float:
+  return 0.01 if model in LOW_LR_MODELS else 0.05
