@@ -176,7 +176,10 @@ class Objective:
         new_state["batch_stats"] = updates["batch_stats"]
     own_teachers = {n: teacher_params[n] for n in self.teachers} if teacher_params else None
     head = None
-    if self.method.uses_teacher_head and teacher_modules and own_teachers:
+    if self.method.uses_teacher_head:
+      if not (teacher_modules and own_teachers):
+        raise KdJaxError(f"config.objectives.{self.name}: loss {self.loss!r} reads its "
+                         f"teacher's head: the call needs teacher_params and teacher_modules")
       head = functools.partial(models.apply_head, teacher_modules[self.teacher],
                                own_teachers[self.teacher])
     ctx = Context(s_maps, t_maps, student, teacher, batch, epoch, rng, aux_state, own_teachers,

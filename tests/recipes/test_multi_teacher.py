@@ -177,9 +177,16 @@ def test_cfl_benchmark_runs_on_a_mock_union_of_cub_and_dogs(tmp_path_factory, ca
                         "teacher_dogs": dict(model="wrn_16_1", checkpoint=_checkpoint(
                             tmp_path_factory, "wrn_16_1", 120))}}}
   c.optimizer.lr_scale = {"student/fc": 10.0, "aux/cfl": 5.0}
+  workdir = tmp_path_factory.mktemp("cfl")
   with tfds.testing.mock_data(num_examples=16):
-    r = job.run(c, str(tmp_path_factory.mktemp("cfl")))["runs"]["cfl"]
+    r = job.run(c, str(workdir))["runs"]["cfl"]
   assert r["steps"] == 4  # 2 x 16 examples, batch 8.
+  # The job's table: CFL's README number beside the measured one (the runs not made: "-").
+  table = {row["row"]: row for row in json.loads((workdir / "table.json").read_text())["rows"]}
+  assert table["cfl"]["published"] == 77.21 and table["cfl"]["seeds"] == 1
+  assert table["cfl"]["measured"] == pytest.approx(100 * r["test_accuracy"])
+  assert table["kd"]["measured"] is None
+  assert "| CUB+Dogs -> resnet34 | cfl | 77.21 | " in (workdir / "table.md").read_text()
   assert set(r["eval"]) >= {"accuracy", "accuracy_birds", "accuracy_dogs"}
   out = capsys.readouterr().out
   report = [l for l in out.splitlines() if "step 4: train/" in l][-1]
