@@ -33,6 +33,7 @@ from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.models import conv as conv_lib
+from kd_jax.bench import host as host_lib
 from kd_jax.bench import timing
 from kd_jax.training import build, optim, sharding
 
@@ -123,6 +124,7 @@ class _Bench:
         "cpu_conv": ("native" if jax.default_backend() != "cpu" or
                      not conv_lib.use_patch_matmuls() else "patch_matmuls"),
         "huge_pages": runtime.huge_pages(),
+        **host_lib.describe(),
         "steps_per_window": steps, "windows": windows, "max_spread": max_spread,
     }
 
@@ -386,6 +388,7 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
            f"student {config.model}, teachers {c['teachers'] or 'none'}, "
            f"input {tuple(bench.info.input_shape)}, CPU convolutions: {c['cpu_conv']}, "
            f"host malloc on huge pages: {'yes' if c['huge_pages'] else 'no'}")
+  print_fn(host_lib.header(c))
   if bench.info.num_train_examples is None:
     print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
              f"{_DEFAULT_INDEX_SIZE})")

@@ -31,6 +31,7 @@ def test_a_benchmark_reports_every_measurement_with_its_context():
     assert 1 <= r["attempts"] <= 3 and r["max_spread"] == 0.1
     assert r["batch_size"] == 32 and r["device_count"] >= 1 and r["jax_version"]
     assert r["input_shape"] == [8, 8, 1] and r["dtype"] == "float32"
+    assert r["cpu_model"] and r["cpu_cores"] >= 1 and isinstance(r["cpu_vector"], list)
     json.loads(benchmarking.json_line(r))
   kd, cached, ab = records[2], records[3], records[4]
   base = records[0]["step_ms"] + records[1]["step_ms"]
