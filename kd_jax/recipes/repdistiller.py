@@ -62,6 +62,12 @@ def teacher_workdir(model: str) -> str:
   return f"workdirs/cifar100/teacher_{model}"
 
 
+def learning_rate(model: str) -> float:
+  """The reference's learning rate for ``model`` (per 64 images): 0.01 for MobileNet and
+  ShuffleNet, else 0.05."""
+  return 0.01 if model in LOW_LR_MODELS else 0.05
+
+
 def _cifar100_recipe(model: str) -> ml_collections.ConfigDict:
   """240 epochs, batch 64, SGD 0.9, wd 5e-4, lr 0.05 (0.01 for MobileNet/ShuffleNet),
   x0.1 after epochs 150, 180 and 210; 4-px pad + crop + flip."""
@@ -71,7 +77,7 @@ def _cifar100_recipe(model: str) -> ml_collections.ConfigDict:
   c.batch_size = 64
   c.num_epochs = 240
   c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.01 if model in LOW_LR_MODELS else 0.05
+  c.optimizer.lr = learning_rate(model)
   c.optimizer.lr_reference_batch = 64
   c.optimizer.momentum = 0.9
   c.optimizer.weight_decay = 5e-4

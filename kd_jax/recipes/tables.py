@@ -16,7 +16,7 @@ import ml_collections
 
 from kd_jax.errors import KdJaxError
 from kd_jax.recipes import published
-from kd_jax.recipes.repdistiller import (LOW_LR_MODELS, PAIRS, _cifar100_recipe,
+from kd_jax.recipes.repdistiller import (PAIRS, cifar100_teacher, learning_rate,
                                          method_objectives)
 
 # The rows of the tables: the student trained alone, then each method.
@@ -69,14 +69,14 @@ def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
   or its 0.00 for wrn-40-2 -> wrn-40-1: the channel counts differ, which kd_jax's FSP
   refuses) are listed without runs; CRD+KD cells have no published number (RepDistiller's
   README has no such row) and are run."""
-  c = _cifar100_recipe("resnet8x4")
+  c = cifar100_teacher("resnet8x4")  # The recipe every run shares; runs set model and lr.
   runs: dict[str, dict] = {}
   rows: list[tuple] = []
   for pair in pairs:
     teacher, student = pair.split("-")
     table = published.REPDISTILLER[pair]
     if f"teacher_{teacher}" not in runs:
-      runs[f"teacher_{teacher}"] = dict(model=teacher, optimizer=dict(lr=_lr(teacher)),
+      runs[f"teacher_{teacher}"] = dict(model=teacher, optimizer=dict(lr=learning_rate(teacher)),
                                         objectives={"ce": dict(weight=1.0)})
     rows.append((pair, "teacher", f"teacher_{teacher}", table["teacher"]))
     for method in methods:
@@ -89,7 +89,7 @@ def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
         name = f"{group}_seed{seed}"
         if name in runs:
           continue
-        run = dict(model=student, seed=seed, optimizer=dict(lr=_lr(student)))
+        run = dict(model=student, seed=seed, optimizer=dict(lr=learning_rate(student)))
         if method == "student":
           run["objectives"] = {"ce": dict(weight=1.0)}
         else:
@@ -101,6 +101,3 @@ def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
   c.published_source = published.REPDISTILLER_SOURCE
   return c
 
-
-def _lr(model: str) -> float:
-  return 0.01 if model in LOW_LR_MODELS else 0.05
