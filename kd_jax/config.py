@@ -36,6 +36,9 @@ def data_config() -> ml_collections.ConfigDict:
   c.channels = 0           # 0: as stored; 3 repeats a 1-channel image.
   c.train_augment = ""     # "": preset; none | cifar | pad_crop | inception.
   c.eval_preprocess = ""   # "": preset; none | center_crop.
+  c.augment_on = ""        # "": preset (CIFAR: device); host | device: train images go to the
+                           # step as uint8, cropped, flipped and normalised there (none,
+                           # cifar, pad_crop; not for unions).
   c.mean = ()              # Per-channel normalisation (one value: every channel); ():
   c.std = ()               # the data set's preset (digits, CIFAR, ImageNet), else 0.5.
   c.unlabeled = False      # Proxy data: labels dropped, example index kept.
@@ -359,6 +362,13 @@ def _check_data(data, where: str) -> None:
     if value not in (None, "") and value not in valid:
       raise KdJaxError(f"{where}.{field} must be one of {', '.join(valid)} (or '' for the data "
                        f"set's preset), got {value!r}")
+  on = data.get("augment_on")
+  if on not in (None, "", "host", "device"):
+    raise KdJaxError(f"{where}.augment_on must be host or device (or '' for the data set's "
+                     f"preset), got {on!r}")
+  if on == "device" and (data.get("train_augment") == "inception" or "+" in str(data.get("name"))):
+    raise KdJaxError(f"{where}.augment_on='device' takes one data set with train_augment none, "
+                     f"cifar or pad_crop (inception crops and unions are prepared on the host)")
   mean, std = tuple(data.get("mean", ()) or ()), tuple(data.get("std", ()) or ())
   numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std)
   if len(mean) != len(std) or not numbers or any(v <= 0 for v in std):

@@ -95,7 +95,14 @@ class _Bench:
     self.batch_sh = sharding.batch_sharding(self.mesh)
     rng = np.random.RandomState(0)
     local = batch_size // jax.process_count()
-    host = {"image": rng.normal(size=(local, *self.info.input_shape)).astype(np.float32),
+    # The data's device augmentation (``data.augment_on``) is part of the step: the batch
+    # is then uint8, as the pipeline ships it.
+    self.augment = self.info.device_augment
+    images = rng.normal(size=(local, *self.info.input_shape)).astype(np.float32)
+    self.float_images = sharding.shard_batch({"image": images}, self.batch_sh)["image"]
+    if self.augment is not None:
+      images = rng.randint(0, 256, images.shape).astype(np.uint8)
+    host = {"image": images,
             "label": rng.randint(0, self.num_classes, local).astype(np.int32),
             "index": rng.randint(0, self.index_size, local).astype(np.int32)}
     if config.data.unlabeled:
@@ -187,7 +194,8 @@ class _Bench:
         {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
         self.index_size, self.config.seed, self.repl, samplers)
     step = make_train_step(self.student, teachers, objectives, tx,
-                           has_labels="label" in self.batch, steps_per_epoch=self.spe)
+                           has_labels="label" in self.batch, steps_per_epoch=self.spe,
+                           augment=self.augment)
     return state, step, used
 
   def measure_step(self, measurement: str, method: str, objectives,
@@ -211,7 +219,7 @@ class _Bench:
     """The step reading ``used`` teachers' outputs from the batch, and ``batch`` with the
     outputs that step reads (random values of the right shapes)."""
     from kd_jax.training import teacher_cache  # pylint: disable=g-import-not-at-top
-    x = self.batch["image"]
+    x = self.float_images
     shapes = {n: Outputs(*jax.eval_shape(
         lambda x, n=n: self.teacher_modules[n].apply(self.teacher_vars[n], x, train=False), x))
         for n in used}
@@ -219,7 +227,7 @@ class _Bench:
     teachers = {n: self.teacher_modules[n] for n in used}
     make = lambda cached: make_train_step(self.student, teachers, objectives, tx,
                                          has_labels="label" in self.batch,
-                                         steps_per_epoch=self.spe,
+                                         steps_per_epoch=self.spe, augment=self.augment,
                                          cached_teachers={n: shapes[n] for n in cached})
     needed = teacher_cache.needed_outputs(make, state, batch, rng, shapes)
     rs = np.random.RandomState(1)
@@ -241,9 +249,9 @@ class _Bench:
 
     tvars = {n: self.teacher_vars[n] for n in used}
     token = jax.device_put(jnp.zeros((), jnp.float32), self.repl)
-    compiled, compile_s = _compile(forward, tvars, self.batch["image"], token,
+    compiled, compile_s = _compile(forward, tvars, self.float_images, token,
                                    in_shardings=(self.repl, self.batch_sh, self.repl))
-    timed = self.time_steps(lambda t: compiled(tvars, self.batch["image"], t)[1], token)
+    timed = self.time_steps(lambda t: compiled(tvars, self.float_images, t)[1], token)
     return self.record("teacher_forward", "+".join(used), timed, compile_s, _memory(compiled))
 
   def measure_pipeline(self, method: str, objectives, mock_data: bool) -> list[dict]:
@@ -273,8 +281,14 @@ class _Bench:
 
       records = []
       it = batches()
+      first = next(it)
+      # What the host hands the device per example (image, index, label, host inputs).
+      sizes = {"host_bytes_per_image": sum(np.asarray(v).nbytes for v in first.values())
+                                       // self.batch_size * jax.process_count(),
+               "image_dtype": str(first["image"].dtype),
+               "augment_on": "device" if self.augment is not None else "host"}
       timed = self.time_steps(lambda _: next(it)["image"], None)
-      records.append(self.record("pipeline_only", method, timed, None, {}))
+      records.append(self.record("pipeline_only", method, timed, None, {}, **sizes))
       state, step, _ = self.state_and_step(objectives, samplers)
       rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
       jitted = jax.jit(step, in_shardings=(self.repl, self.batch_sh, self.repl),
@@ -282,7 +296,7 @@ class _Bench:
       on_device = sharding.prefetch_to_device(batches(), self.batch_sh)
       state = jitted(state, next(on_device), rng)[0]  # Compiles: not in a timed window.
       timed = self.time_steps(lambda s: jitted(s, next(on_device), rng)[0], state)
-      records.append(self.record("pipeline", method, timed, None, {}))
+      records.append(self.record("pipeline", method, timed, None, {}, **sizes))
     return records
 
 
@@ -407,7 +421,9 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
       pipe[1]["vs_device_resident"] = round(pipe[1]["images_per_s"] / device["images_per_s"], 3)
       print_fn(f"pipeline-fed step / device-resident step: {pipe[1]['vs_device_resident']:.3f}"
                f" (input pipeline alone: {pipe[0]['images_per_s']:.0f} images/s"
-               f"{', mock data' if mock_data else ''})")
+               f"{', mock data' if mock_data else ''}; augmented on the "
+               f"{pipe[0]['augment_on']}, {pipe[0]['host_bytes_per_image']} host bytes per "
+               f"image, {pipe[0]['image_dtype']} images)")
     records += pipe
   if bench.noisy:
     print_fn(f"noisy: the windows of {', '.join(bench.noisy)} spread more than "

@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kd_jax.data import augment
+from kd_jax.data import device_augment
 from kd_jax.errors import KdJaxError
 
 def _index_from_tfds_id(tfds_id: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
@@ -47,6 +48,7 @@ class Dataset:
   num_classes: int | None
   num_train_examples: int
   num_eval_examples: int
+  augment_on: str = "host"  # "device": train batches carry uint8 images (``device_augment``).
   _cached_train: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
   _eval: tf.data.Dataset | None = dataclasses.field(default=None, repr=False)
 
@@ -75,6 +77,19 @@ class Dataset:
   def input_shape(self) -> tuple[int, int, int]:
     channels = self.channels or self.builder.info.features["image"].shape[-1]
     return (self.image_size, self.image_size, channels)
+
+  @property
+  def device_augment(self) -> device_augment.Spec | None:
+    """What the train step does to the uint8 train images (``augment_on == "device"``:
+    the random crop and flip of ``train_augment`` and the normalisation), else None."""
+    return device_augment.spec(self.augment_on, self.train_augment, self.image_size,
+                               *self._norm())
+
+  def _norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    channels = self.input_shape[-1]
+    if len(self.mean) != channels:
+      return self.mean[:1] * channels, self.std[:1] * channels
+    return self.mean, self.std
 
   # -- tf.data construction -------------------------------------------------
   def labeled_examples(self) -> np.ndarray:
@@ -153,7 +168,11 @@ class Dataset:
 
     return ds.map(select, num_parallel_calls=tf.data.AUTOTUNE)
 
-  def _finish(self, ex: dict, train: bool, seed: tf.Tensor | None) -> dict:
+  def _finish(self, ex: dict, train: bool, seed: tf.Tensor | None,
+              for_step: bool = False) -> dict:
+    """An example prepared: ``train`` augmentation (random with ``seed``) or eval
+    preprocessing, normalised float32; ``for_step`` with ``augment_on == "device"``: uint8,
+    left for the train step to augment and normalise (``device_augment``)."""
     stored_channels = self.builder.info.features["image"].shape[-1] or 3
     image = ex["image"]
     if train and self.train_augment == "inception":
@@ -162,9 +181,10 @@ class Dataset:
       image = augment.resize_center_crop(image, self.image_size)
     else:
       image = augment.resize(image, self.image_size)
-      if train and self.train_augment in ("cifar", "pad_crop"):
-        pad = 4 if self.image_size >= 32 else max(1, self.image_size // 8)
-        image = augment.pad_crop_flip(image, seed, pad=pad, flip=self.train_augment == "cifar")
+      on_host = not (for_step and self.augment_on == "device")
+      if train and on_host and self.train_augment in ("cifar", "pad_crop"):
+        image = augment.pad_crop_flip(image, seed, pad=device_augment.crop_pad(self.image_size),
+                                      flip=self.train_augment == "cifar")
     image = tf.ensure_shape(image, (self.image_size, self.image_size, stored_channels))
     in_channels = stored_channels
     if self.channels and self.channels != in_channels:
@@ -172,9 +192,9 @@ class Dataset:
         raise KdJaxError(f"config.data.channels={self.channels}: can only expand "
                          f"1-channel images, this data set has {in_channels}.")
       image = tf.repeat(image, self.channels, axis=-1)
-    mean, std = self.mean, self.std
-    if len(mean) != image.shape[-1]:
-      mean, std = mean[:1] * image.shape[-1], std[:1] * image.shape[-1]
+    if for_step and self.augment_on == "device":
+      return {**ex, "image": image}  # uint8: the step augments and normalises it.
+    mean, std = self._norm()
     return {**ex, "image": augment.normalize(image, mean, std)}
 
   def train_batches(self, epoch: int, start: int = 0, seed: int = 0,
@@ -210,7 +230,7 @@ class Dataset:
 
     def finish(ex):
       ex_seed = tf.stack([tf.constant(epoch_seed, tf.int64), tf.cast(ex["index"], tf.int64)])
-      return self._finish(ex, train=True, seed=ex_seed)
+      return self._finish(ex, train=True, seed=ex_seed, for_step=True)
 
     return ds, finish
 

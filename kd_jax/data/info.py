@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from kd_jax.data.sources import KNOWN_SPLIT_SIZES, builders, input_size
+from kd_jax.data import device_augment
+from kd_jax.data.sources import (KNOWN_SPLIT_SIZES, augmentation, builders, input_size,
+                                 normalization)
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
@@ -14,6 +16,8 @@ class DataInfo:
   num_train_examples: int | None  # None: the metadata holds no split sizes (not prepared).
   num_eval_examples: int | None = None
   prepared: bool = True  # Every data set of it is prepared in its data_dir.
+  # What the train step does to uint8 train images (``data.augment_on == "device"``).
+  device_augment: device_augment.Spec | None = None
 
 
 def describe(data_cfg) -> DataInfo:
@@ -50,8 +54,13 @@ def describe(data_cfg) -> DataInfo:
   # labelled ones' (``kd_jax.data.union``).
   unlabeled = set(data_cfg.get("unlabeled_parts", ()) or ())
   evaluated = [i for (name, _), i in zip(builders(data_cfg), infos) if name not in unlabeled]
+  first = data_cfg.name.split("+")[0]
+  train_augment, augment_on = augmentation(data_cfg, first)
+  shape = infos[0].input_shape
+  spec = device_augment.spec(augment_on, train_augment, shape[0],
+                             *normalization(data_cfg, first, shape[-1]))
   return DataInfo(infos[0].input_shape,
                   sum(i.num_classes or 0 for i in evaluated) or None,
                   total([i.num_train_examples for i in infos]),
                   total([i.num_eval_examples for i in evaluated]),
-                  all(i.prepared for i in infos))
+                  all(i.prepared for i in infos), spec)

@@ -36,7 +36,6 @@ import jax
 
 from kd_jax.data import sources
 from kd_jax.data.dataset import Dataset
-from kd_jax.data.sources import PRESETS
 from kd_jax.data.union import UnionDataset, create_union
 from kd_jax.errors import KdJaxError
 
@@ -47,7 +46,6 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
   if "+" in data_cfg.name:
     return create_union(data_cfg, global_batch_size, eval_batch_size, create_dataset)
   name = data_cfg.name
-  preset = PRESETS.get(name, {})
   data_dir = data_cfg.get("data_dir") or sources.default_data_dir()
   builder = sources.builder(name, data_dir)
   sources.prepare(builder, download=data_cfg.get("download", True))
@@ -79,13 +77,8 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
       raise KdJaxError(f"config.data.{field}_split: data set {name!r} has no split {split!r} "
                        f"(splits: {', '.join(info.splits.keys()) or 'unknown'}).")
 
-  def pick(field, default):
-    value = data_cfg.get(field)
-    empty = value in (None, "", -1) or (isinstance(value, (tuple, list)) and not value)
-    return default if empty else value
-
-  train_augment = pick("train_augment", preset.get("train_augment", "none"))
-  eval_preprocess = pick("eval_preprocess", preset.get("eval_preprocess", "none"))
+  train_augment, augment_on = sources.augmentation(data_cfg, name)
+  eval_preprocess = sources.preset_value(data_cfg, name, "eval_preprocess", "none")
   image_size = sources.input_size(data_cfg, name, features)
   num_classes = features["label"].num_classes if "label" in features else None
   if classes:
@@ -96,12 +89,12 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
       eval_batch_size=eval_batch_size or global_batch_size,
       image_size=int(image_size), channels=data_cfg.get("channels") or None,
       train_augment=train_augment, eval_preprocess=eval_preprocess,
-      mean=tuple(pick("mean", preset.get("mean", (0.5,)))),
-      std=tuple(pick("std", preset.get("std", (0.5,)))),
+      mean=tuple(sources.preset_value(data_cfg, name, "mean", (0.5,))),
+      std=tuple(sources.preset_value(data_cfg, name, "std", (0.5,))),
       unlabeled=bool(data_cfg.get("unlabeled", False)),
       cache=bool(data_cfg.get("cache", True)),
       labeled_fraction=float(data_cfg.get("labeled_fraction", 1.0)),
-      labeled_seed=int(data_cfg.get("labeled_seed", 0)),
+      labeled_seed=int(data_cfg.get("labeled_seed", 0)), augment_on=augment_on,
       classes=classes or None, builder=builder, num_classes=num_classes,
       num_train_examples=sizes["train"], num_eval_examples=sizes["eval"],
   )

@@ -31,9 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                            mean=(0.3053,), std=(0.3759,), image_size=8),
     "sklearn_digits_transposed": dict(train_augment="none", eval_preprocess="none",
                                       mean=(0.3053,), std=(0.3759,), image_size=8),
-    "cifar10": dict(train_augment="cifar", eval_preprocess="none",
+    "cifar10": dict(train_augment="cifar", eval_preprocess="none", augment_on="device",
                     mean=CIFAR_MEAN["cifar10"], std=CIFAR_STD["cifar10"], image_size=32),
-    "cifar100": dict(train_augment="cifar", eval_preprocess="none",
+    "cifar100": dict(train_augment="cifar", eval_preprocess="none", augment_on="device",
                      mean=CIFAR_MEAN["cifar100"], std=CIFAR_STD["cifar100"], image_size=32),
     "imagenet2012": dict(train_augment="inception", eval_preprocess="center_crop",
                          mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=224),
@@ -187,3 +187,37 @@ def input_size(data_cfg, name: str, features) -> int:
   if not size:
     raise KdJaxError(f"config.data.image_size must be set for {name!r}: its images vary in size.")
   return int(size)
+
+
+def preset_value(data_cfg, name: str, field: str, default):
+  """``config.data.<field>``, else data set ``name``'s preset, else ``default`` (empty values:
+  None, '', -1, ())."""
+  value = data_cfg.get(field)
+  empty = value in (None, "", -1) or (isinstance(value, (tuple, list)) and not value)
+  return PRESETS.get(name, {}).get(field, default) if empty else value
+
+
+def augmentation(data_cfg, name: str) -> tuple[str, str]:
+  """``(train_augment, augment_on)`` of data set ``name``: the config's, else its preset's.
+  A preset's device path (CIFAR) falls back to the host for inception crops; asked for
+  explicitly with them, it is refused."""
+  train_augment = preset_value(data_cfg, name, "train_augment", "none")
+  augment_on = preset_value(data_cfg, name, "augment_on", "host")
+  if augment_on == "device" and train_augment == "inception":
+    if data_cfg.get("augment_on"):
+      raise KdJaxError("config.data.augment_on='device' takes train_augment none, cifar or "
+                       "pad_crop; 'inception' crops are prepared on the host")
+    augment_on = "host"
+  if "+" in str(data_cfg.get("name", name)):
+    augment_on = "host"  # Unions are prepared on the host (kd_jax.data.union).
+  return str(train_augment), str(augment_on)
+
+
+def normalization(data_cfg, name: str, channels: int) -> tuple[tuple[float, ...], ...]:
+  """``(mean, std)`` per channel: the config's, else the preset's, else 0.5 (one value
+  given: every channel)."""
+  mean = tuple(preset_value(data_cfg, name, "mean", (0.5,)))
+  std = tuple(preset_value(data_cfg, name, "std", (0.5,)))
+  if len(mean) != channels:
+    mean, std = mean[:1] * channels, std[:1] * channels
+  return mean, std

@@ -43,6 +43,11 @@ class UnionDataset:
     return any(p.has_labels for p in self.parts)
 
   @property
+  def device_augment(self) -> None:
+    """None: a union's train batches are prepared on the host (``Dataset.device_augment``)."""
+    return None
+
+  @property
   def mixed(self) -> bool:
     """Whether labelled and unlabelled data sets are joined (``data.unlabeled_parts``)."""
     return self.has_labels and not all(p.has_labels for p in self.parts)
@@ -175,10 +180,14 @@ def create_union(data_cfg, global_batch_size: int, eval_batch_size: int | None,
     raise KdJaxError(f"config.data.unlabeled_parts must name some (not all) of the data sets "
                      f"of {data_cfg.name!r}, got {list(unlabeled)} (all unlabelled: "
                      f"config.data.unlabeled=True)")
+  if data_cfg.get("augment_on") == "device":
+    raise KdJaxError("config.data.augment_on='device' does not apply to a union of data sets "
+                     "(their train batches are prepared on the host)")
   parts = []
   for i, name in enumerate(names):
     cfg = dict(data_cfg.items()) if hasattr(data_cfg, "items") else dict(data_cfg)
-    cfg.update(name=name, train_split=splits["train_split"][i], eval_split=splits["eval_split"][i])
+    cfg.update(name=name, train_split=splits["train_split"][i], eval_split=splits["eval_split"][i],
+               augment_on="host")
     if name in unlabeled:
       cfg["unlabeled"] = True
     parts.append(create_one(_Cfg(cfg), global_batch_size, eval_batch_size))

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
+from kd_jax.data import device_augment
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective, Outputs, head_feature
@@ -131,7 +132,8 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
                teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
                tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
                steps_per_epoch: int = 1, cached_teachers: Mapping[str, Outputs] | None = None,
-               skip_nonfinite: bool = False, phase: bool = False):
+               skip_nonfinite: bool = False, phase: bool = False,
+               augment: device_augment.Spec | None = None):
   """One optimiser step on ``batch``: ``(state, metrics)``. Pure; ``make_train_step`` binds
   everything after ``rng``.
 
@@ -145,8 +147,13 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   ``phase``: a step of the one objective's initialisation phase instead: its phase loss
   alone (unweighted) is minimised and, as in the references, the student runs in inference
   mode (BatchNorm running statistics, neither used from the batch nor updated); ``tx``
-  decides which parameters move."""
+  decides which parameters move.
+
+  ``augment``: the batch's images are uint8, cropped, flipped and normalised here first
+  (``kd_jax.data.device_augment``), with a key of their own drawn from the step's."""
   rng = jax.random.fold_in(rng, state.step)
+  if augment is not None:  # uint8 images from the host (data.augment_on = "device").
+    batch = device_augment.apply(augment, batch, jax.random.fold_in(rng, 2**31 - 2))
   # One view for every network (function matching's mixup), drawn once.
   batch = objectives_lib.transform_batch(objectives, batch, jax.random.fold_in(rng, 2**31 - 1))
   teacher_out = teachers_lib.run(
@@ -191,9 +198,10 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     objectives: Sequence[Objective], tx: optax.GradientTransformation,
                     has_labels: bool, steps_per_epoch: int = 1,
                     cached_teachers: Mapping[str, Outputs] | None = None,
-                    skip_nonfinite: bool = False) -> Callable:
+                    skip_nonfinite: bool = False,
+                    augment: device_augment.Spec | None = None) -> Callable:
   """``train_step`` with this student, teachers and objectives bound: ``(state, batch, rng)
-  -> (state, metrics)``, to jit.
+  -> (state, metrics)``, to jit. ``augment``: the data's ``device_augment`` (uint8 images).
 
   Objectives that act only through their initialisation stage (``main_stage=False``) are
   not evaluated here. ``cached_teachers``: ``{teacher: its Outputs' shapes}`` for teachers
@@ -205,17 +213,19 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
       train_step, student=student, teachers=teachers, objectives=objectives, tx=tx,
       metrics_cls=train_metrics_class(objectives, has_labels, skip_nonfinite),
       has_labels=has_labels, steps_per_epoch=steps_per_epoch,
-      cached_teachers=dict(cached_teachers or {}), skip_nonfinite=skip_nonfinite)
+      cached_teachers=dict(cached_teachers or {}), skip_nonfinite=skip_nonfinite,
+      augment=augment)
 
 
 def make_phase_step(student: nn.Module, teachers: Mapping[str, nn.Module], objective: Objective,
-                    tx: optax.GradientTransformation) -> Callable:
+                    tx: optax.GradientTransformation,
+                    augment: device_augment.Spec | None = None) -> Callable:
   """``train_step`` of ``objective``'s initialisation phase (``phase=True``): ``(state,
   batch, rng) -> (state, metrics)`` with metrics ``loss`` (its phase loss), to jit."""
   return functools.partial(
       train_step, student=student, teachers=teachers, objectives=[objective], tx=tx,
       metrics_cls=train_metrics_class([objective], has_labels=False), has_labels=False,
-      phase=True)
+      phase=True, augment=augment)
 
 
 def make_eval_step(student: nn.Module, num_classes: int, head: str | None = None,

@@ -196,7 +196,7 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
   make_step = lambda cached=(): make_train_step(
       parts.student, parts.teacher_modules, parts.objectives, tx, data.has_labels,
       data.steps_per_epoch, cached_teachers={n: teacher_shapes[n] for n in cached},
-      skip_nonfinite=config.skip_nonfinite_steps)
+      skip_nonfinite=config.skip_nonfinite_steps, augment=data.device_augment)
   cache, step_fn = None, None
   if config.teacher_cache:
     teacher_cache.check_config(config, data, parts.objectives)
@@ -204,7 +204,8 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
     x = jax.ShapeDtypeStruct((data.local_batch_size, *data.input_shape), jnp.float32)
     teacher_shapes.update(teachers_lib.output_shapes({n: teachers[n][0] for n in used},
                                                      {n: teachers[n][1] for n in used}, x))
-    example = {"image": x, "index": jax.ShapeDtypeStruct(x.shape[:1], jnp.int32),
+    image = jax.ShapeDtypeStruct(x.shape, jnp.uint8) if data.device_augment else x
+    example = {"image": image, "index": jax.ShapeDtypeStruct(x.shape[:1], jnp.int32),
                **host_inputs.specs(parts.samplers, data.local_batch_size)}
     if data.has_labels:
       example["label"] = jax.ShapeDtypeStruct(x.shape[:1], jnp.int32)
@@ -285,7 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
   plan = stages.initialisation_stages(parts.objectives, parts.student, parts.teacher_modules,
-                                      config, spe, repl, batch_sh)
+                                      config, spe, repl, batch_sh, data.device_augment)
   if jax.process_index() == 0:  # Room for the kept checkpoints, one being written, the best.
     per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items())
     ckpt_lib.check_writable(workdir, (config.keep_checkpoints + 2) * per_checkpoint)

@@ -111,16 +111,17 @@ def stage_optimizer(obj: Objective, opt_cfg, lr: float) -> optax.GradientTransfo
 
 
 def initialisation_stages(objectives: Sequence[Objective], student, teachers, config,
-                          steps_per_epoch: int, repl, batch_sharding) -> list[Stage]:
+                          steps_per_epoch: int, repl, batch_sharding,
+                          augment=None) -> list[Stage]:
   """The objectives' initialisation stages, in the objectives' order, each checkpointed and
-  logged at every epoch's end."""
+  logged at every epoch's end. ``augment``: the data's ``device_augment``."""
   out: list[Stage] = []
   offset = 0
   rng = jax.device_put(jax.random.PRNGKey(config.seed + 2), repl)
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
     lr = stage_learning_rate(obj, config)
     tx = stage_optimizer(obj, config.optimizer, lr)
-    step_fn = jax.jit(make_phase_step(student, teachers, obj, tx),
+    step_fn = jax.jit(make_phase_step(student, teachers, obj, tx, augment),
                       in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
                       donate_argnums=(0,))
     steps = obj.init_epochs * steps_per_epoch

@@ -140,13 +140,14 @@ def test_transposed_digits_hold_the_transposed_images_with_the_same_labels():
   np.testing.assert_allclose(trans["image"], plain["image"].transpose(0, 2, 1, 3))
 
 
-def test_cifar100_mock_train_batch():
+def test_cifar100_mock_train_batch_augmented_on_the_host():
   with tfds.testing.mock_data(num_examples=96):
     ds = pipelines.create_dataset(
-        _cfg(name="cifar100", num_train_examples=96, num_eval_examples=96), 16)
+        _cfg(name="cifar100", num_train_examples=96, num_eval_examples=96, augment_on="host"),
+        16)
     batch = next(iter(ds.train_batches(0)))
     evals = list(ds.eval_batches())
-  assert ds.train_augment == "cifar" and ds.num_classes == 100
+  assert ds.train_augment == "cifar" and ds.num_classes == 100 and ds.device_augment is None
   assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.float32
   lo, hi = _range(sources.CIFAR_MEAN["cifar100"], sources.CIFAR_STD["cifar100"])
   assert lo <= batch["image"].min() and batch["image"].max() <= hi
