@@ -23,6 +23,7 @@ run from the repository root. Prints a table, then one JSON object per measureme
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -49,13 +50,20 @@ _MAX_SPREAD = flags.DEFINE_float("max_spread", timing.MAX_SPREAD, "Windows' slow
                                  "- 1 above which they are measured again.")
 _NEGATIVES = flags.DEFINE_integer("negatives", 16384, "CRD's negatives per example.")
 _BANK = flags.DEFINE_integer("bank", 50000, "CRD's memory bank rows (CIFAR-100's train split).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                           "bfloat16: the networks and losses under torch.autocast('cpu', "
+                           "bfloat16) (float32 parameters and optimiser), as AMP trains.")
 
 _WIDTHS = (32, 64, 128, 256)  # The x4 CIFAR ResNets.
 _CLASSES = 100
 
 
-def _steps(batch: int, negatives: int, bank: int) -> dict[tuple[str, str], object]:
+def _steps(batch: int, negatives: int, bank: int, dtype: str = "float32"
+           ) -> dict[tuple[str, str], object]:
   torch.manual_seed(0)
+  # bfloat16: autocast around every forward computation, as torch's AMP recipe on CPU.
+  cast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == "bfloat16"
+          else contextlib.nullcontext)
   x = torch.randn(batch, 3, 32, 32)
   y = torch.randint(0, _CLASSES, (batch,))
   teacher = models_ref.CifarResNet(32, _WIDTHS, _CLASSES).eval()
@@ -72,32 +80,36 @@ def _steps(batch: int, negatives: int, bank: int) -> dict[tuple[str, str], objec
   contrast_idx[:, 0] = index
 
   def teacher_forward():
-    with torch.no_grad():
+    with torch.no_grad(), cast():
       teacher(x)
 
   def student_step():
     opt.zero_grad()
-    logits, _ = student(x)
-    F.cross_entropy(logits, y).backward()
+    with cast():
+      logits, _ = student(x)
+      loss = F.cross_entropy(logits, y)
+    loss.backward()
     opt.step()
 
   def kd_step():
     opt.zero_grad()
-    with torch.no_grad():
-      logits_t, _ = teacher(x)
-    logits, _ = student(x)
-    loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * losses_ref.kd(logits, logits_t, 4.0)
+    with cast():
+      with torch.no_grad():
+        logits_t, _ = teacher(x)
+      logits, _ = student(x)
+      loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * losses_ref.kd(logits, logits_t, 4.0)
     loss.backward()
     opt.step()
 
   def crd_step():
     opt_crd.zero_grad()
-    with torch.no_grad():
-      _, feats_t = teacher(x)
-    logits, feats = student(x)
-    v_s = F.normalize(embed_s(feats["pooled"]), dim=1)
-    v_t = F.normalize(embed_t(feats_t["pooled"]), dim=1)
-    loss = F.cross_entropy(logits, y) + 0.8 * crd(v_s, v_t, index, contrast_idx)
+    with cast():
+      with torch.no_grad():
+        _, feats_t = teacher(x)
+      logits, feats = student(x)
+      v_s = F.normalize(embed_s(feats["pooled"]), dim=1)
+      v_t = F.normalize(embed_t(feats_t["pooled"]), dim=1)
+      loss = F.cross_entropy(logits, y) + 0.8 * crd(v_s, v_t, index, contrast_idx)
     loss.backward()
     opt_crd.step()
 
@@ -110,15 +122,17 @@ def main(argv):
   b = _BATCH.value
   common = {"framework": "pytorch", "torch_version": torch.__version__,
             "threads": torch.get_num_threads(), "machine": platform.machine(), "batch_size": b,
-            "dtype": "float32", "model": "resnet8x4", "teachers": "teacher=resnet32x4",
+            "dtype": _DTYPE.value, "model": "resnet8x4", "teachers": "teacher=resnet32x4",
             "input_shape": [32, 32, 3], "steps_per_window": _STEPS.value,
             "windows": _WINDOWS.value, "max_spread": _MAX_SPREAD.value}
-  print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads, batch {b}, float32, "
+  print(f"pytorch {torch.__version__}, {torch.get_num_threads()} threads, batch {b}, "
+        f"{_DTYPE.value}{' (autocast)' if _DTYPE.value == 'bfloat16' else ''}, "
         f"student resnet8x4, teacher resnet32x4, input (32, 32, 3)")
   print(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
         f"{'spread %':>8}")
   records = []
-  for (measurement, method), step in _steps(b, _NEGATIVES.value, _BANK.value).items():
+  for (measurement, method), step in _steps(b, _NEGATIVES.value, _BANK.value,
+                                            _DTYPE.value).items():
     # PyTorch on CPU runs eagerly: a step has finished when it returns.
     per_step, attempts, _ = timing.time_windows(
         lambda _, step=step: step(), None, steps=_STEPS.value, windows=_WINDOWS.value,

@@ -10,7 +10,8 @@ already on the device:
   batch, as with ``config.teacher_cache``;
 
 and then ``pipeline``: the distillation step fed by the real input pipeline (``config.data``)
-with device prefetch, and ``pipeline_only``: the input pipeline alone. Each is timed in
+with device prefetch, and ``pipeline_only``: the input pipeline alone (``--only_pipeline``:
+that alone, e.g. per core under ``taskset -c 0``), with the host bytes per image. Each is timed in
 ``--windows`` windows of ``--steps`` steps (device work waited for at each window's end);
 images/s are reported as the median window with the slowest and fastest. Windows that
 spread more than ``--max_spread`` (slowest / fastest - 1; a busy host) are measured again, at
@@ -63,6 +64,8 @@ _METHODS = flags.DEFINE_string(
     "or a comma-separated list of them (teacher and student from the config).")
 _PIPELINE = flags.DEFINE_bool("pipeline", True, "Also measure the real input pipeline.")
 _MOCK = flags.DEFINE_bool("mock_data", False, "Pipeline measurements on tfds.testing.mock_data.")
+_ONLY_PIPELINE = flags.DEFINE_bool("only_pipeline", False, "Measure the input pipeline alone "
+                                   "(pipeline_only) and nothing else: no network is compiled.")
 _CACHE = flags.DEFINE_bool("teacher_cache", False, "Also time each distillation step with the "
                            "teachers' outputs read from the batch (config.teacher_cache).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to this file.")
@@ -76,7 +79,8 @@ def main(argv):
     records = benchmarking.run(
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
         batch_size=_BATCH.value or None, methods=_METHODS.value, pipeline=_PIPELINE.value,
-        mock_data=_MOCK.value, teacher_cache=_CACHE.value, attempts=_ATTEMPTS.value,
+        mock_data=_MOCK.value, teacher_cache=_CACHE.value, only_pipeline=_ONLY_PIPELINE.value,
+        attempts=_ATTEMPTS.value,
         max_spread=_MAX_SPREAD.value, print_fn=lambda s: print(s, flush=True))
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")

@@ -129,7 +129,8 @@ class _Bench:
         "teachers": ",".join(f"{n}={t['model']}" for n, t in sorted(config.teachers.items())),
         "input_shape": list(self.info.input_shape),
         "cpu_conv": ("native" if jax.default_backend() != "cpu" or
-                     not conv_lib.use_patch_matmuls() else "patch_matmuls"),
+                     not conv_lib.use_patch_matmuls() else
+                     "patch_matmuls+winograd" if conv_lib.use_winograd() else "patch_matmuls"),
         "huge_pages": runtime.huge_pages(),
         **host_lib.describe(),
         "steps_per_window": steps, "windows": windows, "max_spread": max_spread,
@@ -254,7 +255,10 @@ class _Bench:
     timed = self.time_steps(lambda t: compiled(tvars, self.float_images, t)[1], token)
     return self.record("teacher_forward", "+".join(used), timed, compile_s, _memory(compiled))
 
-  def measure_pipeline(self, method: str, objectives, mock_data: bool) -> list[dict]:
+  def measure_pipeline(self, method: str, objectives, mock_data: bool,
+                       with_step: bool = True) -> list[dict]:
+    """``pipeline_only`` (the input pipeline alone) and, ``with_step``, ``pipeline`` (the
+    step fed by it through device prefetch); [] where the data cannot be read."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     needed = self.warmup + self.steps * self.windows * max(1, self.attempts) + 2
     ctx = (tfds.testing.mock_data(num_examples=self.batch_size * (needed + 1))
@@ -289,6 +293,8 @@ class _Bench:
                "augment_on": "device" if self.augment is not None else "host"}
       timed = self.time_steps(lambda _: next(it)["image"], None)
       records.append(self.record("pipeline_only", method, timed, None, {}, **sizes))
+      if not with_step:
+        return records
       state, step, _ = self.state_and_step(objectives, samplers)
       rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
       jitted = jax.jit(step, in_shardings=(self.repl, self.batch_sh, self.repl),
@@ -312,15 +318,16 @@ def step_seconds(config: ml_collections.ConfigDict, steps: int = 3, warmup: int 
 def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
-        attempts: int = timing.ATTEMPTS, max_spread: float = timing.MAX_SPREAD,
+        only_pipeline: bool = False, attempts: int = timing.ATTEMPTS, max_spread: float = timing.MAX_SPREAD,
         print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Measures ``config`` (see the module docstring); returns the records, printing a table.
-  Compile times are of real compilations: JAX's persistent compilation cache is off here."""
+  Compile times are of real compilations: JAX's persistent compilation cache is off here.
+  ``only_pipeline``: the input pipeline alone, no network step."""
   with runtime.without_persistent_compilation_cache():
     return _run(config, steps=steps, windows=windows, warmup=warmup, batch_size=batch_size,
                 methods=methods, pipeline=pipeline, mock_data=mock_data,
-                teacher_cache=teacher_cache, attempts=attempts, max_spread=max_spread,
-                print_fn=print_fn)
+                teacher_cache=teacher_cache, only_pipeline=only_pipeline, attempts=attempts,
+                max_spread=max_spread, print_fn=print_fn)
 
 
 def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
@@ -381,7 +388,7 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, teacher_ca
 
 
 def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
-         teacher_cache, attempts, max_spread, print_fn):
+         teacher_cache, only_pipeline, attempts, max_spread, print_fn):
   run_name, config, earlier = _single_run(config)
   config = ml_collections.ConfigDict(config.to_dict())
   if batch_size:
@@ -408,6 +415,15 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
              f"{_DEFAULT_INDEX_SIZE})")
   print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
            f"{'compile s':>9} {'memory MB':>9} {'spread %':>7}")
+  if only_pipeline:
+    first = next(iter(method_cfgs))
+    records = bench.measure_pipeline(first, bench.parse(method_cfgs[first]), mock_data,
+                                     with_step=False)
+    for r in records:
+      print_fn(f"input pipeline alone: augmented on the {r['augment_on']}, "
+               f"{r['host_bytes_per_image']} host bytes per image, {r['image_dtype']} images"
+               f"{', mock data' if mock_data else ''}")
+    return records
   records = []
   student_rec, _ = bench.measure_step("student_step", "ce",
                                       bench.parse({"ce": {"weight": 1.0}}))
