@@ -287,8 +287,9 @@ class _Bench:
       it = batches()
       first = next(it)
       # What the host hands the device per example (image, index, label, host inputs).
+      local = self.batch_size // jax.process_count()
       sizes = {"host_bytes_per_image": sum(np.asarray(v).nbytes for v in first.values())
-                                       // self.batch_size * jax.process_count(),
+                                       // local,
                "image_dtype": str(first["image"].dtype),
                "augment_on": "device" if self.augment is not None else "host"}
       timed = self.time_steps(lambda _: next(it)["image"], None)
