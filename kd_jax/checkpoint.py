@@ -284,12 +284,8 @@ def _on_this_process(path: epath.Path) -> Any:
                       metadata)
 
 
-def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str, Any], dict[str, Any]]:
-  """``({'params', 'batch_stats'}, meta)`` of the model trained in a kd_jax run's workdir.
-
-  which: ``latest`` (the last saved train state) or ``best`` (best eval accuracy). A workdir
-  written by ``kd_jax.convert`` holds only ``best/``, which serves both.
-  """
+def _model_checkpoint(workdir: str, which: str) -> tuple[epath.Path, str, str]:
+  """``(folder, which, item)`` of the model checkpoints ``load_model_variables`` reads."""
   root = epath.Path(workdir)
   sub = "checkpoints" if which == "latest" else "best"
   if sub == "checkpoints" and not (root / sub).exists() and (root / "best").exists():
@@ -297,29 +293,55 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
   if not (root / sub).exists():
     raise KdJaxError(f"no kd_jax checkpoint in {root} (expected {root / sub}); train it first "
                      f"or convert a PyTorch teacher into it")
-  item = "state" if which == "latest" else "model"
-  with ocp.CheckpointManager(root / sub, item_names=(item, "meta"),
-                             options=ocp.CheckpointManagerOptions(
-                                 read_only=True, create=False, save_interval_steps=0)) as mngr:
-    step = mngr.latest_step() if which == "latest" else (mngr.best_step() or mngr.latest_step())
-    if step is None:
-      raise KdJaxError(f"no complete checkpoint in {root / sub}")
+  return root / sub, which, ("state" if which == "latest" else "model")
+
+
+def _read_meta(mngr, folder: epath.Path, which: str) -> tuple[int, dict[str, Any]]:
+  step = mngr.latest_step() if which == "latest" else (mngr.best_step() or mngr.latest_step())
+  if step is None:
+    raise KdJaxError(f"no complete checkpoint in {folder}")
+  try:
+    meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  except Exception as err:  # pylint: disable=broad-except  (any read failure)
+    raise KdJaxError(f"cannot read the checkpoint {folder}/{step}: "
+                     f"{first_line(err)[:200]}") from None
+  version = meta.get("checkpoint_version", VERSION)  # (Converted teachers have none.)
+  if not isinstance(version, int) or version > VERSION:
+    raise KdJaxError(f"{folder}/{step} was written by a newer kd_jax (checkpoint format "
+                     f"{version!r}; this kd_jax reads formats up to {VERSION}): upgrade kd_jax "
+                     f"to read it")
+  return step, meta
+
+
+def _reader(folder: epath.Path, item: str):
+  return ocp.CheckpointManager(folder, item_names=(item, "meta"),
+                               options=ocp.CheckpointManagerOptions(
+                                   read_only=True, create=False, save_interval_steps=0))
+
+
+def model_meta(workdir: str, which: str = "latest") -> dict[str, Any]:
+  """The meta of the model checkpoint ``load_model_variables`` would read (model,
+  num_classes, heads...), without reading its arrays; the same one-line errors."""
+  folder, which, item = _model_checkpoint(workdir, which)
+  with _reader(folder, item) as mngr:
+    return _read_meta(mngr, folder, which)[1]
+
+
+def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str, Any], dict[str, Any]]:
+  """``({'params', 'batch_stats'}, meta)`` of the model trained in a kd_jax run's workdir.
+
+  which: ``latest`` (the last saved train state) or ``best`` (best eval accuracy). A workdir
+  written by ``kd_jax.convert`` holds only ``best/``, which serves both.
+  """
+  folder, which, item = _model_checkpoint(workdir, which)
+  with _reader(folder, item) as mngr:
+    step, meta = _read_meta(mngr, folder, which)
     try:
-      meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    except Exception as err:  # pylint: disable=broad-except  (any read failure)
-      raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
-                       f"{first_line(err)[:200]}") from None
-    version = meta.get("checkpoint_version", VERSION)  # (Converted teachers have none.)
-    if not isinstance(version, int) or version > VERSION:
-      raise KdJaxError(f"{root / sub}/{step} was written by a newer kd_jax (checkpoint format "
-                       f"{version!r}; this kd_jax reads formats up to {VERSION}): upgrade kd_jax "
-                       f"to read it")
-    try:
-      target = _on_this_process(root / sub / str(step) / item)
+      target = _on_this_process(folder / str(step) / item)
       tree = mngr.restore(step, args=ocp.args.Composite(
           **{item: ocp.args.StandardRestore(target)}))[item]
     except Exception as err:  # pylint: disable=broad-except
-      raise KdJaxError(f"cannot read the checkpoint {root / sub}/{step}: "
+      raise KdJaxError(f"cannot read the checkpoint {folder}/{step}: "
                        f"{first_line(err)[:200]}") from None
   params = tree["params"]["student"] if item == "state" else tree["params"]
   return {"params": params, "batch_stats": tree["batch_stats"]}, meta

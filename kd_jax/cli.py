@@ -18,6 +18,13 @@ def parse_flags(argv):
     sys.exit(flag_error(err))
 
 
+def overrides(name: str = "config") -> list[str]:
+  """The paths (``a.b``) of the ``--config.a.b=...`` overrides given on the command line, in
+  order."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  return list(config_flags.get_override_values(flags.FLAGS[name]))
+
+
 def local_workdir(value: str, flag: str = "--workdir") -> str:
   """The absolute local path of a workdir flag; a URL (``gs://...``) is refused in one line:
   kd_jax writes its workdirs with local file operations (a bucket mounted with gcsfuse

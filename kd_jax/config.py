@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import re
 from typing import Any
 
 import ml_collections
@@ -157,6 +158,31 @@ def base_config() -> ml_collections.ConfigDict:
   # published top-1 %, -1 where none was published); the job writes table.md and table.json.
   c.published = ()
   c.published_source = ""
+  return c
+
+
+def downstream_task_name(data_cfg) -> str:
+  """A folder name for a downstream data set (``oxford_flowers102``, ``sklearn_digits_3``...)."""
+  name = data_cfg.name + ("_" + "_".join(map(str, data_cfg.classes)) if data_cfg.classes else "")
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def finetune_config(config: ml_collections.ConfigDict, model: str, init_from: str
+                    ) -> ml_collections.ConfigDict:
+  """The run that fine-tunes ``model`` (from ``init_from``; "" = from scratch) on the
+  downstream data: cross-entropy, no teachers, the downstream optimiser and schedule."""
+  ds = config.downstream
+  c = base_config()
+  c.seed = config.seed
+  c.model = model
+  c.dtype = config.dtype
+  c.init_from = init_from
+  c.data = copy.deepcopy(ds.data)
+  c.batch_size = ds.batch_size
+  c.num_epochs = ds.num_epochs
+  c.eval_every_epochs = ds.num_epochs
+  c.optimizer = copy.deepcopy(ds.optimizer)
+  c.log_every_steps = config.log_every_steps
   return c
 
 

@@ -1,29 +1,40 @@
 """``python -m kd_jax.train --dry_run``: what a job would do, printed, and nothing trained.
 
-For every run, in the order the job trains them: the model, the data (splits, sizes, whether
+First the plan (``kd_jax.plan``: every run checked as training would check it), for every
+run in the order the job trains them: the model, the data (splits, sizes, whether
 prepared), the batch size, epochs and steps, each teacher and where it comes from (a run of
 this job, a checkpoint, or an evaluation-only backbone), each objective with every field and
-hyperparameter (defaults included, marked), initialisation stages, the downstream stage;
-and an estimate of the training time from a few measured steps of the run's train step
-(random teachers and batches of the real shapes; evaluation not included). Writes nothing
-to the workdir (the embedded data sets are prepared in the TFDS data_dir if they are not).
+hyperparameter (defaults included, marked), initialisation phases, the downstream stage.
+
+Then an estimate of each run's training time. Runs that compile to the same train step
+(same models, objectives, batch, dtype: e.g. the seeds of a table) share one measurement. The
+distinct steps are measured (a few steps of each, random teachers and batches of the real
+shapes), those that weigh most in the job's time first, for ``measure_s`` seconds (at least
+one); each step left is estimated from XLA's cost
+analysis (the FLOPs of the student's forward and backward pass and of the teachers' forward
+passes, the objectives' own arithmetic not counted) at the FLOP rate measured here, and says
+so. Evaluation and compilation are not included. Writes nothing to the workdir (the
+embedded data sets are prepared in the TFDS data_dir if they are not).
 """
 from __future__ import annotations
 
-import os
+import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from kd_jax import config as config_lib
-from kd_jax import methods
-from kd_jax.data import info as data_info
-from kd_jax.data import sources
-from kd_jax.distill import host_inputs
-from kd_jax.distill import objectives as objectives_lib
+from kd_jax import plan as plan_lib
 from kd_jax.bench import benchmarking
+from kd_jax.data import info as data_info
+from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import teachers as teachers_lib
+from kd_jax.models import conv as conv_lib
+
+# Seconds of measuring steps before the rest are estimated from their FLOPs.
+MEASURE_S = 3.0
 
 
 def _duration(seconds: float) -> str:
@@ -71,88 +82,162 @@ def _data_line(data: ml_collections.ConfigDict, info: data_info.DataInfo) -> str
           f"{'x'.join(map(str, info.input_shape))}; {state}")
 
 
-def _teacher_line(name: str, teacher, workdir: str) -> str:
-  teacher = dict(teacher)
-  if teacher.get("run"):
-    where = f"run {teacher['run']!r} of this job ({os.path.join(workdir, teacher['run'])})"
+def _teacher_line(teacher: plan_lib.TeacherPlan) -> str:
+  if teacher.run:
+    where = f"run {teacher.run!r} of this job ({teacher.path})"
   else:
-    path = teacher.get("checkpoint", "")
-    found = bool(path) and any(os.path.isdir(os.path.join(path, sub))
-                               for sub in ("checkpoints", "best"))
-    where = f"checkpoint {path} ({'found' if found else 'NOT FOUND'})"
-  which = f", its {teacher['which']} checkpoint" if teacher.get("which") else ""
-  return f"{name}: {teacher['model']} from {where}{which}"
+    where = f"checkpoint {teacher.path} ({'found' if teacher.found else 'NOT FOUND'})"
+  which = f", its {teacher.which} checkpoint" if teacher.which != "latest" else ""
+  head = f", its head {teacher.head!r}" if teacher.head else ""
+  return f"{teacher.name}: {teacher.model} from {where}{which}{head}"
+
+
+def _run_lines(run: plan_lib.RunPlan) -> list[str]:
+  cfg, lines = run.config, []
+  if not run.trains:
+    what = (f"a randomly initialised {cfg.model}" if cfg.downstream.backbone == "random"
+            else f"the backbone of {cfg.downstream.backbone!r}")
+    lines.append(f"{run.tag} evaluates {what} (no training)")
+  else:
+    steps, spe = run.num_steps, run.steps_per_epoch
+    lines.append(f"{run.tag} trains {cfg.model}, seed {cfg.seed}, batch {cfg.batch_size}, "
+                 f"{cfg.num_epochs} epochs = {'?' if steps is None else f'{steps:,}'} steps "
+                 f"({'?' if spe is None else spe} per epoch), {cfg.dtype}, optimizer "
+                 f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g} ({cfg.optimizer.schedule})")
+    lines.append(f"  data {_data_line(cfg.data, run.info)}")
+    lines += [f"  teacher {_teacher_line(t)}" for t in run.teachers.values()]
+    for obj in run.objectives:
+      first, *rest = objective_lines(obj)
+      lines.append(f"  objective {first}")
+      lines += [f"  {line}" for line in rest]
+    if cfg.student_heads:
+      lines.append(f"  student heads: {', '.join(cfg.student_heads)}")
+    if cfg.teacher_cache:
+      lines.append(f"  teacher cache: {cfg.teacher_cache}")
+  if cfg.downstream.data.name:
+    d = cfg.downstream
+    lines.append(f"  downstream: {', '.join(d.protocols)} on {d.data.name} "
+                 f"({d.data.train_split} / {d.data.eval_split})")
+  return lines
 
 
 def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = True,
-             print_fn: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
-  """Prints the job (see the module docstring); returns ``{run: {steps, step_s, estimate_s}}``
-  (``step_s``/``estimate_s`` None where not measured or nothing trains)."""
-  runs = config_lib.validated_runs(config)
-  print_fn(f"kd_jax: dry run of {len(runs)} run(s) in {workdir} (nothing is trained or written)")
+             print_fn: Callable[[str], None] = print, overrides: Sequence[str] = (),
+             measure_s: float = MEASURE_S) -> dict[str, dict[str, Any]]:
+  """Prints the job (see the module docstring); returns ``{run: {steps, step_s, estimate_s,
+  how}}`` (``how``: 'measured' or 'estimated'; None where nothing trains or nothing was
+  measured). What would stop the job at its start on this machine (a data set that cannot be
+  had, a teacher checkpoint not there) is printed last, one line each."""
+  job = plan_lib.make(config, workdir, overrides, missing=True)
+  print_fn(f"kd_jax: dry run of {len(job.runs)} run(s) in {workdir} (nothing is trained or "
+           f"written)")
+  for run in job.runs.values():
+    for line in _run_lines(run):
+      print_fn(line)
+  out = {name: {"steps": run.num_steps, "step_s": None, "estimate_s": None, "how": None}
+         for name, run in job.runs.items()}
+  if measure:
+    _estimate(job, out, print_fn, measure_s)
+  for problem in job.problems:
+    print_fn(f"kd_jax: training here would stop at its start: {problem}")
+  return out
+
+
+def _estimate(job: plan_lib.JobPlan, out: dict[str, dict[str, Any]],
+              print_fn: Callable[[str], None], measure_s: float) -> None:
+  """Measures distinct steps for ``measure_s`` seconds, estimates the rest from their FLOPs
+  (see the module docstring), prints a line per run and the total, fills ``out``."""
+  groups: dict[str, list[str]] = {}
+  for name, run in job.runs.items():
+    if run.trains:
+      groups.setdefault(run.step_key(), []).append(name)
+  if not groups:
+    return
+  print_fn(f"kd_jax: estimating {sum(map(len, groups.values()))} run(s) that train: "
+           f"{len(groups)} distinct train step(s), measured for up to {measure_s:g} s, the "
+           f"rest estimated from XLA's cost analysis")
+  flops: dict[str, float | None] = {}
+  cache: dict[str, float | None] = {}
+  if len(groups) > 1:
+    flops = {key: _step_flops(job.runs[names[0]], cache) for key, names in groups.items()}
+  # The steps that weigh most in the job's time first: FLOPs x steps x runs.
+  weight = lambda key: (flops.get(key) or 0.0) * sum(
+      out[n]["steps"] or 0 for n in groups[key])
   measured: dict[str, float] = {}
-  out: dict[str, dict[str, Any]] = {}
-  for name, cfg in runs.items():
-    tag = f"[{name or 'train'}]"
-    sources.prepare_local(cfg.data)
-    info = data_info.describe(cfg.data)
-    if cfg.downstream.data.name and cfg.downstream.backbone:
-      what = (f"a randomly initialised {cfg.model}" if cfg.downstream.backbone == "random"
-              else f"the backbone of {cfg.downstream.backbone!r}")
-      print_fn(f"{tag} evaluates {what} (no training)")
-      steps = 0
+  t0 = time.perf_counter()
+  for key in sorted(groups, key=weight, reverse=True):
+    if measured and time.perf_counter() - t0 >= measure_s:
+      break
+    measured[key] = benchmarking.step_seconds(job.runs[groups[key][0]])
+  rates = [flops[k] / s for k, s in measured.items() if flops.get(k) and s > 0]
+  rate = statistics.median(rates) if rates else None
+  for key, names in groups.items():
+    if key in measured:
+      step_s, how, note = measured[key], "measured", "measured here"
+    elif flops[key] and rate:
+      step_s, how = flops[key] / rate, "estimated"
+      note = (f"estimated: {flops[key] / 1e9:.3g} GFLOP/step by XLA's cost analysis at the "
+              f"{rate / 1e9:.3g} GFLOP/s measured here")
     else:
-      spe = (max(1, info.num_train_examples // cfg.batch_size)
-             if info.num_train_examples else None)
-      steps = spe * cfg.num_epochs if spe else None
-      print_fn(f"{tag} trains {cfg.model}, seed {cfg.seed}, batch {cfg.batch_size}, "
-               f"{cfg.num_epochs} epochs = {'?' if steps is None else f'{steps:,}'} steps "
-               f"({'?' if spe is None else spe} per epoch), {cfg.dtype}, optimizer "
-               f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g} ({cfg.optimizer.schedule})")
-      print_fn(f"  data {_data_line(cfg.data, info)}")
-      for t_name, teacher in cfg.teachers.items():
-        print_fn(f"  teacher {_teacher_line(t_name, teacher, workdir)}")
-      objectives = objectives_lib.parse(cfg.objectives, list(cfg.teachers),
-                                        has_labels=not cfg.data.unlabeled,
-                                        all_labeled=cfg.data.labeled_fraction >= 1.0
-                                        and not cfg.data.get("unlabeled_parts"))
-      # What the samplers refuse (CRD's exact negatives on unlabelled data), without reading
-      # the labels: an empty split stands in for them.
-      host_inputs.build(objectives, methods.TrainSplit(0, not cfg.data.unlabeled,
-                                                       lambda: np.zeros(0, np.int32)))
-      for obj in objectives:
-        first, *rest = objective_lines(obj)
-        print_fn(f"  objective {first}")
-        for line in rest:
-          print_fn(f"  {line}")
-      if cfg.student_heads:
-        print_fn(f"  student heads: {', '.join(cfg.student_heads)}")
-      if cfg.teacher_cache:
-        print_fn(f"  teacher cache: {cfg.teacher_cache}")
-    if cfg.downstream.data.name:
-      d = cfg.downstream
-      print_fn(f"  downstream: {', '.join(d.protocols)} on {d.data.name} "
-               f"({d.data.train_split} / {d.data.eval_split})")
-    step_s = estimate = None
-    if measure and steps != 0:
-      key = repr((cfg.model, sorted((n, dict(t)["model"]) for n, t in cfg.teachers.items()),
-                  cfg.objectives.to_dict(), cfg.batch_size, cfg.dtype, cfg.data.name,
-                  cfg.student_heads))
-      if key not in measured:
-        measured[key] = benchmarking.step_seconds(cfg)
-      step_s = measured[key]
+      continue
+    for name in names:
+      steps = out[name]["steps"]
+      out[name].update(step_s=step_s, how=how,
+                       estimate_s=None if steps is None else step_s * steps)
+      tag = job.runs[name].tag
       if steps is None:
-        print_fn(f"  estimate: {1000 * step_s:.0f} ms/step (measured here); the number of "
-                 f"steps is known once the data set is prepared")
+        print_fn(f"{tag} estimate: {1000 * step_s:.0f} ms/step ({note}); the number of steps "
+                 f"is known once the data set is prepared")
       else:
-        estimate = step_s * steps
-        print_fn(f"  estimate: {1000 * step_s:.0f} ms/step x {steps:,} steps = "
-                 f"{_duration(estimate)} of training steps (measured here; evaluation and "
-                 f"compilation not included)")
-    out[name] = {"steps": steps, "step_s": step_s, "estimate_s": estimate}
+        print_fn(f"{tag} estimate: {1000 * step_s:.0f} ms/step x {steps:,} steps = "
+                 f"{_duration(step_s * steps)} of training steps ({note})")
   training = [r for r in out.values() if r["steps"] != 0]
   estimates = [r["estimate_s"] for r in training if r["estimate_s"] is not None]
   if estimates:
-    print_fn(f"kd_jax: estimated training time: {_duration(sum(estimates))}"
+    print_fn(f"kd_jax: estimated training time: {_duration(sum(estimates))} (evaluation and "
+             f"compilation not included)"
              f"{'' if len(estimates) == len(training) else ' (runs of unknown length not counted)'}")
-  return out
+
+
+def _model_flops(module, input_shape, batch: int, train: bool,
+                 cache: dict[str, float | None]) -> float | None:
+  """FLOPs of one forward pass (``train``: forward and backward in training mode) of
+  ``module`` on a batch, by XLA's cost analysis of its native convolutions (lowered, not
+  compiled); None where the backend gives none."""
+  key = repr((module, tuple(input_shape), batch, train))
+  if key in cache:
+    return cache[key]
+  x = jax.ShapeDtypeStruct((batch, *input_shape), jnp.float32)
+  with conv_lib.native():
+    variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
+                                                   jnp.zeros((1, *input_shape)), train=False))
+    if train:
+      def fn(v, x):
+        def loss(params):
+          (logits, _), _ = module.apply({**v, "params": params}, x, train=True,
+                                        mutable=["batch_stats"],
+                                        rngs={"dropout": jax.random.PRNGKey(0)})
+          return jnp.sum(logits.astype(jnp.float32))
+        return jax.grad(loss)(v["params"])
+    else:
+      fn = lambda v, x: module.apply(v, x, train=False)
+    try:
+      analysis = jax.jit(fn).lower(variables, x).cost_analysis()
+    except Exception:  # pylint: disable=broad-except  (a backend without cost analysis)
+      analysis = None
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  cache[key] = float(analysis["flops"]) if analysis and analysis.get("flops") else None
+  return cache[key]
+
+
+def _step_flops(run: plan_lib.RunPlan, cache: dict[str, float | None]) -> float | None:
+  """FLOPs of the run's main train step: the student forward and backward, and the forward
+  pass of each teacher its main-phase objectives read."""
+  batch, shape = run.config.batch_size, run.info.input_shape
+  total = _model_flops(run.student(), shape, batch, True, cache)
+  modules = run.teacher_modules()
+  for name in teachers_lib.used(run.objectives):
+    f = _model_flops(modules[name], shape, batch, False, cache)
+    total = None if total is None or f is None else total + f
+  return total

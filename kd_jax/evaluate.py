@@ -26,17 +26,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The workdir of the trained run 
 
 def main(argv):
   config = start(argv, _CONFIG, "--config=<config file> is required")
-  from kd_jax import config as config_lib
+  from kd_jax import plan
   from kd_jax.errors import KdJaxError, Preempted
   from kd_jax.evaluation import downstream
   try:
     if not _WORKDIR.value:
       raise KdJaxError("--workdir=<the trained run's workdir> is required")
-    config_lib.validate(config)
-    if not config.downstream.data.name:
-      raise KdJaxError("config.downstream.data.name is empty: the config names no "
-                       "downstream data set")
     workdir = local_workdir(_WORKDIR.value)
+    plan.make_downstream(config, workdir)  # Everything checked before anything runs.
     downstream.evaluate(config, workdir)
   except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
     print(f"kd_jax: {err}", flush=True)

@@ -5,7 +5,7 @@ import json
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -13,27 +13,24 @@ import numpy as np
 
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
-from kd_jax.data import sources
+from kd_jax import plan as plan_lib
 from kd_jax.evaluation import downstream
 from kd_jax.training.loop import train_and_evaluate
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Validates every run up front, then trains them in order; a finished run (its
-  results.json exists) is not trained again, an interrupted one resumes.
+def run(config: ml_collections.ConfigDict, workdir: str,
+        overrides: Sequence[str] = ()) -> dict[str, Any]:
+  """Plans every run first (``kd_jax.plan``: anything a run would refuse is refused before
+  the first one trains, with nothing written), then trains them in order; a finished run
+  (its results.json exists) is not trained again, an interrupted one resumes.
+  ``overrides``: the command line's ``--config.*`` paths, each of which must reach a run.
 
   Writes ``<workdir>/results.json`` (all runs) and prints a table of test accuracies; with
   ``config.published``, also ``table.md`` and ``table.json``: each published number beside
   the measured one (``published_table``). Prints the budget (runs x epochs) first.
   """
-  runs = config_lib.validated_runs(config)
-  checked = set()
-  for cfg in runs.values():  # A data set that cannot be had fails now, not after a teacher.
-    for data in (cfg.data, cfg.downstream.data):
-      key = (data.name, data.get("data_dir"), data.get("download", True))
-      if data.name and key not in checked:
-        checked.add(key)
-        sources.check_available(data)
+  job = plan_lib.make(config, workdir, overrides)
+  runs = {name: p.config for name, p in job.runs.items()}
   _print(f"kd_jax: results go to {workdir}")
   if len(runs) > 1:
     _print(budget_line(runs, workdir))
@@ -41,24 +38,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     ckpt_lib.check_writable(workdir)  # Before anything compiles.
   t0 = time.time()
   results = {}
-  for name, cfg in runs.items():
-    run_dir = os.path.join(workdir, name) if name else workdir
+  for name, run_plan in job.runs.items():
+    cfg, run_dir = run_plan.config, run_plan.workdir
     os.makedirs(run_dir, exist_ok=True)
     if name and ckpt_lib.is_complete_run(run_dir):
       with open(os.path.join(run_dir, "results.json")) as f:
         results[name] = json.load(f)
       _print(f"[{name}] already finished ({run_dir}/results.json)")
-    elif cfg.downstream.data.name and cfg.downstream.backbone:
+    elif not run_plan.trains:
       # Evaluation only (of a random backbone, or of another run's): nothing to train.
       results[name] = {"run": name, "model": cfg.model, "teachers": [], "objectives": {},
                        "evaluates": cfg.downstream.backbone, "test_accuracy": None,
                        "eval": {}, "steps": 0, "epochs": 0, "train_time_s": 0.0}
     else:
       _print(f"[{name or 'train'}] training {cfg.model} in {run_dir}")
-      results[name] = train_and_evaluate(cfg, run_dir, run_name=name, job_workdir=workdir)
+      results[name] = train_and_evaluate(run_plan, job_workdir=workdir)
     if cfg.downstream.data.name and "downstream" not in results[name]:
       # The downstream stage: the run's results.json gains it once it is done.
-      task = downstream.task_name(cfg.downstream.data)
+      task = config_lib.downstream_task_name(cfg.downstream.data)
       source = cfg.downstream.backbone
       backbone_dir = None if source in ("", "random") else (
           os.path.join(workdir, source) if source in runs else source)

@@ -16,7 +16,7 @@ runtime.quiet_library_logs()  # Before TensorFlow is imported.
 
 from absl import app, flags  # noqa: E402
 
-from kd_jax.cli import define_config, local_workdir, parse_flags, start  # noqa: E402
+from kd_jax.cli import define_config, local_workdir, overrides, parse_flags, start  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "default.py")
@@ -40,9 +40,10 @@ def main(argv):
     workdir = local_workdir(_WORKDIR.value)
     if _DRY_RUN.value:
       from kd_jax import dry_run
-      dry_run.describe(config, workdir, print_fn=lambda s: print(s, flush=True))
+      dry_run.describe(config, workdir, print_fn=lambda s: print(s, flush=True),
+                       overrides=overrides())
       return
-    job.run(config, workdir)
+    job.run(config, workdir, overrides())
   except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
     print(f"kd_jax: {err}", flush=True)
     sys.exit(0)

@@ -36,6 +36,7 @@ LONGEST_FIRST = (
     "tests/reliability/test_corruption.py",
     "tests/training/test_speed_invariants.py",
     "tests/evaluation/test_downstream.py",
+    "tests/test_plan.py",
     "tests/distill/test_distill_job.py",
     "tests/distill/test_adding_a_method.py",
     "tests/training/test_default_job.py",

@@ -20,14 +20,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kd_jax import config as config_lib
 from kd_jax import methods as methods_lib
 from kd_jax import models, recipes, runtime
-from kd_jax.data import info as data_info
+from kd_jax import plan as plan_lib
 from kd_jax.data import pipelines
 from kd_jax.distill import host_inputs
 from kd_jax.distill import objectives as objectives_lib
-from kd_jax.distill import student as student_lib
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
@@ -37,22 +35,27 @@ from kd_jax.bench import host as host_lib
 from kd_jax.bench import timing
 from kd_jax.training import build, optim, sharding
 
-# CRD's memory bank is sized by the train split; without metadata (data not prepared),
-# benchmarks assume CIFAR's 50,000 examples.
-_DEFAULT_INDEX_SIZE = 50_000
 
 
 def json_line(record: dict[str, Any]) -> str:
   return json.dumps(record, sort_keys=False)
 
 
-def _single_run(config: ml_collections.ConfigDict):
-  """A config with ``runs`` -> ``(name, config, earlier run names)`` of its last run that
-  reads a teacher (else of its last run)."""
-  runs = config_lib.expand_runs(config)
-  with_teacher = [n for n, c in runs.items() if c.teachers]
-  name = (with_teacher or list(runs))[-1]
-  return name, runs[name], list(runs)[:list(runs).index(name)]
+def bench_plan(config: ml_collections.ConfigDict, batch_size: int | None = None
+               ) -> "plan_lib.RunPlan":
+  """The plan of the run a benchmark measures: the config's single run, or the last run of a
+  job that reads a teacher (else its last run); ``batch_size`` for every run if given.
+  Teacher checkpoints need not exist (the benchmark's teachers are random)."""
+  if batch_size:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.batch_size = batch_size
+    for run in (config.get("runs") or {}).values():
+      if "batch_size" in run:
+        run.batch_size = batch_size
+  job = plan_lib.make(config, "", missing=True)
+  trained = [r for r in job.runs.values() if r.trains]
+  with_teacher = [r for r in trained if r.teachers]
+  return (with_teacher or trained or list(job.runs.values()))[-1]
 
 
 def _compile(fn, *args, **jit_kw):
@@ -77,19 +80,18 @@ def _memory(compiled) -> dict[str, Any]:
 class _Bench:
   """What every measurement of one benchmark shares: the config, devices, random batch."""
 
-  def __init__(self, config, batch_size, steps, windows, warmup, attempts, max_spread,
-               print_fn):
-    self.config, self.steps, self.windows, self.warmup = config, steps, windows, warmup
+  def __init__(self, plan, steps, windows, warmup, attempts, max_spread, print_fn):
+    config = plan.config
+    self.plan, self.config, self.steps, self.windows, self.warmup = (plan, config, steps,
+                                                                      windows, warmup)
     self.attempts, self.max_spread = attempts, max_spread
     self.noisy: list[str] = []
     self.print = print_fn
-    self.batch_size = batch_size
-    self.info = data_info.describe(config.data)
-    self.num_classes = config.num_classes if config.num_classes > 0 else self.info.num_classes
-    if not self.num_classes:
-      raise KdJaxError("config.num_classes must be set: the data set has no labels")
-    self.index_size = self.info.num_train_examples or _DEFAULT_INDEX_SIZE
-    self.dtype = jnp.dtype(config.dtype)
+    self.batch_size = batch_size = config.batch_size
+    self.info = plan.info
+    self.num_classes = plan.num_classes
+    self.index_size = plan.index_size
+    self.dtype = plan.dtype
     self.mesh = sharding.data_mesh()
     self.repl = sharding.replicated(self.mesh)
     self.batch_sh = sharding.batch_sharding(self.mesh)
@@ -105,19 +107,17 @@ class _Bench:
     host = {"image": images,
             "label": rng.randint(0, self.num_classes, local).astype(np.int32),
             "index": rng.randint(0, self.index_size, local).astype(np.int32)}
-    if config.data.unlabeled:
+    if not plan.has_labels:
       del host["label"]
-    if config.data.labeled_fraction < 1.0:
+    if not plan.all_labeled:
       host["label_mask"] = np.ones(local, np.float32)
     self.host, self.batch = host, sharding.shard_batch(host, self.batch_sh)
-    self.teacher_modules, self.teacher_vars = {}, {}
-    for i, (name, t) in enumerate(sorted(config.teachers.items())):
-      module = models.create(t["model"], t.get("num_classes") or self.num_classes, self.dtype)
-      self.teacher_modules[name] = module
-      self.teacher_vars[name] = jax.device_put(
-          models.init(module, jax.random.PRNGKey(100 + i), self.info.input_shape), self.repl)
-    heads = {t: int(self.teacher_modules[t].num_classes) for t in config.student_heads}
-    self.student = student_lib.create(config.model, self.num_classes, heads, dtype=self.dtype)
+    self.teacher_modules = plan.teacher_modules()
+    self.teacher_vars = {
+        name: jax.device_put(models.init(module, jax.random.PRNGKey(100 + i),
+                                         self.info.input_shape), self.repl)
+        for i, (name, module) in enumerate(sorted(self.teacher_modules.items()))}
+    self.student = plan.student()
     spe = max(1, self.index_size // batch_size)
     self.schedule = optim.make_schedule(config.optimizer, spe, config.num_epochs, batch_size)
     self.spe = spe
@@ -163,15 +163,13 @@ class _Bench:
     return rec
 
   def parse(self, objectives_cfg) -> list[objectives_lib.Objective]:
-    c = self.config
-    return objectives_lib.parse(objectives_cfg, list(self.teacher_modules),
-                                has_labels=not c.data.unlabeled,
-                                all_labeled=c.data.labeled_fraction >= 1.0)
+    """The objectives of ``objectives_cfg`` on this run (planned and checked like any run's)."""
+    return list(self.plan.with_objectives(objectives_cfg).objectives)
 
   def samplers(self, objectives, data=None) -> dict[str, Any]:
     """The objectives' host samplers, from ``data``'s train labels or (no data) random labels
     of ``index_size`` examples, as random as the batch's."""
-    labeled = not self.config.data.unlabeled
+    labeled = self.plan.has_labels
     if data is not None:
       split = methods_lib.TrainSplit(data.index_size, data.has_labels, data.train_labels)
     else:
@@ -307,12 +305,11 @@ class _Bench:
     return records
 
 
-def step_seconds(config: ml_collections.ConfigDict, steps: int = 3, warmup: int = 1) -> float:
-  """Seconds per train step of a single run's config (its teachers, random, included), from
+def step_seconds(plan, steps: int = 5, warmup: int = 2) -> float:
+  """Seconds per train step of a run (a ``kd_jax.plan.RunPlan``; its teachers random), from
   one window of ``steps`` steps after compilation and ``warmup`` steps."""
-  bench = _Bench(config, config.batch_size, steps, 1, warmup, 1, timing.MAX_SPREAD,
-                 lambda _: None)
-  rec, _ = bench.measure_step("distill_step", "config", bench.parse(config.objectives))
+  bench = _Bench(plan, steps, 1, warmup, 1, timing.MAX_SPREAD, lambda _: None)
+  rec, _ = bench.measure_step("distill_step", "config", list(plan.objectives))
   return rec["step_ms"] / 1000.0
 
 
@@ -390,20 +387,15 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, teacher_ca
 
 def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
          teacher_cache, only_pipeline, attempts, max_spread, print_fn):
-  run_name, config, earlier = _single_run(config)
-  config = ml_collections.ConfigDict(config.to_dict())
-  if batch_size:
-    config.batch_size = batch_size
-  config_lib.validate(config, run_names=earlier)
-  sharding.check_batch_size(config.batch_size)
   if steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0:
     raise KdJaxError("--steps, --windows and --attempts must be >= 1, --warmup and "
                      "--max_spread >= 0")
-  method_cfgs = _method_objectives(methods, run_name, config)
+  plan = bench_plan(config, batch_size)
+  config = plan.config
+  method_cfgs = _method_objectives(methods, plan.name, config)
   if methods and len(config.teachers) != 1:
     raise KdJaxError("--methods needs a config with exactly one teacher")
-  bench = _Bench(config, config.batch_size, steps, windows, warmup, attempts, max_spread,
-                 print_fn)
+  bench = _Bench(plan, steps, windows, warmup, attempts, max_spread, print_fn)
   c = bench.common
   print_fn(f"kd_jax.benchmark: {c['device_count']} x {c['device_kind']} ({c['backend']}), "
            f"jax {c['jax_version']}, batch {config.batch_size}, {config.dtype}, "
@@ -413,7 +405,7 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   print_fn(host_lib.header(c))
   if bench.info.num_train_examples is None:
     print_fn(f"(train split size unknown without the prepared data: index/memory bank size "
-             f"{_DEFAULT_INDEX_SIZE})")
+             f"{plan_lib.DEFAULT_INDEX_SIZE})")
   print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
            f"{'compile s':>9} {'memory MB':>9} {'spread %':>7}")
   if only_pipeline:

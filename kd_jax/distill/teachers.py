@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import checkpoint as ckpt_lib
-from kd_jax.distill import student as student_lib
 from kd_jax.errors import KdJaxError
 from kd_jax.methods import Outputs
 
@@ -65,36 +64,34 @@ def run(modules: Mapping[str, nn.Module], variables: Mapping[str, Any], names: S
   return out
 
 
-def load(config, input_shape: tuple[int, ...], job_workdir: str | None,
+def load(plans: Mapping[str, Any], input_shape: tuple[int, ...], dtype: Any = jnp.float32,
          metas: dict | None = None) -> dict[str, tuple[nn.Module, Any]]:
-  """``{name: (module, variables)}`` for ``config.teachers``: each teacher's model and frozen
-  variables, read from a kd_jax run (trained, converted from PyTorch by ``kd_jax.convert``,
-  or a consolidated multi-head student, whose ``head`` is read as logits), checked against
-  the model for ``input_shape``; into ``metas``, where each came from."""
+  """``{name: (module, variables)}`` for a run's teachers (``plan.TeacherPlan``s): each
+  teacher's module and frozen variables, read from a kd_jax run (trained, converted from
+  PyTorch by ``kd_jax.convert``, or a consolidated multi-head student, whose ``head`` is read
+  as logits), checked against the model for ``input_shape``; into ``metas``, where each came
+  from."""
   out = {}
-  for name, t in config.teachers.items():
-    path = t.get("checkpoint") or os.path.join(job_workdir or ".", t["run"])
-    variables, meta = ckpt_lib.load_model_variables(path, t.get("which", "latest"))
+  for name, t in plans.items():
+    variables, meta = ckpt_lib.load_model_variables(t.path, t.which)
     if metas is not None:
-      metas[name] = {"model": t["model"], "checkpoint": os.path.abspath(path),
-                     "which": t.get("which", "latest"), "step": meta.get("step")}
-    num_classes = t.get("num_classes") or meta.get("num_classes")
-    if meta.get("model") not in (None, t["model"]):
-      raise KdJaxError(f"config.teachers.{name}.model is {t['model']!r} but {path} holds a "
+      metas[name] = {"model": t.model, "checkpoint": os.path.abspath(t.path),
+                     "which": t.which, "step": meta.get("step")}
+    if meta.get("model") not in (None, t.model):
+      raise KdJaxError(f"config.teachers.{name}.model is {t.model!r} but {t.path} holds a "
                        f"{meta['model']!r}")
-    try:  # A consolidated student (heads in its meta) is a teacher too.
-      module = student_lib.as_teacher(t["model"], num_classes, meta.get("heads"),
-                                      t.get("head", ""), dtype=jnp.dtype(config.dtype))
-    except ValueError as err:
-      raise KdJaxError(f"config.teachers.{name}.head: the student in {path} {err}") from None
+    if dict(meta.get("heads") or {}) != dict(t.heads):  # A run's plan said other heads.
+      raise KdJaxError(f"config.teachers.{name}: {t.path} holds a student with heads "
+                       f"{dict(meta.get('heads') or {})}, planned with {dict(t.heads)}")
+    module = t.module(dtype)
     expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
                                                   jnp.zeros((1, *input_shape)), train=False))
-    if t.get("head"):  # HeadAsLogits nests the student's variables one level down.
+    if t.head:  # HeadAsLogits nests the student's variables one level down.
       variables = {k: {"student": v} for k, v in variables.items()}
     got = jax.tree.map(lambda x: x.shape, variables)
     want = jax.tree.map(lambda x: x.shape, dict(expected))
     if got != want:
-      raise KdJaxError(f"config.teachers.{name}: the variables in {path} do not fit a "
-                       f"{t['model']} with {num_classes} classes on input {input_shape}")
+      raise KdJaxError(f"config.teachers.{name}: the variables in {t.path} do not fit a "
+                       f"{t.model} with {t.num_classes} classes on input {input_shape}")
     out[name] = (module, variables)
   return out

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from typing import Any
 
 import jax
@@ -30,6 +29,7 @@ import ml_collections
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import models
+from kd_jax import plan as plan_lib
 from kd_jax.data import pipelines
 from kd_jax.distill import student as student_lib
 from kd_jax.errors import KdJaxError
@@ -44,31 +44,6 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def task_name(data_cfg) -> str:
-  """A folder name for a downstream data set (``oxford_flowers102``, ``sklearn_digits_3``...)."""
-  name = data_cfg.name + ("_" + "_".join(map(str, data_cfg.classes)) if data_cfg.classes else "")
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def finetune_config(config: ml_collections.ConfigDict, model: str, init_from: str
-                    ) -> ml_collections.ConfigDict:
-  """The run that fine-tunes ``model`` (from ``init_from``; "" = from scratch) on the
-  downstream data: cross-entropy, no teachers, the downstream optimiser and schedule."""
-  ds = config.downstream
-  c = config_lib.base_config()
-  c.seed = config.seed
-  c.model = model
-  c.dtype = config.dtype
-  c.init_from = init_from
-  c.data = copy.deepcopy(ds.data)
-  c.batch_size = ds.batch_size
-  c.num_epochs = ds.num_epochs
-  c.eval_every_epochs = ds.num_epochs
-  c.optimizer = copy.deepcopy(ds.optimizer)
-  c.log_every_steps = config.log_every_steps
-  return c
-
-
 def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = "",
              backbone_dir: str | None = None) -> dict[str, Any]:
   """Runs ``config.downstream``'s protocols on the backbone trained in ``backbone_dir``
@@ -76,7 +51,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
   writes the results under ``workdir`` and returns them."""
   ds = config.downstream
   tag = f"[{run_name}] " if run_name else ""
-  out_dir = os.path.join(workdir, "downstream", task_name(ds.data))
+  out_dir = os.path.join(workdir, "downstream", config_lib.downstream_task_name(ds.data))
   os.makedirs(out_dir, exist_ok=True)
   backbone_dir = backbone_dir or workdir
   if ds.backbone == "random":
@@ -88,7 +63,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
   data = pipelines.create_dataset(ds.data, ds.batch_size, ds.batch_size)
   if not data.num_classes or not data.has_labels:
     raise KdJaxError(f"config.downstream.data: {ds.data.name!r} has no labels to evaluate on")
-  _log(f"{tag}downstream {task_name(ds.data)}: {data.num_train_examples} train / "
+  _log(f"{tag}downstream {config_lib.downstream_task_name(ds.data)}: {data.num_train_examples} train / "
        f"{data.num_eval_examples} test images, {data.num_classes} classes; backbone {source}")
   results: dict[str, Any] = {"data": ds.data.name, "backbone": source, "model": model_name}
 
@@ -122,9 +97,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
       with open(os.path.join(ft_dir, "results.json")) as f:
         ft = json.load(f)
     else:
-      ft = train_and_evaluate(
-          finetune_config(config, model_name, "" if pretrained is None else backbone_dir),
-          ft_dir, run_name=ft_name)
+      ft_config = config_lib.finetune_config(config, model_name,
+                                             "" if pretrained is None else backbone_dir)
+      ft = train_and_evaluate(plan_lib.make_run(ft_config, ft_dir, ft_name))
     results["finetune"] = {"top1": ft["test_accuracy"], "epochs": ft["epochs"],
                            "train_time_s": ft["train_time_s"]}
     _log(f"{tag}fine-tuned {ft['epochs']} epochs: test top-1 "

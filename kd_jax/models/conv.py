@@ -22,6 +22,7 @@ its Winograd part, e.g. to compare.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from typing import Sequence
@@ -36,10 +37,25 @@ from kd_jax.models import winograd
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
+_NATIVE = [False]  # Set while ``native()`` is entered.
+
+
+@contextlib.contextmanager
+def native():
+  """Convolutions traced inside take XLA's own path on every backend: what XLA's cost
+  analysis counts (the CPU path's chunked matmuls are loops it counts once)."""
+  _NATIVE[0], old = True, _NATIVE[0]
+  try:
+    yield
+  finally:
+    _NATIVE[0] = old
+
+
 def use_patch_matmuls() -> bool:
-  """Whether convolutions traced now take the CPU path (the default backend is CPU and
-  ``KD_JAX_CONV`` is not ``native``)."""
-  return jax.default_backend() == "cpu" and os.environ.get("KD_JAX_CONV", "") != "native"
+  """Whether convolutions traced now take the CPU path (the default backend is CPU,
+  ``KD_JAX_CONV`` is not ``native`` and ``native()`` is not entered)."""
+  return (jax.default_backend() == "cpu" and os.environ.get("KD_JAX_CONV", "") != "native"
+          and not _NATIVE[0])
 
 
 def use_winograd() -> bool:

@@ -10,12 +10,12 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import methods, models
 from kd_jax.data import pipelines
 from kd_jax.data.dataset import Dataset
+from kd_jax.distill import adapters
 from kd_jax.distill import host_inputs
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import student as student_lib
@@ -23,7 +23,7 @@ from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.errors import KdJaxError
-from kd_jax.training import optim, sharding, stages
+from kd_jax.training import optim, stages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,33 +47,19 @@ class Parts:
     return {n: v for n, (_, v) in self.teachers.items()}
 
 
-def parts(config: ml_collections.ConfigDict, job_workdir: str | None) -> Parts:
-  """Builds the data set, loads the teachers, creates the student and parses the objectives
-  (refusing, in one line, what does not fit together)."""
-  sharding.check_batch_size(config.batch_size)
+def parts(plan) -> Parts:
+  """The run's data set, its teachers (their variables loaded) and its student, as its plan
+  (a ``kd_jax.plan.RunPlan``, where everything was checked) says."""
+  config = plan.config
   eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
-  sharding.check_batch_size(eval_batch, "config.eval_batch_size")
   data = pipelines.create_dataset(config.data, config.batch_size, eval_batch)
-  if 0 < config.num_classes < (data.num_classes or 0) and data.has_labels:
-    raise KdJaxError(f"config.num_classes is {config.num_classes} but {data.name!r} has "
-                     f"{data.num_classes} classes (labels 0..{data.num_classes - 1}); set -1 to "
-                     f"take the data set's")
-  num_classes = config.num_classes if config.num_classes > 0 else data.num_classes
-  if not num_classes:
-    raise KdJaxError("config.num_classes must be set: the data set has no labels")
   teacher_metas: dict[str, Any] = {}
-  teachers = teachers_lib.load(config, data.input_shape, job_workdir, teacher_metas)
-  heads = {t: int(teachers[t][0].num_classes) for t in config.student_heads}
-  student = student_lib.create(config.model, num_classes, heads, dtype=jnp.dtype(config.dtype))
-  methods.import_modules(config.method_modules)
-  objectives = objectives_lib.parse(config.objectives, list(teachers), data.has_labels,
-                                    all_labeled=data.labeled_fraction >= 1.0)
-  if not data.has_labels and data.num_classes is None:
-    raise KdJaxError("config.data: evaluation needs a labelled eval split")
-  samplers = host_inputs.build(
-      objectives, methods.TrainSplit(data.index_size, data.has_labels, data.train_labels))
-  return Parts(data, int(num_classes), heads, student, teachers, teacher_metas, objectives,
-               samplers)
+  teachers = teachers_lib.load(plan.teachers, data.input_shape, plan.dtype, teacher_metas)
+  objectives = list(plan.objectives)
+  samplers = plan.samplers(methods.TrainSplit(data.index_size, data.has_labels,
+                                              data.train_labels))
+  return Parts(data, plan.num_classes, dict(plan.heads), plan.student(), teachers,
+               teacher_metas, objectives, samplers)
 
 
 def init_from(state: TrainState, config, heads, job_workdir, repl,
@@ -119,22 +105,18 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
       lambda x: student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
                               train=False), x_shape)
   t_shapes = teachers_lib.output_shapes(teachers, teacher_variables, x_shape)
-  objectives_lib.check_teacher_heads(objectives, t_shapes, teachers)
+  adapters.check_teacher_heads(objectives, t_shapes, teachers)
 
   def init_state(rng):
     k_student, k_aux = jax.random.split(rng)
     x = jnp.zeros(x_shape.shape)
     variables = student.init(k_student, x, train=False)
-    # Zeros of the outputs' shapes stand in for outputs.
-    zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
-    s_out = objectives_lib.Outputs(*zeros(s_shapes))
-    t_out = {n: objectives_lib.Outputs(*zeros(tuple(o))) for n, o in t_shapes.items()}
-    aux_params, aux_state = objectives_lib.init_aux(objectives, s_out, t_out, k_aux, index_size)
     example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2),
                **{k: jnp.zeros(v.shape, v.dtype)
                   for k, v in host_inputs.specs(samplers or {}, 2).items()}}
-    objectives_lib.check_shapes(objectives, s_out, t_out, aux_params, aux_state, example,
-                                teacher_variables, teachers)
+    aux_params, aux_state = adapters.init(
+        objectives, objectives_lib.Outputs(*s_shapes), t_shapes, k_aux, index_size,
+        teacher_variables, teachers, example)
     params = {"student": variables["params"], "aux": aux_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),

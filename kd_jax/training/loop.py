@@ -2,8 +2,8 @@
 trained one after the other by one loop, into one checkpoint folder, with evaluation and
 writers.
 
-``train_and_evaluate(config, workdir)`` trains ``config.model`` with ``config.objectives``
-(reading ``config.teachers``), resumes from the newest intact checkpoint in ``workdir``
+``train_and_evaluate(plan)`` trains a run's ``config.model`` with its objectives (reading its
+teachers) in its workdir, resumes from the newest intact checkpoint in ``workdir``
 when there is one (in whichever stage it was written), evaluates every
 ``eval_every_epochs`` and writes ``<workdir>/results.json``.
 """
@@ -269,11 +269,13 @@ def _results(run: _Run, config, workdir: str, step: int) -> dict[str, Any]:
   return results
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       run_name: str = "", job_workdir: str | None = None) -> dict[str, Any]:
-  """Trains one run to ``config.num_epochs`` (resuming if possible); returns the results dict."""
+def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
+  """Trains one run (a ``kd_jax.plan.RunPlan``) to its ``num_epochs`` in its workdir
+  (resuming if possible); returns the results dict. ``job_workdir``: where the runs named
+  by ``config.init_from`` live."""
   t_start = time.time()
-  parts = build.parts(config, job_workdir)
+  config, workdir, run_name = plan.config, plan.workdir, plan.name
+  parts = build.parts(plan)
   data, spe = parts.data, parts.data.steps_per_epoch
   mesh = sharding.data_mesh()
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)

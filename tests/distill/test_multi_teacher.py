@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from kd_jax import plan
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import models
 from kd_jax.distill import objectives, student as student_lib
@@ -205,7 +206,8 @@ def test_a_consolidated_student_loads_as_a_teacher(consolidated, head):
   student, variables, path = consolidated
   cfg = ml_collections.ConfigDict(dict(dtype="float32", teachers={"t": dict(
       model="resnet8", checkpoint=path, head=head)}))
-  (module, loaded), = teachers_lib.load(cfg, (8, 8, 1), None).values()
+  (module, loaded), = teachers_lib.load({"t": plan.plan_teacher("t", cfg.teachers.t)},
+                                       (8, 8, 1)).values()
   x = jax.random.normal(jax.random.PRNGKey(4), (2, 8, 8, 1))
   logits, features = module.apply(loaded, x, train=False)
   want_logits, want_features = student.apply(variables, x, train=False)
@@ -221,4 +223,4 @@ def test_a_head_the_consolidated_student_lacks_is_one_line(consolidated):
       model="resnet8", checkpoint=consolidated[2], head="dogs")}))
   with pytest.raises(KdJaxError, match=r"^config\.teachers\.t\.head: the student in .* has no "
                      r"head 'dogs' \(its heads: low, high\)$"):
-    teachers_lib.load(cfg, (8, 8, 1), None)
+    plan.plan_teacher("t", cfg.teachers.t)

@@ -7,6 +7,7 @@ import torch  # noqa: E402  (the test extra installs it: a broken torch fails, n
 
 import jax.numpy as jnp  # noqa: E402
 
+from kd_jax import plan
 from kd_jax import models  # noqa: E402
 from kd_jax.errors import KdJaxError  # noqa: E402
 from tests.models import torch_reference as ref  # noqa: E402
@@ -111,7 +112,8 @@ def test_convert_command_round_trip_as_a_teacher(tmp_path):
   data = pipelines.create_dataset(ml_collections.ConfigDict(dict(
       name="sklearn_digits", train_split="train", eval_split="test", image_size=32,
       channels=3)), 40)
-  (module, variables), = teachers_lib.load(cfg, data.input_shape, None).values()
+  (module, variables), = teachers_lib.load({n: plan.plan_teacher(n, t) for n, t in cfg.teachers.items()},
+                                    data.input_shape).values()
   ours = theirs = total = ties = 0
   for batch in data.eval_batches():
     logits, _ = module.apply(variables, jnp.asarray(batch["image"]), train=False)

@@ -7,6 +7,7 @@ import jax
 import pytest
 import tensorflow_datasets as tfds
 
+from kd_jax import plan
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import methods, models, recipes
@@ -110,7 +111,7 @@ def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_
       entry["init_epochs"] = 1  # The stage: 3 steps too.
   config_lib.validate(c)
   with tfds.testing.mock_data(num_examples=24):
-    results = loop.train_and_evaluate(c, str(tmp_path))
+    results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path)))
   out = capsys.readouterr().out
   report = _last_report(out, 3)
   main = results["objectives"]

@@ -5,6 +5,7 @@ import jax
 import pytest
 import tensorflow_datasets as tfds
 
+from kd_jax import plan
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import models
@@ -63,6 +64,6 @@ def test_imagenet_recipe_trains_on_mock_imagenet(tmp_path):
   c.batch_size, c.eval_batch_size, c.num_epochs, c.log_every_steps = 8, 8, 1, 1
   config_lib.validate(c)
   with tfds.testing.mock_data(num_examples=16):
-    results = loop.train_and_evaluate(c, str(tmp_path / "run"))
+    results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path / "run")))
   assert results["steps"] == 2 and results["objectives"] == {"function_matching": 1.0}
   assert 0.0 <= results["test_accuracy"] <= 1.0

@@ -78,8 +78,8 @@ def test_batch_not_divisible_by_devices(tmp_path):
   rc, err = _cli("--config=configs/default.py", "--config.batch_size=12", f"--workdir={tmp_path}",
                  env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert rc == 1 and len(err) == 1
-  assert err[0] == ("kd_jax: error: config.batch_size=12 is not divisible by the 8 devices; "
-                    "use a multiple of 8, e.g. 8")
+  assert err[0] == ("kd_jax: error: [teacher] config.batch_size=12 is not divisible by the 8 "
+                    "devices; use a multiple of 8, e.g. 8")
 
 
 def test_dataset_not_prepared_and_the_download_fails(tiny_config, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from kd_jax import plan
 from kd_jax import runtime
 from kd_jax.training import loop
 from tests.builders import make_tiny_config
@@ -30,7 +31,7 @@ def test_more_steps_and_epochs_compile_nothing_more(tmp_path):
   def run(name, epochs, examples):
     cfg = make_tiny_config(num_epochs=epochs)
     cfg.data.num_train_examples = examples
-    return lambda: loop.train_and_evaluate(cfg, str(tmp_path / name))
+    return lambda: loop.train_and_evaluate(plan.make_run(cfg, str(tmp_path / name)))
 
   with runtime.without_persistent_compilation_cache():  # Cache hits are not compilations.
     run("warm", 1, 64)()  # Library-level compilations (e.g. of initialisers) happen once.
@@ -49,7 +50,7 @@ def test_bfloat16_runs_on_digits_reach_the_float32_accuracy_within_1_percent_on_
     cfg.data.num_train_examples = -1
     cfg.optimizer.schedule = "cosine"
     cfg.log_every_steps = 22  # Once per epoch: a report per step costs 3-4 s of a 16 s run.
-    return loop.train_and_evaluate(cfg, str(tmp_path / f"{dtype}_{seed}"))["test_accuracy"]
+    return loop.train_and_evaluate(plan.make_run(cfg, str(tmp_path / f"{dtype}_{seed}")))["test_accuracy"]
 
   seeds = (0, 1, 2)
   f32 = np.mean([accuracy("float32", s) for s in seeds])

@@ -66,7 +66,7 @@ def test_eight_device_step_equals_one_device_step():
 
 def test_train_step_compiles_once(tmp_path):
   """Five steps of a run reuse the first step's executable (no recompilation)."""
-  from kd_jax import config as config_lib
+  from kd_jax import config as config_lib, plan
   from kd_jax.training import loop
   cfg = config_lib.base_config()
   cfg.num_epochs = 1
@@ -83,7 +83,7 @@ def test_train_step_compiles_once(tmp_path):
 
   loop.jax.jit = counting_jit
   try:
-    loop.train_and_evaluate(cfg, str(tmp_path))
+    loop.train_and_evaluate(plan.make_run(cfg, str(tmp_path)))
   finally:
     loop.jax.jit = original
   assert len(compiled) == 1

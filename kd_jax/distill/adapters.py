@@ -1,0 +1,112 @@
+"""The objectives' adapters and state, built from the shapes of the outputs they read, and
+every objective traced on those shapes before anything runs (``kd_jax.plan`` checks a run
+with them; ``training.build`` creates the train state with them): a loss that cannot take
+the maps it reads fails in one line naming the objective."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from kd_jax import models
+from kd_jax.distill.objectives import Objective, Outputs, feature_names
+from kd_jax.errors import KdJaxError
+
+
+def init(objectives: Sequence[Objective], student: Outputs,
+                  teachers: Mapping[str, Outputs], rng: jax.Array, index_size: int,
+                  teacher_variables: Mapping[str, Any], teacher_modules: Mapping[str, Any],
+                  batch: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``(adapter params, objectives' state)`` built from outputs of the given shapes (zeros
+  stand in for them), every objective then traced on them and ``batch`` (one-line errors)."""
+  zeros = lambda tree: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
+  s_out = Outputs(*zeros(tuple(student)))
+  t_out = {n: Outputs(*zeros(tuple(o))) for n, o in teachers.items()}
+  batch = zeros(dict(batch))
+  params, state = init_aux(objectives, s_out, t_out, rng, index_size)
+  check_shapes(objectives, s_out, t_out, params, state, batch,
+                              teacher_variables, teacher_modules)
+  return params, state
+
+
+def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mapping[str, Outputs],
+             rng: jax.Array, num_data: int) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``(aux params, aux state)``, ``{objective name: ...}`` for the objectives that have a
+  head or state, from example outputs (any batch size). Raises a one-line KdJaxError when
+  an objective cannot use the shapes it reads (e.g. a connector that cannot bridge them)."""
+  params, state = {}, {}
+  for i, obj in enumerate(objectives):
+    s_maps, t_maps = obj.select(student, teachers)
+    k_head, k_state = jax.random.split(jax.random.fold_in(rng, i))
+    try:
+      adapter = obj.method.adapter()
+      if adapter is not None:
+        variables = adapter.init(k_head, s_maps, t_maps, False)
+        if variables.get("params"):  # An identity head (e.g. AB on equal shapes) has none.
+          params[obj.name] = variables["params"]
+        if variables.get("batch_stats"):
+          state.setdefault(obj.name, {})["batch_stats"] = variables["batch_stats"]
+      extra = obj.method.init_state(k_state, num_data)
+      if extra:
+        state.setdefault(obj.name, {}).update(extra)
+    except (ValueError, TypeError) as err:
+      raise _shape_error(obj, s_maps, t_maps, err) from None
+  return params, state
+
+
+def check_shapes(objectives: Sequence[Objective], student: Outputs,
+                 teachers: Mapping[str, Outputs], aux_params, aux_state, batch,
+                 teacher_params: Any = None,
+                 teacher_modules: Mapping[str, Any] | None = None) -> None:
+  """Traces every objective on example outputs (no computation): a loss that cannot take
+  the shapes it reads (e.g. FSP's unequal channel counts) fails here, in one line."""
+  for obj in objectives:
+    s_maps, t_maps = obj.select(student, teachers)
+    stages = ([False] if obj.main_stage else []) + ([True] if obj.init_epochs else [])
+    for stage in stages:
+      try:
+        jax.eval_shape(lambda p, st, tp: obj(student, teachers, batch, 1.0,
+                                             jax.random.PRNGKey(0), p, st, True, stage, tp,
+                                             teacher_modules)[0],
+                       aux_params.get(obj.name), aux_state.get(obj.name), teacher_params)
+      except (ValueError, TypeError) as err:
+        raise _shape_error(obj, s_maps, t_maps, err) from None
+
+
+def check_teacher_heads(objectives: Sequence[Objective], teachers: Mapping[str, Outputs],
+                        teacher_modules: Mapping[str, Any]) -> None:
+  """One-line errors for a method that reads its teacher's head (``uses_teacher_head``) where
+  the teacher's model has none, or where its teacher feature is not the map the head
+  continues (the last stage). teachers: their outputs' shapes."""
+  for obj in objectives:
+    if obj.method.uses_teacher_head:
+      _check_teacher_head(obj, teachers, teacher_modules)
+
+
+def _check_teacher_head(obj: Objective, teachers: Mapping[str, Outputs],
+                        teacher_modules: Mapping[str, Any]) -> None:
+  where = f"config.objectives.{obj.name}"
+  if not isinstance(obj.teacher, str):
+    raise KdJaxError(f"{where}: loss {obj.loss!r} reads one teacher's head (its layers after "
+                     f"the last stage); the step has none to give")
+  if not models.has_head(teacher_modules[obj.teacher]):
+    raise KdJaxError(f"{where}: loss {obj.loss!r} reads the layers after the last stage of "
+                     f"teacher {obj.teacher!r}, but its model "
+                     f"({type(teacher_modules[obj.teacher]).__name__}) does not define them "
+                     f"(a zoo model does; a consolidated student read through one head does not)")
+  features = teachers[obj.teacher].features
+  names = feature_names(features, obj.teacher_feature, f"{where}.teacher_feature")
+  last = feature_names(features, "last_stage", f"{where}.teacher_feature")
+  if names != last:
+    raise KdJaxError(f"{where}.teacher_feature: loss {obj.loss!r} continues the teacher's map "
+                     f"through its remaining layers, which start after its last stage "
+                     f"({last[0]}); got {', '.join(names)}")
+
+
+def _shape_error(obj, s_maps, t_maps, err) -> KdJaxError:
+  shapes = lambda maps: ", ".join(str(tuple(m.shape[1:])) for m in maps or [])
+  msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+  return KdJaxError(f"config.objectives.{obj.name}: loss {obj.loss!r} cannot compare student "
+                    f"features [{shapes(s_maps)}] with teacher features [{shapes(t_maps)}]: "
+                    f"{msg}")

@@ -1,0 +1,441 @@
+"""The plan of a job: every run of a config, checked whole before the first one trains.
+
+``make(config, workdir)`` is the one place a config becomes runs: each run's model, data
+(input shape, classes, split sizes), teachers and where their variables come from, its
+objectives as method instances (hyperparameters filled in and type-checked), its
+initialisation phases, the shapes of its adapters and state (``jax.eval_shape``: nothing is
+computed or allocated) and what its host samplers refuse. Training (``kd_jax.job``), the dry
+run, ``kd_jax.benchmark`` and ``kd_jax.evaluate`` all start from it; whatever a run would
+refuse at its start is refused here, in one line that names the run and the field, before
+anything is written to the workdir.
+
+Top-level fields and runs: a job's runs are the top-level config with each run's own
+fields over it (``config.runs.<run>.<field>``). A ``--config.<field>`` override that every
+run sets for itself would reach no run, so it is refused, naming the runs that set the field
+and how to override one of them (``--config.runs.<run>.<field>=...``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from kd_jax import checkpoint as ckpt_lib
+from kd_jax import config as config_lib
+from kd_jax import methods
+from kd_jax.data import info as data_info
+from kd_jax.data import sources
+from kd_jax.distill import adapters
+from kd_jax.distill import host_inputs
+from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import student as student_lib
+from kd_jax.distill.objectives import Objective, Outputs
+from kd_jax.errors import KdJaxError
+from kd_jax.training import sharding
+
+# Without split sizes in the metadata (a data set not prepared yet), CRD's memory bank and
+# the dry run's step counts assume CIFAR's train split.
+DEFAULT_INDEX_SIZE = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherPlan:
+  """One teacher of a run: its model and where its frozen variables come from."""
+  name: str
+  model: str
+  path: str           # The kd_jax workdir its variables are read from.
+  run: str            # The earlier run of this job that trains it ('' for a checkpoint).
+  which: str          # latest | best
+  head: str           # Of a consolidated student: the head read as its logits ('' none).
+  num_classes: int
+  heads: Mapping[str, int]  # A consolidated student's heads (its meta), else {}.
+  found: bool = True  # False: a checkpoint not there (only where the plan allows it).
+
+  def module(self, dtype: Any = jnp.float32) -> nn.Module:
+    return student_lib.as_teacher(self.model, self.num_classes, dict(self.heads) or None,
+                                  self.head, dtype=dtype)
+
+  @property
+  def source(self) -> str:
+    return f"run {self.run!r} of this job" if self.run else f"checkpoint {self.path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """One run of a job, checked: what it trains, on what, from which teachers, with what."""
+  name: str
+  config: ml_collections.ConfigDict  # The run's full config (top level with its fields).
+  workdir: str                       # <job workdir>/<run>, or the job's for a single run.
+  trains: bool                       # False: an evaluation-only run (downstream.backbone).
+  info: data_info.DataInfo
+  num_classes: int
+  has_labels: bool                   # The train split has labels (not unlabelled proxy data).
+  all_labeled: bool                  # Every train example's label is used.
+  heads: Mapping[str, int]           # {teacher: classes}: the student's head per teacher.
+  teachers: Mapping[str, TeacherPlan]
+  objectives: tuple[Objective, ...]
+  adapter_shapes: Any = None         # params['aux'] as ShapeDtypeStructs.
+  state_shapes: Any = None           # aux_state (adapters' BatchNorm, CRD's memory).
+  downstream: "RunPlan | None" = None  # The downstream fine-tuning run, if any.
+
+  @property
+  def tag(self) -> str:
+    return f"[{self.name or 'train'}]"
+
+  @property
+  def dtype(self):
+    return jnp.dtype(self.config.dtype)
+
+  @property
+  def index_size(self) -> int:
+    return self.info.num_train_examples or DEFAULT_INDEX_SIZE
+
+  @property
+  def steps_per_epoch(self) -> int | None:
+    n = self.info.num_train_examples
+    return max(1, n // self.config.batch_size) if n else None
+
+  @property
+  def num_steps(self) -> int | None:
+    """Steps of the main phase (0 for an evaluation-only run; None: size unknown)."""
+    if not self.trains:
+      return 0
+    spe = self.steps_per_epoch
+    return None if spe is None else spe * self.config.num_epochs
+
+  @property
+  def phases(self) -> list[tuple[str, int]]:
+    """``(objective, epochs)`` of its initialisation phases, in the order they train."""
+    return [(o.name, o.init_epochs) for o in self.objectives if o.init_epochs]
+
+  def student(self) -> nn.Module:
+    return student_lib.create(self.config.model, self.num_classes, dict(self.heads) or None,
+                              dtype=self.dtype)
+
+  def teacher_modules(self) -> dict[str, nn.Module]:
+    return {n: t.module(self.dtype) for n, t in self.teachers.items()}
+
+  def samplers(self, split: methods.TrainSplit) -> dict[str, methods.HostSampler]:
+    """The objectives' host samplers over ``split`` (refusals were checked at plan time)."""
+    return host_inputs.build(self.objectives, split)
+
+  def with_objectives(self, objectives_cfg: Mapping[str, Any]) -> "RunPlan":
+    """This run with other objectives (``kd_jax.benchmark --methods``), planned again."""
+    cfg = ml_collections.ConfigDict(self.config.to_dict())
+    cfg.objectives = ml_collections.ConfigDict(dict(objectives_cfg))
+    return _plan_run(self.name, cfg, self.workdir, {}, _Shapes(), teachers=self.teachers)
+
+  def step_key(self) -> str:
+    """What decides the compiled train step: runs with equal keys run the same program."""
+    c = self.config
+    return repr((c.model, self.num_classes, sorted(self.heads.items()),
+                 sorted((n, t.model, t.num_classes, sorted(t.heads.items()), t.head)
+                        for n, t in self.teachers.items()),
+                 self.objectives, c.batch_size, c.dtype, self.info.input_shape,
+                 self.info.device_augment, self.has_labels, self.all_labeled,
+                 c.skip_nonfinite_steps, c.optimizer.to_dict()))
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+  """Every run of a job, in the order they train."""
+  workdir: str
+  runs: Mapping[str, RunPlan]
+  # What would stop the job at its start on this machine (a data set that cannot be had, a
+  # teacher checkpoint not there), where the plan was made with ``missing=True``.
+  problems: tuple[str, ...] = ()
+
+  @property
+  def single(self) -> bool:
+    return list(self.runs) == [""]
+
+
+class _Shapes:
+  """Output and variable shapes per model, traced once per plan (``jax.eval_shape``)."""
+
+  def __init__(self):
+    self._outputs: dict[str, Any] = {}
+    self._checked: dict[str, tuple[Any, Any]] = {}
+
+  def outputs(self, module: nn.Module, what: tuple, input_shape) -> tuple[Any, Outputs]:
+    """``(variables, Outputs)`` as ShapeDtypeStructs for a batch of 2; ``what``: what makes
+    the module (model name, classes, heads...)."""
+    key = repr((what, tuple(input_shape)))
+    if key not in self._outputs:
+      x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+      variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
+                                                     jnp.zeros(x.shape), train=False))
+      out = jax.eval_shape(lambda v, x: module.apply(v, x, train=False), variables, x)
+      self._outputs[key] = (variables, Outputs(*out))
+    return self._outputs[key]
+
+  def checked(self, key: str, fn):
+    if key not in self._checked:
+      self._checked[key] = fn()
+    return self._checked[key]
+
+
+def _in_run(name: str, err: KdJaxError) -> KdJaxError:
+  return KdJaxError(f"[{name}] {err}") if name else err
+
+
+def make(config: ml_collections.ConfigDict, workdir: str, overrides: Sequence[str] = (),
+         missing: bool = False) -> JobPlan:
+  """The checked plan of every run of ``config`` (see the module docstring). ``overrides``:
+  the paths of the ``--config.*`` overrides given on the command line (``a.b``), each of
+  which must reach a run. Reads the config, the data sets' metadata and the teachers'
+  checkpoint metadata; prepares the embedded data sets in the TFDS data_dir if they are
+  not; writes nothing to ``workdir``. ``missing``: what this machine lacks (a data set that
+  is neither prepared nor downloadable, a teacher checkpoint not there: ``TeacherPlan.found``
+  False, planned from its config) goes to ``JobPlan.problems`` instead of being refused (the
+  dry run and the benchmark, whose batches and teachers are random)."""
+  check_overrides(config, overrides)
+  runs = config_lib.expand_runs(config)
+  names = list(runs)
+  for i, (name, cfg) in enumerate(runs.items()):
+    try:
+      config_lib.validate(cfg, run_names=names[:i])
+    except KdJaxError as err:
+      raise _in_run(name, err) from None
+  checked, problems = set(), []
+  for name, cfg in runs.items():  # A data set that cannot be had fails now, not after a teacher.
+    for data in (cfg.data, cfg.downstream.data):
+      key = (data.name, data.get("data_dir"), data.get("download", True))
+      if data.name and key not in checked:
+        checked.add(key)
+        try:
+          sources.check_available(data)
+          sources.prepare_local(data)
+        except KdJaxError as err:
+          if not missing:
+            raise _in_run(name, err) from None
+          problems.append(str(_in_run(name, err)))
+  shapes = _Shapes()
+  planned: dict[str, RunPlan] = {}
+  for name, cfg in runs.items():
+    run_dir = os.path.join(workdir, name) if name else workdir
+    try:
+      planned[name] = _plan_run(name, cfg, run_dir, planned, shapes, job_workdir=workdir,
+                                missing_checkpoints=missing)
+    except KdJaxError as err:
+      raise _in_run(name, err) from None
+    problems += [f"{planned[name].tag} config.teachers.{t.name}.checkpoint: no kd_jax "
+                 f"checkpoint in {t.path}" for t in planned[name].teachers.values()
+                 if not t.found]
+  return JobPlan(workdir, planned, tuple(problems))
+
+
+def make_run(config: ml_collections.ConfigDict, workdir: str, run_name: str = "",
+             job_workdir: str | None = None) -> RunPlan:
+  """The plan of one run's full config, alone (e.g. a downstream fine-tuning run): its
+  teachers are checkpoints (no other run precedes it)."""
+  config_lib.validate(config)
+  return _plan_run(run_name, config, workdir, {}, _Shapes(), job_workdir=job_workdir)
+
+
+def make_downstream(config: ml_collections.ConfigDict, workdir: str) -> RunPlan | None:
+  """The checked plan of ``config.downstream`` alone (``kd_jax.evaluate`` of the backbone in
+  ``workdir``): its data, and its fine-tuning run if it has one (None if not)."""
+  config_lib.validate(config)
+  if not config.downstream.data.name:
+    raise KdJaxError("config.downstream.data.name is empty: the config names no downstream "
+                     "data set")
+  sources.check_available(config.downstream.data)
+  sources.prepare_local(config.downstream.data)
+  return _plan_downstream("", config, workdir, {})
+
+
+def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
+              earlier: Mapping[str, RunPlan], shapes: _Shapes,
+              job_workdir: str | None = None,
+              teachers: Mapping[str, TeacherPlan] | None = None,
+              missing_checkpoints: bool = False) -> RunPlan:
+  info = data_info.describe(cfg.data)
+  trains = not (cfg.downstream.data.name and cfg.downstream.backbone)
+  downstream = _plan_downstream(name, cfg, run_dir, earlier) if cfg.downstream.data.name \
+      else None
+  if not trains:
+    return RunPlan(name, cfg, run_dir, False, info, max(cfg.num_classes, 0), False, False, {},
+                   {}, (), downstream=downstream)
+  sharding.check_batch_size(cfg.batch_size)
+  eval_batch = cfg.eval_batch_size if cfg.eval_batch_size > 0 else cfg.batch_size
+  sharding.check_batch_size(eval_batch, "config.eval_batch_size")
+  has_labels = not cfg.data.unlabeled and info.num_classes is not None
+  all_labeled = cfg.data.labeled_fraction >= 1.0 and not cfg.data.get("unlabeled_parts")
+  if 0 < cfg.num_classes < (info.num_classes or 0) and has_labels:
+    raise KdJaxError(f"config.num_classes is {cfg.num_classes} but {cfg.data.name!r} has "
+                     f"{info.num_classes} classes (labels 0..{info.num_classes - 1}); set -1 to "
+                     f"take the data set's")
+  num_classes = cfg.num_classes if cfg.num_classes > 0 else info.num_classes
+  if not num_classes:
+    raise KdJaxError("config.num_classes must be set: the data set has no labels")
+  if info.num_classes is None:
+    raise KdJaxError("config.data: evaluation needs a labelled eval split")
+  if teachers is None:
+    teachers = {t: plan_teacher(t, dict(spec), earlier, missing_checkpoints and num_classes)
+                for t, spec in cfg.teachers.items()}
+  heads = {t: teachers[t].num_classes for t in cfg.student_heads}
+  methods.import_modules(cfg.method_modules)
+  objectives = tuple(objectives_lib.parse(cfg.objectives, list(teachers), has_labels,
+                                          all_labeled=all_labeled))
+  # What the samplers refuse (CRD's exact negatives on unlabelled data), without reading the
+  # labels: an empty split stands in for them.
+  samplers = host_inputs.build(objectives, methods.TrainSplit(
+      0, has_labels, lambda: np.zeros(0, np.int32)))
+  _check_init_from(cfg, earlier, job_workdir)
+  plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
+                 heads, teachers, objectives, downstream=downstream)
+  key = repr((plan.step_key(), plan.index_size, sorted(samplers)))
+  adapter_shapes, state_shapes = shapes.checked(key, lambda: _adapter_shapes(plan, shapes,
+                                                                             samplers))
+  return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes)
+
+
+def plan_teacher(name: str, spec: Mapping[str, Any], earlier: Mapping[str, RunPlan] = {},
+                 missing_classes: int | None = None) -> TeacherPlan:
+  """The plan of ``config.teachers.<name>`` (``spec``): a run of ``earlier`` or a checkpoint,
+  whose meta is read (model, classes, heads). ``missing_classes``: a checkpoint that is not
+  there is planned with these classes (unless the spec gives them) instead of refused."""
+  spec = dict(spec)
+  which = spec.get("which", "latest")
+  head = spec.get("head", "")
+  if spec.get("run"):
+    run = earlier[spec["run"]]  # validate() checked that it is an earlier run.
+    if not run.trains:
+      raise KdJaxError(f"config.teachers.{name}.run: run {spec['run']!r} trains nothing")
+    num_classes = spec.get("num_classes") or run.num_classes
+    heads, path = dict(run.heads), run.workdir
+    if run.config.model != spec["model"]:
+      raise KdJaxError(f"config.teachers.{name}.model is {spec['model']!r} but run "
+                       f"{spec['run']!r} trains a {run.config.model!r}")
+  else:
+    path = os.path.abspath(os.path.expanduser(spec["checkpoint"]))
+    if missing_classes and not _has_checkpoint(path):
+      return TeacherPlan(name, spec["model"], path, "", which, head,
+                         int(spec.get("num_classes") or missing_classes), {}, found=False)
+    try:
+      meta = ckpt_lib.model_meta(path, which)
+    except KdJaxError as err:
+      raise KdJaxError(f"config.teachers.{name}.checkpoint: {err}") from None
+    if meta.get("model") not in (None, spec["model"]):
+      raise KdJaxError(f"config.teachers.{name}.model is {spec['model']!r} but {path} holds a "
+                       f"{meta['model']!r}")
+    num_classes = spec.get("num_classes") or meta.get("num_classes")
+    if not num_classes:
+      raise KdJaxError(f"config.teachers.{name}.num_classes must be set: {path} does not say "
+                       f"how many classes its model has")
+    heads = dict(meta.get("heads") or {})
+  if head and head not in heads:
+    raise KdJaxError(f"config.teachers.{name}.head: the student in {path} has no head "
+                     f"{head!r} (its heads: {', '.join(heads) or 'none'})")
+  return TeacherPlan(name, spec["model"], path, spec.get("run", "") or "", which, head,
+                     int(num_classes), heads)
+
+
+def _has_checkpoint(path: str) -> bool:
+  return any(os.path.isdir(os.path.join(path, sub)) for sub in ("checkpoints", "best"))
+
+
+def _check_init_from(cfg, earlier: Mapping[str, RunPlan], job_workdir: str | None) -> None:
+  path = cfg.init_from
+  if not path or path in earlier or os.path.exists(path):
+    return
+  if job_workdir and not os.path.isabs(path) and os.path.exists(os.path.join(job_workdir, path)):
+    return
+  raise KdJaxError(f"config.init_from: {path!r} is neither a run of this job nor a workdir "
+                   f"that exists")
+
+
+def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan]
+                     ) -> RunPlan | None:
+  """The downstream fine-tuning run's plan (its model: the evaluated backbone's where it is
+  another run of this job), checked like any run; None without ``finetune``."""
+  ds = cfg.downstream
+  sharding.check_batch_size(ds.batch_size, "config.downstream.batch_size")
+  info = data_info.describe(ds.data)
+  if not info.num_classes:
+    raise KdJaxError(f"config.downstream.data: {ds.data.name!r} has no labels to evaluate on")
+  if "finetune" not in ds.protocols:
+    return None
+  model = earlier[ds.backbone].config.model if ds.backbone in earlier else cfg.model
+  ft = config_lib.finetune_config(cfg, model, "")
+  try:
+    config_lib.validate(ft)
+    return _plan_run(f"{name}/finetune" if name else "finetune", ft,
+                     os.path.join(run_dir, "downstream", config_lib.downstream_task_name(ds.data),
+                                  "finetune"), {}, _Shapes())
+  except KdJaxError as err:
+    raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
+
+
+def _adapter_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any]:
+  """``(params['aux'], aux_state)`` shapes of the run, after every objective is traced on
+  the shapes of the student's and the teachers' outputs (one-line errors: a feature the
+  model lacks, a connector that cannot bridge the shapes, a teacher without a head)."""
+  input_shape = plan.info.input_shape
+  c = plan.config
+  _, s_out = shapes.outputs(plan.student(), (c.model, plan.num_classes,
+                                             sorted(plan.heads.items()), c.dtype), input_shape)
+  t_vars, t_out, modules = {}, {}, plan.teacher_modules()
+  for n, module in modules.items():
+    t = plan.teachers[n]
+    t_vars[n], t_out[n] = shapes.outputs(
+        module, (t.model, t.num_classes, sorted(t.heads.items()), t.head, c.dtype), input_shape)
+  adapters.check_teacher_heads(plan.objectives, t_out, modules)
+  example = example_batch(plan, host_inputs.specs(samplers, 2), 2)
+  return jax.eval_shape(
+      lambda rng, tv, b: adapters.init(plan.objectives, s_out, t_out, rng, plan.index_size,
+                                       tv, modules, b),
+      jax.random.PRNGKey(0), t_vars, example)
+
+
+def example_batch(plan: RunPlan, host_specs: Mapping[str, jax.ShapeDtypeStruct],
+                  batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """The shapes of a train batch of ``batch_size`` as the step reads it (float images)."""
+  b = (batch_size,)
+  out = {"image": jax.ShapeDtypeStruct(b + tuple(plan.info.input_shape), jnp.float32),
+         "index": jax.ShapeDtypeStruct(b, jnp.int32), **host_specs}
+  if plan.has_labels:
+    out["label"] = jax.ShapeDtypeStruct(b, jnp.int32)
+  if not plan.all_labeled:
+    out["label_mask"] = jax.ShapeDtypeStruct(b, jnp.float32)
+  return out
+
+
+# -- Command-line overrides ----------------------------------------------------------------
+_REPLACED_WHOLE = ("objectives", "teachers", "eval_tasks", "lr_scale")  # config._merge
+
+
+def _sets(run_fields: Any, path: Sequence[str]) -> bool:
+  """Whether a run's own fields set ``path`` (or a group above it that replaces it whole)."""
+  head, *rest = path
+  if not isinstance(run_fields, (dict, ml_collections.ConfigDict)) or head not in run_fields:
+    return False
+  value = run_fields[head]
+  if not rest or head in _REPLACED_WHOLE or not isinstance(value, (dict, ml_collections.ConfigDict)):
+    return True
+  return _sets(value, rest)
+
+
+def check_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+  """Refuses, in one line, a command-line override of a top-level field that every run of the
+  job sets for itself (it would change nothing)."""
+  runs = config.get("runs") or {}
+  if not runs:
+    return
+  for path in overrides:
+    parts = path.split(".")
+    if parts[0] == "runs":
+      continue
+    setters = [r for r, fields in runs.items() if _sets(fields, parts)]
+    if len(setters) == len(runs):
+      example = next(iter(runs))
+      raise KdJaxError(
+          f"--config.{path}: no run of this job reads it: every run sets {path} itself "
+          f"({', '.join(setters)}); override one run's: --config.runs.{example}.{path}=...")

@@ -1,0 +1,187 @@
+"""The plan of a job (``kd_jax.plan``): whatever any run would refuse is refused before the
+first run trains, in one line naming the run and the field, with nothing written; overrides
+that no run reads are refused; a checkpoint written by an earlier kd_jax still resumes."""
+import os
+import shutil
+import sys
+import time
+
+import ml_collections
+import pytest
+
+from kd_jax import job, plan, recipes
+from kd_jax.errors import KdJaxError
+from tests import forkserver
+from tests.commands import REPO, assert_same_final_params, checkpoint_steps, train_command
+
+
+def _digits_job(method: str = "kd") -> ml_collections.ConfigDict:
+  """The digits job of ``method``: a teacher run, then the student run (the last one)."""
+  c = recipes.digits_distill(method)
+  c.num_epochs = 1
+  return c
+
+
+def _fitnet_lacking_a_feature(c):
+  c.runs.fitnet.objectives.fitnet.student_feature = "stage9"
+
+
+def _unlabelled_crd(c):
+  c.runs.crd.data = {"unlabeled": True}
+  c.runs.crd.objectives = {"crd": {"weight": 1.0}}
+
+
+LAST_RUN_MISTAKES = {
+    "unknown objective": ("kd", lambda c: c.runs.kd.objectives.update(
+        {"kdd": dict(weight=0.9)}),
+        r"^\[kd\] config\.objectives\.kdd: unknown loss 'kdd'; valid: .*"),
+    "teacher naming no run": ("kd", lambda c: c.runs.kd.teachers.teacher.update(run="nope"),
+                              r"^\[kd\] config\.teachers\.teacher\.run: 'nope' is not an earlier "
+                              r"run of this config \(runs: .*\)$"),
+    "teacher checkpoint not there": (
+        "kd", lambda c: setattr(c.runs.kd, "teachers", {"teacher": dict(
+            model="resnet20", checkpoint="/nonexistent/teacher")}),
+        r"^\[kd\] config\.teachers\.teacher\.checkpoint: no kd_jax checkpoint in "
+        r"/nonexistent/teacher .*"),
+    "feature the student lacks": ("fitnet", _fitnet_lacking_a_feature,
+                                  r"^\[fitnet\] config\.objectives\.fitnet\.student_feature: the "
+                                  r"model has no feature 'stage9'; it has .*"),
+    "CRD exact negatives on unlabelled data": (
+        "crd", _unlabelled_crd,
+        r"^\[crd\] config\.objectives\.crd: mode='exact' draws negatives from the other "
+        r"classes, but the training data is unlabelled; set mode='uniform'$"),
+    "hyperparameter of the wrong type": (
+        "kd", lambda c: c.runs.kd.objectives.kd.update(temperature="4"),
+        r"^\[kd\] config\.objectives\.kd\.temperature must be a float like its default 4\.0, "
+        r"got '4'$"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(LAST_RUN_MISTAKES))
+def test_a_mistake_in_the_last_run_is_refused_before_the_first_run_trains(mistake, tmp_path):
+  method, mistake_in, message = LAST_RUN_MISTAKES[mistake]
+  config = _digits_job(method)
+  mistake_in(config)
+  workdir = tmp_path / "w"
+  t0 = time.perf_counter()
+  with pytest.raises(KdJaxError, match=message) as err:
+    job.run(config, str(workdir))
+  assert time.perf_counter() - t0 < 10
+  assert "\n" not in str(err.value)
+  assert not workdir.exists()
+
+
+def test_the_command_refuses_the_last_runs_mistake_in_one_line_and_writes_nothing(tmp_path):
+  config = tmp_path / "job.py"
+  config.write_text("from kd_jax import recipes\n\n\ndef get_config():\n"
+                    "  c = recipes.digits_distill('kd')\n"
+                    "  c.runs.kd.objectives.kdd = dict(weight=0.9)\n"
+                    "  return c\n")
+  workdir = tmp_path / "w"
+  proc = forkserver.run(train_command(workdir, config=str(config)), cwd=REPO,
+                        capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 1 and proc.stdout == ""
+  assert proc.stderr.startswith("kd_jax: error: [kd] config.objectives.kdd: unknown loss 'kdd'")
+  assert len(proc.stderr.strip().splitlines()) == 1
+  assert not workdir.exists()
+
+
+def test_a_top_level_override_that_every_run_sets_is_refused_in_one_line(tmp_path):
+  workdir = tmp_path / "w"
+  proc = forkserver.run([sys.executable, "-m", "kd_jax.train", f"--workdir={workdir}",
+                         "--config.model=resnet9", "--dry_run"],
+                        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 1 and proc.stdout == ""
+  assert proc.stderr.strip() == (
+      "kd_jax: error: --config.model: no run of this job reads it: every run sets model itself "
+      "(kd_student, scratch_student, teacher); override one run's: "
+      "--config.runs.kd_student.model=...")
+  assert not workdir.exists()
+
+
+def test_an_override_of_one_run_reaches_that_run_only_and_the_dry_run_writes_nothing(tmp_path):
+  workdir = tmp_path / "w"
+  proc = forkserver.run([sys.executable, "-m", "kd_jax.train", f"--workdir={workdir}",
+                         "--config.runs.kd_student.model=resnet14", "--config.num_epochs=2",
+                         "--dry_run"],
+                        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+  trains = {l.split("]")[0][1:]: l.split()[2].rstrip(",") for l in proc.stdout.splitlines()
+            if l.startswith("[") and " trains " in l}
+  assert trains == {"teacher": "resnet20", "kd_student": "resnet14",
+                    "scratch_student": "resnet8"}
+  estimates = [l for l in proc.stdout.splitlines() if " estimate: " in l]
+  assert [l.split("]")[0][1:] for l in estimates] == ["teacher", "kd_student", "scratch_student"]
+  assert all(" ms/step x 44 steps = " in l for l in estimates)
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("overrides,refused", [
+    (["num_epochs"], False),            # No run sets it: every run reads the top level.
+    (["optimizer.lr"], False),          # One run keeps the top-level optimizer.
+    (["objectives.kd.temperature"], True),  # Every run replaces the objectives whole.
+    (["runs.b.model"], False),
+])
+def test_an_override_is_refused_only_where_every_run_sets_it(overrides, refused):
+  config = ml_collections.ConfigDict({"model": "resnet8", "runs": {
+      "a": {"model": "resnet20", "objectives": {"ce": {}}},
+      "b": {"model": "resnet8", "objectives": {"ce": {}}, "optimizer": {"lr": 0.1}}}})
+  if refused:
+    with pytest.raises(KdJaxError, match=r"^--config\.objectives\.kd\.temperature: no run of "
+                                         r"this job reads it: every run sets "
+                                         r"objectives\.kd\.temperature itself \(a, b\)"):
+      plan.check_overrides(config, overrides)
+  else:
+    plan.check_overrides(config, overrides)
+
+
+def test_runs_with_the_same_step_share_one_key_and_differ_from_others():
+  runs = plan.make(recipes.digits_scarce_labels(seeds=2), "/nonexistent").runs
+  assert runs["kd_seed0"].step_key() == runs["kd_seed1"].step_key()
+  assert runs["kd_seed0"].step_key() != runs["crd_seed0"].step_key()
+
+
+def test_a_run_plan_holds_its_adapter_shapes():
+  crd = plan.make(_digits_job("crd"), "/nonexistent").runs["crd"]
+  assert crd.teachers["teacher"].run == "teacher" and crd.teachers["teacher"].num_classes == 10
+  assert crd.adapter_shapes["crd"]["embed_s"]["linear"]["Dense_0"]["kernel"].shape == (64, 128)
+  assert crd.state_shapes["crd"]["memory"].student.shape == (1437, 128)
+
+
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "checkpoints_e5517ae")
+FITNET = """
+from kd_jax import recipes
+
+def get_config():
+  c = recipes.digits_base("resnet8")
+  c.data.num_train_examples = 128
+  c.batch_size = 64
+  c.num_epochs = 2
+  c.keep_checkpoints = 1
+  c.optimizer.schedule = "constant"
+  c.teachers = {{"teacher": dict(model="resnet8", checkpoint="{teacher}")}}
+  c.objectives = {{"ce": dict(weight=1.0), "fitnet": dict(weight=100.0, student_feature="stage2",
+                                                        teacher_feature="stage2")}}
+  return c
+"""
+
+
+@pytest.mark.slow
+def test_a_checkpoint_written_by_main_at_e5517ae_resumes_as_an_uninterrupted_run(tmp_path):
+  """The fixture: a FitNet student (an adapter in params['aux']) after epoch 1 and its
+  teacher, written by main at e5517ae with the config above and num_epochs=1."""
+  shutil.copytree(FIXTURE, tmp_path / "fixture")
+  config = tmp_path / "fitnet.py"
+  config.write_text(FITNET.format(teacher=tmp_path / "fixture" / "teacher"))
+  resumed, fresh = tmp_path / "fixture" / "student", tmp_path / "fresh"
+  assert checkpoint_steps(resumed) == [2]
+  outputs = []
+  for workdir in (resumed, fresh):
+    proc = forkserver.run(train_command(workdir, config=str(config)), cwd=REPO,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outputs.append(proc.stdout)
+  assert "resuming from the checkpoint at step 2 (epoch 2, batch 0)" in outputs[0]
+  assert "resuming" not in outputs[1]
+  assert checkpoint_steps(resumed) == [4]
+  assert_same_final_params(resumed, fresh)
