@@ -1,9 +1,9 @@
 """Checkpoints with orbax.
 
 ``<workdir>/checkpoints/<step>/{state,meta}``: the train state (``TrainState.CHECKPOINTED``
-plus the step RNG key) as each stage of the run decides (``training/stages.py``), the last
-``keep_checkpoints`` kept; ``<step>`` counts the steps of every stage so far. ``meta`` (JSON)
-says what model it is, the stage, and where the input pipeline stands in it (epoch, batch).
+plus the step RNG key) as each phase of the run decides (``training/phases.py``), the last
+``keep_checkpoints`` kept; ``<step>`` counts the steps of every phase so far. ``meta`` (JSON)
+says what model it is, the phase, and where the input pipeline stands in it (epoch, batch).
 ``<workdir>/best/<step>/{model,meta}``: student params and batch_stats of the best eval.
 Saves are atomic: orbax writes ``<step>.orbax-checkpoint-tmp`` and renames it to ``<step>``
 only when complete; a process killed mid-write leaves the tmp folder, which is never read
@@ -28,7 +28,80 @@ from flax import traverse_util
 from kd_jax import models
 from kd_jax.errors import KdJaxError
 
-VERSION = 2  # Bump when the checkpointed structure changes (2: aux_state).
+VERSION = 3  # Bump when the checkpointed structure changes (2: aux_state; 3: the names of
+             # params['adapters'] (was 'aux') and objective_state (was aux_state)).
+RESUMES = (2, 3)  # The formats a run resumes from (2 is renamed on restore).
+# Meta keys of format 2 and the names they have now.
+_META_RENAMED = {"stage": "phase", "stages": "phases", "aux": "adapters"}
+
+
+# What a resumed run must agree on with its checkpoint: seed and batch_size fix the data
+# order, which the resumed run continues; phases (recorded since checkpoints number the steps
+# of all phases) say what the numbers mean.
+COMPATIBLE = ("model", "num_classes", "adapters", "steps_per_epoch", "seed", "batch_size",
+              "phases")
+
+
+def check_compatible(folder, step: int, meta: dict[str, Any], expected: dict[str, Any]) -> None:
+  """Refuses (one line, with the fix) a run's checkpoint ``<folder>/<step>`` of another
+  format or of another model or config: the ``COMPATIBLE`` keys of ``expected`` must equal
+  the checkpoint's ``meta`` (today's names)."""
+  folder = epath.Path(folder)
+  if meta.get("checkpoint_version") not in RESUMES:
+    raise KdJaxError(
+        f"workdir {folder.parent} holds a checkpoint (step {step}) written by another "
+        f"kd_jax version (checkpoint format {meta.get('checkpoint_version')}; this kd_jax "
+        f"resumes formats {', '.join(map(str, RESUMES))}): finish that run with the kd_jax "
+        f"that started it, or use another --workdir, or delete {folder} to start over")
+  for key in COMPATIBLE:
+    if key not in expected or (key == "phases" and key not in meta):
+      continue  # (No phases: written before they were recorded, a run without any.)
+    if meta.get(key) != expected[key]:
+      raise KdJaxError(
+          f"workdir {folder.parent} holds a checkpoint (step {step}) with {key}="
+          f"{meta.get(key)!r}, but this config has {key}={expected[key]!r}; use another "
+          f"--workdir, or delete {folder} to start over")
+
+
+def check_resumable(workdir: str, expected: dict[str, Any]) -> None:
+  """``check_compatible`` on the newest checkpoint of a run's workdir, if it has one whose
+  meta reads back (read only; a damaged one is the run's to set aside when it starts)."""
+  folder = epath.Path(workdir) / "checkpoints"
+  if not folder.exists():
+    return
+  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+  if not steps:
+    return
+  try:
+    with _reader(folder, "state") as mngr:
+      meta = upgrade_meta(mngr.restore(max(steps), args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))["meta"])
+  except Exception:  # pylint: disable=broad-except  (damaged: handled at the run's start)
+    return
+  check_compatible(folder, max(steps), meta, expected)
+
+
+def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
+  """A checkpoint's meta with the keys of older formats under today's names."""
+  meta = dict(meta)
+  for old, new in _META_RENAMED.items():
+    if old in meta and new not in meta:
+      meta[new] = meta.pop(old)
+  return meta
+
+
+def _rename_format_2(tree: Any, to_format_2: bool) -> Any:
+  """Checkpointed state items between today's names and format 2's: ``params['adapters']``
+  <-> ``params['aux']`` wherever a dict holds it beside ``student`` (the parameters and the
+  optimiser state's trees of them), ``objective_state`` <-> ``aux_state``."""
+  src, dst = ("adapters", "aux") if to_format_2 else ("aux", "adapters")
+  is_params = lambda x: isinstance(x, dict) and "student" in x and src in x
+  tree = jax.tree.map(
+      lambda x: {(dst if k == src else k): v for k, v in x.items()} if is_params(x) else x,
+      tree, is_leaf=is_params)
+  top_src, top_dst = (("objective_state", "aux_state") if to_format_2
+                      else ("aux_state", "objective_state"))
+  return {(top_dst if k == top_src else k): v for k, v in tree.items()}
 
 
 class Checkpoints:
@@ -54,41 +127,31 @@ class Checkpoints:
     return self.latest.latest_step()
 
   def meta(self, step: int) -> dict[str, Any]:
-    return self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    """The meta of checkpoint ``step``, older formats' keys under today's names."""
+    return upgrade_meta(self.latest.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
   def check_compatible(self, step: int, expected: dict[str, Any],
                        meta: dict[str, Any] | None = None) -> None:
     """Refuses a workdir whose checkpoint is of another model (one line, with the fix)."""
-    meta = self.meta(step) if meta is None else meta
-    if meta.get("checkpoint_version") != VERSION:
-      raise KdJaxError(
-          f"workdir {self.dir.parent} holds a checkpoint (step {step}) written by another "
-          f"kd_jax version (checkpoint format {meta.get('checkpoint_version')}; this kd_jax "
-          f"resumes format {VERSION} only): finish that run with the kd_jax that started it, "
-          f"or use another --workdir, or delete {self.dir} to start over")
-    # seed and batch_size fix the data order, which the resumed run must continue; stages
-    # (recorded since checkpoints number the steps of all stages) say what the numbers mean.
-    for key in ("model", "num_classes", "aux", "steps_per_epoch", "seed", "batch_size", "stages"):
-      if key == "stages" and key not in meta:
-        continue  # Written before stages were recorded: a run without initialisation stages.
-      if meta.get(key) != expected.get(key):
-        raise KdJaxError(
-            f"workdir {self.dir.parent} holds a checkpoint (step {step}) with {key}="
-            f"{meta.get(key)!r}, but this config has {key}={expected.get(key)!r}; use another "
-            f"--workdir, or delete {self.dir} to start over")
+    check_compatible(self.dir, step, self.meta(step) if meta is None else meta, expected)
 
-  def restore(self, step: int, items: dict[str, Any]) -> dict[str, Any]:
-    """Restores the checkpointed state items into the structure, shapes and shardings of ``items``."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, items)
-    return self.latest.restore(
+  def restore(self, step: int, items: dict[str, Any], version: int = VERSION) -> dict[str, Any]:
+    """Restores the checkpointed state items into the structure, shapes and shardings of
+    ``items`` (today's names; a format-2 checkpoint is read under its names and renamed)."""
+    legacy = version == 2
+    target = _rename_format_2(items, to_format_2=True) if legacy else items
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    out = self.latest.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    return _rename_format_2(out, to_format_2=False) if legacy else out
 
   def restore_latest_intact(self, items: Callable[[dict], dict[str, Any]],
                             expected: dict[str, Any], log=print
                             ) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
     """``(step, state items, meta)`` of the newest checkpoint that reads back whole, or None
     when there is none. ``items(meta)``: the structure to restore that checkpoint into (it
-    depends on the stage it was written in). A checkpoint of another model or config stops
+    depends on the phase it was written in). A checkpoint of another model or config stops
     here (``check_compatible``).
     A damaged one (its meta or arrays unreadable: a truncated file, a deleted item) is
     reported and the one before it tried; once an intact one is found the damaged ones are
@@ -108,7 +171,7 @@ class Checkpoints:
         continue
       self.check_compatible(step, expected, meta)
       try:
-        restored = self.restore(step, items(meta))
+        restored = self.restore(step, items(meta), meta.get("checkpoint_version", VERSION))
       except Exception as err:  # pylint: disable=broad-except
         damaged.append((step, first_line(err)))
         continue

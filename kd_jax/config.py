@@ -3,7 +3,10 @@
 Every experiment is ``configs/<name>.py`` whose ``get_config()`` starts from
 ``base_config()`` and changes fields; ``--config.<field>=<value>`` overrides them.
 A config may hold ``runs``: named runs that each override the base (e.g. a teacher,
-a KD student and a scratch student), run in order in ``<workdir>/<run name>``.
+a KD student and a scratch student), run in order in ``<workdir>/<run name>``. A run is the
+top level with its own fields over it: ``--config.<field>`` reaches every run that does not
+set the field, ``--config.runs.<run>.<field>`` one run, and an override that every run sets
+(so no run reads it) is refused (``kd_jax.plan.check_overrides``).
 """
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ def optimizer_config() -> ml_collections.ConfigDict:
   c.warmup_epochs = 0.0
   c.clip_norm = 0.0   # > 0: gradients clipped to this global norm first (big_vision's grad_clip_norm).
   c.lr_scale = ml_collections.ConfigDict()  # Parameter path prefix -> lr multiplier, e.g.
-  return c                                  # {"student/fc": 10, "aux/cfl": 5}.
+  return c                                  # {"student/fc": 10, "adapters/cfl": 5}.
 
 
 def downstream_config() -> ml_collections.ConfigDict:
@@ -410,9 +413,9 @@ def _check_optimizer(opt, where: str) -> None:
   if opt.name not in ("sgd", "adam", "adamw"):
     raise KdJaxError(f"{where}.name must be sgd, adam or adamw, got {opt.name!r}")
   for prefix, scale in opt.lr_scale.items():
-    if not prefix.startswith(("student", "aux")):
+    if not prefix.startswith(("student", "adapters", "aux")):  # aux: the old name.
       raise KdJaxError(f"{where}.lr_scale: {prefix!r} must be a parameter path starting with "
-                       f"student or aux (e.g. student/fc, aux/<objective>)")
+                       f"student or adapters (e.g. student/fc, adapters/<objective>)")
     if not isinstance(scale, (int, float)) or scale < 0:
       raise KdJaxError(f"{where}.lr_scale.{prefix} must be a number >= 0, got {scale!r}")
   clip = opt.get("clip_norm", 0.0)

@@ -4,7 +4,7 @@ First the plan (``kd_jax.plan``: every run checked as training would check it), 
 run in the order the job trains them: the model, the data (splits, sizes, whether
 prepared), the batch size, epochs and steps, each teacher and where it comes from (a run of
 this job, a checkpoint, or an evaluation-only backbone), each objective with every field and
-hyperparameter (defaults included, marked), initialisation phases, the downstream stage.
+hyperparameter (defaults included, marked), initialisation phases, the downstream phase.
 
 Then an estimate of each run's training time. Runs that compile to the same train step
 (same models, objectives, batch, dtype: e.g. the seeds of a table) share one measurement. The
@@ -50,7 +50,7 @@ def _value(v: Any) -> str:
 
 def objective_lines(obj: objectives_lib.Objective) -> list[str]:
   """``name: loss=..., weight=..., teacher=..., features, hyperparameters`` (defaults marked
-  ``(default)``) and the initialisation stage, if any."""
+  ``(default)``) and the initialisation phase, if any."""
   fields = [f"loss={obj.loss}", f"weight={_value(obj.weight)}"]
   if obj.teacher is not None:
     fields.append(f"teacher={_value(obj.teacher)}")
@@ -63,8 +63,8 @@ def objective_lines(obj: objectives_lib.Objective) -> list[str]:
   lines = [f"{obj.name}: " + ", ".join(fields)]
   if obj.init_epochs:
     lr = "the reference's" if obj.init_lr is None else _value(obj.init_lr)
-    lines.append(f"  its initialisation stage: {obj.init_epochs} epochs, learning rate {lr}"
-                 f"{'' if obj.main_stage else '; not in the main stage'}")
+    lines.append(f"  its initialisation phase: {obj.init_epochs} epochs, learning rate {lr}"
+                 f"{'' if obj.main_phase else '; not in the main phase'}")
   return lines
 
 

@@ -54,7 +54,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       _print(f"[{name or 'train'}] training {cfg.model} in {run_dir}")
       results[name] = train_and_evaluate(run_plan, job_workdir=workdir)
     if cfg.downstream.data.name and "downstream" not in results[name]:
-      # The downstream stage: the run's results.json gains it once it is done.
+      # The downstream phase: the run's results.json gains it once it is done.
       task = config_lib.downstream_task_name(cfg.downstream.data)
       source = cfg.downstream.backbone
       backbone_dir = None if source in ("", "random") else (
@@ -112,9 +112,9 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
   rows = [("run", "model", "objectives", "test acc %") + tuple(t for _, t in shown) + ("time s",)]
   for name, r in results.items():
     objs = " + ".join(f"{w:g}*{n}" for n, w in r["objectives"].items())
-    if r.get("init_stages"):
-      objs = " then ".join([", ".join(f"{n} stage ({e} ep)" for n, e in r["init_stages"].items()),
-                            objs])
+    init = r.get("init_phases") or r.get("init_stages")  # (init_stages: the old name.)
+    if init:
+      objs = " then ".join([", ".join(f"{n} phase ({e} ep)" for n, e in init.items()), objs])
     extra = tuple("-" if _downstream_top1(r, p) is None else f"{_downstream_top1(r, p):.2f}"
                   for p, _ in shown)
     acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
@@ -188,7 +188,7 @@ def budget_line(runs: dict[str, ml_collections.ConfigDict], workdir: str) -> str
   parts = " + ".join(f"{n} x {e}" for e, n in sorted(by_length.items(), reverse=True))
   done = sum(ckpt_lib.is_complete_run(os.path.join(workdir, n)) for n in training if n)
   return (f"budget: {len(training)} runs that train, {parts} epochs = {epochs:,} epochs "
-          f"(initialisation stages not counted); {done} already finished")
+          f"(initialisation phases not counted); {done} already finished")
 
 
 def published_table(published, results: dict[str, dict[str, Any]],

@@ -33,11 +33,11 @@ from kd_jax.data import info as data_info
 from kd_jax.data import sources
 from kd_jax.distill import adapters
 from kd_jax.distill import host_inputs
-from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import parsing
 from kd_jax.distill import student as student_lib
 from kd_jax.distill.objectives import Objective, Outputs
 from kd_jax.errors import KdJaxError
-from kd_jax.training import sharding
+from kd_jax.training import sharding, teacher_cache
 
 # Without split sizes in the metadata (a data set not prepared yet), CRD's memory bank and
 # the dry run's step counts assume CIFAR's train split.
@@ -80,8 +80,8 @@ class RunPlan:
   heads: Mapping[str, int]           # {teacher: classes}: the student's head per teacher.
   teachers: Mapping[str, TeacherPlan]
   objectives: tuple[Objective, ...]
-  adapter_shapes: Any = None         # params['aux'] as ShapeDtypeStructs.
-  state_shapes: Any = None           # aux_state (adapters' BatchNorm, CRD's memory).
+  adapter_shapes: Any = None         # params['adapters'] as ShapeDtypeStructs.
+  state_shapes: Any = None           # objective_state (adapters' BatchNorm, CRD's memory).
   downstream: "RunPlan | None" = None  # The downstream fine-tuning run, if any.
 
   @property
@@ -150,10 +150,6 @@ class JobPlan:
   # What would stop the job at its start on this machine (a data set that cannot be had, a
   # teacher checkpoint not there), where the plan was made with ``missing=True``.
   problems: tuple[str, ...] = ()
-
-  @property
-  def single(self) -> bool:
-    return list(self.runs) == [""]
 
 
 class _Shapes:
@@ -282,22 +278,30 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
                 for t, spec in cfg.teachers.items()}
   heads = {t: teachers[t].num_classes for t in cfg.student_heads}
   methods.import_modules(cfg.method_modules)
-  objectives = tuple(objectives_lib.parse(cfg.objectives, list(teachers), has_labels,
-                                          all_labeled=all_labeled))
+  objectives = tuple(parsing.parse_objectives(cfg.objectives, list(teachers), has_labels,
+                                              all_labeled=all_labeled))
   # What the samplers refuse (CRD's exact negatives on unlabelled data), without reading the
   # labels: an empty split stands in for them.
   samplers = host_inputs.build(objectives, methods.TrainSplit(
       0, has_labels, lambda: np.zeros(0, np.int32)))
   _check_init_from(cfg, earlier, job_workdir)
+  teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
                  heads, teachers, objectives, downstream=downstream)
   key = repr((plan.step_key(), plan.index_size, sorted(samplers)))
   adapter_shapes, state_shapes = shapes.checked(key, lambda: _adapter_shapes(plan, shapes,
                                                                              samplers))
+  # A checkpoint in the run's workdir that it could not resume is refused now, not after
+  # the runs before it (a finished run of a job is not trained again: not checked).
+  if not (name and ckpt_lib.is_complete_run(run_dir)):
+    ckpt_lib.check_resumable(run_dir, {
+        "model": cfg.model, "num_classes": int(num_classes), "seed": cfg.seed,
+        "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})})
   return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes)
 
 
-def plan_teacher(name: str, spec: Mapping[str, Any], earlier: Mapping[str, RunPlan] = {},
+def plan_teacher(name: str, spec: Mapping[str, Any],
+                 earlier: Mapping[str, RunPlan] | None = None,
                  missing_classes: int | None = None) -> TeacherPlan:
   """The plan of ``config.teachers.<name>`` (``spec``): a run of ``earlier`` or a checkpoint,
   whose meta is read (model, classes, heads). ``missing_classes``: a checkpoint that is not
@@ -306,7 +310,7 @@ def plan_teacher(name: str, spec: Mapping[str, Any], earlier: Mapping[str, RunPl
   which = spec.get("which", "latest")
   head = spec.get("head", "")
   if spec.get("run"):
-    run = earlier[spec["run"]]  # validate() checked that it is an earlier run.
+    run = (earlier or {})[spec["run"]]  # validate() checked that it is an earlier run.
     if not run.trains:
       raise KdJaxError(f"config.teachers.{name}.run: run {spec['run']!r} trains nothing")
     num_classes = spec.get("num_classes") or run.num_classes
@@ -375,7 +379,7 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
 
 
 def _adapter_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any]:
-  """``(params['aux'], aux_state)`` shapes of the run, after every objective is traced on
+  """``(params['adapters'], objective_state)`` shapes of the run, after every objective is traced on
   the shapes of the student's and the teachers' outputs (one-line errors: a feature the
   model lacks, a connector that cannot bridge the shapes, a teacher without a head)."""
   input_shape = plan.info.input_shape

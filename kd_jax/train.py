@@ -1,7 +1,10 @@
 """Entrypoint: ``python -m kd_jax.train --config=configs/<name>.py --workdir=<dir>``.
 
 ``--config.<field>=<value>`` overrides any field. Without ``--config`` it runs
-configs/default.py (the main job on the embedded digits data).
+configs/default.py (the main job on the embedded digits data). In a job of several runs,
+``--config.<field>`` reaches every run that does not set that field itself and
+``--config.runs.<run>.<field>`` one run; an override that no run reads is refused. The whole
+job is planned and checked (``kd_jax.plan``) before its first run trains.
 """
 from __future__ import annotations
 
@@ -21,13 +24,17 @@ from kd_jax.cli import define_config, local_workdir, overrides, parse_flags, sta
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "default.py")
 _CONFIG = define_config(_DEFAULT_CONFIG if os.path.exists(_DEFAULT_CONFIG) else None,
-                        "Config file (get_config() returning a ConfigDict).")
+                        "Config file (get_config() returning a ConfigDict). In a job of "
+                        "several runs, --config.<field> reaches every run that does not set "
+                        "the field itself, --config.runs.<run>.<field> one run; an override "
+                        "that no run reads is refused.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/kd_jax", "Where checkpoints, TensorBoard "
                                "events and results.json go.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the resolved job (runs, data, teachers, "
-                             "objectives with every hyperparameter, steps, an estimated time "
-                             "from a few measured steps) and exit: nothing is trained or "
-                             "written to the workdir.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the job's plan (runs, data, teachers, "
+                             "objectives with every hyperparameter, steps), then an estimated "
+                             "time (distinct steps measured for a few seconds, the rest from "
+                             "XLA's cost analysis) and exit: nothing is trained or written to "
+                             "the workdir.")
 
 
 def main(argv):

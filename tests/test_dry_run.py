@@ -45,11 +45,29 @@ def test_crd_exact_negatives_on_unlabelled_data_are_refused_before_anything_runs
 def test_an_initialisation_stage_is_shown_under_its_objective():
   lines, _ = _describe("configs/digits/distill.py:ab")
   i = next(i for i, l in enumerate(lines) if l.startswith("  objective ab:"))
-  assert lines[i + 1].startswith("    its initialisation stage: ")
-  assert lines[i + 1].endswith("; not in the main stage")
+  assert lines[i + 1].startswith("    its initialisation phase: ")
+  assert lines[i + 1].endswith("; not in the main phase")
 
 
 def test_evaluation_only_runs_train_nothing():
   lines, out = _describe("configs/consolidation/digits.py:1")
   assert "[scratch_seed0] evaluates a randomly initialised resnet8 (no training)" in lines
   assert out["scratch_seed0"]["steps"] == 0
+
+
+def test_runs_of_one_step_share_a_measurement_and_the_rest_are_estimated_from_flops():
+  """With no time to measure more, one distinct step is measured (the one weighing most) and
+  every other is estimated from XLA's cost analysis at the FLOP rate measured."""
+  config = load_config("configs/digits/scarce_labels.py")
+  config.runs = {k: v for k, v in config.runs.items() if not k.endswith("seed2")}
+  lines = []
+  out = dry_run.describe(config, "/nonexistent/w", print_fn=lines.append, measure_s=0.0)
+  assert [r["how"] for r in out.values()].count(None) == 0
+  measured = sorted(n for n, r in out.items() if r["how"] == "measured")
+  # One distinct step measured: the seeds of one method (they share it), nothing else.
+  assert len(measured) == 2 and measured[0][:-1] == measured[1][:-1], measured
+  for name in ("kd", "crd", "scratch"):
+    assert out[f"{name}_seed0"]["step_s"] == out[f"{name}_seed1"]["step_s"]
+  assert out["kd_seed0"]["step_s"] != out["scratch_seed0"]["step_s"]
+  estimated = [l for l in lines if l.startswith("[teacher] estimate: ")]
+  assert len(estimated) == 1 and "GFLOP/step by XLA's cost analysis at the" in estimated[0]

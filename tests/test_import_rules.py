@@ -84,3 +84,17 @@ def test_the_rooms_import_each_other_without_a_cycle():
 
   for room in sorted(graph):
     visit(room)
+
+
+def test_objectives_are_parsed_in_the_plan_only():
+  """A run is assembled in one place: only ``kd_jax.plan`` imports the objectives' parser."""
+  importers = []
+  for path in PACKAGE.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if ((isinstance(node, ast.ImportFrom) and node.module == "kd_jax.distill"
+           and any(a.name == "parsing" for a in node.names))
+          or (isinstance(node, ast.ImportFrom) and node.module == "kd_jax.distill.parsing")
+          or (isinstance(node, ast.Import)
+              and any(a.name == "kd_jax.distill.parsing" for a in node.names))):
+        importers.append(str(path.relative_to(PACKAGE.parent)))
+  assert importers == ["kd_jax/plan.py"]

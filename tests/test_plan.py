@@ -168,8 +168,9 @@ def get_config():
 
 @pytest.mark.slow
 def test_a_checkpoint_written_by_main_at_e5517ae_resumes_as_an_uninterrupted_run(tmp_path):
-  """The fixture: a FitNet student (an adapter in params['aux']) after epoch 1 and its
-  teacher, written by main at e5517ae with the config above and num_epochs=1."""
+  """The fixture: a FitNet student after epoch 1 and its teacher, written by main at
+  e5517ae with the config above and num_epochs=1 (checkpoint format 2: the adapter in
+  params['aux'], aux_state, meta 'stage'/'stages'/'aux'), resumed under today's names."""
   shutil.copytree(FIXTURE, tmp_path / "fixture")
   config = tmp_path / "fitnet.py"
   config.write_text(FITNET.format(teacher=tmp_path / "fixture" / "teacher"))
@@ -185,3 +186,17 @@ def test_a_checkpoint_written_by_main_at_e5517ae_resumes_as_an_uninterrupted_run
   assert "resuming" not in outputs[1]
   assert checkpoint_steps(resumed) == [4]
   assert_same_final_params(resumed, fresh)
+
+
+def test_a_later_runs_checkpoint_of_another_model_is_refused_before_the_first_run_trains(
+    tmp_path):
+  """The fixture's student (a resnet8) sits in the workdir of the job's last run, which now
+  trains a resnet14: refused at the plan, the teacher run untrained."""
+  config = _digits_job("kd")
+  config.runs.kd.model = "resnet14"
+  shutil.copytree(os.path.join(FIXTURE, "student"), tmp_path / "w" / "kd")
+  with pytest.raises(KdJaxError, match=r"^\[kd\] workdir .*/w/kd holds a checkpoint \(step 2\) "
+                                       r"with model='resnet8', but this config has "
+                                       r"model='resnet14'; use another --workdir"):
+    job.run(config, str(tmp_path / "w"))
+  assert sorted(os.listdir(tmp_path / "w")) == ["kd"]

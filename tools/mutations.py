@@ -33,15 +33,15 @@ MUTATIONS = {
          ("kd_jax/methods/relations.py", "import flax.linen as nn\n",
           "import flax.linen as nn\nimport jax\n")],
         ["tests/distill/test_heads.py::test_heads_are_created_from_the_feature_shapes_and_optimised"]),
-    "detached_stage": (
-        "FT's initialisation stage gives the paraphraser no gradient (weight decay alone moves it)",
+    "detached_phase": (
+        "FT's initialisation phase gives the paraphraser no gradient (weight decay alone moves it)",
         [("kd_jax/methods/ft.py",
           "return losses.paraphraser_reconstruction(ctx.s_maps[0], ctx.t_maps[0])",
           "return losses.paraphraser_reconstruction(jax.lax.stop_gradient(ctx.s_maps[0]), "
           "ctx.t_maps[0])"),
          ("kd_jax/methods/ft.py", "import flax.linen as nn\n",
           "import flax.linen as nn\nimport jax\n")],
-        ["tests/distill/test_stages.py::test_ft_stage_trains_only_the_paraphraser"]),
+        ["tests/distill/test_init_phases.py::test_ft_phase_trains_only_the_paraphraser"]),
     "detached_common_space": (
         "CFL's MMD term gives the student's alignment layer no gradient",
         [("kd_jax/losses/amalgamation.py",
@@ -50,15 +50,15 @@ MUTATIONS = {
           "for h in h_t)")],
         ["tests/distill/test_multi_teacher.py::test_a_step_with_cfl_over_three_teachers_trains_the_common_space"]),
     "adapter_off_route": (
-        "AMA's stage also trains the adaptive module through an L2 pull, not only through the "
+        "AMA's phase also trains the adaptive module through an L2 pull, not only through the "
         "teacher's classifier",
-        [("kd_jax/methods/ama.py", "l2_weight=self.stage_l2,", "l2_weight=1.0,")],
-        ["tests/distill/test_ama.py::test_the_stage_trains_the_adapter_and_lift_only_through_the_teachers_classifier"]),
+        [("kd_jax/methods/ama.py", "l2_weight=self.phase_l2,", "l2_weight=1.0,")],
+        ["tests/distill/test_ama.py::test_the_phase_trains_the_adapter_and_lift_only_through_the_teachers_classifier"]),
     "hint_repelled": (
-        "AMA's main stage pushes the student away from the hint (the loss's sign flipped)",
+        "AMA's main phase pushes the student away from the hint (the loss's sign flipped)",
         [("kd_jax/methods/ama.py", "    return losses.fitnet(ctx.s_maps[0], ctx.t_maps[0])",
           "    return -losses.fitnet(ctx.s_maps[0], ctx.t_maps[0])")],
-        ["tests/distill/test_ama.py::test_the_main_stage_moves_the_student_towards_the_frozen_hint"]),
+        ["tests/distill/test_ama.py::test_the_main_phase_moves_the_student_towards_the_frozen_hint"]),
     "random_teacher": (
         "a student is distilled from a freshly initialised teacher, not the trained teacher run",
         [("kd_jax/distill/teachers.py", "    out[name] = (module, variables)",
@@ -72,7 +72,7 @@ MUTATIONS = {
         ["tests/test_readme.py"]),
     "ignored_checkpoint": (
         "a run starts over instead of resuming from its checkpoint",
-        [("kd_jax/training/loop.py", "  resumed = _restore(run, plan, state, repl)\n",
+        [("kd_jax/training/loop.py", "  resumed = _restore(run, run_phases, state, repl)\n",
           "  resumed = None\n")],
         ["tests/distill/test_distill_job.py::test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends"]),
     "dropped_objective": (

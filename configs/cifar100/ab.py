@@ -1,4 +1,4 @@
-"""AB (30-epoch activation-boundary initialisation stage, then CE): RepDistiller's CIFAR-100 student recipe, resnet32x4 -> resnet8x4 by default.
+"""AB (30-epoch activation-boundary initialisation phase, then CE): RepDistiller's CIFAR-100 student recipe, resnet32x4 -> resnet8x4 by default.
 
   python -m kd_jax.train --config=configs/cifar100/ab.py --workdir=workdirs/cifar100/ab
   python -m kd_jax.train --config=configs/cifar100/ab.py:vgg13-vgg8 ...   # another pair

@@ -1,4 +1,4 @@
-"""FSP (30-epoch FSP initialisation stage, then CE): RepDistiller's CIFAR-100 student recipe, resnet32x4 -> resnet8x4 by default.
+"""FSP (30-epoch FSP initialisation phase, then CE): RepDistiller's CIFAR-100 student recipe, resnet32x4 -> resnet8x4 by default.
 
   python -m kd_jax.train --config=configs/cifar100/fsp.py --workdir=workdirs/cifar100/fsp
   python -m kd_jax.train --config=configs/cifar100/fsp.py:vgg13-vgg8 ...   # another pair

@@ -1,4 +1,4 @@
-"""FT (30-epoch paraphraser stage, then CE + 200 factor transfer): RepDistiller's CIFAR-100 student recipe, resnet32x4 -> resnet8x4 by default.
+"""FT (30-epoch paraphraser phase, then CE + 200 factor transfer): RepDistiller's CIFAR-100 student recipe, resnet32x4 -> resnet8x4 by default.
 
   python -m kd_jax.train --config=configs/cifar100/ft.py --workdir=workdirs/cifar100/ft
   python -m kd_jax.train --config=configs/cifar100/ft.py:vgg13-vgg8 ...   # another pair

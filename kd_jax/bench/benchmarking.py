@@ -186,8 +186,8 @@ class _Bench:
     used = teachers_lib.used(objectives)
     tx = build.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
-    # Stage-only objectives (AB, FSP) build their heads from the teacher too.
-    read = teachers_lib.used(objectives, main_stage_only=False)
+    # RunPhase-only objectives (AB, FSP) build their heads from the teacher too.
+    read = teachers_lib.used(objectives, main_phase_only=False)
     state = build.create_train_state(
         self.student, {n: self.teacher_modules[n] for n in read},
         {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
@@ -378,7 +378,7 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, teacher_ca
       "; beyond the objectives' own arithmetic: distill_step / (teacher_forward + cached_step)"
       if speedups else "") + ":")
   for method, rec, used in overheads:
-    note = "" if used else "  (no teacher in the main step: its objective acts in a stage)"
+    note = "" if used else "  (no teacher in the main step: its objective acts in a phase)"
     beyond = rec.get("overhead_beyond_objectives")
     print_fn(f"  {method:<8} {rec['overhead']:.3f}{'' if beyond is None else f'   {beyond:.3f}'}"
              f"{note}")

@@ -200,7 +200,7 @@ class Dataset:
   def train_batches(self, epoch: int, start: int = 0, seed: int = 0,
                     stream: int = 0) -> Iterator[dict]:
     """The ``steps_per_epoch`` batches of ``epoch`` for this process, from batch ``start``.
-    ``stream`` > 0 gives another order of the same data (e.g. an initialisation stage's)."""
+    ``stream`` > 0 gives another order of the same data (e.g. an initialisation phase's)."""
     epoch_seed = seed_of_epoch(seed, epoch, stream)
     ds, finish = self._train_examples(epoch_seed)
     ds = ds.skip(start * self.local_batch_size)

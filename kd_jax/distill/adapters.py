@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import models
-from kd_jax.distill.objectives import Objective, Outputs, feature_names
+from kd_jax.distill.features import feature_names
+from kd_jax.distill.objectives import Objective, Outputs
 from kd_jax.errors import KdJaxError
 
 
@@ -24,26 +25,26 @@ def init(objectives: Sequence[Objective], student: Outputs,
   s_out = Outputs(*zeros(tuple(student)))
   t_out = {n: Outputs(*zeros(tuple(o))) for n, o in teachers.items()}
   batch = zeros(dict(batch))
-  params, state = init_aux(objectives, s_out, t_out, rng, index_size)
+  params, state = create(objectives, s_out, t_out, rng, index_size)
   check_shapes(objectives, s_out, t_out, params, state, batch,
                               teacher_variables, teacher_modules)
   return params, state
 
 
-def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mapping[str, Outputs],
+def create(objectives: Sequence[Objective], student: Outputs, teachers: Mapping[str, Outputs],
              rng: jax.Array, num_data: int) -> tuple[dict[str, Any], dict[str, Any]]:
-  """``(aux params, aux state)``, ``{objective name: ...}`` for the objectives that have a
-  head or state, from example outputs (any batch size). Raises a one-line KdJaxError when
+  """``(adapter params, objective state)``, ``{objective name: ...}`` for the objectives that have a
+  adapter or state, from example outputs (any batch size). Raises a one-line KdJaxError when
   an objective cannot use the shapes it reads (e.g. a connector that cannot bridge them)."""
   params, state = {}, {}
   for i, obj in enumerate(objectives):
     s_maps, t_maps = obj.select(student, teachers)
-    k_head, k_state = jax.random.split(jax.random.fold_in(rng, i))
+    k_adapter, k_state = jax.random.split(jax.random.fold_in(rng, i))
     try:
       adapter = obj.method.adapter()
       if adapter is not None:
-        variables = adapter.init(k_head, s_maps, t_maps, False)
-        if variables.get("params"):  # An identity head (e.g. AB on equal shapes) has none.
+        variables = adapter.init(k_adapter, s_maps, t_maps, False)
+        if variables.get("params"):  # An identity adapter (e.g. AB on equal shapes) has none.
           params[obj.name] = variables["params"]
         if variables.get("batch_stats"):
           state.setdefault(obj.name, {})["batch_stats"] = variables["batch_stats"]
@@ -56,20 +57,23 @@ def init_aux(objectives: Sequence[Objective], student: Outputs, teachers: Mappin
 
 
 def check_shapes(objectives: Sequence[Objective], student: Outputs,
-                 teachers: Mapping[str, Outputs], aux_params, aux_state, batch,
-                 teacher_params: Any = None,
+                 teachers: Mapping[str, Outputs], adapter_params, state, batch,
+                 teacher_variables: Any = None,
                  teacher_modules: Mapping[str, Any] | None = None) -> None:
-  """Traces every objective on example outputs (no computation): a loss that cannot take
-  the shapes it reads (e.g. FSP's unequal channel counts) fails here, in one line."""
+  """Traces every objective on example outputs (no computation), in each phase it acts in:
+  a loss that cannot take the shapes it reads (e.g. FSP's unequal channel counts) fails
+  here, in one line."""
   for obj in objectives:
     s_maps, t_maps = obj.select(student, teachers)
-    stages = ([False] if obj.main_stage else []) + ([True] if obj.init_epochs else [])
-    for stage in stages:
+    phases = ([False] if obj.main_phase else []) + ([True] if obj.init_epochs else [])
+    for phase in phases:
       try:
-        jax.eval_shape(lambda p, st, tp: obj(student, teachers, batch, 1.0,
-                                             jax.random.PRNGKey(0), p, st, True, stage, tp,
-                                             teacher_modules)[0],
-                       aux_params.get(obj.name), aux_state.get(obj.name), teacher_params)
+        jax.eval_shape(
+            lambda p, st, tv: obj(student, teachers, batch, epoch=1.0,
+                                  rng=jax.random.PRNGKey(0), adapter_params=p, state=st,
+                                  phase=phase, teacher_variables=tv,
+                                  teacher_modules=teacher_modules)[0],
+            adapter_params.get(obj.name), state.get(obj.name), teacher_variables)
       except (ValueError, TypeError) as err:
         raise _shape_error(obj, s_maps, t_maps, err) from None
 

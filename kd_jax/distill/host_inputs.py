@@ -3,7 +3,7 @@ CRD's other-class negatives).
 
 The samplers are built once at start-up from the train split (``methods.TrainSplit``). Each
 local batch gets, per objective with a sampler, the arrays it draws under
-``host_key(objective, name)``; the generator of a draw is seeded by (seed, the stage's data
+``host_key(objective, name)``; the generator of a draw is seeded by (seed, the phase's data
 stream, the step, the process, the objective), so a resumed run draws exactly what the
 uninterrupted one drew and each process draws for its own examples.
 """

@@ -21,7 +21,8 @@ from clu import metrics as clu_metrics
 from kd_jax.data import device_augment
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import teachers as teachers_lib
-from kd_jax.distill.objectives import Objective, Outputs, head_feature
+from kd_jax.distill.features import head_feature
+from kd_jax.distill.objectives import Objective, Outputs
 from kd_jax.distill.state import TrainState
 
 
@@ -157,7 +158,7 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   # One view for every network (function matching's mixup), drawn once.
   batch = objectives_lib.transform_batch(objectives, batch, jax.random.fold_in(rng, 2**31 - 1))
   teacher_out = teachers_lib.run(
-      teachers, state.teachers, teachers_lib.used(objectives, main_stage_only=not phase), batch,
+      teachers, state.teachers, teachers_lib.used(objectives, main_phase_only=not phase), batch,
       cached_teachers)
 
   def loss_fn(params):
@@ -171,21 +172,22 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
       batch_stats = new_vars["batch_stats"]
     out = Outputs(logits, feats)
     epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
-    values, aux_state = {}, dict(state.aux_state)
+    values, objective_state = {}, dict(state.objective_state)
     for i, o in enumerate(objectives):
-      values[o.name], new = o(out, teacher_out, batch, epoch, jax.random.fold_in(rng, i + 1),
-                              params["aux"].get(o.name), state.aux_state.get(o.name),
-                              stage=phase, teacher_params=state.teachers,
-                              teacher_modules=teachers)
+      values[o.name], new = o(out, teacher_out, batch, epoch=epoch,
+                              rng=jax.random.fold_in(rng, i + 1),
+                              adapter_params=params["adapters"].get(o.name),
+                              state=state.objective_state.get(o.name), phase=phase,
+                              teacher_variables=state.teachers, teacher_modules=teachers)
       if new is not None:
-        aux_state[o.name] = new
+        objective_state[o.name] = new
     total = sum((1.0 if phase else o.weight) * values[o.name] for o in objectives)
-    return total, (values, logits, batch_stats, aux_state)
+    return total, (values, logits, batch_stats, objective_state)
 
-  (total, (values, logits, batch_stats, aux_state)), grads = jax.value_and_grad(
+  (total, (values, logits, batch_stats, objective_state)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
   new_state, finite = _update_if_finite(state, tx, total, grads, skip_nonfinite,
-                                        batch_stats=batch_stats, aux_state=aux_state)
+                                        batch_stats=batch_stats, objective_state=objective_state)
   outputs = {"loss": total, **{metric_name(k): v for k, v in values.items()}}
   if skip_nonfinite:
     outputs["skipped"] = (~finite).astype(jnp.int32)
@@ -203,12 +205,12 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
   """``train_step`` with this student, teachers and objectives bound: ``(state, batch, rng)
   -> (state, metrics)``, to jit. ``augment``: the data's ``device_augment`` (uint8 images).
 
-  Objectives that act only through their initialisation stage (``main_stage=False``) are
+  Objectives that act only through their initialisation phase (``main_phase=False``) are
   not evaluated here. ``cached_teachers``: ``{teacher: its Outputs' shapes}`` for teachers
   whose outputs come in the batch (``teachers.cached_key``) instead of being computed.
   ``skip_nonfinite``: a step with a non-finite loss or gradient is skipped (no update) and
   counted (metric ``skipped_steps``) instead of stopping the run (``bad_step``)."""
-  objectives = [o for o in objectives if o.main_stage]
+  objectives = [o for o in objectives if o.main_phase]
   return functools.partial(
       train_step, student=student, teachers=teachers, objectives=objectives, tx=tx,
       metrics_cls=train_metrics_class(objectives, has_labels, skip_nonfinite),

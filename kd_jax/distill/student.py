@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import models
-from kd_jax.distill.objectives import head_feature
+from kd_jax.distill.features import head_feature
 from kd_jax.models.layers import TorchDense
 
 BACKBONE = "backbone"

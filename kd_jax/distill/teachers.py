@@ -15,10 +15,10 @@ from kd_jax.errors import KdJaxError
 from kd_jax.methods import Outputs
 
 
-def used(objectives: Sequence[Any], main_stage_only: bool = True) -> list[str]:
+def used(objectives: Sequence[Any], main_phase_only: bool = True) -> list[str]:
   """The teachers the objectives read, sorted; by default only those of the objectives that
-  act in the main stage (the train step's)."""
-  return sorted({t for o in objectives if o.main_stage or not main_stage_only
+  act in the main phase (the train step's)."""
+  return sorted({t for o in objectives if o.main_phase or not main_phase_only
                  for t in o.teachers})
 
 

@@ -1,5 +1,5 @@
 """Activation map adaptation (Wu et al., 2020; arXiv 2010.13500) [INFERRED: only the
-abstract is known; README, *What is inferred*]: the adaptive module's stage loss. The
+abstract is known; README, *What is inferred*]: the adaptive module's phase loss. The
 adaptive module and the method are in ``kd_jax/methods/ama.py``.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from kd_jax.losses.logits import cross_entropy
 def adapted_teacher_loss(lifted: jax.Array, pooled_t: jax.Array, labels: jax.Array,
                          kernel: jax.Array, bias: jax.Array, *, l2_weight: float,
                          mask: jax.Array | None = None) -> jax.Array:
-  """The adaptive module's stage loss: cross-entropy of the teacher's frozen classifier
+  """The adaptive module's phase loss: cross-entropy of the teacher's frozen classifier
   (``kernel`` [D, C], ``bias`` [C]) on the spatial mean of the lifted map [B, H, W, D]
   (mean over labelled examples when ``mask`` is given), plus ``l2_weight`` * the mean
   squared difference between that mean and the teacher's pooled feature [B, D]."""

@@ -103,7 +103,7 @@ def crd(z_s: jax.Array, z_t: jax.Array, memory: CRDMemory, index: jax.Array,
   column 0 the positive (``index`` in the reference's "exact" mode), then K negatives
   (``sample_contrast_index``, or drawn on the host: ``kd_jax.methods.crd``). Returns ``(nce(b/Z_b) + nce(a/Z_a),
   new_memory)``; gradients reach z_s through the student-anchor term and z_t through
-  the teacher-anchor term only.
+  the teacher-anchor term only. temperature, momentum: the reference's ``nce_t``, ``nce_m``.
   """
   z_s, z_t = float32(z_s, z_t)
   n = memory.num_data
@@ -129,7 +129,7 @@ def sample_contrast_index(rng: jax.Array, index: jax.Array, num_negatives: int,
   """Contrast indices int [B, K+1] drawn in the step: column 0 ``index``, then K negatives
   uniform over all N examples with replacement (own class included): the reference's
   ``is_sample=False``. (Its default draws other-class negatives from the labels on the
-  host: ``kd_jax.methods.crd``.)"""
+  host: ``kd_jax.methods.crd``.) num_negatives: the reference's ``nce_k``."""
   neg = jax.random.randint(rng, (index.shape[0], num_negatives), 0, num_data)
   return jnp.concatenate([index[:, None].astype(neg.dtype), neg], axis=1)
 

@@ -65,7 +65,7 @@ def factor_transfer(factor_s: jax.Array, factor_t: jax.Array, *, p1: float,
 
 @expects(reconstruction=MAP, f_t=MAP)
 def paraphraser_reconstruction(reconstruction: jax.Array, f_t: jax.Array) -> jax.Array:
-  """FT's initialisation stage: mean over all elements of ``(reconstruction - f_t)^2``."""
+  """FT's initialisation phase: mean over all elements of ``(reconstruction - f_t)^2``."""
   reconstruction, f_t = float32(reconstruction, f_t)
   return jnp.mean(jnp.square(reconstruction - jax.lax.stop_gradient(f_t)))
 
@@ -86,7 +86,7 @@ def activation_boundaries(f_s: Sequence[jax.Array], f_t: Sequence[jax.Array], *,
   maps, lists of n maps [B, H, W, C], equal shapes pairwise; layer i is weighted
   ``2^(i - n + 1)`` (i = 0..n-1). Per layer: ``sum |(s+m)^2 [s > -m, t <= 0] + (s-m)^2
   [s <= m, t > 0]| / B * 3 / 1000``; summed over layers. (The reference uses it only in an
-  initialisation stage of the connector and the student's feature layers.)
+  initialisation phase of the connector and the student's feature layers.)
   """
   n = len(f_s)
   total = 0.0

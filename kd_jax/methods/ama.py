@@ -75,7 +75,7 @@ def teacher_classifier(variables: Mapping[str, Any]) -> tuple[jax.Array, jax.Arr
 
 @register("ama")
 class AMA(Method):
-  stage_l2: float = 0.0  # Weight of the phase's L2 pull of the adapted teacher.
+  phase_l2: float = 0.0  # Weight of the phase's L2 pull of the adapted teacher.
   needs_labels = True
   partial_labels = True
   reads = "last_stage"
@@ -93,5 +93,5 @@ class AMA(Method):
     (variables,) = ctx.teacher_params.values()
     kernel, bias = teacher_classifier(variables)
     return losses.adapted_teacher_loss(ctx.s_maps[0], ctx.t_maps[0], ctx.batch["label"], kernel,
-                                       bias, l2_weight=self.stage_l2,
+                                       bias, l2_weight=self.phase_l2,
                                        mask=ctx.batch.get("label_mask"))

@@ -30,11 +30,11 @@ MODES = ("exact", "relax", "uniform")
 
 class ClassSampler:
   """The class index of a train split (``labels``: int [N] by example index, -1 unknown)
-  and the reference's per-example draw of a positive and K negatives."""
+  and the reference's per-example draw of a positive and ``nce_k`` negatives."""
 
-  def __init__(self, labels: np.ndarray, num_negatives: int, mode: str):
+  def __init__(self, labels: np.ndarray, nce_k: int, mode: str):
     labels = np.asarray(labels)
-    self.num_data, self.k, self.mode = len(labels), num_negatives, mode
+    self.num_data, self.nce_k, self.mode = len(labels), nce_k, mode
     known = np.flatnonzero(labels >= 0)
     # Indices sorted by class: class c holds order[start[c]:start[c] + count[c]].
     self.order = known[np.argsort(labels[known], kind="stable")].astype(np.int32)
@@ -43,18 +43,18 @@ class ClassSampler:
     self.labels = labels
 
   def specs(self, batch_size: int) -> Mapping[str, jax.ShapeDtypeStruct]:
-    return {"contrast_index": jax.ShapeDtypeStruct((batch_size, self.k + 1), np.int32)}
+    return {"contrast_index": jax.ShapeDtypeStruct((batch_size, self.nce_k + 1), np.int32)}
 
   def draw(self, index: int, rng: np.random.Generator) -> np.ndarray:
-    """int32 [K+1]: the positive, then K negatives, for the example ``index``."""
+    """int32 [nce_k + 1]: the positive, then ``nce_k`` negatives, for the example ``index``."""
     c = self.labels[index]
     if c < 0:  # No label known: the uniform rule.
-      return np.concatenate([[index], rng.integers(0, self.num_data, self.k)]).astype(np.int32)
+      return np.concatenate([[index], rng.integers(0, self.num_data, self.nce_k)]).astype(np.int32)
     start, count = self.start[c], self.count[c]
     pool = len(self.order) - count  # Examples of the other classes.
     if pool <= 0:
       raise ValueError(f"every labelled example is of class {c}: there are no negatives")
-    u = rng.choice(pool, self.k, replace=self.k > pool)
+    u = rng.choice(pool, self.nce_k, replace=self.nce_k > pool)
     neg = self.order[np.where(u < start, u, u + count)]
     pos = index if self.mode == "exact" else self.order[start + rng.integers(count)]
     return np.concatenate([[pos], neg]).astype(np.int32)

@@ -33,7 +33,7 @@ def digits_amalgamation(seeds: int = 3, cfl_weight: float = 10.0,
     common = dict(model="resnet8", seed=seed, data=dict(unlabeled=True),
                   teachers=teachers(names), eval_tasks=tasks)
     soft = dict(loss="soft_ce", teacher=names, temperature=1.0)
-    runs[f"cfl_seed{seed}"] = dict(**common, optimizer=dict(lr_scale={"aux/cfl": 0.1}),
+    runs[f"cfl_seed{seed}"] = dict(**common, optimizer=dict(lr_scale={"adapters/cfl": 0.1}),
                                    objectives={"soft_ce": soft, "cfl": dict(
                                        teacher=names, weight=cfl_weight, hidden=hidden)})
     runs[f"kd_seed{seed}"] = dict(**common, objectives={"soft_ce": soft})
@@ -72,7 +72,7 @@ def cub_dogs_amalgamation(student: str = "resnet34") -> ml_collections.ConfigDic
   c.optimizer.schedule = "step"
   c.optimizer.decay_epochs = (15,)
   c.optimizer.decay_factor = 0.1
-  c.optimizer.lr_scale = {"student/fc": fc_lr / backbone_lr, "aux/cfl": cfl_lr / backbone_lr}
+  c.optimizer.lr_scale = {"student/fc": fc_lr / backbone_lr, "adapters/cfl": cfl_lr / backbone_lr}
   c.log_every_steps = 100
   teacher_runs = {"teacher_birds": ("resnet18", "caltech_birds2011"),
                   "teacher_dogs": ("resnet34", "stanford_dogs")}

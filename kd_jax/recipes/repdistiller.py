@@ -23,8 +23,8 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     "vid": {"ce": dict(weight=1.0), "vid": dict(weight=1.0)},
     "rkd": {"ce": dict(weight=1.0), "rkd": dict(weight=1.0)},
     "pkt": {"ce": dict(weight=1.0), "pkt": dict(weight=30000.0)},
-    # AB and FSP act through their initialisation stage only (the reference's loss_kd = 0 in
-    # the main stage); their weight is kept for the record.
+    # AB and FSP act through their initialisation phase only (the reference's loss_kd = 0 in
+    # the main phase); their weight is kept for the record.
     "ab": {"ce": dict(weight=1.0), "ab": dict(weight=1.0)},
     "ft": {"ce": dict(weight=1.0), "ft": dict(weight=200.0)},
     "fsp": {"ce": dict(weight=1.0), "fsp": dict(weight=50.0)},
@@ -32,7 +32,7 @@ METHODS: dict[str, dict[str, dict[str, Any]]] = {
     "crd": {"ce": dict(weight=1.0), "crd": dict(weight=0.8)},
     "crd_kd": {"ce": dict(weight=1.0), "kd": dict(weight=1.0), "crd": dict(weight=0.8)},
     # Not RepDistiller's: activation map adaptation [INFERRED] on top of KD
-    # (T=4, alpha=0.9), its hint weighted like FitNet's; its stage runs 10 epochs first.
+    # (T=4, alpha=0.9), its hint weighted like FitNet's; its phase runs 10 epochs first.
     "ama": {"ce": dict(weight=0.1), "kd": dict(weight=0.9), "ama": dict(weight=100.0)},
     # Not RepDistiller's: feature-statistic transfer (Yang et al.) on the last stage, each
     # with CE at weight 1: SRRL's channel means, means and standard deviations, AdaIN-KD

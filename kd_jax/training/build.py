@@ -1,5 +1,5 @@
 """What a run is built from, once, before its loop: the data, the teachers (loaded from
-their checkpoints), the student, the objectives, the main stage's optimiser and the initial
+their checkpoints), the student, the objectives, the main phase's optimiser and the initial
 train state."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.errors import KdJaxError
-from kd_jax.training import optim, stages
+from kd_jax.training import optim, phases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,19 +85,19 @@ def init_from(state: TrainState, config, heads, job_workdir, repl,
 
 
 def main_optimizer(config, objectives, schedule):
-  """The main stage's optimiser: ``config.optimizer``, with the parameters that an
-  objective freezes (or trains only in its initialisation stage) held fixed."""
-  frozen = any(o.method.frozen or not o.main_stage for o in objectives)
+  """The main phase's optimiser: ``config.optimizer``, with the parameters that an
+  objective freezes (or trains only in its initialisation phase) held fixed."""
+  frozen = any(o.method.frozen or not o.main_phase for o in objectives)
   return optim.make_optimizer(
       config.optimizer, schedule,
-      trainable=(lambda p: stages.main_stage_trainable(objectives, p)) if frozen else None)
+      trainable=(lambda p: phases.main_phase_trainable(objectives, p)) if frozen else None)
 
 
 def create_train_state(student, teachers: dict, teacher_variables: dict, objectives, tx,
                        input_shape, index_size: int, seed: int, sharding,
                        samplers: dict | None = None) -> TrainState:
   """The initial ``TrainState`` (placed with ``sharding``): the student's variables, the
-  objectives' heads and state built from the output shapes of the student and each teacher
+  objectives' adapters and state built from the output shapes of the student and each teacher
   (no teacher forward is run), checked against one example batch (with what ``samplers``,
   ``Parts.samplers``, add to a batch)."""
   x_shape = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
@@ -108,20 +108,20 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
   adapters.check_teacher_heads(objectives, t_shapes, teachers)
 
   def init_state(rng):
-    k_student, k_aux = jax.random.split(rng)
+    k_student, k_adapters = jax.random.split(rng)
     x = jnp.zeros(x_shape.shape)
     variables = student.init(k_student, x, train=False)
     example = {"image": x, "label": jnp.zeros((2,), jnp.int32), "index": jnp.arange(2),
                **{k: jnp.zeros(v.shape, v.dtype)
                   for k, v in host_inputs.specs(samplers or {}, 2).items()}}
-    aux_params, aux_state = adapters.init(
-        objectives, objectives_lib.Outputs(*s_shapes), t_shapes, k_aux, index_size,
+    adapter_params, objective_state = adapters.init(
+        objectives, objectives_lib.Outputs(*s_shapes), t_shapes, k_adapters, index_size,
         teacher_variables, teachers, example)
-    params = {"student": variables["params"], "aux": aux_params}
+    params = {"student": variables["params"], "adapters": adapter_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                       bad_step=jnp.array(-1, jnp.int32), teachers=dict(teacher_variables),
-                      aux_state=aux_state)
+                      objective_state=objective_state)
 
   return jax.jit(init_state, out_shardings=sharding,
                  compiler_options=models.run_once_options())(jax.random.PRNGKey(seed))

@@ -2,10 +2,10 @@
 with a signal from outside: ``KD_JAX_FAULT=<SIGNAL>@<point>:<step>`` makes the process send
 itself the signal there (each start of the command that has it set: resume without it).
 
-Points: ``step`` (the main stage, right after step ``<step>``'s update, before anything else
+Points: ``step`` (the main phase, right after step ``<step>``'s update, before anything else
 of that step: logging, evaluation, checkpoint, the preemption check), ``save`` (right after
 the checkpoint of step ``<step>`` was handed to orbax, while its asynchronous write is in
-flight), ``stage`` (an initialisation stage, right after its step ``<step>``).
+flight), ``phase`` (an initialisation phase, right after its step ``<step>``).
 
 E.g. ``KD_JAX_FAULT=SIGTERM@step:31`` preempts the run after step 31,
 ``KD_JAX_FAULT=SIGKILL@save:8`` kills it in the middle of writing step 8's checkpoint.
@@ -20,7 +20,7 @@ import signal
 
 from kd_jax.errors import KdJaxError
 
-POINTS = ("step", "save", "stage")
+POINTS = ("step", "save", "phase")
 
 
 @functools.lru_cache(maxsize=None)

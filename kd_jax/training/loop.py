@@ -1,10 +1,10 @@
-"""The training loop of one run: its stages (initialisation stages, then the main stage)
+"""The training loop of one run: its phases (initialisation phases, then the main phase)
 trained one after the other by one loop, into one checkpoint folder, with evaluation and
 writers.
 
 ``train_and_evaluate(plan)`` trains a run's ``config.model`` with its objectives (reading its
 teachers) in its workdir, resumes from the newest intact checkpoint in ``workdir``
-when there is one (in whichever stage it was written), evaluates every
+when there is one (in whichever phase it was written), evaluates every
 ``eval_every_epochs`` and writes ``<workdir>/results.json``.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ from kd_jax.distill.step import make_eval_step, make_train_step
 from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.training import build
 from kd_jax.training import metrics as metrics_lib
-from kd_jax.training import faults, optim, sharding, stages, teacher_cache
+from kd_jax.training import faults, optim, sharding, phases, teacher_cache
 from kd_jax.training.preemption import Preemption
-from kd_jax.training.stages import Stage
+from kd_jax.training.phases import RunPhase
 
 
 def _log(msg: str) -> None:
@@ -40,7 +40,7 @@ def _log(msg: str) -> None:
 
 @dataclasses.dataclass
 class _Run:
-  """What every stage of one run shares: where it writes, how it evaluates and saves."""
+  """What every phase of one run shares: where it writes, how it evaluates and saves."""
   config: ml_collections.ConfigDict
   name: str
   parts: build.Parts
@@ -68,25 +68,25 @@ class _Run:
       acc = m if acc is None else acc.merge(m)
     return {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
 
-  def save(self, stage: Stage, step: int, state: TrainState, rng) -> None:
+  def save(self, phase: RunPhase, step: int, state: TrainState, rng) -> None:
     spe = self.parts.data.steps_per_epoch
-    self.ckpts.save(stage.offset + step, {**state.checkpoint_items(), "rng": rng},
-                    {**self.meta, "stage": stage.name, "step": step, "epoch": step // spe,
+    self.ckpts.save(phase.offset + step, {**state.checkpoint_items(), "rng": rng},
+                    {**self.meta, "phase": phase.name, "step": step, "epoch": step // spe,
                      "batch_in_epoch": step % spe,
                      "train_time_s": self.time_before + time.time() - self.t_start})
 
-  def check_finite(self, stage: Stage, state: TrainState,
+  def check_finite(self, phase: RunPhase, state: TrainState,
                    train_metrics: dict[str, float] | None) -> None:
     """Raises TrainingDiverged (one line, with the fix) once a step was not finite."""
     bad = int(sharding.host_value(state.bad_step))
     if bad < 0:
       return
     self.ckpts.wait()
-    if not stage.is_main:
-      name = stage.objective.name
-      raise TrainingDiverged(f"{self.tag}the initialisation stage of {name!r} stopped: its "
-                             f"loss became non-finite at stage step {bad}; lower "
-                             f"config.objectives.{name}.init_lr (now {stage.lr:g})")
+    if not phase.is_main:
+      name = phase.objective.name
+      raise TrainingDiverged(f"{self.tag}the initialisation phase of {name!r} stopped: its "
+                             f"loss became non-finite at phase step {bad}; lower "
+                             f"config.objectives.{name}.init_lr (now {phase.lr:g})")
     culprits = [k for k, v in (train_metrics or {}).items() if not math.isfinite(v)]
     what = (f"the loss became non-finite ({', '.join(culprits)})" if culprits else
             "the gradients became non-finite (the losses were finite)")
@@ -99,98 +99,98 @@ class _Run:
         f"on was applied; {kept}. Lower config.optimizer.lr (now {self.config.optimizer.lr}), "
         f"check the data, or set config.skip_nonfinite_steps=True to skip such steps")
 
-  def preempted(self, stage: Stage, step: int) -> Preempted:
-    where = f"{self.ckpts.dir}/{stage.offset + step}; run the same command to resume"
-    if stage.is_main:
-      return Preempted(f"{self.tag}preempted at step {step}/{stage.num_steps}: checkpoint "
+  def preempted(self, phase: RunPhase, step: int) -> Preempted:
+    where = f"{self.ckpts.dir}/{phase.offset + step}; run the same command to resume"
+    if phase.is_main:
+      return Preempted(f"{self.tag}preempted at step {step}/{phase.num_steps}: checkpoint "
                        f"saved in {where}")
-    return Preempted(f"{self.tag}preempted in the initialisation stage of "
-                     f"{stage.objective.name!r} at stage step {step}/{stage.num_steps}: "
+    return Preempted(f"{self.tag}preempted in the initialisation phase of "
+                     f"{phase.objective.name!r} at phase step {step}/{phase.num_steps}: "
                      f"checkpoint saved in {where}")
 
 
-def _report(run: _Run, stage: Stage, step: int, computed: dict[str, float], schedule,
+def _report(run: _Run, phase: RunPhase, step: int, computed: dict[str, float], schedule,
             progress) -> None:
-  """Writes a stage's train metrics (and the main stage's learning rate and progress line)."""
-  if stage.is_main:
+  """Writes a phase's train metrics (and the main phase's learning rate and progress line)."""
+  if phase.is_main:
     computed["learning_rate"] = float(schedule(step - 1))
     run.writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
     progress(step, computed["loss"])
   else:
-    run.writer.write_scalars(step, {f"{stage.name}/loss": computed["loss"]})
+    run.writer.write_scalars(step, {f"{phase.name}/loss": computed["loss"]})
     spe = run.parts.data.steps_per_epoch
-    run.log(f"{stage.name} epoch {step // spe}/{stage.num_steps // spe}: "
+    run.log(f"{phase.name} epoch {step // spe}/{phase.num_steps // spe}: "
             f"loss {computed['loss']:.4g}")
 
 
-def run_stage(run: _Run, stage: Stage, state: TrainState, rng, step: int,
+def run_phase(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
               preemption: Preemption, cache=None, schedule=None, progress=None) -> TrainState:
-  """Trains ``stage`` from ``step`` to its end: metrics, evaluation (main stage), checkpoints
+  """Trains ``phase`` from ``step`` to its end: metrics, evaluation (main phase), checkpoints
   and, within an entered ``preemption``, SIGTERM (a checkpoint after the current step, then
   ``Preempted``; the same command resumes there)."""
   data, config = run.parts.data, run.config
   spe = data.steps_per_epoch
   samplers = {n: s for n, s in run.parts.samplers.items()
-              if n in ([stage.objective.name] if stage.objective else
-                       [o.name for o in run.parts.objectives if o.main_stage])}
+              if n in ([phase.objective.name] if phase.objective else
+                       [o.name for o in run.parts.objectives if o.main_phase])}
   acc = None
-  while step < stage.num_steps:
+  while step < phase.num_steps:
     epoch, start = divmod(step, spe)
-    batches = data.train_batches(epoch, start, config.seed, stream=stage.stream)
+    batches = data.train_batches(epoch, start, config.seed, stream=phase.stream)
     if cache is not None:
       batches = cache.attach(batches)
-    batches = host_inputs.attach(batches, samplers, config.seed, stage.stream, step)
+    batches = host_inputs.attach(batches, samplers, config.seed, phase.stream, step)
     for batch in sharding.prefetch_to_device(batches, run.batch_sharding):
-      state, m = stage.step_fn(state, batch, rng)
+      state, m = phase.step_fn(state, batch, rng)
       acc = m if acc is None else acc.merge(m)
       step += 1
-      faults.at(stage.fault, step)
+      faults.at(phase.fault, step)
       if progress is not None:
         progress.tick(step)
       end_of_epoch = step % spe == 0
-      if step % stage.log_every == 0 or end_of_epoch:
+      if step % phase.log_every == 0 or end_of_epoch:
         computed = {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
         acc = None
-        run.check_finite(stage, state, computed)
-        _report(run, stage, step, computed, schedule, progress)
-      if stage.is_main and end_of_epoch and (
-          (step // spe) % config.eval_every_epochs == 0 or step == stage.num_steps):
+        run.check_finite(phase, state, computed)
+        _report(run, phase, step, computed, schedule, progress)
+      if phase.is_main and end_of_epoch and (
+          (step // spe) % config.eval_every_epochs == 0 or step == phase.num_steps):
         run.eval_result = run.evaluate(state)
         run.writer.write_scalars(step, {f"eval/{k}": v for k, v in run.eval_result.items()})
         run.ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
                                    "batch_stats": state.batch_stats},
                             {**run.meta, "step": step}, run.eval_result["accuracy"])
-      saved = step % stage.checkpoint_every == 0 or step == stage.num_steps
+      saved = step % phase.checkpoint_every == 0 or step == phase.num_steps
       if saved:
-        run.check_finite(stage, state, None)
-        run.save(stage, step, state, rng)
-        if stage.is_main:
+        run.check_finite(phase, state, None)
+        run.save(phase, step, state, rng)
+        if phase.is_main:
           faults.at("save", step)
-      if preemption.reached(stage.offset + step, run.ckpts.latest):
-        run.check_finite(stage, state, None)
+      if preemption.reached(phase.offset + step, run.ckpts.latest):
+        run.check_finite(phase, state, None)
         if not saved:
-          run.save(stage, step, state, rng)
+          run.save(phase, step, state, rng)
         run.ckpts.wait()
         run.ckpts.close()
         run.writer.flush()
-        raise run.preempted(stage, step)
+        raise run.preempted(phase, step)
   return state
 
 
-def _train_main(run: _Run, stage: Stage, state: TrainState, rng, step: int,
+def _train_main(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
                 preemption: Preemption, cache, schedule) -> TrainState:
-  """The main stage, with its progress line (and the run's hyperparameters written first)."""
+  """The main phase, with its progress line (and the run's hyperparameters written first)."""
   config = run.config
   if step == 0:
     run.writer.write_hparams({k: v for k, v in config.to_dict().items()
                               if not isinstance(v, dict)})
-  with metrics_lib.Progress(stage.num_steps, run.parts.data.steps_per_epoch, config.batch_size,
+  with metrics_lib.Progress(phase.num_steps, run.parts.data.steps_per_epoch, config.batch_size,
                             run.tensorboard, run.name, step, config.log_every_steps) as progress:
-    return run_stage(run, stage, state, rng, step, preemption, cache, schedule, progress)
+    return run_phase(run, phase, state, rng, step, preemption, cache, schedule, progress)
 
 
 def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
-  """The main stage's jitted train step, and the teacher cache it reads (None if off)."""
+  """The main phase's jitted train step, and the teacher cache it reads (None if off)."""
   data, teachers = parts.data, parts.teachers
   teacher_shapes: dict[str, Any] = {}  # Of the cached teachers.
   make_step = lambda cached=(): make_train_step(
@@ -199,7 +199,6 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
       skip_nonfinite=config.skip_nonfinite_steps, augment=data.device_augment)
   cache, step_fn = None, None
   if config.teacher_cache:
-    teacher_cache.check_config(config, data, parts.objectives)
     used = teachers_lib.used(parts.objectives)
     x = jax.ShapeDtypeStruct((data.local_batch_size, *data.input_shape), jnp.float32)
     teacher_shapes.update(teachers_lib.output_shapes({n: teachers[n][0] for n in used},
@@ -219,23 +218,23 @@ def _main_step(config, parts: build.Parts, state: TrainState, tx, rng, log):
   return step_fn, cache
 
 
-def _start_state(stage: Stage, state: TrainState, repl) -> TrainState:
-  """The state ``stage`` starts from, given the run's fresh state (the main stage's own)."""
-  return state if stage.is_main else stage.enter(state, repl)
+def _start_state(phase: RunPhase, state: TrainState, repl) -> TrainState:
+  """The state ``phase`` starts from, given the run's fresh state (the main phase's own)."""
+  return state if phase.is_main else phase.enter(state, repl)
 
 
-def _restore(run: _Run, plan: list[Stage], state: TrainState, repl):
-  """``(stage index, state, rng, step in that stage)`` of the newest intact checkpoint, or
+def _restore(run: _Run, run_phases: list[RunPhase], state: TrainState, repl):
+  """``(phase index, state, rng, step in that phase)`` of the newest intact checkpoint, or
   None when there is none."""
-  by_name = {s.name: i for i, s in enumerate(plan)}
-  index_of = lambda meta: by_name[meta.get("stage", stages.MAIN)]  # No stage: written before
-  templates: dict[int, TrainState] = {}                            # stages were recorded.
+  by_name = {s.name: i for i, s in enumerate(run_phases)}
+  index_of = lambda meta: by_name[meta.get("phase", phases.MAIN)]  # No phase: written before
+  templates: dict[int, TrainState] = {}                            # phases were recorded.
 
   def items(meta):
     i = index_of(meta)
     if i not in templates:
-      templates[i] = _start_state(plan[i], state, repl)
-    return {**templates[i].checkpoint_items(), "rng": plan[i].rng}
+      templates[i] = _start_state(run_phases[i], state, repl)
+    return {**templates[i].checkpoint_items(), "rng": run_phases[i].rng}
 
   found = run.ckpts.restore_latest_intact(items, run.meta, run.log)
   if found is None:
@@ -244,7 +243,7 @@ def _restore(run: _Run, plan: list[Stage], state: TrainState, repl):
   index = index_of(saved)
   run.time_before = float(saved.get("train_time_s", 0.0))
   step = int(saved["step"])
-  if plan[index].is_main:
+  if run_phases[index].is_main:
     spe = run.parts.data.steps_per_epoch
     run.log(f"resuming from the checkpoint at step {step} (epoch {step // spe + 1}, batch "
             f"{step % spe}) in {run.ckpts.dir}")
@@ -255,8 +254,8 @@ def _results(run: _Run, config, workdir: str, step: int) -> dict[str, Any]:
   objectives = run.parts.objectives
   results = {
       "run": run.name, "model": config.model, "teachers": sorted(run.parts.teachers),
-      "objectives": {o.name: o.weight for o in objectives if o.main_stage},
-      "init_stages": {o.name: o.init_epochs for o in objectives if o.init_epochs},
+      "objectives": {o.name: o.weight for o in objectives if o.main_phase},
+      "init_phases": {o.name: o.init_epochs for o in objectives if o.init_epochs},
       "test_accuracy": run.eval_result["accuracy"], "eval": run.eval_result,
       "steps": step, "epochs": config.num_epochs,
       "train_time_s": round(run.time_before + time.time() - run.t_start, 1),
@@ -287,8 +286,9 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
                                    parts.samplers)
   rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
-  plan = stages.initialisation_stages(parts.objectives, parts.student, parts.teacher_modules,
-                                      config, spe, repl, batch_sh, data.device_augment)
+  run_phases = phases.initialisation_phases(parts.objectives, parts.student,
+                                            parts.teacher_modules, config, spe, repl, batch_sh,
+                                            data.device_augment)
   if jax.process_index() == 0:  # Room for the kept checkpoints, one being written, the best.
     per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items())
     ckpt_lib.check_writable(workdir, (config.keep_checkpoints + 2) * per_checkpoint)
@@ -297,42 +297,44 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
   run = _Run(config, run_name, parts, ckpt_lib.Checkpoints(workdir, config.keep_checkpoints),
              {"model": config.model, "num_classes": parts.num_classes, "run": run_name,
               "heads": parts.heads, "checkpoint_version": ckpt_lib.VERSION,
-              "aux": sorted({*state.params["aux"], *state.aux_state}), "data": data.name,
+              "adapters": sorted({*state.params["adapters"], *state.objective_state}),
+              "data": data.name,
               "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size,
-              # The main stage may be lengthened on a resume (more epochs), not the others.
-              "stages": [[s.name, s.num_steps] for s in plan]},
+              # The main phase may be lengthened on a resume (more epochs), not the others.
+              "phases": [[s.name, s.num_steps] for s in run_phases]},
              writer, tensorboard, batch_sh,
              jax.jit(make_eval_step(parts.student, eval_classes, config.eval_head or None,
                                     dict(config.eval_tasks)),
                      in_shardings=(repl, batch_sh), out_shardings=repl), t_start)
   main_fn, cache = _main_step(config, parts, state, tx, rng, run.log)
-  main = Stage(name=stages.MAIN, num_steps=spe * config.num_epochs,
-               offset=sum(s.num_steps for s in plan), tx=tx, rng=rng, stream=0,
+  main = RunPhase(name=phases.MAIN, num_steps=spe * config.num_epochs,
+               offset=sum(s.num_steps for s in run_phases), tx=tx, rng=rng, stream=0,
                step_fn=jax.jit(main_fn, in_shardings=(repl, batch_sh, repl),
                                out_shardings=(repl, repl), donate_argnums=(0,)),
                checkpoint_every=config.checkpoint_every_steps if config.checkpoint_every_steps > 0 else spe,
                log_every=config.log_every_steps, fault="step")
-  plan.append(main)
-  resumed = _restore(run, plan, state, repl)
+  run_phases.append(main)
+  resumed = _restore(run, run_phases, state, repl)
   if resumed is None:
     if config.init_from:
       state = build.init_from(state, config, parts.heads, job_workdir, repl, run.log)
-    index, state, stage_rng, step = 0, _start_state(plan[0], state, repl), plan[0].rng, 0
+    index, state, phase_rng, step = (0, _start_state(run_phases[0], state, repl),
+                                     run_phases[0].rng, 0)
   else:
-    index, state, stage_rng, step = resumed
+    index, state, phase_rng, step = resumed
   with Preemption(run.tag) as preemption:
-    for i, stage in enumerate(plan[index:], index):
+    for i, phase in enumerate(run_phases[index:], index):
       if i > index:
-        state, stage_rng, step = stage.enter(state, repl), stage.rng, 0
-      if stage.is_main:
-        state = _train_main(run, stage, state, stage_rng, step, preemption, cache, schedule)
+        state, phase_rng, step = phase.enter(state, repl), phase.rng, 0
+      if phase.is_main:
+        state = _train_main(run, phase, state, phase_rng, step, preemption, cache, schedule)
       else:
-        if step < stage.num_steps:
-          obj = stage.objective
-          run.log(f"initialisation stage of {obj.name!r} ({obj.method.phase.loss}): "
-                  f"{obj.init_epochs} epochs, lr {stage.lr:g}"
+        if step < phase.num_steps:
+          obj = phase.objective
+          run.log(f"initialisation phase of {obj.name!r} ({obj.method.phase.loss}): "
+                  f"{obj.init_epochs} epochs, lr {phase.lr:g}"
                   + (f", resuming at step {step}" if step else ""))
-        state = run_stage(run, stage, state, stage_rng, step, preemption)
+        state = run_phase(run, phase, state, phase_rng, step, preemption)
   if not run.eval_result:  # Resumed after the last step's checkpoint but before results were written.
     run.eval_result = run.evaluate(state)
   run.ckpts.wait()

@@ -37,8 +37,11 @@ def make_schedule(opt_cfg, steps_per_epoch: int, num_epochs: int,
 
 def lr_multipliers(params: Any, lr_scale: Mapping[str, float]) -> Any:
   """A pytree like ``params`` holding each parameter's learning-rate multiplier: that of
-  the longest ``lr_scale`` key that prefixes its path (``student/fc``, ``aux/cfl``...;
-  params are ``{'student': ..., 'aux': {<objective>: ...}}``), else 1."""
+  the longest ``lr_scale`` key that prefixes its path (``student/fc``, ``adapters/cfl``...;
+  params are ``{'student': ..., 'adapters': {<objective>: ...}}``), else 1. A key starting
+  ``aux/`` (the adapters' name before checkpoint format 3) means ``adapters/``."""
+  lr_scale = {("adapters" + k[3:] if k == "aux" or k.startswith("aux/") else k): v
+              for k, v in lr_scale.items()}
   keys = sorted(lr_scale, key=len, reverse=True)
 
   def multiplier(path, _):

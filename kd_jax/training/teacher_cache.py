@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax import methods
+from kd_jax.data import sources
 from kd_jax.errors import KdJaxError
 
 from kd_jax.distill.teachers import cached_key as batch_key
@@ -191,8 +192,9 @@ def _matches(directory: str, meta: Mapping[str, Any]) -> bool:
       return False
 
 
-def check_config(config, data, objectives: Sequence[Any] = ()) -> None:
-  """One-line errors for a teacher cache that cannot be right."""
+def check_config(config, objectives: Sequence[Any] = ()) -> None:
+  """One-line errors for a teacher cache that cannot be right (``kd_jax.plan`` checks every
+  run with it before anything trains)."""
   if not config.teacher_cache:
     return
   for obj in objectives:
@@ -202,9 +204,10 @@ def check_config(config, data, objectives: Sequence[Any] = ()) -> None:
                        f"cannot be computed once; set config.teacher_cache=''")
   if not config.teachers:
     raise KdJaxError("config.teacher_cache is set but config.teachers is empty")
-  if not hasattr(data, "train_split_once"):
+  if "+" in config.data.name:
     raise KdJaxError("config.teacher_cache: not available for a union of data sets")
-  if data.train_augment != "none":
+  train_augment, _ = sources.augmentation(config.data, config.data.name)
+  if train_augment != "none":
     raise KdJaxError(f"config.teacher_cache needs training data without random augmentation "
-                     f"(config.data.train_augment='none'; it is {data.train_augment!r}): the "
+                     f"(config.data.train_augment='none'; it is {train_augment!r}): the "
                      f"teacher's outputs would differ from epoch to epoch")

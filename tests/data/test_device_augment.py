@@ -144,12 +144,12 @@ def test_the_train_step_augments_uint8_images_before_any_network():
   """A step given uint8 images and the spec trains exactly as a step given the images the
   host would have normalised (no crop, no flip); with crops on, the step runs and the
   state moves."""
-  from kd_jax.distill import objectives as objectives_lib
+  from kd_jax.distill import parsing
   from kd_jax.distill import student as student_lib
   from kd_jax.distill.step import make_train_step
   from tests import builders
   student = student_lib.create("resnet8", 10, {}, dtype=jnp.float32)
-  objectives = objectives_lib.parse({"ce": {"weight": 1.0}}, [], has_labels=True,
+  objectives = parsing.parse_objectives({"ce": {"weight": 1.0}}, [], has_labels=True,
                                     all_labeled=True)
   tx = builders.optimizer(builders.sgd(), objectives)
   state = builders.train_state(student, objectives, tx, input_shape=(8, 8, 3))

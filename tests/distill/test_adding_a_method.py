@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kd_jax import methods
-from kd_jax.distill import objectives
+from kd_jax.distill import parsing
 from kd_jax.errors import KdJaxError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,18 +84,18 @@ def calibrated_kd(tmp_path):
 
 
 def test_a_registered_method_takes_its_hyperparameters_and_defaults_from_its_class(calibrated_kd):
-  obj, = objectives.parse({"calibrated_kd": dict(init_temperature=2.0)}, ["t"], True)
+  obj, = parsing.parse_objectives({"calibrated_kd": dict(init_temperature=2.0)}, ["t"], True)
   assert obj.method.init_temperature == 2.0 and obj.init_epochs == 1 and obj.teacher == "t"
-  obj, = objectives.parse({"calibrated_kd": {}}, ["t"], True)
+  obj, = parsing.parse_objectives({"calibrated_kd": {}}, ["t"], True)
   assert obj.method.init_temperature == 4.0 and obj.given == frozenset()
 
 
 def test_the_adapter_divides_the_logits_by_the_class_temperatures(calibrated_kd):
-  obj, = objectives.parse({"calibrated_kd": {}}, ["t"], True)
+  obj, = parsing.parse_objectives({"calibrated_kd": {}}, ["t"], True)
   zs, zt = jnp.array([[4.0, 8.0]]), jnp.array([[8.0, 0.0]])
   params = {"log_t": jnp.log(jnp.array([2.0, 4.0]))}
   # Scaled: student [2, 2], teacher [4, 0]: KD at T = 1 of softmax([4, 0]) against uniform.
-  loss, _ = obj(methods.Outputs(zs, {}), {"t": methods.Outputs(zt, {})}, {}, aux_params=params)
+  loss, _ = obj(methods.Outputs(zs, {}), {"t": methods.Outputs(zt, {})}, {}, adapter_params=params)
   p = np.exp([4.0, 0.0]) / np.sum(np.exp([4.0, 0.0]))
   assert float(loss) == pytest.approx(float(np.sum(p * np.log(p / 0.5))), rel=1e-6)
 
@@ -103,7 +103,7 @@ def test_the_adapter_divides_the_logits_by_the_class_temperatures(calibrated_kd)
 def test_a_frozen_phase_cannot_be_skipped(calibrated_kd):
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.calibrated_kd: init_epochs=0 would "
                      r"train against a randomly initialised, frozen \*"):
-    objectives.parse({"calibrated_kd": dict(init_epochs=0)}, ["t"], True)
+    parsing.parse_objectives({"calibrated_kd": dict(init_epochs=0)}, ["t"], True)
 
 
 def test_a_method_name_already_taken_is_refused():
@@ -137,9 +137,9 @@ def test_a_method_outside_the_tree_trains_from_a_config_alone(tmp_path):
                         f"--workdir={workdir}"], cwd=str(tmp_path), capture_output=True,
                        text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-  assert "initialisation stage of 'calibrated_kd' (teacher calibration): 1 epochs" in out.stdout
+  assert "initialisation phase of 'calibrated_kd' (teacher calibration): 1 epochs" in out.stdout
   results = json.loads((workdir / "kd" / "results.json").read_text())
   assert results["objectives"] == {"ce": 0.1, "calibrated_kd": 0.9}
-  assert results["init_stages"] == {"calibrated_kd": 1}
+  assert results["init_phases"] == {"calibrated_kd": 1}
   assert results["steps"] == 2 and 0.0 <= results["test_accuracy"] <= 1.0
   assert _git_status() == before  # No file of kd_jax was written or changed.

@@ -9,7 +9,7 @@ from kd_jax import losses, models
 from kd_jax.methods.ama import AdaptiveModule
 from kd_jax.distill.step import make_train_step
 from tests import builders
-from tests.distill.test_stages import SGD, _changed, _setup, _stage_step
+from tests.distill.test_init_phases import SGD, _changed, _setup, _phase_step
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +38,7 @@ def test_the_hint_has_the_students_last_stage_shape_from_the_teachers_map_before
   ama = next(o for o in objs if o.name == "ama")
   assert ama.student_feature == "last_stage"
   assert ama.teacher_feature == ("before_last_stage", "pooled")
-  params = state.params["aux"]["ama"]
+  params = state.params["adapters"]["ama"]
   # resnet14's stage2 is 4x4x32; resnet8's stage3 2x2x64: a 3x3 stride-2 conv, then 3x3.
   assert params["adapter"]["conv1"]["TorchConv_0"]["Conv_0"]["kernel"].shape == (3, 3, 32, 64)
   assert params["lift"]["TorchConv_0"]["Conv_0"]["kernel"].shape == (1, 1, 64, 64)
@@ -51,19 +51,19 @@ def _zero_classifier(variables):
   return {**variables, "params": params}
 
 
-def test_the_stage_trains_the_adapter_and_lift_only_through_the_teachers_classifier():
-  old, new, loss = _stage_step(AMA, "ama")
+def test_the_phase_trains_the_adapter_and_lift_only_through_the_teachers_classifier():
+  old, new, loss = _phase_step(AMA, "ama")
   assert np.isfinite(loss) and loss > 0
-  assert _changed(old.params["aux"]["ama"], new.params["aux"]["ama"]) == {
+  assert _changed(old.params["adapters"]["ama"], new.params["adapters"]["ama"]) == {
       "adapter": True, "lift": True}
   assert not any(_changed(old.params["student"], new.params["student"]).values())
   assert not any(_changed(old.batch_stats, new.batch_stats).values())
   assert not any(_changed(old.teachers, new.teachers).values())
   # The classifier is the only route: with it zeroed every logit is 0, the loss is log(10)
   # whatever the adapter does, and no stage parameter gets a gradient (no weight decay).
-  old, new, loss = _stage_step(AMA, "ama", edit_teacher=_zero_classifier)
+  old, new, loss = _phase_step(AMA, "ama", edit_teacher=_zero_classifier)
   assert float(loss) == pytest.approx(np.log(10), rel=1e-6)
-  assert not any(_changed(old.params["aux"]["ama"], new.params["aux"]["ama"]).values())
+  assert not any(_changed(old.params["adapters"]["ama"], new.params["adapters"]["ama"]).values())
 
 
 def _hint_distance(state, student, batch):
@@ -73,7 +73,7 @@ def _hint_distance(state, student, batch):
   (_, s_feats), _ = student.apply(
       {"params": state.params["student"], "batch_stats": state.batch_stats}, batch["image"],
       train=True, mutable=["batch_stats"])
-  aux, aux_state = state.params["aux"]["ama"], state.aux_state["ama"]["batch_stats"]
+  aux, aux_state = state.params["adapters"]["ama"], state.objective_state["ama"]["batch_stats"]
   _, t_feats = models.create("resnet14", 10).apply(state.teachers["t"], batch["image"],
                                                    train=False)
   s = s_feats["stage3"]  # resnet8's last stage: [16, 2, 2, 64].
@@ -84,12 +84,12 @@ def _hint_distance(state, student, batch):
   return np.mean(np.square(np.asarray(s, np.float64) - np.asarray(hint, np.float64)))
 
 
-def test_the_main_stage_moves_the_student_towards_the_frozen_hint():
+def test_the_main_phase_moves_the_student_towards_the_frozen_hint():
   student, teachers, objs, state, batch = _setup({"ama": {"weight": 1.0}})
   step = jax.jit(make_train_step(student, teachers, objs, builders.optimizer(SGD, objs), True))
   new, metrics = step(state, batch, jax.random.PRNGKey(0))
-  assert not any(_changed(state.params["aux"]["ama"], new.params["aux"]["ama"]).values())
-  assert not any(_changed(state.aux_state["ama"], new.aux_state["ama"]).values())
+  assert not any(_changed(state.params["adapters"]["ama"], new.params["adapters"]["ama"]).values())
+  assert not any(_changed(state.objective_state["ama"], new.objective_state["ama"]).values())
   # The hint loss reaches every layer up to the last stage, not the classifier.
   moved = _changed(state.params["student"], new.params["student"])
   assert moved.pop("fc") is False and all(moved.values()), moved

@@ -100,7 +100,7 @@ def test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends(tmp_path, cap
   (step_a, a), (step_b, b) = _final_state(tmp_path / "straight" / "student"), \
       _final_state(tmp_path / "resumed" / "student")
   assert step_a == step_b == 4
-  memory_a, memory_b = a["aux_state"]["crd"]["memory"], b["aux_state"]["crd"]["memory"]
+  memory_a, memory_b = a["objective_state"]["crd"]["memory"], b["objective_state"]["crd"]["memory"]
   assert float(np.asarray(memory_a["z_student"])) > 0
   for x, y in zip(jax.tree.leaves((a["params"], memory_a)), jax.tree.leaves((b["params"], memory_b))):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kd_jax import models
-from kd_jax.distill import host_inputs, objectives
+from kd_jax.distill import host_inputs, parsing
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from tests import builders
@@ -26,7 +26,7 @@ N = 100  # Training-set size for CRD's memory.
 def setup(objectives_cfg, student_name="resnet8", teacher_name="resnet14"):
   student, t_model = models.create(student_name, 10), models.create(teacher_name, 10)
   tv = t_model.init(jax.random.PRNGKey(1), jnp.zeros((2, 8, 8, 1)))
-  objs = objectives.parse(objectives_cfg, ["t"], True)
+  objs = parsing.parse_objectives(objectives_cfg, ["t"], True)
   # No weight decay: a parameter that changes in a step had a non-zero gradient.
   tx = builders.optimizer(builders.sgd(0.05), objs)
   samplers = builders.samplers(objs, N)
@@ -46,7 +46,7 @@ def batch(seed, samplers=None):
 
 
 # AB and FSP as main-stage losses (by default they act through their initialisation stage).
-MAIN = dict(init_epochs=0, main_stage=True)
+MAIN = dict(init_epochs=0, main_phase=True)
 WITH_HEADS = {"ce": dict(weight=1.0), "fitnet": dict(weight=100.0), "ab": dict(weight=1.0, **MAIN),
               "vid": dict(weight=1.0), "cc": dict(weight=0.02),
               "crd": dict(weight=0.8, nce_k=32), "fsp": dict(weight=50.0, **MAIN),
@@ -70,7 +70,7 @@ def test_every_objective_reports_a_finite_loss(two_steps):
 
 def test_heads_are_created_from_the_feature_shapes_and_optimised(two_steps):
   state0, state1, *_ = two_steps
-  aux0, aux1 = state0.params["aux"], state1.params["aux"]
+  aux0, aux1 = state0.params["adapters"], state1.params["adapters"]
   # resnet8 and resnet14 have equal feature shapes: AB's connectors are identities.
   assert sorted(aux0) == ["cc", "crd", "fitnet", "mean_matching", "stat_matching", "vid"]
   reg = aux0["fitnet"]["regressor"]["TorchConv_0"]["Conv_0"]["kernel"]
@@ -89,14 +89,14 @@ def test_teachers_are_not_optimised(two_steps):
 
 def test_head_batchnorm_statistics_are_carried_in_the_state(two_steps):
   state0, state1, *_ = two_steps
-  bs0 = state0.aux_state["fitnet"]["batch_stats"]
-  bs1 = state1.aux_state["fitnet"]["batch_stats"]
+  bs0 = state0.objective_state["fitnet"]["batch_stats"]
+  bs1 = state1.objective_state["fitnet"]["batch_stats"]
   assert not np.array_equal(jax.tree.leaves(bs0)[0], jax.tree.leaves(bs1)[0])
 
 
 def test_crd_memory_is_updated_at_the_batch_indices_and_normalisers_are_set(two_steps):
   state0, state1, _, _, _, b1 = two_steps
-  m0, m1 = state0.aux_state["crd"]["memory"], state1.aux_state["crd"]["memory"]
+  m0, m1 = state0.objective_state["crd"]["memory"], state1.objective_state["crd"]["memory"]
   assert float(m0.z_student) < 0 and float(m1.z_student) > 0 and float(m1.z_teacher) > 0
   touched = np.asarray(b1["index"])
   others = np.setdiff1d(np.arange(N), touched)
@@ -131,5 +131,5 @@ def test_fsp_with_unequal_channels_fails_at_start_up_in_one_line():
 def test_ab_connectors_bridge_wider_teacher_maps():
   state, _, _ = setup({"ce": {}, "ab": {}}, teacher_name="resnet8x4")
   kernels = [v["ConvReg_0"]["TorchConv_0"]["Conv_0"]["kernel"].shape
-             for _, v in sorted(state.params["aux"]["ab"].items())]
+             for _, v in sorted(state.params["adapters"]["ab"].items())]
   assert kernels == [(1, 1, 16, 64), (1, 1, 32, 128), (1, 1, 64, 256)]

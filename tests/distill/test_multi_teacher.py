@@ -9,7 +9,7 @@ import pytest
 from kd_jax import plan
 from kd_jax import checkpoint as ckpt_lib
 from kd_jax import models
-from kd_jax.distill import objectives, student as student_lib
+from kd_jax.distill import parsing, student as student_lib
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import eval_metrics_class, make_train_step
@@ -52,7 +52,7 @@ def test_the_student_has_one_head_per_teacher_sized_to_its_classes():
 def test_head_routing_sends_each_teachers_loss_to_its_own_head_only():
   student = _student()
   variables = student.init(jax.random.PRNGKey(0), X)
-  objs = {o.name: o for o in objectives.parse(
+  objs = {o.name: o for o in parsing.parse_objectives(
       {f"kd_{t}": dict(loss="kd", teacher=t) for t in TEACHERS}, list(TEACHERS), False)}
   t_out = {n: Outputs(jax.random.normal(jax.random.PRNGKey(i), (4, c)), {})
            for i, (n, (_, c)) in enumerate(TEACHERS.items())}
@@ -76,7 +76,7 @@ def optax_norm(tree):
 
 
 def test_a_list_of_teachers_reads_their_logits_concatenated_in_order():
-  kd = objectives.parse({"kd": dict(teacher=["low", "high"], temperature=2.0)},
+  kd = parsing.parse_objectives({"kd": dict(teacher=["low", "high"], temperature=2.0)},
                         list(TEACHERS), False)[0]
   zs = jax.random.normal(jax.random.PRNGKey(0), (3, 10))
   t_out = {"low": Outputs(jax.random.normal(jax.random.PRNGKey(1), (3, 5)), {}),
@@ -98,7 +98,7 @@ def test_a_list_of_teachers_reads_their_logits_concatenated_in_order():
 ])
 def test_bad_teacher_lists_fail_in_one_line(entry, message):
   with pytest.raises(KdJaxError, match=message):
-    objectives.parse({"x": entry}, list(TEACHERS), False)
+    parsing.parse_objectives({"x": entry}, list(TEACHERS), False)
 
 
 def test_task_accuracy_restricts_examples_and_logits_to_the_tasks_classes():
@@ -118,7 +118,7 @@ def test_task_accuracy_restricts_examples_and_logits_to_the_tasks_classes():
 def _step(objectives_cfg, heads):
   mods, tvars = _teachers()
   student = _student(heads)
-  objs = objectives.parse(objectives_cfg, list(TEACHERS), False)
+  objs = parsing.parse_objectives(objectives_cfg, list(TEACHERS), False)
   tx = builders.optimizer(builders.sgd(0.05), objs)
   state = builders.train_state(student, objs, tx,
                                teachers={n: (m, tvars[n]) for n, m in mods.items()})
@@ -160,10 +160,10 @@ def test_a_step_with_cfl_over_three_teachers_trains_the_common_space():
   new_state, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(0))
   m = metrics.compute()
   assert np.isfinite(m["loss_cfl"]) and m["loss_cfl"] > 0
-  assert set(state.params["aux"]["cfl"]["cfl"]) >= {"align_s", "align_t0", "align_t1",
+  assert set(state.params["adapters"]["cfl"]["cfl"]) >= {"align_s", "align_t0", "align_t1",
                                                      "align_t2", "dec2_conv1"}
-  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params["aux"],
-                       new_state.params["aux"])
+  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params["adapters"],
+                       new_state.params["adapters"])
   assert all(jax.tree.leaves(moved))
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kd_jax import models
-from kd_jax.distill import objectives
+from kd_jax.distill import features, parsing
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
@@ -25,17 +25,17 @@ FEATURES = {"stem": 0, "stage1": 1, "stage2": 2, "stage3": 3, "preact/stage1": 1
     ("stages", [1, 2, 3]), ("preact_stages", [11, 12, 13]), ("last_stage", [3]),
     ("stem_and_stages", [0, 1, 2, 3]), ("pooled", [4]), (("stage2", "stem"), [2, 0])])
 def test_feature_tokens_follow_repdistiller_feat_lists(spec, want):
-  assert objectives.select_features(FEATURES, spec, "x") == want
+  assert features.select_features(FEATURES, spec, "x") == want
 
 
 def test_unknown_feature_is_one_line_naming_the_field():
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.at\.student_feature: the model has "
                      r"no feature 'stage9'; it has pooled, preact/stage1"):
-    objectives.select_features(FEATURES, "stage9", "config.objectives.at.student_feature")
+    features.select_features(FEATURES, "stage9", "config.objectives.at.student_feature")
 
 
 def test_parse_fills_reference_defaults():
-  objs = objectives.parse({"at": {"weight": 1000.0}, "sp": {"weight": 3000.0},
+  objs = parsing.parse_objectives({"at": {"weight": 1000.0}, "sp": {"weight": 3000.0},
                            "rkd": {}, "ce": {"weight": 0.0}}, ["t"], True)
   by_name = {o.name: o for o in objs}
   assert sorted(by_name) == ["at", "rkd", "sp"]  # weight 0: dropped
@@ -46,7 +46,7 @@ def test_parse_fills_reference_defaults():
 
 def test_cross_entropy_reads_only_the_labelled_examples():
   """With data.labeled_fraction < 1 batches carry label_mask; CE averages over mask == 1."""
-  ce = objectives.parse({"ce": {}}, [], True, all_labeled=False)[0]
+  ce = parsing.parse_objectives({"ce": {}}, [], True, all_labeled=False)[0]
   logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [5.0, -5.0]])
   batch = {"label": jnp.array([0, 0, 1]), "label_mask": jnp.array([1.0, 1.0, 0.0])}
   loss, _ = ce(Outputs(logits, {}), {}, batch)
@@ -57,19 +57,19 @@ def test_cross_entropy_reads_only_the_labelled_examples():
 def test_losses_needing_every_label_are_refused_with_a_labelled_fraction():
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.dkd: loss 'dkd' needs the label of "
                      r"every training example, but config\.data\.labeled_fraction < 1$"):
-    objectives.parse({"ce": {}, "dkd": {}}, ["t"], True, all_labeled=False)
+    parsing.parse_objectives({"ce": {}, "dkd": {}}, ["t"], True, all_labeled=False)
 
 
 def test_logit_losses_take_no_feature_fields():
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.kd\.student_feature: loss 'kd' "
                      r"reads logits, not features"):
-    objectives.parse({"kd": {"student_feature": "pooled"}}, ["t"], True)
+    parsing.parse_objectives({"kd": {"student_feature": "pooled"}}, ["t"], True)
 
 
 def _setup(objectives_cfg, teacher=True):
   student, t_model = models.create("resnet8", 10), models.create("resnet14", 10)
   tv = t_model.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)))
-  objs = objectives.parse(objectives_cfg, ["t"] if teacher else [], True)
+  objs = parsing.parse_objectives(objectives_cfg, ["t"] if teacher else [], True)
   teachers = {"t": t_model} if teacher else {}
   tx = builders.optimizer(builders.sgd(0.05), objs)
   step = make_train_step(student, teachers, objs, tx, True, steps_per_epoch=4)
@@ -98,7 +98,7 @@ def test_every_wired_objective_reports_the_loss_of_the_shared_outputs():
     (zs, fs), _ = student.apply(sv, batch["image"], train=True, mutable=["batch_stats"])
     zt, ft = t_model.apply(tv, batch["image"], train=False)
     s, t = Outputs(zs, fs), {"t": Outputs(zt, ft)}
-    return {o.name: o(s, t, batch, jnp.float32(1.0))[0] for o in objs}
+    return {o.name: o(s, t, batch, epoch=jnp.float32(1.0))[0] for o in objs}
 
   want = direct(sv, tv, batch)
   for o in objs:

@@ -5,7 +5,7 @@ import pytest
 
 from kd_jax import methods
 from kd_jax.distill import host_inputs
-from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import parsing
 from kd_jax.errors import KdJaxError
 from kd_jax.methods.crd import ClassSampler
 
@@ -73,7 +73,7 @@ def test_the_same_step_draws_the_same_indices():
 
 
 def _objectives(**crd):
-  return objectives_lib.parse({"ce": dict(weight=1.0), "crd": dict(weight=0.8, **crd)},
+  return parsing.parse_objectives({"ce": dict(weight=1.0), "crd": dict(weight=0.8, **crd)},
                               ["t"], has_labels=True)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kd_jax import losses, models
-from kd_jax.distill import objectives, student as student_lib
+from kd_jax.distill import parsing, student as student_lib
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.methods import Context, Outputs
@@ -100,13 +100,13 @@ def test_teacher_head_is_srrls_mse_plus_the_channel_means_on_one_connector(teach
 
 def test_adain_refuses_an_unknown_kind():
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.adain: kind must be 'mse' or 'kl'"):
-    objectives.parse({"adain": {"kind": "l1"}}, ["t"], True)
+    parsing.parse_objectives({"adain": {"kind": "l1"}}, ["t"], True)
 
 
 def _state(objectives_cfg, teacher_module=None, teacher_variables=None):
   student, t_model = models.create("resnet8", 10), teacher_module or models.create("resnet14", 10)
   tv = teacher_variables or t_model.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)))
-  objs = objectives.parse(objectives_cfg, ["t"], True)
+  objs = parsing.parse_objectives(objectives_cfg, ["t"], True)
   tx = builders.optimizer(builders.sgd(0.05), objs)
   step = make_train_step(student, {"t": t_model}, objs, tx, True)
   state = builders.train_state(student, objs, tx, teachers={"t": (t_model, tv)})
@@ -122,7 +122,7 @@ def test_the_step_trains_the_student_and_the_connector_through_the_teachers_head
   assert values["loss_adain"] > 0 and values["loss_teacher_head"] > 0
   for name in ("adain", "teacher_head"):
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
-                         new.params["aux"][name], state.params["aux"][name])
+                         new.params["adapters"][name], state.params["adapters"][name])
     assert max(jax.tree.leaves(moved)) > 0, name
   assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), new.teachers, state.teachers))
 

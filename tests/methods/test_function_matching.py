@@ -10,7 +10,7 @@ import pytest
 from kd_jax import config as config_lib
 from kd_jax import losses, models
 from kd_jax.data import pipelines
-from kd_jax.distill import objectives
+from kd_jax.distill import parsing
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.methods import Context, Outputs
@@ -83,7 +83,7 @@ def _digits_batch(augment: str, size: int = 16):
 def test_teacher_and_student_read_one_view_the_hosts_crop_mixed_once_in_the_step():
   batch = _digits_batch("inception")
   assert not np.array_equal(batch["image"], _digits_batch("none")["image"])  # Cropped.
-  objs = objectives.parse({"function_matching": {}}, ["t"], True)
+  objs = parsing.parse_objectives({"function_matching": {}}, ["t"], True)
   student = Recorded(models.create("resnet8", 10), "student")
   teacher = Recorded(models.create("resnet14", 10), "teacher")
   tv = teacher.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)))
@@ -112,7 +112,7 @@ def test_teacher_and_student_read_one_view_the_hosts_crop_mixed_once_in_the_step
 def test_two_objectives_that_change_the_batch_are_refused_in_one_line():
   with pytest.raises(KdJaxError, match=r"^config\.objectives: fm_a and fm_b each change the "
                      r"images the networks read \(transform_batch\); a run can have one of them$"):
-    objectives.parse({"fm_a": {"loss": "function_matching"},
+    parsing.parse_objectives({"fm_a": {"loss": "function_matching"},
                       "fm_b": {"loss": "function_matching"}}, ["t"], True)
 
 
@@ -120,7 +120,7 @@ def test_a_teacher_cache_is_refused_beside_function_matching():
   c = config_lib.base_config()
   c.teacher_cache = "memory"
   c.teachers = {"t": dict(model="resnet8", run="t")}
-  objs = objectives.parse({"function_matching": {}}, ["t"], True)
+  objs = parsing.parse_objectives({"function_matching": {}}, ["t"], True)
   with pytest.raises(KdJaxError, match=r"^config\.teacher_cache: objective 'function_matching' "
                      r"changes the images in every step"):
-    teacher_cache.check_config(c, None, objs)
+    teacher_cache.check_config(c, objs)

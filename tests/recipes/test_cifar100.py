@@ -117,7 +117,7 @@ def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_
   main = results["objectives"]
   assert main and all(math.isfinite(report[f"loss_{name}"]) for name in main), report
   assert math.isfinite(report["loss"])
-  for name in results["init_stages"]:
+  for name in results["init_phases"]:
     stage_loss = re.findall(rf"init_{name} epoch 1/1: loss ([-+.\w]+)", out)
     assert stage_loss and math.isfinite(float(stage_loss[0])), out[-2000:]
   assert results["steps"] == 3 and 0.0 <= results["test_accuracy"] <= 1.0

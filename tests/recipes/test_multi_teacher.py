@@ -94,7 +94,7 @@ def test_cub_dogs_has_the_official_codes_recipe():
   assert cfl.data.unlabeled and cfl.data.image_size == 224
   assert (cfl.optimizer.name, cfl.optimizer.lr, cfl.optimizer.weight_decay) == ("adam", 1e-4, 1e-4)
   assert tuple(cfl.optimizer.decay_epochs) == (15,) and cfl.num_epochs == 30
-  assert dict(cfl.optimizer.lr_scale) == {"student/fc": 10.0, "aux/cfl": 5.0}
+  assert dict(cfl.optimizer.lr_scale) == {"student/fc": 10.0, "adapters/cfl": 5.0}
   assert cfl.objectives.cfl.weight == 10.0 and cfl.objectives.soft_ce.temperature == 1.0
   assert (runs["teacher_birds"].model, runs["teacher_dogs"].model) == ("resnet18", "resnet34")
   assert not runs["teacher_birds"].optimizer.lr_scale  # The student's groups only.
@@ -176,7 +176,7 @@ def test_cfl_benchmark_runs_on_a_mock_union_of_cub_and_dogs(tmp_path_factory, ca
                             tmp_path_factory, "resnet18", 200)),
                         "teacher_dogs": dict(model="wrn_16_1", checkpoint=_checkpoint(
                             tmp_path_factory, "wrn_16_1", 120))}}}
-  c.optimizer.lr_scale = {"student/fc": 10.0, "aux/cfl": 5.0}
+  c.optimizer.lr_scale = {"student/fc": 10.0, "adapters/cfl": 5.0}
   workdir = tmp_path_factory.mktemp("cfl")
   with tfds.testing.mock_data(num_examples=16):
     r = job.run(c, str(workdir))["runs"]["cfl"]

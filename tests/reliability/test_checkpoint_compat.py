@@ -41,7 +41,7 @@ def test_a_checkpoint_of_another_kd_jax_version_is_not_resumed(trained, tmp_path
   line = _error_line(train_command(run, "--config.num_epochs=2"))
   assert line == (
       f"kd_jax: error: workdir {run} holds a checkpoint (step 22) written by another kd_jax "
-      f"version (checkpoint format 1; this kd_jax resumes format 2 only): finish that run with "
+      f"version (checkpoint format 1; this kd_jax resumes formats 2, 3): finish that run with "
       f"the kd_jax that started it, or use another --workdir, or delete {run}/checkpoints to "
       f"start over")
   assert checkpoint_steps(run) == [22]
@@ -72,12 +72,13 @@ def get_config():
 
 @pytest.mark.slow
 def test_a_teacher_checkpoint_from_a_newer_kd_jax_is_refused(trained, tmp_path):
-  teacher = _copy_with_meta(trained, tmp_path / "teacher", checkpoint_version=3)
+  teacher = _copy_with_meta(trained, tmp_path / "teacher", checkpoint_version=4)
   config = tmp_path / "kd.py"
   config.write_text(TEACHER_CONFIG.format(teacher=teacher))
   student = tmp_path / "student"
   line = _error_line(train_command(student, config=str(config)))
-  assert line == (f"kd_jax: error: {teacher}/checkpoints/22 was written by a newer kd_jax "
-                  f"(checkpoint format 3; this kd_jax reads formats up to 2): upgrade kd_jax to "
+  assert line == (f"kd_jax: error: config.teachers.teacher.checkpoint: {teacher}/checkpoints/22 "
+                  f"was written by a newer kd_jax "
+                  f"(checkpoint format 4; this kd_jax reads formats up to 3): upgrade kd_jax to "
                   f"read it")
   assert checkpoint_steps(student) == []

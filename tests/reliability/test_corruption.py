@@ -108,7 +108,7 @@ def test_a_damaged_initialisation_stage_checkpoint_is_set_aside_and_the_stage_re
   out = capsys.readouterr().out
   assert (f"[ab] checkpoint {run}/checkpoints/4 is damaged and cannot be read: moved to "
           f"{run}/checkpoints_damaged/; resuming from the one before it") in out
-  assert re.search(r"\[ab\] initialisation stage of 'ab' \(activation_boundaries\): 2 epochs, "
+  assert re.search(r"\[ab\] initialisation phase of 'ab' \(activation_boundaries\): 2 epochs, "
                    r"lr \S+, resuming at step 2\n", out), out
   assert os.listdir(run / "checkpoints_damaged") == ["4"]
   assert sorted(int(s) for s in os.listdir(run / "checkpoints")) == [2, 4, 6]  # Written anew.

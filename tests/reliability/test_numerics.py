@@ -12,7 +12,7 @@ import pytest
 
 from kd_jax import checkpoint
 from kd_jax import models
-from kd_jax.distill import objectives as objectives_lib
+from kd_jax.distill import parsing
 from kd_jax.distill.step import make_train_step
 
 from tests import builders
@@ -47,7 +47,7 @@ def test_an_absurd_learning_rate_stops_with_one_line_and_keeps_the_last_good_che
 def _state_and_step(skip):
   model = models.create("resnet8", 10)
   tx = optax.sgd(0.1)
-  objs = objectives_lib.parse({"ce": dict(weight=1.0)}, [], has_labels=True)
+  objs = parsing.parse_objectives({"ce": dict(weight=1.0)}, [], has_labels=True)
   state = builders.train_state(model, objs, tx)
   return state, jax.jit(make_train_step(model, {}, objs, tx, True, skip_nonfinite=skip))
 

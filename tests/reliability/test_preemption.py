@@ -71,9 +71,9 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
   run = tmp_path / "preempted"
   shutil.copytree(straight / "teacher", run / "teacher")  # The same finished teacher, reused.
   cmd = train_command(run, config=str(config))
-  code, out = _preempted(cmd, tmp_path / "out.txt", "SIGTERM@stage:30")  # In its 2nd epoch.
+  code, out = _preempted(cmd, tmp_path / "out.txt", "SIGTERM@phase:30")  # In its 2nd epoch.
   assert code == 0, out[-2000:]
-  assert (f"kd_jax: [ab] preempted in the initialisation stage of 'ab' at stage step 30/44: "
+  assert (f"kd_jax: [ab] preempted in the initialisation phase of 'ab' at phase step 30/44: "
           f"checkpoint saved in {run}/ab/checkpoints/30; run the same command to resume"
           in out), out[-2000:]
   stopped = 30
@@ -81,11 +81,11 @@ def test_sigterm_in_an_initialisation_stage_checkpoints_it_and_the_resumed_job_e
   # epoch's end (22) and where it stopped, in its second.
   assert checkpoint_steps(run / "ab") == [22, stopped]
   _, meta = checkpoint.load_model_variables(str(run / "ab"))
-  assert (meta["stage"], meta["step"]) == ("init_ab", stopped)
+  assert (meta["phase"], meta["step"]) == ("init_ab", stopped)
 
   resumed = forkserver.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-  assert re.search(rf"initialisation stage of .ab. .*: 2 epochs, lr \S+, resuming at step {stopped}\n",
+  assert re.search(rf"initialisation phase of .ab. .*: 2 epochs, lr \S+, resuming at step {stopped}\n",
                    resumed.stdout), resumed.stdout[-2000:]
   assert_same_final_params(straight / "ab", run / "ab")
 
@@ -95,6 +95,6 @@ def test_a_malformed_fault_is_refused_in_one_line(monkeypatch):
   from kd_jax.training import faults
   monkeypatch.setenv("KD_JAX_FAULT", "SIGTERM@epoch:3")
   with pytest.raises(KdJaxError, match=r"^KD_JAX_FAULT='SIGTERM@epoch:3': expected "
-                     r"<SIGNAL>@<point>:<step>, point one of step, save, stage \(e\.g\. "
+                     r"<SIGNAL>@<point>:<step>, point one of step, save, phase \(e\.g\. "
                      r"SIGTERM@step:31\)$"):
     faults.at("step", 3)

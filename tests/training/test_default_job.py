@@ -25,13 +25,13 @@ def test_default_job_prints_table_and_writes_outputs(tmp_path):
   assert proc.stderr == ""
   out = proc.stdout
   lines = out.splitlines()
-  assert lines[:4] == [
-      f"kd_jax: results go to {workdir}",
-      "budget: 3 runs that train, 3 x 2 epochs = 6 epochs (initialisation stages not "
-      "counted); 0 already finished",
-      f"[teacher] training resnet20 in {workdir}/teacher",
+  assert lines[:4] == [  # The job is planned (the data prepared) before anything trains.
       f"kd_jax: preparing the embedded data set sklearn_digits in {data_dir} (once; later "
-      f"runs read it from there)"]
+      f"runs read it from there)",
+      f"kd_jax: results go to {workdir}",
+      "budget: 3 runs that train, 3 x 2 epochs = 6 epochs (initialisation phases not "
+      "counted); 0 already finished",
+      f"[teacher] training resnet20 in {workdir}/teacher"]
   table = next(i for i, l in enumerate(lines) if l.startswith("run "))
   assert all(re.match(r"\[(teacher|kd_student|scratch_student)\] ", l) for l in lines[4:table])
   assert "\x1b" not in out and "\r" not in out

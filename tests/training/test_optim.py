@@ -8,7 +8,7 @@ from kd_jax.errors import KdJaxError
 from kd_jax.training import optim
 
 PARAMS = {"student": {"fc": {"kernel": jnp.ones(2)}, "conv": {"kernel": jnp.ones(3)}},
-          "aux": {"cfl": {"align_s": jnp.ones(1)}, "crd": {"w": jnp.ones(1)}}}
+          "adapters": {"cfl": {"align_s": jnp.ones(1)}, "crd": {"w": jnp.ones(1)}}}
 
 
 def _opt(**kw):
@@ -19,17 +19,22 @@ def _opt(**kw):
 
 
 def test_the_longest_matching_prefix_decides_the_multiplier():
-  m = optim.lr_multipliers(PARAMS, {"student/fc": 10.0, "aux": 0.5, "aux/cfl": 5.0})
+  m = optim.lr_multipliers(PARAMS, {"student/fc": 10.0, "adapters": 0.5, "adapters/cfl": 5.0})
   assert m == {"student": {"fc": {"kernel": 10.0}, "conv": {"kernel": 1.0}},
-               "aux": {"cfl": {"align_s": 5.0}, "crd": {"w": 0.5}}}
+               "adapters": {"cfl": {"align_s": 5.0}, "crd": {"w": 0.5}}}
+
+
+def test_an_aux_prefix_from_before_the_rename_means_the_adapters():
+  m = optim.lr_multipliers(PARAMS, {"aux": 0.5, "aux/cfl": 5.0})
+  assert m["adapters"] == {"cfl": {"align_s": 5.0}, "crd": {"w": 0.5}}
 
 
 def test_sgd_updates_are_scaled_per_group():
   cfg = _opt(lr=0.1, lr_scale={"student/fc": 10.0})
   tx = optim.make_optimizer(cfg, 0.1)
   grads = {"student": {"fc": {"kernel": jnp.ones(2)}, "conv": {"kernel": jnp.ones(3)}},
-           "aux": {}}
-  params = {"student": PARAMS["student"], "aux": {}}
+           "adapters": {}}
+  params = {"student": PARAMS["student"], "adapters": {}}
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["student"]["fc"]["kernel"], -1.0)
   np.testing.assert_allclose(updates["student"]["conv"]["kernel"], -0.1)
@@ -47,7 +52,7 @@ def test_adam_adds_the_weight_decay_to_the_gradient_like_pytorch():
 
 @pytest.mark.parametrize("lr_scale,message", [
     ({"fc": 10.0}, r"^config\.optimizer\.lr_scale: 'fc' must be a parameter path starting "
-                   r"with student or aux"),
+                   r"with student or adapters"),
     ({"aux/cfl": -1.0}, r"^config\.optimizer\.lr_scale\.aux/cfl must be a number >= 0"),
 ])
 def test_bad_lr_scales_fail_in_one_line(lr_scale, message):

@@ -20,12 +20,12 @@ _EIGHT_DEVICES = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from kd_jax import models
-    from kd_jax.distill import objectives
+    from kd_jax.distill import parsing
     from kd_jax.distill.step import make_train_step
     from tests import builders
     assert jax.device_count() == 8, jax.devices()
     model = models.create("resnet8", 10)
-    objs = objectives.parse({"ce": {"weight": 1.0}}, [], True)
+    objs = parsing.parse_objectives({"ce": {"weight": 1.0}}, [], True)
     tx = builders.optimizer(builders.sgd(0.1, weight_decay=5e-4), objs)
     step = make_train_step(model, {}, objs, tx, has_labels=True)
     rng = np.random.RandomState(0)
@@ -92,10 +92,10 @@ def test_train_step_compiles_once(tmp_path):
 
 def test_step_is_pure_and_deterministic():
   from kd_jax import models
-  from kd_jax.distill import objectives
+  from kd_jax.distill import parsing
   from kd_jax.distill.step import make_train_step
   model = models.create("resnet8", 10)
-  objs = objectives.parse({"ce": {}}, [], True)
+  objs = parsing.parse_objectives({"ce": {}}, [], True)
   tx = builders.optimizer(builders.sgd(0.1), objs)
   step = jax.jit(make_train_step(model, {}, objs, tx, True))
   state = builders.train_state(model, objs, tx)

@@ -12,7 +12,7 @@ import pytest
 
 from kd_jax import models
 from kd_jax.data import dataset
-from kd_jax.distill import host_inputs, objectives, student as student_lib
+from kd_jax.distill import host_inputs, parsing, student as student_lib
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
@@ -33,7 +33,7 @@ def _needed(objectives_cfg):
   teacher = models.create("resnet14", 10)
   tvars = teacher.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
   student = student_lib.create("resnet8", 10)
-  objs = objectives.parse(objectives_cfg, ["t"], True)
+  objs = parsing.parse_objectives(objectives_cfg, ["t"], True)
   tx = optax.sgd(0.1)
   samplers = builders.samplers(objs, 100)
   state = build.create_train_state(student, {"t": teacher}, {"t": tvars}, objs, tx, (8, 8, 1),

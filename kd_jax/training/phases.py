@@ -1,12 +1,12 @@
-"""The stages of a run: the objectives' initialisation stages (FT, AB, FSP, AMA), then the
-main stage, trained one after the other by the one loop (``kd_jax.training.loop``).
+"""The phases of a run: the objectives' initialisation phases (FT, AB, FSP, AMA), then the
+main phase, trained one after the other by the one loop (``kd_jax.training.loop``).
 
-An objective with ``init_epochs > 0`` first minimises its stage loss alone for that many
-epochs (its method's ``phase`` says what the stage trains and at which learning rate); the
-next stage starts from the parameters it produced. Every stage checkpoints into the run's
-one checkpoint folder, with the stage and the step within it in the checkpoint's meta; a
-checkpoint's number counts the steps of every stage so far (``Stage.offset + step``), so
-the newest one says where the run stands and a resumed run skips the stages before it.
+An objective with ``init_epochs > 0`` first minimises its phase loss alone for that many
+epochs (its method's ``phase`` says what the phase trains and at which learning rate); the
+next phase starts from the parameters it produced. Every phase checkpoints into the run's
+one checkpoint folder, with the phase and the step within it in the checkpoint's meta; a
+checkpoint's number counts the steps of every phase so far (``RunPhase.offset + step``), so
+the newest one says where the run stands and a resumed run skips the phases before it.
 """
 from __future__ import annotations
 
@@ -28,55 +28,55 @@ MAIN = "main"
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
-  """One stage of a run, as the loop trains it."""
+class RunPhase:
+  """One phase of a run, as the loop trains it."""
   name: str  # MAIN, or "init_<objective>".
   num_steps: int
-  offset: int  # The steps of the stages before it: checkpoint number = offset + step.
+  offset: int  # The steps of the phases before it: checkpoint number = offset + step.
   step_fn: Callable  # Jitted: (state, batch, rng) -> (state, metrics).
   tx: optax.GradientTransformation
   rng: jax.Array  # The step's key (checkpointed with the state).
-  stream: int  # Which order of the train data (0: the main stage's).
-  checkpoint_every: int  # Steps; a stage also checkpoints at its end.
+  stream: int  # Which order of the train data (0: the main phase's).
+  checkpoint_every: int  # Steps; a phase also checkpoints at its end.
   log_every: int  # Steps; metrics are also logged at every epoch's end.
   fault: str  # Its point for ``faults.at``.
-  objective: Objective | None = None  # Whose initialisation stage it is.
-  lr: float = 0.0  # An initialisation stage's constant learning rate.
+  objective: Objective | None = None  # Whose initialisation phase it is.
+  lr: float = 0.0  # An initialisation phase's constant learning rate.
 
   @property
   def is_main(self) -> bool:
     return self.name == MAIN
 
   def enter(self, state: TrainState, sharding) -> TrainState:
-    """The state this stage starts from, given the state the stage before it ended with:
+    """The state this phase starts from, given the state the phase before it ended with:
     its step at 0 and its own optimiser's state (nothing else changes)."""
     return state.replace(step=jax.device_put(jax.numpy.zeros((), jax.numpy.int32), sharding),
                          opt_state=jax.jit(self.tx.init, out_shardings=sharding)(state.params))
 
 
-def _aux_mask(params: Mapping[str, Any], value: Callable[[str, tuple[str, ...]], bool]):
-  """A bool mask over ``params['aux']``: ``value(objective, path of the sub-module)``."""
+def _adapter_mask(params: Mapping[str, Any], value: Callable[[str, tuple[str, ...]], bool]):
+  """A bool mask over ``params['adapters']``: ``value(objective, path of the sub-module)``."""
   return {obj: {k: jax.tree.map(lambda _, obj=obj, k=k: value(obj, (k,)), sub)
                 for k, sub in tree.items()}
-          for obj, tree in params["aux"].items()}
+          for obj, tree in params["adapters"].items()}
 
 
-def main_stage_trainable(objectives: Sequence[Objective], params: Mapping[str, Any]):
-  """What the main stage optimises: the student and every head, except FT's paraphraser
-  (frozen after its stage) and the heads of objectives that act only in their stage."""
+def main_phase_trainable(objectives: Sequence[Objective], params: Mapping[str, Any]):
+  """What the main phase optimises: the student and every adapter, except FT's paraphraser
+  (frozen after its phase) and the adapters of objectives that act only in their phase."""
   by_name = {o.name: o for o in objectives}
 
   def trainable(obj_name, path):
     obj = by_name[obj_name]
     frozen = obj.method.frozen
-    return obj.main_stage and ALL_ADAPTERS not in frozen and path[0] not in frozen
+    return obj.main_phase and ALL_ADAPTERS not in frozen and path[0] not in frozen
 
   return {"student": jax.tree.map(lambda _: True, params["student"]),
-          "aux": _aux_mask(params, trainable)}
+          "adapters": _adapter_mask(params, trainable)}
 
 
-def stage_trainable(objective: Objective, params: Mapping[str, Any]):
-  """What ``objective``'s stage optimises (``Phase.trains``): adapter sub-modules by name
+def phase_trainable(objective: Objective, params: Mapping[str, Any]):
+  """What ``objective``'s phase optimises (``Phase.trains``): adapter sub-modules by name
   (every adapter parameter for ``ALL_ADAPTERS``) and/or every student parameter but the
   classifier (``STUDENT_FEATURES``)."""
   trains = objective.method.phase.trains
@@ -84,16 +84,16 @@ def stage_trainable(objective: Objective, params: Mapping[str, Any]):
                              and not models.is_classifier(k), v)
              for k, v in params["student"].items()}
 
-  def aux(obj_name, path):
+  def adapter(obj_name, path):
     if obj_name != objective.name:
       return False
     return ALL_ADAPTERS in trains or (path[0] in trains)
 
-  return {"student": student, "aux": _aux_mask(params, aux)}
+  return {"student": student, "adapters": _adapter_mask(params, adapter)}
 
 
-def stage_learning_rate(objective: Objective, config) -> float:
-  """The stage's learning rate for the global batch (linearly scaled like the main one)."""
+def phase_learning_rate(objective: Objective, config) -> float:
+  """The phase's learning rate for the global batch (linearly scaled like the main one)."""
   lr = objective.init_lr if objective.init_lr is not None else \
       objective.method.phase_lr(config.model, config.optimizer.lr)
   opt = ml_collections.ConfigDict({"lr": lr, "lr_reference_batch":
@@ -101,32 +101,32 @@ def stage_learning_rate(objective: Objective, config) -> float:
   return optim.learning_rate(opt, config.batch_size)
 
 
-def stage_optimizer(obj: Objective, opt_cfg, lr: float) -> optax.GradientTransformation:
-  """An initialisation stage's optimiser, as the references train their stages: SGD at the
+def phase_optimizer(obj: Objective, opt_cfg, lr: float) -> optax.GradientTransformation:
+  """An initialisation phase's optimiser, as the references train their phases: SGD at the
   constant ``lr`` with the main optimiser's momentum and weight decay (no Nesterov), only
-  the stage's parameters trained."""
+  the phase's parameters trained."""
   sgd = ml_collections.ConfigDict(dict(name="sgd", momentum=opt_cfg.momentum, nesterov=False,
                                        weight_decay=opt_cfg.weight_decay))
-  return optim.make_optimizer(sgd, lr, trainable=lambda p: stage_trainable(obj, p))
+  return optim.make_optimizer(sgd, lr, trainable=lambda p: phase_trainable(obj, p))
 
 
-def initialisation_stages(objectives: Sequence[Objective], student, teachers, config,
+def initialisation_phases(objectives: Sequence[Objective], student, teachers, config,
                           steps_per_epoch: int, repl, batch_sharding,
-                          augment=None) -> list[Stage]:
-  """The objectives' initialisation stages, in the objectives' order, each checkpointed and
+                          augment=None) -> list[RunPhase]:
+  """The objectives' initialisation phases, in the objectives' order, each checkpointed and
   logged at every epoch's end. ``augment``: the data's ``device_augment``."""
-  out: list[Stage] = []
+  out: list[RunPhase] = []
   offset = 0
   rng = jax.device_put(jax.random.PRNGKey(config.seed + 2), repl)
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
-    lr = stage_learning_rate(obj, config)
-    tx = stage_optimizer(obj, config.optimizer, lr)
+    lr = phase_learning_rate(obj, config)
+    tx = phase_optimizer(obj, config.optimizer, lr)
     step_fn = jax.jit(make_phase_step(student, teachers, obj, tx, augment),
                       in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
                       donate_argnums=(0,))
     steps = obj.init_epochs * steps_per_epoch
-    out.append(Stage(name=f"init_{obj.name}", num_steps=steps, offset=offset, step_fn=step_fn,
+    out.append(RunPhase(name=f"init_{obj.name}", num_steps=steps, offset=offset, step_fn=step_fn,
                      tx=tx, rng=rng, stream=index + 1, checkpoint_every=steps_per_epoch,
-                     log_every=steps_per_epoch, fault="stage", objective=obj, lr=lr))
+                     log_every=steps_per_epoch, fault="phase", objective=obj, lr=lr))
     offset += steps
   return out

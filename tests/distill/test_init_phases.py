@@ -1,4 +1,4 @@
-"""Initialisation stages (FT, AB, FSP): what each stage trains, and what the main stage then does."""
+"""Initialisation phases (FT, AB, FSP): what each phase trains, and what the main phase then does."""
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from kd_jax import models
-from kd_jax.distill import objectives
+from kd_jax.distill import parsing
 from kd_jax.distill.step import make_phase_step, make_train_step
 from kd_jax.errors import KdJaxError
-from kd_jax.training import stages
+from kd_jax.training import phases
 from tests import builders
 
 
@@ -28,17 +28,17 @@ def _setup(objectives_cfg, teacher="resnet14", edit_teacher=lambda variables: va
   student, t_model = models.create("resnet8", 10), models.create(teacher, 10)
   x = jnp.asarray(np.random.RandomState(0).randn(16, 8, 8, 1), jnp.float32)
   tv = edit_teacher(t_model.init(jax.random.PRNGKey(1), x[:2]))
-  objs = objectives.parse(objectives_cfg, ["t"], True)
+  objs = parsing.parse_objectives(objectives_cfg, ["t"], True)
   state = builders.train_state(student, objs, builders.optimizer(SGD, objs),
                                teachers={"t": (t_model, tv)})
   batch = {"image": x, "label": jnp.arange(16) % 10, "index": jnp.arange(16)}
   return student, {"t": t_model}, objs, state, batch
 
 
-def _stage_step(objectives_cfg, name, teacher="resnet14", **setup):
+def _phase_step(objectives_cfg, name, teacher="resnet14", **setup):
   student, teachers, objs, state, batch = _setup(objectives_cfg, teacher, **setup)
   obj = next(o for o in objs if o.name == name)
-  tx = stages.stage_optimizer(obj, SGD, 0.05)
+  tx = phases.phase_optimizer(obj, SGD, 0.05)
   state = state.replace(opt_state=tx.init(state.params))
   new, metrics = jax.jit(make_phase_step(student, teachers, obj, tx))(
       state, batch, jax.random.PRNGKey(0))
@@ -51,29 +51,29 @@ def _changed(before, after):
                  zip(jax.tree.leaves(before[k]), jax.tree.leaves(after[k]))) for k in before}
 
 
-def test_ft_stage_trains_only_the_paraphraser():
-  old, new, loss = _stage_step({"ce": {}, "ft": {"weight": 200.0}}, "ft")
+def test_ft_phase_trains_only_the_paraphraser():
+  old, new, loss = _phase_step({"ce": {}, "ft": {"weight": 200.0}}, "ft")
   assert np.isfinite(loss) and loss > 0
-  assert _changed(old.params["aux"]["ft"], new.params["aux"]["ft"]) == {
+  assert _changed(old.params["adapters"]["ft"], new.params["adapters"]["ft"]) == {
       "paraphraser": True, "translator": False}
   assert not any(_changed(old.params["student"], new.params["student"]).values())
   assert not any(_changed(old.batch_stats, new.batch_stats).values())
 
 
-def test_ab_stage_trains_connectors_and_student_features_but_not_the_classifier():
-  old, new, loss = _stage_step({"ce": {}, "ab": {}}, "ab", teacher="resnet8x4")
+def test_ab_phase_trains_connectors_and_student_features_but_not_the_classifier():
+  old, new, loss = _phase_step({"ce": {}, "ab": {}}, "ab", teacher="resnet8x4")
   assert np.isfinite(loss) and loss > 0
   student = _changed(old.params["student"], new.params["student"])
   assert student.pop("fc") is False and all(student.values()), student
-  assert all(_changed(old.params["aux"]["ab"], new.params["aux"]["ab"]).values())
+  assert all(_changed(old.params["adapters"]["ab"], new.params["adapters"]["ab"]).values())
   # The reference's student is in eval mode in the stage: its BN statistics do not move.
   assert not any(_changed(old.batch_stats, new.batch_stats).values())
   # The connectors' own BN is in training mode.
-  assert any(_changed(old.aux_state["ab"], new.aux_state["ab"]).values())
+  assert any(_changed(old.objective_state["ab"], new.objective_state["ab"]).values())
 
 
-def test_fsp_stage_trains_student_features_but_not_the_classifier():
-  old, new, loss = _stage_step({"ce": {}, "fsp": {}}, "fsp")
+def test_fsp_phase_trains_student_features_but_not_the_classifier():
+  old, new, loss = _phase_step({"ce": {}, "fsp": {}}, "fsp")
   assert np.isfinite(loss) and loss > 0
   student = _changed(old.params["student"], new.params["student"])
   assert student.pop("fc") is False and all(student.values()), student
@@ -87,27 +87,27 @@ def _main_step(objectives_cfg, teacher="resnet14"):
   return state, new, metrics.compute()
 
 
-def test_main_stage_trains_the_translator_and_keeps_the_paraphraser_frozen():
+def test_main_phase_trains_the_translator_and_keeps_the_paraphraser_frozen():
   old, new, m = _main_step({"ce": {}, "ft": {"weight": 200.0}})
   assert np.isfinite(m["loss_ft"]) and m["loss_ft"] > 0
-  assert _changed(old.params["aux"]["ft"], new.params["aux"]["ft"]) == {
+  assert _changed(old.params["adapters"]["ft"], new.params["adapters"]["ft"]) == {
       "paraphraser": False, "translator": True}
 
 
-def test_ab_and_fsp_act_only_through_their_stage_by_default():
-  objs = objectives.parse({"ce": {}, "ab": {}, "fsp": {}, "ft": {}}, ["t"], True)
+def test_ab_and_fsp_act_only_through_their_phase_by_default():
+  objs = parsing.parse_objectives({"ce": {}, "ab": {}, "fsp": {}, "ft": {}}, ["t"], True)
   by_name = {o.name: o for o in objs}
-  assert [(n, by_name[n].init_epochs, by_name[n].main_stage) for n in ("ab", "fsp", "ft")] == [
+  assert [(n, by_name[n].init_epochs, by_name[n].main_phase) for n in ("ab", "fsp", "ft")] == [
       ("ab", 30, False), ("fsp", 30, False), ("ft", 30, True)]
   old, new, m = _main_step({"ce": {}, "ab": {}}, teacher="resnet8x4")
   assert "loss_ab" not in m and set(m) == {"loss", "loss_ce", "accuracy"}
-  assert not any(_changed(old.params["aux"]["ab"], new.params["aux"]["ab"]).values())
+  assert not any(_changed(old.params["adapters"]["ab"], new.params["adapters"]["ab"]).values())
 
 
-def test_ab_can_also_be_a_main_stage_loss_without_a_stage():
-  objs = objectives.parse({"ce": {}, "ab": {"init_epochs": 0, "main_stage": True}}, ["t"], True)
-  assert objs[0].init_epochs == 0 and objs[0].main_stage
-  _, _, m = _main_step({"ce": {}, "ab": {"init_epochs": 0, "main_stage": True}},
+def test_ab_can_also_be_a_main_phase_loss_without_its_phase():
+  objs = parsing.parse_objectives({"ce": {}, "ab": {"init_epochs": 0, "main_phase": True}}, ["t"], True)
+  assert objs[0].init_epochs == 0 and objs[0].main_phase
+  _, _, m = _main_step({"ce": {}, "ab": {"init_epochs": 0, "main_phase": True}},
                        teacher="resnet8x4")
   assert np.isfinite(m["loss_ab"])
 
@@ -115,25 +115,25 @@ def test_ab_can_also_be_a_main_stage_loss_without_a_stage():
 @pytest.mark.parametrize("entry,message", [
     ({"init_epochs": -1}, r"config\.objectives\.ab\.init_epochs must be an integer >= 0, got -1"),
     ({"init_lr": 0}, r"config\.objectives\.ab\.init_lr must be a number > 0, got 0"),
-    ({"main_stage": False, "init_epochs": 0},
-     r"config\.objectives\.ab: main_stage=False and init_epochs=0 leave the loss nothing to do"),
+    ({"main_phase": False, "init_epochs": 0},
+     r"config\.objectives\.ab: main_phase=False and init_epochs=0 leave the loss nothing to do"),
 ])
-def test_bad_stage_fields_are_one_line_errors(entry, message):
+def test_bad_phase_fields_are_one_line_errors(entry, message):
   with pytest.raises(KdJaxError, match="^" + message + "$"):
-    objectives.parse({"ce": {}, "ab": entry}, ["t"], True)
+    parsing.parse_objectives({"ce": {}, "ab": entry}, ["t"], True)
 
 
-def test_stage_fields_belong_to_methods_with_a_stage():
+def test_phase_fields_belong_to_methods_with_a_phase():
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.at: unknown field\(s\) init_epochs "
                      r"for loss 'at'; valid: weight, loss, teacher, student_feature"):
-    objectives.parse({"ce": {}, "at": {"init_epochs": 3}}, ["t"], True)
+    parsing.parse_objectives({"ce": {}, "at": {"init_epochs": 3}}, ["t"], True)
 
 
-def test_ft_stage_learning_rate_follows_the_reference_and_batch_scaling():
-  objs = objectives.parse({"ce": {}, "ft": {}}, ["t"], True)
+def test_ft_phase_learning_rate_follows_the_reference_and_batch_scaling():
+  objs = parsing.parse_objectives({"ce": {}, "ft": {}}, ["t"], True)
   ft = objs[1]
   config = ml_collections.ConfigDict(dict(model="resnet8x4", batch_size=128, optimizer=dict(
       lr=0.05, lr_reference_batch=64)))
-  assert stages.stage_learning_rate(ft, config) == pytest.approx(0.02)
+  assert phases.phase_learning_rate(ft, config) == pytest.approx(0.02)
   config.model = "vgg8"
-  assert stages.stage_learning_rate(ft, config) == pytest.approx(0.1)
+  assert phases.phase_learning_rate(ft, config) == pytest.approx(0.1)
