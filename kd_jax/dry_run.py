@@ -9,8 +9,8 @@ hyperparameter (defaults included, marked), initialisation phases, the downstrea
 Then an estimate of each run's training time. Runs that compile to the same train step
 (same models, objectives, batch, dtype: e.g. the seeds of a table) share one measurement. The
 distinct steps are measured (a few steps of each, random teachers and batches of the real
-shapes), those that weigh most in the job's time first, for ``measure_s`` seconds (at least
-one); each step left is estimated from XLA's cost
+shapes), those that weigh most in the job's time first (the first one of at most the median
+size), for ``measure_s`` seconds (at least one); each step left is estimated from XLA's cost
 analysis (the FLOPs of the student's forward and backward pass and of the teachers' forward
 passes, the objectives' own arithmetic not counted) at the FLOP rate measured here, and says
 so. Evaluation and compilation are not included. Writes nothing to the workdir (the
@@ -163,9 +163,16 @@ def _estimate(job: plan_lib.JobPlan, out: dict[str, dict[str, Any]],
   # The steps that weigh most in the job's time first: FLOPs x steps x runs.
   weight = lambda key: (flops.get(key) or 0.0) * sum(
       out[n]["steps"] or 0 for n in groups[key])
+  order = sorted(groups, key=weight, reverse=True)
+  if flops and all(flops.values()):
+    # The first measurement calibrates the FLOP rate: the heaviest group among the steps of
+    # at most the median size (a big model's step would cost the dry run a minute).
+    median = statistics.median(flops.values())
+    first = next(k for k in order if flops[k] <= median)
+    order = [first] + [k for k in order if k != first]
   measured: dict[str, float] = {}
   t0 = time.perf_counter()
-  for key in sorted(groups, key=weight, reverse=True):
+  for key in order:
     if measured and time.perf_counter() - t0 >= measure_s:
       break
     measured[key] = benchmarking.step_seconds(job.runs[groups[key][0]])

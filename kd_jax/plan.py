@@ -164,10 +164,8 @@ class _Shapes:
     the module (model name, classes, heads...)."""
     key = repr((what, tuple(input_shape)))
     if key not in self._outputs:
-      x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
-      variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
-                                                     jnp.zeros(x.shape), train=False))
-      out = jax.eval_shape(lambda v, x: module.apply(v, x, train=False), variables, x)
+      out, variables = jax.eval_shape(lambda: module.init_with_output(
+          jax.random.PRNGKey(0), jnp.zeros((2, *input_shape)), train=False))
       self._outputs[key] = (variables, Outputs(*out))
     return self._outputs[key]
 
@@ -288,9 +286,7 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
                  heads, teachers, objectives, downstream=downstream)
-  key = repr((plan.step_key(), plan.index_size, sorted(samplers)))
-  adapter_shapes, state_shapes = shapes.checked(key, lambda: _adapter_shapes(plan, shapes,
-                                                                             samplers))
+  adapter_shapes, state_shapes = _adapter_shapes(plan, shapes, samplers)
   # A checkpoint in the run's workdir that it could not resume is refused now, not after
   # the runs before it (a finished run of a job is not trained again: not checked).
   if not (name and ckpt_lib.is_complete_run(run_dir)):
@@ -393,10 +389,24 @@ def _adapter_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any]
         module, (t.model, t.num_classes, sorted(t.heads.items()), t.head, c.dtype), input_shape)
   adapters.check_teacher_heads(plan.objectives, t_out, modules)
   example = example_batch(plan, host_inputs.specs(samplers, 2), 2)
-  return jax.eval_shape(
-      lambda rng, tv, b: adapters.init(plan.objectives, s_out, t_out, rng, plan.index_size,
-                                       tv, modules, b),
-      jax.random.PRNGKey(0), t_vars, example)
+  shape_of = lambda maps: [(m.shape, str(m.dtype)) for m in maps or []]
+  params, state = {}, {}
+  # Each objective is traced once per plan for the shapes it reads (e.g. CE and KD once for
+  # every pair with 100 classes): a table's hundreds of runs are checked in seconds.
+  for obj in plan.objectives:
+    s_maps, t_maps = obj.select(s_out, t_out)
+    key = repr((obj, shape_of(s_maps), shape_of(t_maps), s_out.logits.shape,
+                [t_out[n].logits.shape for n in obj.teachers], plan.index_size,
+                sorted((k, v.shape) for k, v in example.items()),
+                [(plan.teachers[n].model, plan.teachers[n].num_classes) for n in obj.teachers]
+                if obj.method.uses_teacher_head else None))
+    p, st = shapes.checked(key, lambda obj=obj: jax.eval_shape(
+        lambda rng, tv, b: adapters.init([obj], s_out, t_out, rng, plan.index_size, tv,
+                                         modules, b),
+        jax.random.PRNGKey(0), t_vars, example))
+    params.update(p)
+    state.update(st)
+  return params, state
 
 
 def example_batch(plan: RunPlan, host_specs: Mapping[str, jax.ShapeDtypeStruct],

@@ -50,6 +50,10 @@ LAST_RUN_MISTAKES = {
         "crd", _unlabelled_crd,
         r"^\[crd\] config\.objectives\.crd: mode='exact' draws negatives from the other "
         r"classes, but the training data is unlabelled; set mode='uniform'$"),
+    "split that does not exist": (
+        "kd", lambda c: setattr(c.runs.kd, "data", {"train_split": "trian"}),
+        r"^\[kd\] config\.data\.train_split: data set 'sklearn_digits' has no split 'trian' "
+        r"\(splits: .*\)\.$"),
     "hyperparameter of the wrong type": (
         "kd", lambda c: c.runs.kd.objectives.kd.update(temperature="4"),
         r"^\[kd\] config\.objectives\.kd\.temperature must be a float like its default 4\.0, "

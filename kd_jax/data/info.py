@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from kd_jax.data import device_augment
-from kd_jax.data.sources import (KNOWN_SPLIT_SIZES, augmentation, builders, input_size,
-                                 normalization)
+from kd_jax.data.sources import (KNOWN_SPLIT_SIZES, augmentation, builders, check_metadata,
+                                 input_size, normalization)
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
@@ -36,6 +36,7 @@ def describe(data_cfg) -> DataInfo:
     return KNOWN_SPLIT_SIZES.get(name, {}).get(base) if split == base else None
 
   for name, builder in builders(data_cfg):
+    check_metadata(data_cfg, name, builder)
     info = builder.info
     image = info.features["image"].shape
     image_size = input_size(data_cfg, name, info.features)

@@ -37,7 +37,6 @@ import jax
 from kd_jax.data import sources
 from kd_jax.data.dataset import Dataset
 from kd_jax.data.union import UnionDataset, create_union
-from kd_jax.errors import KdJaxError
 
 
 def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None = None
@@ -55,27 +54,16 @@ def create_dataset(data_cfg, global_batch_size: int, eval_batch_size: int | None
     builder = sources.builder(name, data_dir)
   info = builder.info
   features = info.features
-  if "image" not in features:
-    raise KdJaxError(f"config.data.name: data set {name!r} has no 'image' feature "
-                     f"(features: {', '.join(features.keys())}).")
+  sources.check_metadata(data_cfg, name, builder)
   classes = tuple(int(c) for c in data_cfg.get("classes", ()) or ())
-  if classes:
-    total = features["label"].num_classes if "label" in features else 0
-    bad = [c for c in classes if not 0 <= c < total]
-    if bad or len(set(classes)) != len(classes):
-      raise KdJaxError(f"config.data.classes must be distinct class ids of {name!r} "
-                       f"(0..{total - 1}), got {list(classes)}")
   sizes = {}
   for field, split in (("train", data_cfg.train_split), ("eval", data_cfg.eval_split)):
     given = data_cfg.get(f"num_{field}_examples", -1)
     if given and given > 0:
       sizes[field] = int(given)
-    elif split.split("[")[0] in info.splits:
+    else:
       sizes[field] = (sources.count_examples(builder, split, classes) if classes
                       else info.splits[split].num_examples)
-    else:
-      raise KdJaxError(f"config.data.{field}_split: data set {name!r} has no split {split!r} "
-                       f"(splits: {', '.join(info.splits.keys()) or 'unknown'}).")
 
   train_augment, augment_on = sources.augmentation(data_cfg, name)
   eval_preprocess = sources.preset_value(data_cfg, name, "eval_preprocess", "none")

@@ -119,6 +119,32 @@ def builders(data_cfg) -> list[tuple[str, tfds.core.DatasetBuilder]]:
   return [(name, builder(name, data_dir)) for name in data_cfg.name.split("+")]
 
 
+def check_metadata(data_cfg, name: str, builder: tfds.core.DatasetBuilder) -> None:
+  """The refusals that data set ``name``'s metadata decides (an image feature, class ids, the
+  splits once it is prepared), one line each: ``pipelines.create_dataset`` makes them, and so
+  does a job's plan (``data.info.describe``) before anything trains."""
+  features = builder.info.features
+  if "image" not in features:
+    raise KdJaxError(f"config.data.name: data set {name!r} has no 'image' feature "
+                     f"(features: {', '.join(features.keys())}).")
+  classes = tuple(int(c) for c in data_cfg.get("classes", ()) or ())
+  if classes:
+    total = features["label"].num_classes if "label" in features else 0
+    bad = [c for c in classes if not 0 <= c < total]
+    if bad or len(set(classes)) != len(classes):
+      raise KdJaxError(f"config.data.classes must be distinct class ids of {name!r} "
+                       f"(0..{total - 1}), got {list(classes)}")
+  if not builder.is_prepared():
+    return  # Its splits are known once it is.
+  splits = builder.info.splits
+  for field, split in (("train", data_cfg.get("train_split", "train")),
+                       ("eval", data_cfg.get("eval_split", "test"))):
+    given = data_cfg.get(f"num_{field}_examples", -1)
+    if not (given and given > 0) and split.split("[")[0] not in splits:
+      raise KdJaxError(f"config.data.{field}_split: data set {name!r} has no split {split!r} "
+                       f"(splits: {', '.join(splits.keys()) or 'unknown'}).")
+
+
 def check_available(data_cfg) -> None:
   """Raises the one-line error that preparing ``config.data`` would raise, in seconds and
   before anything trains, where a data set is neither prepared nor local and downloads are
