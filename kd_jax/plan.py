@@ -61,10 +61,6 @@ class TeacherPlan:
     return student_lib.as_teacher(self.model, self.num_classes, dict(self.heads) or None,
                                   self.head, dtype=dtype)
 
-  @property
-  def source(self) -> str:
-    return f"run {self.run!r} of this job" if self.run else f"checkpoint {self.path}"
-
 
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
@@ -108,11 +104,6 @@ class RunPlan:
       return 0
     spe = self.steps_per_epoch
     return None if spe is None else spe * self.config.num_epochs
-
-  @property
-  def phases(self) -> list[tuple[str, int]]:
-    """``(objective, epochs)`` of its initialisation phases, in the order they train."""
-    return [(o.name, o.init_epochs) for o in self.objectives if o.init_epochs]
 
   def student(self) -> nn.Module:
     return student_lib.create(self.config.model, self.num_classes, dict(self.heads) or None,
