@@ -78,6 +78,10 @@ class RunPlan:
   objectives: tuple[Objective, ...]
   adapter_shapes: Any = None         # params['adapters'] as ShapeDtypeStructs.
   state_shapes: Any = None           # objective_state (adapters' BatchNorm, CRD's memory).
+  # (student Outputs, {teacher: Outputs}) for a batch of 2, and {teacher: variables}, as
+  # ShapeDtypeStructs: what the build would otherwise trace again.
+  output_shapes: Any = None
+  teacher_variable_shapes: Any = None
   downstream: "RunPlan | None" = None  # The downstream fine-tuning run, if any.
 
   @property
@@ -277,14 +281,15 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
                  heads, teachers, objectives, downstream=downstream)
-  adapter_shapes, state_shapes = _adapter_shapes(plan, shapes, samplers)
+  adapter_shapes, state_shapes, outputs, t_vars = _run_shapes(plan, shapes, samplers)
   # A checkpoint in the run's workdir that it could not resume is refused now, not after
   # the runs before it (a finished run of a job is not trained again: not checked).
   if not (name and ckpt_lib.is_complete_run(run_dir)):
     ckpt_lib.check_resumable(run_dir, {
         "model": cfg.model, "num_classes": int(num_classes), "seed": cfg.seed,
         "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})})
-  return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes)
+  return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes,
+                             output_shapes=outputs, teacher_variable_shapes=t_vars)
 
 
 def plan_teacher(name: str, spec: Mapping[str, Any],
@@ -365,10 +370,11 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
     raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
 
 
-def _adapter_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any]:
-  """``(params['adapters'], objective_state)`` shapes of the run, after every objective is traced on
-  the shapes of the student's and the teachers' outputs (one-line errors: a feature the
-  model lacks, a connector that cannot bridge the shapes, a teacher without a head)."""
+def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any, Any, Any]:
+  """The run's shapes: ``(params['adapters'], objective_state, (student Outputs, {teacher:
+  Outputs}), {teacher: variables})``, after every objective is traced on the shapes of the
+  student's and the teachers' outputs (one-line errors: a feature the model lacks, a
+  connector that cannot bridge the shapes, a teacher without a head)."""
   input_shape = plan.info.input_shape
   c = plan.config
   _, s_out = shapes.outputs(plan.student(), (c.model, plan.num_classes,
@@ -397,7 +403,7 @@ def _adapter_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any]
         jax.random.PRNGKey(0), t_vars, example))
     params.update(p)
     state.update(st)
-  return params, state
+  return params, state, (s_out, t_out), t_vars
 
 
 def example_batch(plan: RunPlan, host_specs: Mapping[str, jax.ShapeDtypeStruct],
@@ -423,7 +429,8 @@ def _sets(run_fields: Any, path: Sequence[str]) -> bool:
   if not isinstance(run_fields, (dict, ml_collections.ConfigDict)) or head not in run_fields:
     return False
   value = run_fields[head]
-  if not rest or head in _REPLACED_WHOLE or not isinstance(value, (dict, ml_collections.ConfigDict)):
+  if (not rest or head in _REPLACED_WHOLE
+      or not isinstance(value, (dict, ml_collections.ConfigDict))):
     return True
   return _sets(value, rest)
 

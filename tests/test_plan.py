@@ -10,6 +10,7 @@ import ml_collections
 import pytest
 
 from kd_jax import job, plan, recipes
+from kd_jax.data import sources
 from kd_jax.errors import KdJaxError
 from tests import forkserver
 from tests.commands import REPO, assert_same_final_params, checkpoint_steps, train_command
@@ -76,6 +77,7 @@ def test_a_mistake_in_the_last_run_is_refused_before_the_first_run_trains(mistak
 
 
 def test_the_command_refuses_the_last_runs_mistake_in_one_line_and_writes_nothing(tmp_path):
+  sources.prepare_local(recipes.digits_base("resnet8").data)  # Its one line, if not yet.
   config = tmp_path / "job.py"
   config.write_text("from kd_jax import recipes\n\n\ndef get_config():\n"
                     "  c = recipes.digits_distill('kd')\n"

@@ -65,11 +65,13 @@ def run(modules: Mapping[str, nn.Module], variables: Mapping[str, Any], names: S
 
 
 def load(plans: Mapping[str, Any], input_shape: tuple[int, ...], dtype: Any = jnp.float32,
-         metas: dict | None = None) -> dict[str, tuple[nn.Module, Any]]:
+         metas: dict | None = None, variable_shapes: Mapping[str, Any] | None = None
+         ) -> dict[str, tuple[nn.Module, Any]]:
   """``{name: (module, variables)}`` for a run's teachers (``plan.TeacherPlan``s): each
   teacher's module and frozen variables, read from a kd_jax run (trained, converted from
   PyTorch by ``kd_jax.convert``, or a consolidated multi-head student, whose ``head`` is read
-  as logits), checked against the model for ``input_shape``; into ``metas``, where each came
+  as logits), checked against the model for ``input_shape`` (its variables' shapes: traced,
+  or ``variable_shapes[name]`` where the plan traced them); into ``metas``, where each came
   from."""
   out = {}
   for name, t in plans.items():
@@ -84,8 +86,8 @@ def load(plans: Mapping[str, Any], input_shape: tuple[int, ...], dtype: Any = jn
       raise KdJaxError(f"config.teachers.{name}: {t.path} holds a student with heads "
                        f"{dict(meta.get('heads') or {})}, planned with {dict(t.heads)}")
     module = t.module(dtype)
-    expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
-                                                  jnp.zeros((1, *input_shape)), train=False))
+    expected = (variable_shapes or {}).get(name) or jax.eval_shape(
+        lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape)), train=False))
     if t.head:  # HeadAsLogits nests the student's variables one level down.
       variables = {k: {"student": v} for k, v in variables.items()}
     got = jax.tree.map(lambda x: x.shape, variables)

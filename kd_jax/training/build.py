@@ -37,6 +37,7 @@ class Parts:
   teacher_metas: dict[str, Any]  # {name: where its variables came from}
   objectives: list[Objective]
   samplers: dict[str, methods.HostSampler]  # {objective: what it draws on the host per batch}
+  output_shapes: Any = None  # The plan's (student Outputs, {teacher: Outputs}), batch of 2.
 
   @property
   def teacher_modules(self) -> dict[str, nn.Module]:
@@ -54,12 +55,15 @@ def parts(plan) -> Parts:
   eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
   data = pipelines.create_dataset(config.data, config.batch_size, eval_batch)
   teacher_metas: dict[str, Any] = {}
-  teachers = teachers_lib.load(plan.teachers, data.input_shape, plan.dtype, teacher_metas)
+  # The plan's shapes were traced on the metadata's input shape: used where the data agrees.
+  planned = tuple(data.input_shape) == tuple(plan.info.input_shape)
+  teachers = teachers_lib.load(plan.teachers, data.input_shape, plan.dtype, teacher_metas,
+                               plan.teacher_variable_shapes if planned else None)
   objectives = list(plan.objectives)
   samplers = plan.samplers(methods.TrainSplit(data.index_size, data.has_labels,
                                               data.train_labels))
   return Parts(data, plan.num_classes, dict(plan.heads), plan.student(), teachers,
-               teacher_metas, objectives, samplers)
+               teacher_metas, objectives, samplers, plan.output_shapes if planned else None)
 
 
 def init_from(state: TrainState, config, heads, job_workdir, repl,
@@ -95,16 +99,21 @@ def main_optimizer(config, objectives, schedule):
 
 def create_train_state(student, teachers: dict, teacher_variables: dict, objectives, tx,
                        input_shape, index_size: int, seed: int, sharding,
-                       samplers: dict | None = None) -> TrainState:
+                       samplers: dict | None = None, output_shapes=None) -> TrainState:
   """The initial ``TrainState`` (placed with ``sharding``): the student's variables, the
   objectives' adapters and state built from the output shapes of the student and each teacher
   (no teacher forward is run), checked against one example batch (with what ``samplers``,
-  ``Parts.samplers``, add to a batch)."""
+  ``Parts.samplers``, add to a batch). ``output_shapes``: ``(student Outputs, {teacher:
+  Outputs})`` for a batch of 2, as the plan traced them (``RunPlan.output_shapes``), else
+  traced here."""
   x_shape = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
-  s_shapes = jax.eval_shape(
-      lambda x: student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
-                              train=False), x_shape)
-  t_shapes = teachers_lib.output_shapes(teachers, teacher_variables, x_shape)
+  if output_shapes is None:
+    s_shapes = objectives_lib.Outputs(*jax.eval_shape(
+        lambda x: student.apply(student.init(jax.random.PRNGKey(0), x, train=False), x,
+                                train=False), x_shape))
+    t_shapes = teachers_lib.output_shapes(teachers, teacher_variables, x_shape)
+  else:
+    s_shapes, t_shapes = output_shapes[0], {n: output_shapes[1][n] for n in teachers}
   adapters.check_teacher_heads(objectives, t_shapes, teachers)
 
   def init_state(rng):
@@ -115,7 +124,7 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
                **{k: jnp.zeros(v.shape, v.dtype)
                   for k, v in host_inputs.specs(samplers or {}, 2).items()}}
     adapter_params, objective_state = adapters.init(
-        objectives, objectives_lib.Outputs(*s_shapes), t_shapes, k_adapters, index_size,
+        objectives, s_shapes, t_shapes, k_adapters, index_size,
         teacher_variables, teachers, example)
     params = {"student": variables["params"], "adapters": adapter_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,

@@ -283,7 +283,7 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
   state = build.create_train_state(parts.student, parts.teacher_modules,
                                    parts.teacher_variables, parts.objectives, tx,
                                    data.input_shape, data.index_size, config.seed, repl,
-                                   parts.samplers)
+                                   parts.samplers, parts.output_shapes)
   rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
 
   run_phases = phases.initialisation_phases(parts.objectives, parts.student,
