@@ -24,6 +24,11 @@ def _index_from_tfds_id(tfds_id: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
   return tf.gather(offsets, shard) + position
 
 
+@tf.autograph.experimental.do_not_convert  # Plain TensorFlow: no autograph pass (seconds).
+def _index_only(ex: dict) -> tf.Tensor:
+  return ex["index"]
+
+
 @dataclasses.dataclass
 class Dataset:
   """A prepared TFDS data set as configured by ``config.data`` (see kd_jax/config.py)."""
@@ -214,8 +219,13 @@ class Dataset:
     order), else read anew (files shuffled with ``shuffle_seed`` unless None)."""
     if self.cache:
       if self._cached_train is None:
-        self._cached_train = self._read(self.train_split, shuffle_files=False, seed=None,
-                                        train=True).cache()
+        cached = self._read(self.train_split, shuffle_files=False, seed=None, train=True).cache()
+        # Filled by one whole pass now: tf.data discards a cache that an iterator left
+        # unfinished, and an epoch reads only ``steps_per_epoch`` full batches of it (it
+        # then decoded the whole split again every epoch).
+        for _ in cached.map(_index_only).batch(4096):
+          pass
+        self._cached_train = cached
       return self._cached_train
     return self._read(self.train_split, shuffle_files=shuffle_seed is not None,
                       seed=shuffle_seed, train=True)
@@ -258,8 +268,12 @@ class Dataset:
     return max(1, -(-per_process // (self.eval_batch_size // jax.process_count())))
 
   def eval_examples(self) -> tf.data.Dataset:
-    """The eval split once, prepared, each example with ``mask`` 1."""
+    """The eval split once (its first ``num_eval_examples``; on several processes the first
+    of each process's shard), prepared, each example with ``mask`` 1."""
     ds = self._read(self.eval_split, shuffle_files=False, seed=None)
+    # This process's share of num_eval_examples (all of its shard when that is the split's
+    # size); without it the padded batches went on reading real examples past the count.
+    ds = ds.take(-(-self.num_eval_examples // jax.process_count()))
     return ds.map(lambda ex: {**self._finish(ex, train=False, seed=None),
                               "mask": tf.constant(1.0, tf.float32)},
                   num_parallel_calls=tf.data.AUTOTUNE)
