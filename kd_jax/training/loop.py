@@ -88,8 +88,12 @@ class _Run:
                              f"loss became non-finite at phase step {bad}; lower "
                              f"config.objectives.{name}.init_lr (now {phase.lr:g})")
     culprits = [k for k, v in (train_metrics or {}).items() if not math.isfinite(v)]
-    what = (f"the loss became non-finite ({', '.join(culprits)})" if culprits else
-            "the gradients became non-finite (the losses were finite)")
+    if culprits:
+      what = f"the loss became non-finite ({', '.join(culprits)})"
+    elif train_metrics is None:  # Checked before a checkpoint: the losses were not read.
+      what = "the loss or its gradients became non-finite"
+    else:
+      what = "the gradients became non-finite (the losses were finite)"
     last = self.ckpts.latest_step()
     kept = f"the last good checkpoint (step {last}) is kept in {self.ckpts.dir}" if last is not None \
         else "no checkpoint had been written yet"

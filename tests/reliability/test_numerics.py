@@ -31,7 +31,8 @@ def test_an_absurd_learning_rate_stops_with_one_line_and_keeps_the_last_good_che
   assert proc.returncode == 1
   line = proc.stderr.strip().splitlines()[-1]
   match = re.fullmatch(
-      r"kd_jax: error: \[train\] stopped at step (\d+): the (loss|gradients) became non-finite"
+      r"kd_jax: error: \[train\] stopped at step (\d+): the (loss|gradients|loss or its gradients) "
+      r"became non-finite"
       r".*; nothing from that step on was applied; the last good checkpoint \(step (\d+)\) is "
       r"kept in (\S+)\. Lower config\.optimizer\.lr \(now 10000\.0\), check the data, or set "
       r"config\.skip_nonfinite_steps=True to skip such steps", line)
