@@ -1,21 +1,27 @@
-"""Mutation checks: each breaks kd_jax on purpose, in a copy of the working tree, and runs
-the tests that must catch it. A mutation the tests let pass is a test that asserts too
-little. Not part of the suite (minutes each):
+"""Mutation checks, a measurement of the tests: each mutation breaks one promise of kd_jax
+on purpose, in a copy of the working tree, and runs the tests it names (those written to
+catch it). A mutation the tests let pass is a test that asserts too little. Not part of the
+suite (minutes each):
 
-  python tools/mutations.py                 # every mutation
+  python tools/mutations.py --all           # every mutation, then a table
   python tools/mutations.py detached_heads  # some of them
   python tools/mutations.py --list
 
-Prints ``caught`` (the tests failed, as they must) or ``MISSED`` per mutation; exits 1 if
-any was missed.
+A mutation is ``caught`` only when one of its named tests fails on an assertion (``assert``,
+``np.testing``, ``pytest.raises``/``pytest.fail``); a test that stops on another exception
+(a NameError the edit caused, a crash) reports ``error``, and one where every named test
+passes ``MISSED``. The table gives each mutation, the tests it names, those that caught it
+and the time. Exits 1 unless every mutation was caught.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,9 +77,10 @@ MUTATIONS = {
          ("README.md", "`cifar100/fitnet.py`", "`cifar100/fitnets.py`")],
         ["tests/test_readme.py"]),
     "ignored_checkpoint": (
-        "a run starts over instead of resuming from its checkpoint",
-        [("kd_jax/training/loop.py", "  resumed = _restore(run, run_phases, state, repl)\n",
-          "  resumed = None\n")],
+        "a resumed run goes on from its checkpoint's step with its initial state, not the saved one",
+        [("kd_jax/training/loop.py",
+          'return index, templates[index].replace_checkpointed(restored), restored["rng"], step',
+          'return index, templates[index], restored["rng"], step')],
         ["tests/distill/test_distill_job.py::test_crd_resumed_mid_run_ends_where_the_uninterrupted_run_ends"]),
     "dropped_objective": (
         "only the first objective is minimised (the others are logged, not in the total)",
@@ -116,37 +123,241 @@ MUTATIONS = {
          ("kd_jax/plot.py", "for path in glob.glob(os.path.join(run_dir, \"events.out.tfevents.*\")):",
           "for path in sorted(glob.glob(os.path.join(run_dir, \"events.out.tfevents.*\"))):")],
         ["tests/test_plot.py::test_the_value_written_last_wins_when_file_counters_cross_from_9_to_10"]),
+    "late_step_decay": (
+        "the step schedule decays one epoch late (milestones at (e + 1) * steps_per_epoch)",
+        [("kd_jax/training/optim.py", "boundaries = {int(e * steps_per_epoch)",
+          "boundaries = {int((e + 1) * steps_per_epoch)")],
+        ["tests/training/test_schedules.py::test_repdistillers_schedule_decays_at_the_first_step_of_epochs_151_181_and_211"]),
+    "device_augment_skipped": (
+        "the device-side CIFAR augmentation skips its crop and flip (normalises only)",
+        [("kd_jax/data/device_augment.py",
+          "images = pad_crop_flip(images, rng, spec.pad, spec.flip)",
+          "images = pad_crop_flip(images, rng, 0, False)")],
+        ["tests/data/test_batch_integrity.py::test_the_step_reads_each_image_cropped_and_flipped_with_its_label"]),
+    "shifted_labels": (
+        "train labels shifted by one within each batch",
+        [("kd_jax/data/dataset.py",
+          "    ds = ds.batch(self.local_batch_size, drop_remainder=True)\n"
+          "    ds = ds.take(self.steps_per_epoch - start)",
+          "    ds = ds.batch(self.local_batch_size, drop_remainder=True)\n"
+          "    ds = ds.map(lambda b: {**b, 'label': tf.roll(b['label'], 1, 0)})\n"
+          "    ds = ds.take(self.steps_per_epoch - start)")],
+        ["tests/data/test_batch_integrity.py::test_host_batches_carry_each_images_label_and_index_every_epoch",
+         "tests/data/test_batch_integrity.py::test_the_step_reads_each_image_cropped_and_flipped_with_its_label"]),
+    "memory_momentum_swapped": (
+        "CRD's memory update weighs the new embedding by the momentum and the old row by 1 - m "
+        "(the same at the default 0.5)",
+        [("kd_jax/losses/contrastive.py",
+          "rows = momentum * bank[index].astype(z.dtype) + (1.0 - momentum) * z",
+          "rows = (1.0 - momentum) * bank[index].astype(z.dtype) + momentum * z")],
+        ["tests/losses/test_contrastive.py::test_memory_update_is_momentum_then_renormalise_on_batch_rows_only",
+         "tests/losses/test_reference_match.py::test_crd_matches_reference_over_three_steps"]),
+    "teacher_head_detached": (
+        "SRRL's head term gives the connector and the student no gradient (its input detached)",
+        [("kd_jax/losses/statistics.py", "y = float32(teacher_head(f_s))",
+          "y = float32(teacher_head(jax.lax.stop_gradient(f_s)))")],
+        ["tests/methods/test_feature_statistics.py::test_the_teachers_head_alone_trains_the_connector_and_the_students_layers_below_it"]),
+    "eval_wrong_head": (
+        "a multi-head student is scored on its first head, not the one config.eval_head names",
+        [("kd_jax/distill/step.py", "logits = features[head_feature(head)]",
+          "logits = features[min(k for k in features if k.startswith('logits/'))]")],
+        ["tests/distill/test_multi_teacher.py::test_evaluation_scores_the_chosen_head_over_the_real_examples_only"]),
+    "eval_counts_padding": (
+        "evaluation counts the padding examples of the last batch",
+        [("kd_jax/distill/step.py", 'mask=batch["mask"])', 'mask=jnp.ones_like(batch["mask"]))')],
+        ["tests/distill/test_multi_teacher.py::test_evaluation_scores_the_chosen_head_over_the_real_examples_only"]),
+    "task_accuracy_unrestricted": (
+        "a task's accuracy takes the argmax over every class, not over the task's",
+        [("kd_jax/distill/step.py", "pred = ids[jnp.argmax(logits[:, ids], axis=-1)]",
+          "pred = jnp.argmax(logits, axis=-1)")],
+        ["tests/distill/test_multi_teacher.py::test_task_accuracy_restricts_examples_and_logits_to_the_tasks_classes"]),
+    "eval_past_its_count": (
+        "evaluation reads real examples past num_eval_examples to fill its last batch",
+        [("kd_jax/data/dataset.py",
+          "    ds = ds.take(-(-self.num_eval_examples // jax.process_count()))\n", "")],
+        ["tests/data/test_batch_integrity.py::test_eval_batches_hold_the_first_examples_once_each_uncropped_and_the_rest_is_padding"]),
+    "union_labels_not_offset": (
+        "a union's second data set keeps its own labels (they collide with the first's)",
+        [("kd_jax/data/union.py", 'ex["label"] = ex["label"] + label_offset',
+          'ex["label"] = ex["label"]')],
+        ["tests/data/test_batch_integrity.py::test_a_union_offsets_each_parts_labels_and_indices"]),
+    "label_mask_of_the_next_example": (
+        "with labeled_fraction < 1 an example carries the label mask of the next index",
+        [("kd_jax/data/dataset.py", 'out["label_mask"] = tf.gather(label_mask, index)',
+          'out["label_mask"] = tf.gather(label_mask, (index + 1) % tf.size(label_mask, index.dtype))')],
+        ["tests/data/test_batch_integrity.py::test_labeled_fraction_masks_the_labels_of_the_examples_drawn_for_it"]),
+    "cosine_over_the_warm_up": (
+        "the cosine decays over the whole run, warm-up included (it never reaches 0)",
+        [("kd_jax/training/optim.py", "max(1, total - warmup)", "max(1, total)")],
+        ["tests/training/test_schedules.py::test_a_linear_warm_up_then_the_schedule_over_the_rest_of_the_run"]),
+    "milestones_after_the_warm_up": (
+        "a step schedule after a warm-up counts its milestones from the warm-up's end",
+        [("kd_jax/training/optim.py", "{b - warmup: f for b, f in boundaries.items()}",
+          "{b: f for b, f in boundaries.items()}")],
+        ["tests/training/test_schedules.py::test_a_linear_warm_up_then_the_schedule_over_the_rest_of_the_run"]),
+    "negatives_from_a_window": (
+        "CRD's negatives come from the first 2K examples of the other classes, not all of them",
+        [("kd_jax/methods/crd.py", "u = rng.choice(pool, self.nce_k, replace=self.nce_k > pool)",
+          "u = rng.choice(min(pool, 2 * self.nce_k), self.nce_k, replace=self.nce_k > pool)")],
+        ["tests/methods/test_crd_sampling.py::test_exact_negatives_are_uniform_over_every_example_of_the_other_classes"]),
+    "same_draw_every_step": (
+        "the host samplers draw the same negatives for an example at every step",
+        [("kd_jax/distill/host_inputs.py",
+          "rng = np.random.default_rng([seed % 2**32, stream, step, jax.process_index(), i])",
+          "rng = np.random.default_rng([seed % 2**32, stream, 0, jax.process_index(), i])")],
+        ["tests/methods/test_crd_sampling.py::test_the_same_step_draws_the_same_indices"]),
+    "best_keeps_the_worst": (
+        "best/ keeps the model of the lowest eval accuracy",
+        [("kd_jax/checkpoint.py", 'best_mode="max"', 'best_mode="min"')],
+        ["tests/training/test_checkpoint_contents.py::test_best_holds_the_model_of_the_best_evaluation_and_latest_the_last_step"]),
+    "first_teacher_for_all": (
+        "an objective naming one teacher reads the first configured teacher",
+        [("kd_jax/distill/objectives.py", "      return teachers[self.teacher]",
+          "      return next(iter(teachers.values()))")],
+        ["tests/distill/test_objectives.py::test_an_objective_reads_the_teacher_it_names_and_no_other"]),
+    "cache_read_by_position": (
+        "the teacher cache hands a batch the outputs of the first examples, not its own",
+        [("kd_jax/training/teacher_cache.py", "yield {**batch, **{k: np.asarray(a[index])",
+          "yield {**batch, **{k: np.asarray(a[np.arange(len(index))])")],
+        ["tests/training/test_teacher_cache.py::test_a_run_from_the_cache_trains_like_a_run_with_the_teacher"]),
+    "frozen_after_trained": (
+        "adapters that a phase freezes (FT's paraphraser, a calibration) go on training",
+        [("kd_jax/training/build.py",
+          "frozen = any(o.method.frozen or not o.main_phase for o in objectives)",
+          "frozen = False")],
+        ["tests/distill/test_init_phases.py::test_main_phase_trains_the_translator_and_keeps_the_paraphraser_frozen",
+         "tests/distill/test_adding_a_method.py::test_a_method_outside_the_tree_trains_from_a_config_alone"]),
+    "phase_without_momentum": (
+        "an initialisation phase runs plain SGD, not the main optimiser's momentum",
+        [("kd_jax/training/phases.py", "momentum=opt_cfg.momentum, nesterov=False",
+          "momentum=0.0, nesterov=False")],
+        ["tests/distill/test_init_phases.py::test_a_phase_optimises_with_sgd_at_its_rate_with_the_main_momentum_and_decay"]),
+    "stepless_train": (
+        "the train step computes its gradients but applies no update",
+        [("kd_jax/distill/step.py",
+          "  new_state, finite = _update_if_finite(state, tx, total, grads, skip_nonfinite,",
+          "  grads = jax.tree.map(jnp.zeros_like, grads)\n"
+          "  new_state, finite = _update_if_finite(state, tx, total, grads, skip_nonfinite,")],
+        ["tests/recipes/test_cifar100.py::test_method_trains_three_steps_and_evaluates_on_mock_cifar100[kd]",
+         "tests/recipes/test_cifar100.py::test_method_trains_three_steps_and_evaluates_on_mock_cifar100[crd]"]),
+    "proxy_labels_used": (
+        "the unlabelled proxy of a union keeps label_mask 1: CE trains on its placeholder labels",
+        [("kd_jax/data/union.py", '"label_mask": tf.constant(0.0, tf.float32)}',
+          '"label_mask": tf.constant(1.0, tf.float32)}')],
+        ["tests/recipes/test_multi_teacher.py::test_a_consolidated_student_trains_on_an_unlabelled_proxy_and_a_labelled_target"]),
+    "table_in_fractions": (
+        "the job's table prints test accuracy as a fraction under its 'test acc %' heading",
+        [("kd_jax/job.py", "f\"{100 * r['test_accuracy']:.2f}\"",
+          "f\"{r['test_accuracy']:.2f}\"")],
+        ["tests/training/test_default_job.py::test_default_job_prints_table_and_writes_outputs"]),
+    "nan_not_stopped": (
+        "a run whose step went non-finite goes on training (and checkpointing)",
+        [("kd_jax/training/loop.py", "    bad = int(sharding.host_value(state.bad_step))\n"
+          "    if bad < 0:\n", "    bad = int(sharding.host_value(state.bad_step))\n"
+          "    if True:\n")],
+        ["tests/training/test_bad_inputs.py::test_nan_stops_training_and_keeps_last_good_checkpoint"]),
+    "process_local_mesh": (
+        "each process of a multi-process job meshes its own devices only: the processes train "
+        "apart, on their local batches",
+        [("kd_jax/training/sharding.py", 'return Mesh(np.array(jax.devices()), ("data",))',
+          'return Mesh(np.array(jax.local_devices()), ("data",))')],
+        ["tests/training/test_multiprocess.py::test_two_processes_train_and_only_process_zero_writes"]),
 }
 
 
 def _copy_tree(dst: str) -> None:
-  ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache")
+  # .git too (5 MB): a test may compare `git status` before and after a command.
+  ignore = shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info", ".pytest_cache")
   shutil.copytree(REPO, dst, ignore=ignore)
 
 
-def run(name: str) -> bool:
-  """True when the tests caught the mutation."""
-  what, edits, tests = MUTATIONS[name]
+def _is_assertion(exc_type: type) -> bool:
+  """An assertion of the test (assert, np.testing, pytest.raises' DID NOT RAISE, pytest.fail),
+  not an error that merely stopped it."""
+  from _pytest.outcomes import Failed  # pylint: disable=g-import-not-at-top
+  return issubclass(exc_type, (AssertionError, Failed))
+
+
+# The pytest plugin half: loaded into the pytest that runs the named tests (``-p mutations``),
+# it writes one line per failed test phase to $KD_JAX_MUTATION_REPORT.
+def pytest_runtest_makereport(item, call):
+  from _pytest.outcomes import Skipped  # pylint: disable=g-import-not-at-top
+  path = os.environ.get("KD_JAX_MUTATION_REPORT")
+  if path and call.excinfo is not None and not call.excinfo.errisinstance(Skipped):
+    with open(path, "a") as f:
+      f.write(json.dumps({"test": item.nodeid, "when": call.when,
+                          "assertion": call.when == "call" and _is_assertion(call.excinfo.type),
+                          "exception": call.excinfo.typename}) + "\n")
+
+
+class Result:
+  def __init__(self, name: str, caught_by: list[str], errors: list[str], seconds: float,
+               tail: str):
+    self.name, self.caught_by, self.errors, self.seconds, self.tail = (
+        name, caught_by, errors, seconds, tail)
+
+  @property
+  def verdict(self) -> str:
+    return "caught" if self.caught_by else ("error" if self.errors else "MISSED")
+
+
+def apply(tree: str, name: str) -> None:
+  """Writes mutation ``name``'s edits into the copy ``tree``."""
+  for path, old, new in MUTATIONS[name][1]:
+    full = os.path.join(tree, path)
+    with open(full) as f:
+      text = f.read()
+    if text.count(old) != 1:
+      raise SystemExit(f"{name}: {path} no longer holds the text to mutate: {old!r}")
+    with open(full, "w") as f:
+      f.write(text.replace(old, new))
+
+
+def run(name: str) -> Result:
+  """Runs mutation ``name``'s tests on a mutated copy of the tree."""
+  what, _, tests = MUTATIONS[name]
+  t0 = time.time()
   with tempfile.TemporaryDirectory(prefix=f"kd_jax_mutation_{name}_") as tmp:
     tree = os.path.join(tmp, "tree")
     _copy_tree(tree)
-    for path, old, new in edits:
-      full = os.path.join(tree, path)
-      text = open(full).read()
-      if text.count(old) != 1:
-        raise SystemExit(f"{name}: {path} no longer holds the text to mutate: {old!r}")
-      with open(full, "w") as f:
-        f.write(text.replace(old, new))
-    env = {**os.environ, "PYTHONPATH": tree}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           *tests], cwd=tree, env=env, capture_output=True, text=True,
-                          timeout=3600, check=False)
-  caught = proc.returncode == 1  # Tests failed (2-5: errors, interrupted, none collected).
+    apply(tree, name)
+    report = os.path.join(tmp, "report.jsonl")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tree, os.path.join(tree, "tools")]),
+           "KD_JAX_MUTATION_REPORT": report}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "mutations", *tests], cwd=tree, env=env, capture_output=True,
+                          text=True, timeout=3600, check=False)
+    lines = []
+    if os.path.exists(report):
+      with open(report) as f:
+        lines = [json.loads(line) for line in f]
+  caught_by = sorted({r["test"] for r in lines if r["assertion"]})
+  errors = sorted({f"{r['test']} ({r['when']}: {r['exception']})" for r in lines
+                   if not r["assertion"]})
+  if proc.returncode not in (0, 1):  # Nothing collected, a usage error, interrupted.
+    errors.append(f"pytest exited {proc.returncode}")
   last = (proc.stdout.strip().splitlines() or ["?"])[-1]
-  print(f"{'caught' if caught else 'MISSED'}  {name}: {what} ({last})", flush=True)
-  if proc.returncode not in (0, 1):
+  result = Result(name, caught_by, errors, time.time() - t0, last)
+  print(f"{result.verdict:6s}  {name}: {what} ({last}; {result.seconds:.0f} s)", flush=True)
+  for e in errors:
+    print(f"        error in {e}", flush=True)
+  if errors and not caught_by:
     print(proc.stdout[-3000:] + proc.stderr[-3000:], flush=True)
-  return caught
+  return result
+
+
+def table(results: list[Result]) -> str:
+  """Markdown: mutation, the tests it names, the tests that caught it (on an assertion), time."""
+  rows = ["| mutation | expected test | caught by | time |", "|---|---|---|---|"]
+  for r in results:
+    expected = "<br>".join(MUTATIONS[r.name][2])
+    by = "<br>".join(r.caught_by) if r.caught_by else (
+        "**error**: " + "; ".join(r.errors) if r.errors else "**MISSED**")
+    rows.append(f"| {r.name} | {expected} | {by} | {r.seconds:.0f} s |")
+  caught = sum(bool(r.caught_by) for r in results)
+  rows.append(f"\n{caught} of {len(results)} caught on an assertion of a named test, "
+              f"{sum(r.seconds for r in results) / 60:.1f} min")
+  return "\n".join(rows)
 
 
 def main(argv: list[str]) -> int:
@@ -154,12 +365,15 @@ def main(argv: list[str]) -> int:
     for name, (what, _, tests) in MUTATIONS.items():
       print(f"{name}: {what}; caught by {', '.join(tests)}")
     return 0
-  names = argv or list(MUTATIONS)
+  names = list(MUTATIONS) if "--all" in argv else [a for a in argv if not a.startswith("-")]
+  if not names:
+    raise SystemExit("name mutations to run, or --all (--list lists them)")
   unknown = [n for n in names if n not in MUTATIONS]
   if unknown:
     raise SystemExit(f"unknown mutation(s) {', '.join(unknown)}; --list lists them")
-  missed = [n for n in names if not run(n)]
-  return 1 if missed else 0
+  results = [run(n) for n in names]
+  print(table(results), flush=True)
+  return 0 if all(r.caught_by for r in results) else 1
 
 
 if __name__ == "__main__":

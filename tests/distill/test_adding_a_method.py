@@ -123,7 +123,7 @@ def test_an_unimportable_method_module_is_one_line(tmp_path):
 
 def _git_status() -> str:
   return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                        capture_output=True, text=True, check=True).stdout
+                        capture_output=True, text=True, check=True, timeout=120).stdout
 
 
 @pytest.mark.slow
@@ -142,4 +142,22 @@ def test_a_method_outside_the_tree_trains_from_a_config_alone(tmp_path):
   assert results["objectives"] == {"ce": 0.1, "calibrated_kd": 0.9}
   assert results["init_phases"] == {"calibrated_kd": 1}
   assert results["steps"] == 2 and 0.0 <= results["test_accuracy"] <= 1.0
+  # The phase (steps 1-2) calibrated the temperatures away from their start, 4; the main
+  # phase (steps 3-4) trained the student with them frozen.
+  log_t = {step: state["params"]["adapters"]["calibrated_kd"]["log_t"]
+           for step, state in _states(workdir / "kd", (2, 4)).items()}
+  assert np.all(np.abs(log_t[2] - np.float32(np.log(4.0))) > 1e-6)
+  np.testing.assert_array_equal(log_t[4], log_t[2])
   assert _git_status() == before  # No file of kd_jax was written or changed.
+
+
+def _states(run_dir, steps):
+  """The run's saved train states at ``steps``."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from kd_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  ckpts = checkpoint.Checkpoints(str(run_dir), 3)
+  try:
+    return {s: ckpts.latest.restore(s, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"] for s in steps}
+  finally:
+    ckpts.close()

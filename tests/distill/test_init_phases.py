@@ -79,19 +79,51 @@ def test_fsp_phase_trains_student_features_but_not_the_classifier():
   assert student.pop("fc") is False and all(student.values()), student
 
 
-def _main_step(objectives_cfg, teacher="resnet14"):
+def _main_step(objectives_cfg, teacher="resnet14", opt=SGD):
   student, teachers, objs, state, batch = _setup(objectives_cfg, teacher)
-  tx = builders.optimizer(SGD, objs)
+  tx = builders.optimizer(opt, objs)
+  state = state.replace(opt_state=tx.init(state.params))
   new, metrics = jax.jit(make_train_step(student, teachers, objs, tx, True))(
       state, batch, jax.random.PRNGKey(0))
   return state, new, metrics.compute()
 
 
 def test_main_phase_trains_the_translator_and_keeps_the_paraphraser_frozen():
-  old, new, m = _main_step({"ce": {}, "ft": {"weight": 200.0}})
+  """Frozen means not optimised at all: with the recipe's weight decay and momentum (which
+  move any parameter they reach, gradient or not) the paraphraser stays bit for bit; the
+  translator has a gradient (checked without decay)."""
+  old, new, m = _main_step({"ce": {}, "ft": {"weight": 200.0}},
+                           opt=builders.sgd(0.05, weight_decay=5e-4, momentum=0.9))
   assert np.isfinite(m["loss_ft"]) and m["loss_ft"] > 0
   assert _changed(old.params["adapters"]["ft"], new.params["adapters"]["ft"]) == {
       "paraphraser": False, "translator": True}
+  old, new, _ = _main_step({"ce": {}, "ft": {"weight": 200.0}})
+  assert _changed(old.params["adapters"]["ft"], new.params["adapters"]["ft"])["translator"]
+
+
+def test_a_phase_optimises_with_sgd_at_its_rate_with_the_main_momentum_and_decay():
+  """The references' phase optimiser: SGD at the phase's lr with the main optimiser's
+  momentum and weight decay, never Nesterov, only the phase's parameters. Two updates with a
+  constant gradient g, by hand: p1 = p0 - lr (g + wd p0); the second moves by
+  -lr (0.9 (g + wd p0) + g + wd p1)."""
+  _, _, objs, state, _ = _setup({"ce": {}, "ft": {}})
+  ft = objs[1]
+  main = builders.sgd(0.05, weight_decay=5e-4, momentum=0.9, nesterov=True)
+  tx = phases.phase_optimizer(ft, main, 0.1)
+  params = state.params
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  opt_state = tx.init(params)
+  u1, opt_state = tx.update(grads, opt_state, params)
+  p1 = jax.tree.map(lambda p, u: p + u, params, u1)
+  u2, _ = tx.update(grads, opt_state, p1)
+  for leaf0, leaf1, got1, got2 in zip(*(jax.tree.leaves(t["adapters"]["ft"]["paraphraser"])
+                                        for t in (params, p1, u1, u2))):
+    g0 = 0.5 + 5e-4 * np.asarray(leaf0, np.float64)
+    g1 = 0.5 + 5e-4 * np.asarray(leaf1, np.float64)
+    np.testing.assert_allclose(got1, -0.1 * g0, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(got2, -0.1 * (0.9 * g0 + g1), rtol=1e-5, atol=1e-8)
+  for frozen in (u2["student"], u2["adapters"]["ft"]["translator"]):
+    assert not any(np.any(u) for u in jax.tree.leaves(frozen))
 
 
 def test_ab_and_fsp_act_only_through_their_phase_by_default():

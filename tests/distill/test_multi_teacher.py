@@ -115,6 +115,39 @@ def test_task_accuracy_restricts_examples_and_logits_to_the_tasks_classes():
   assert float(m["accuracy"]) == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize("head", [None, "low", "high"])
+def test_evaluation_scores_the_chosen_head_over_the_real_examples_only(head):
+  """A student with three heads evaluated on a padded batch (the last 3 of 8 are padding):
+  CE, accuracy and top-5 are those of the named head's logits (``None``: the backbone's
+  classifier) over the 5 real examples, computed here in numpy."""
+  from kd_jax.distill.step import make_eval_step
+  from kd_jax.distill.state import TrainState
+  student = _student()
+  variables = student.init(jax.random.PRNGKey(3), X)
+  images = np.random.RandomState(1).randn(8, 8, 8, 1).astype(np.float32)
+  logits, feats = student.apply(variables, images, train=False)
+  z = np.asarray(feats[f"logits/{head}"] if head else logits, np.float64)
+  labels = np.argsort(-z, axis=1)[:, 1]  # Each example's second choice: top-1 wrong,
+  labels[:2] = np.argmax(z[:2], axis=1)  # but for the first two; top-5 right.
+  labels[2] = np.argmin(z[2])            # Example 2: wrong for top-5 too.
+  mask = np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)
+  classes = z.shape[1]
+  state = TrainState(step=jnp.zeros((), jnp.int32),
+                     params={"student": variables["params"], "adapters": {}},
+                     batch_stats=variables["batch_stats"], opt_state=None,
+                     bad_step=jnp.full((), -1, jnp.int32))
+  m = jax.jit(make_eval_step(student, classes, head))(
+      state, {"image": images, "label": labels.astype(np.int32), "mask": mask}).compute()
+  log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+  real = mask > 0
+  assert float(m["loss"]) == pytest.approx(-log_p[np.arange(8), labels][real].mean(), rel=1e-5)
+  assert float(m["accuracy"]) == pytest.approx(2 / 5)
+  if classes > 5:
+    assert float(m["top5"]) == pytest.approx(4 / 5)
+  else:
+    assert "top5" not in m
+
+
 def _step(objectives_cfg, heads):
   mods, tvars = _teachers()
   student = _student(heads)

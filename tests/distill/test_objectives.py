@@ -151,3 +151,21 @@ def test_reading_the_teachers_head_runs_no_teacher_convolution_again(monkeypatch
   monkeypatch.setenv("KD_JAX_CONV", "native")
   same_connectors = _convs({"ce": {}, "mean_matching": {}, "stat_matching": {}})
   assert _convs({"ce": {}, "adain": {}, "teacher_head": {}}) == same_connectors
+
+
+@pytest.mark.parametrize("entry, reads", [(dict(loss="kd", teacher="b"), "b"),
+                                          (dict(loss="at", teacher="a"), "a")])
+def test_an_objective_reads_the_teacher_it_names_and_no_other(entry, reads):
+  """Two teachers of one architecture, initialised apart: the loss changes with the named
+  teacher's outputs and not with the other's."""
+  student, t_model = models.create("resnet8", 10), models.create("resnet14", 10)
+  x = np.random.RandomState(0).randn(4, 8, 8, 1).astype(np.float32)
+  s = Outputs(*student.apply(student.init(jax.random.PRNGKey(0), x), x, train=False))
+  a, b = (Outputs(*t_model.apply(t_model.init(jax.random.PRNGKey(k), x), x, train=False))
+          for k in (1, 2))
+  obj = parsing.parse_objectives({"x": entry}, ["a", "b"], True)[0]
+  loss = lambda teachers: float(obj(s, teachers, {})[0])
+  other = "b" if reads == "a" else "a"
+  given = {"a": a, "b": b}  # Configured in this order.
+  assert loss(given) == loss({**given, other: given[reads]})
+  assert loss(given) != loss({**given, reads: given[other]})

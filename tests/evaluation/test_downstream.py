@@ -59,6 +59,11 @@ def test_evaluate_a_random_backbone_trains_nothing_before(tmp_path):
   results = json.loads((tmp_path / "downstream" / "sklearn_digits_transposed" /
                         "results.json").read_text())
   assert results["backbone"] == "a random resnet8" and "finetune" not in results
+  # Nothing was trained first: no run was written beside the downstream results (no
+  # checkpoint, no train events), and no training was reported.
+  assert os.listdir(tmp_path) == ["downstream"]
+  assert not glob.glob(str(tmp_path / "**" / "checkpoints"), recursive=True)
+  assert "training" not in out and "initialised from" not in out
 
 
 def test_evaluate_without_a_downstream_data_set_fails_in_one_line(tmp_path):

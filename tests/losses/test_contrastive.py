@@ -36,18 +36,23 @@ def test_memory_init_is_uniform_in_the_reference_range_and_unset():
   assert float(m.z_student) < 0 and float(m.z_teacher) < 0
 
 
-def test_memory_update_is_momentum_then_renormalise_on_batch_rows_only():
+@pytest.mark.parametrize("momentum", [0.5, 0.8])
+def test_memory_update_is_momentum_then_renormalise_on_batch_rows_only(momentum):
+  """row <- unit(momentum * row + (1 - momentum) * z) on the batch's rows; at 0.8 the old row
+  and the new embedding weigh differently (at the default 0.5 a swap would not show)."""
   m = memory_init(jax.random.PRNGKey(1), 20, 8)
   z_s, z_t = rand_unit(2, (3, 8)), rand_unit(3, (3, 8))
   index = np.array([4, 0, 17])
   contrast = np.concatenate([index[:, None], np.array([[1, 2], [3, 5], [6, 7]])], axis=1)
-  _, new = crd(z_s, z_t, m, index, contrast, momentum=0.5)
-  want_s = unit(0.5 * np.asarray(m.student)[index] + 0.5 * z_s)
+  _, new = crd(z_s, z_t, m, index, contrast, momentum=momentum)
+  want_s = unit(momentum * np.asarray(m.student)[index] + (1 - momentum) * z_s)
   np.testing.assert_allclose(np.asarray(new.student)[index], np.asarray(want_s), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(np.asarray(new.teacher)[index],
-                             unit(0.5 * np.asarray(m.teacher)[index] + 0.5 * z_t), rtol=1e-5, atol=1e-6)
+                             unit(momentum * np.asarray(m.teacher)[index] + (1 - momentum) * z_t),
+                             rtol=1e-5, atol=1e-6)
   untouched = np.setdiff1d(np.arange(20), np.asarray(index))
   np.testing.assert_array_equal(np.asarray(new.student)[untouched], np.asarray(m.student)[untouched])
+  np.testing.assert_array_equal(np.asarray(new.teacher)[untouched], np.asarray(m.teacher)[untouched])
 
 
 def test_normalisers_are_set_on_the_first_batch_then_frozen():

@@ -28,6 +28,19 @@ def test_exact_positive_is_the_example_and_negatives_are_other_classes_without_r
     assert len(np.unique(row[1:])) == 50
 
 
+def test_exact_negatives_are_uniform_over_every_example_of_the_other_classes():
+  """2,000 draws of 10 negatives for example 0 (class 0): each of the 80 other-class
+  examples is drawn with probability 10/80 per draw; every frequency within 0.04 of 0.125
+  (5 standard deviations)."""
+  sampler = ClassSampler(LABELS, 10, "exact")
+  rng = np.random.default_rng(0)
+  counts = np.zeros(100)
+  for _ in range(2000):
+    np.add.at(counts, sampler.draw(0, rng)[1:], 1)
+  assert counts[:20].sum() == 0
+  np.testing.assert_allclose(counts[20:] / 2000, 0.125, atol=0.04)
+
+
 def test_negatives_are_drawn_with_replacement_only_when_other_classes_hold_fewer_than_k():
   got = _draw("exact", 500, [7, 63])
   for row, i in zip(got, [7, 63]):

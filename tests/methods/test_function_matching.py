@@ -93,7 +93,7 @@ def test_teacher_and_student_read_one_view_the_hosts_crop_mixed_once_in_the_step
   for seen in SEEN.values():
     seen.clear()
   new_state, _ = step(state, batch, jax.random.PRNGKey(0))
-  jax.block_until_ready(new_state)
+  jax.effects_barrier()  # Every callback of the step has run.
   assert len(SEEN["teacher"]) == 1 and len(SEEN["student"]) == 1  # Each ran once.
   (t_in,), (s_in,) = SEEN["teacher"], SEEN["student"]
   np.testing.assert_array_equal(t_in, s_in)  # Same crop, same pairs, same weights.
@@ -104,7 +104,8 @@ def test_teacher_and_student_read_one_view_the_hosts_crop_mixed_once_in_the_step
   np.testing.assert_allclose(t_in, w * x + (1 - w) * rolled, atol=1e-5)
   # The next step draws another mix of the same batch.
   step(new_state, batch, jax.random.PRNGKey(0))
-  jax.block_until_ready(SEEN["teacher"])
+  jax.effects_barrier()
+  assert len(SEEN["teacher"]) == 2 and len(SEEN["student"]) == 2
   assert not np.array_equal(SEEN["teacher"][1], t_in)
   np.testing.assert_array_equal(SEEN["teacher"][1], SEEN["student"][1])
 

@@ -4,6 +4,7 @@ import math
 import re
 
 import jax
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -101,7 +102,18 @@ def _last_report(out: str, step: int) -> dict[str, float]:
 @pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS)
                          + ["function_matching"])
 def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_in_teacher,
-                                                                  tmp_path, capsys):
+                                                                  tmp_path, capsys, monkeypatch):
+  """Every objective's loss finite at step 3 (and each phase's), and the student's classifier
+  moved by its gradient: by more than 5 times what weight decay alone moves it in 3 steps."""
+  from kd_jax.training import build
+  initial = []  # Host copies of the run's initial state (the step donates the state).
+  create = build.create_train_state
+
+  def recording(*args, **kwargs):
+    state = create(*args, **kwargs)
+    initial.append(jax.device_get(state))
+    return state
+  monkeypatch.setattr(build, "create_train_state", recording)
   c = load_config(f"configs/cifar100/{method}.py")
   c.teachers.teacher.update(model=STAND_IN, checkpoint=stand_in_teacher)
   c.batch_size, c.num_epochs, c.log_every_steps = 8, 1, 1
@@ -121,3 +133,11 @@ def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_
     stage_loss = re.findall(rf"init_{name} epoch 1/1: loss ([-+.\w]+)", out)
     assert stage_loss and math.isfinite(float(stage_loss[0])), out[-2000:]
   assert results["steps"] == 3 and 0.0 <= results["test_accuracy"] <= 1.0
+  final, _ = ckpt_lib.load_model_variables(str(tmp_path))
+  (fc,) = [k for k in final["params"] if models.is_classifier(k)]
+  before, after = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(p[fc])]).astype(
+      np.float64) for p in (initial[0].params["student"], final["params"]))
+  assert (c.optimizer.name, c.optimizer.momentum) == ("sgd", 0.9)
+  lr = c.optimizer.lr * c.batch_size / c.optimizer.lr_reference_batch
+  decay_only = lr * c.optimizer.weight_decay * (1 + 1.9 + 2.71)  # SGD, momentum 0.9.
+  assert np.abs(after - before).max() > 5 * decay_only * np.abs(before).max()

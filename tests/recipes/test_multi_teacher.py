@@ -4,6 +4,7 @@ import json
 import math
 
 import jax
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -11,6 +12,9 @@ from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import models
 from kd_jax import job
+from kd_jax.data import pipelines
+from kd_jax.distill import student as student_lib
+from tests import probes
 from tests.recipes.helpers import load_config
 
 
@@ -57,8 +61,9 @@ def test_digits_consolidation_with_target_adds_ce_on_the_labelled_target_beside_
 @pytest.mark.slow
 def test_a_consolidated_student_trains_on_an_unlabelled_proxy_and_a_labelled_target(tmp_path):
   """Two steps of the recipe's run with one random teacher: CE reads the target's labels
-  only (the proxy's are masked), KD every image; the student's classifier is evaluated on
-  the target's test split."""
+  only (the proxy's are masked: what the step's objectives read is recorded), KD every
+  image; the student's classifier is evaluated on the target's test split (recomputed here
+  from the saved student)."""
   gen = str(tmp_path / "generalist")
   ckpt_lib.save_model_variables(gen, dict(models.init(models.create("resnet8", 10),
                                                       jax.random.PRNGKey(0), (8, 8, 1))),
@@ -67,14 +72,33 @@ def test_a_consolidated_student_trains_on_an_unlabelled_proxy_and_a_labelled_tar
   run = c.runs.consolidated_target_seed0.to_dict()
   run.update(teachers={"generalist": dict(model="resnet8", checkpoint=gen)},
              student_heads=("generalist",), num_epochs=1, batch_size=32,
-             objectives={"ce": dict(weight=1.0), "kd_generalist": run["objectives"]["kd_generalist"]})
+             objectives={"ce": dict(weight=1.0), "kd_generalist": run["objectives"]["kd_generalist"],
+                         "batch_probe": dict(weight=1.0, keys=("index", "label_mask"))})
   run["data"].update(num_train_examples=32, num_eval_examples=40)
   run["downstream"] = dict(data=dict(name=""))
   c.runs = {"consolidated_target": run}
-  summary = job.run(c, str(tmp_path / "job"))
+  with probes.registered():
+    summary = job.run(c, str(tmp_path / "job"))
+    seen = probes.recorded()
   r = summary["runs"]["consolidated_target"]
-  assert r["steps"] == 2 and sorted(r["objectives"]) == ["ce", "kd_generalist"]
-  assert 0.0 <= r["test_accuracy"] <= 1.0
+  assert r["steps"] == 2 and sorted(r["objectives"]) == ["batch_probe", "ce", "kd_generalist"]
+  # The proxy (sklearn_digits, indices 0..1436) is masked, the target (from 1437) is not.
+  index = np.concatenate([b["index"] for b in seen])
+  mask = np.concatenate([b["label_mask"] for b in seen])
+  assert 0 < (index >= 1437).sum() < len(index)
+  np.testing.assert_array_equal(mask, (index >= 1437).astype(np.float32))
+  # test_accuracy: the classifier (not the head) on the 40 transposed test digits.
+  cfg = config_lib.expand_runs(c)["consolidated_target"]
+  data = pipelines.create_dataset(cfg.data, 32, 40)
+  variables, _ = ckpt_lib.load_model_variables(str(tmp_path / "job" / "consolidated_target"))
+  student = student_lib.create("resnet8", 10, {"generalist": 10})
+  correct = total = 0
+  for b in data.eval_batches():
+    logits, _ = student.apply(variables, b["image"], train=False)
+    correct += ((np.argmax(logits, -1) == b["label"]) * b["mask"]).sum()
+    total += b["mask"].sum()
+  assert total == 40
+  assert r["test_accuracy"] == pytest.approx(correct / 40, abs=1e-6)
 
 
 def test_digits_amalgamation_is_cfl_plus_soft_targets_over_the_union():
