@@ -47,4 +47,3 @@ def recorded() -> list[dict[str, np.ndarray]]:
   """What the steps inside ``registered()`` recorded, once every callback has run."""
   jax.effects_barrier()
   return list(RECORDED)
-

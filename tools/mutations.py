@@ -144,6 +144,23 @@ MUTATIONS = {
           "    ds = ds.take(self.steps_per_epoch - start)")],
         ["tests/data/test_batch_integrity.py::test_host_batches_carry_each_images_label_and_index_every_epoch",
          "tests/data/test_batch_integrity.py::test_the_step_reads_each_image_cropped_and_flipped_with_its_label"]),
+    "dropped_blocks": (
+        "a CIFAR ResNet computes the blocks after each stage's first and drops their output (the "
+        "shapes and parameter counts unchanged; resnet8 and resnet8x4 have one block a stage)",
+        [("kd_jax/models/resnet_cifar.py",
+          "        x, preact = BasicBlock(planes, stride if i == 0 else 1, self.dtype,\n"
+          "                               name=f\"stage{stage}_block{i}\")(x, train)",
+          "        y, preact = BasicBlock(planes, stride if i == 0 else 1, self.dtype,\n"
+          "                               name=f\"stage{stage}_block{i}\")(x, train)\n"
+          "        x = y if i == 0 else x")],
+        ["tests/models/test_zoo.py::test_jitted_training_step_and_feature_contract"]),
+    "fresh_backbone_kept": (
+        "init_from on a multi-head student: the merge puts the fresh backbone back over the "
+        "pretrained one (dict order), so consolidation starts from random weights",
+        [("kd_jax/training/build.py",
+          "merged = {k: {**variables[k], student_lib.BACKBONE: v} for k, v in merged.items()}",
+          "merged = {k: {student_lib.BACKBONE: v, **variables[k]} for k, v in merged.items()}")],
+        ["tests/recipes/test_multi_teacher.py::test_three_teachers_of_three_architectures_consolidate_on_mock_imagenet"]),
     "memory_momentum_swapped": (
         "CRD's memory update weighs the new embedding by the momentum and the old row by 1 - m "
         "(the same at the default 0.5)",
