@@ -216,6 +216,15 @@ class Checkpoints:
     except (OSError, ValueError, RuntimeError) as err:
       raise self._write_error(err) from None
 
+  def best_accuracy(self) -> tuple[int, float] | None:
+    """``(step, accuracy)`` of the best evaluation offered so far (kept across resumes:
+    orbax stores the metrics with the checkpoint), or None before the first."""
+    self.best.wait_until_finished()
+    step = self.best.best_step()
+    if step is None:
+      return None
+    return step, float(self.best.metrics(step)["accuracy"])
+
   def wait(self) -> None:
     try:
       self.latest.wait_until_finished()

@@ -137,7 +137,8 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 def seed_groups(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
   """Runs named ``<group>_seed<k>`` summarised per group: test accuracy mean and sample
-  standard deviation (ddof 1) over the seeds, in percent; likewise each eval task's
+  standard deviation (ddof 1) over the seeds, in percent, of the last evaluation; likewise
+  the best evaluation of each run (``best``: the best epoch's accuracy), each eval task's
   accuracy (``task/<name>``) and downstream protocol's top-1 (``linear_probe``...)."""
   groups: dict[str, dict[str, list[float]]] = {}
   for name, r in results.items():
@@ -148,6 +149,8 @@ def seed_groups(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     g["seeds"] += 1
     if r["test_accuracy"] is not None:
       g.setdefault("test", []).append(100 * r["test_accuracy"])
+    if r.get("best_test_accuracy") is not None:
+      g.setdefault("best", []).append(100 * r["best_test_accuracy"])
     for key, value in (r.get("eval") or {}).items():
       if key.startswith("accuracy_"):
         g.setdefault("task/" + key[len("accuracy_"):], []).append(100 * value)
@@ -166,7 +169,9 @@ def seed_groups(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 def format_groups(groups: dict[str, dict[str, Any]]) -> str:
   extra = sorted({k for v in groups.values() for k in v
                   if k.startswith("task/") or k in dict(_PROTOCOLS)})
-  rows = [("group", "seeds", "test acc % (mean +- std)") + tuple(f"{k} %" for k in extra)]
+  extra = (["best"] if any("best" in v for v in groups.values()) else []) + extra
+  rows = [("group", "seeds", "test acc % (mean +- std)")
+          + tuple("best epoch %" if k == "best" else f"{k} %" for k in extra)]
   fmt = lambda m: f"{m['mean']:.2f} +- {m['std']:.2f}" if m and "mean" in m else "-"
   rows += [(g, str(v["runs"]), fmt(v)) + tuple(fmt(v.get(k)) for k in extra)
            for g, v in groups.items()]
@@ -194,33 +199,43 @@ def budget_line(runs: dict[str, ml_collections.ConfigDict], workdir: str) -> str
 def published_table(published, results: dict[str, dict[str, Any]],
                     groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
   """One row per published number: ``table``, ``row``, ``group`` (a seed group, or a run),
-  ``published`` (None where none was published), ``measured`` (the mean over the seeds,
-  percent; None if not run), ``std`` (sample std), ``seeds`` and ``difference`` (measured -
-  published)."""
+  ``published`` (None where none was published), ``measured`` (the mean over the seeds of
+  the last epoch's accuracy, percent; None if not run), ``std`` (sample std), ``best`` and
+  ``best_std`` (the same of each run's best evaluation: papers report either, often
+  without saying which), ``seeds`` and ``difference`` (measured - published)."""
   out = []
   for table, row, group, value in published:
-    measured, std, n = None, None, 0
+    measured, std, n, best, best_std = None, None, 0, None, None
     if group in groups and "mean" in groups[group]:
-      measured, std, n = groups[group]["mean"], groups[group]["std"], groups[group]["runs"]
+      g = groups[group]
+      measured, std, n = g["mean"], g["std"], g["runs"]
+      if "best" in g:
+        best, best_std = g["best"]["mean"], g["best"]["std"]
     elif group in results and results[group].get("test_accuracy") is not None:
       measured, std, n = 100 * results[group]["test_accuracy"], 0.0, 1
+      if results[group].get("best_test_accuracy") is not None:
+        best, best_std = 100 * results[group]["best_test_accuracy"], 0.0
     value = None if value < 0 else float(value)
     out.append({"table": table, "row": row, "group": group, "published": value,
-                "measured": measured, "std": std, "seeds": n,
+                "measured": measured, "std": std, "best": best, "best_std": best_std,
+                "seeds": n,
                 "difference": None if measured is None or value is None else measured - value})
   return out
 
 
 def format_published(rows: list[dict[str, Any]], source: str = "") -> str:
-  """``published_table`` as a Markdown table."""
+  """``published_table`` as a Markdown table: "measured" is the last epoch's accuracy, "best
+  epoch" each run's best evaluation."""
   num = lambda v: "-" if v is None else f"{v:.2f}"
   lines = [f"Published: {source}" if source else "", "",
-           "| table | row | published % | measured % (mean ± std) | seeds | measured − published |",
-           "|---|---|---|---|---|---|"]
+           "| table | row | published % | measured % (mean ± std) | best epoch % (mean ± std) "
+           "| seeds | measured − published |",
+           "|---|---|---|---|---|---|---|"]
   for r in rows:
     measured = "-" if r["measured"] is None else f"{r['measured']:.2f} ± {r['std']:.2f}"
+    best = "-" if r.get("best") is None else f"{r['best']:.2f} ± {r['best_std']:.2f}"
     diff = "-" if r["difference"] is None else f"{r['difference']:+.2f}"
-    lines.append(f"| {r['table']} | {r['row']} | {num(r['published'])} | {measured} | "
+    lines.append(f"| {r['table']} | {r['row']} | {num(r['published'])} | {measured} | {best} | "
                  f"{r['seeds']} | {diff} |")
   return "\n".join(lines).lstrip("\n")
 

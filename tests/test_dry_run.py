@@ -32,6 +32,27 @@ def test_every_hyperparameter_is_printed_and_defaults_are_marked():
           "nce_m=0.5 (default), mode='exact' (default)") in lines
 
 
+@pytest.mark.parametrize("config,line", [
+    ("configs/cifar100/dkd_ls.py:vgg13-vgg8",
+     "  objective dkd: loss=dkd, weight=1, teacher='teacher', alpha=15, beta=30, temperature=2, "
+     "warmup=20 (default), logit_stand=True"),
+    ("configs/cifar100/dist.py",
+     "  objective dist: loss=dist, weight=2, teacher='teacher', beta=1 (default), "
+     "gamma=1 (default), temperature=4"),
+    ("configs/cifar100/ctkd_ls.py",
+     "  objective ctkd: loss=ctkd, weight=9, teacher='teacher', base='kd' (default), "
+     "t_start=1 (default), t_end=20 (default), decay_max=0 (default), decay_min=-1 (default), "
+     "decay_loops=10 (default), alpha=1 (default), beta=2 (default), logit_stand=True"),
+    ("configs/cifar100/nkd.py",
+     "  objective nkd: loss=nkd, weight=1, teacher='teacher', temperature=3, gamma=3.5"),
+    ("configs/cifar100/wttm.py",
+     "  objective wttm: loss=wttm, weight=4, teacher='teacher', gamma=0.2"),
+])
+def test_the_logit_baselines_print_every_hyperparameter_with_defaults_marked(config, line):
+  lines, _ = _describe(config)
+  assert line in lines, [l for l in lines if "objective" in l]
+
+
 def test_crd_exact_negatives_on_unlabelled_data_are_refused_before_anything_runs():
   config = load_config("configs/digits/distill.py", "crd")
   config.runs.crd.data = {"unlabeled": True}

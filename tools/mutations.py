@@ -161,6 +161,39 @@ MUTATIONS = {
           "merged = {k: {**variables[k], student_lib.BACKBONE: v} for k, v in merged.items()}",
           "merged = {k: {student_lib.BACKBONE: v, **variables[k]} for k, v in merged.items()}")],
         ["tests/recipes/test_multi_teacher.py::test_three_teachers_of_three_architectures_consolidate_on_mock_imagenet"]),
+    "dist_intra_as_inter": (
+        "DIST's intra-class term (columns: one class across the batch) computed on the rows "
+        "again",
+        [("kd_jax/losses/logits.py", "intra = 1.0 - jnp.mean(_pearson(ys.T, yt.T))",
+          "intra = 1.0 - jnp.mean(_pearson(ys, yt))")],
+        ["tests/losses/test_baselines_reference.py::test_dist_matches_authors_code"]),
+    "biased_logit_std": (
+        "logit standardization divides by the biased standard deviation (N, not torch's N - 1)",
+        [("kd_jax/losses/logits.py",
+          "var = jnp.sum(jnp.square(centered), axis=-1, keepdims=True) / (z.shape[-1] - 1)",
+          "var = jnp.sum(jnp.square(centered), axis=-1, keepdims=True) / z.shape[-1]")],
+        ["tests/losses/test_baselines_reference.py::test_kd_with_logit_standardization_matches_authors_code"]),
+    "nkd_temperature_once": (
+        "NKD's non-target term scaled by T instead of T^2",
+        [("kd_jax/losses/logits.py", "non_target = -gamma * t * t * jnp.mean(",
+          "non_target = -gamma * t * jnp.mean(")],
+        ["tests/losses/test_baselines_reference.py::test_nkd_matches_authors_code"]),
+    "wttm_unweighted": (
+        "WTTM without its sample-adaptive weight (plain TTM)",
+        [("kd_jax/losses/logits.py", "return jnp.mean(weight * kl)", "return jnp.mean(kl)")],
+        ["tests/losses/test_baselines_reference.py::test_wttm_matches_authors_code"]),
+    "ctkd_not_reversed": (
+        "CTKD's gradient reversal layer multiplies by -lambda: the temperature descends the "
+        "loss with the student instead of ascending it",
+        [("kd_jax/methods/ctkd.py", "return (lam * g).astype(g.dtype), jnp.zeros_like(lam)",
+          "return (-lam * g).astype(g.dtype), jnp.zeros_like(lam)")],
+        ["tests/losses/test_baselines_reference.py::test_ctkd_matches_authors_code",
+         "tests/distill/test_objectives.py::test_ctkd_trains_its_temperature_against_the_student"]),
+    "ctkd_temperature_detached": (
+        "CTKD's loss reads its temperature without gradient: the temperature is never trained",
+        [("kd_jax/methods/ctkd.py", "    t = self.temperature(ctx.s_maps[0], ctx.epoch)[0]",
+          "    t = jax.lax.stop_gradient(self.temperature(ctx.s_maps[0], ctx.epoch)[0])")],
+        ["tests/losses/test_baselines_reference.py::test_ctkd_matches_authors_code"]),
     "memory_momentum_swapped": (
         "CRD's memory update weighs the new embedding by the momentum and the old row by 1 - m "
         "(the same at the default 0.5)",

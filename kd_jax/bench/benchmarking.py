@@ -31,6 +31,7 @@ from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
 from kd_jax.errors import KdJaxError
 from kd_jax.models import conv as conv_lib
+from kd_jax.recipes import baselines
 from kd_jax.bench import host as host_lib
 from kd_jax.bench import timing
 from kd_jax.training import build, optim, sharding
@@ -329,17 +330,18 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
 
 
 def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
-  """``{method: config.objectives}`` for ``--methods`` (RepDistiller's weights), or the
-  config's own objectives."""
+  """``{method: config.objectives}`` for ``--methods`` (RepDistiller's weights; the logit
+  baselines' CIFAR-100 settings for resnet32x4 -> resnet8x4), or the config's own
+  objectives."""
+  known = (*recipes.METHODS, *baselines.METHODS)
   if methods == "all":
-    return {m: recipes.METHODS[m] for m in recipes.METHODS}
+    return {m: recipes.method_objectives(m) for m in known}
   if methods:
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    bad = [m for m in names if m not in recipes.METHODS]
+    bad = [m for m in names if m not in known]
     if bad:
-      raise KdJaxError(f"--methods: unknown {', '.join(bad)}; valid: all, "
-                       f"{', '.join(recipes.METHODS)}")
-    return {m: recipes.METHODS[m] for m in names}
+      raise KdJaxError(f"--methods: unknown {', '.join(bad)}; valid: all, {', '.join(known)}")
+    return {m: recipes.method_objectives(m) for m in names}
   return {run_name or "config": dict(config.objectives)}
 
 

@@ -101,12 +101,6 @@ def parse_objectives(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_na
                            f"(config.teachers: {', '.join(teacher_names) or 'none'})")
     elif teacher is not None:
       raise KdJaxError(f"{where}.teacher: loss {loss!r} reads no teacher")
-    if method.needs_labels and not has_labels:
-      raise KdJaxError(f"{where}: loss {loss!r} needs labels, but the training data is "
-                       f"unlabelled (config.data.unlabeled); set its weight to 0 or remove it")
-    if method.needs_labels and not method.partial_labels and not all_labeled:
-      raise KdJaxError(f"{where}: loss {loss!r} needs the label of every training example, "
-                       f"but config.data.labeled_fraction < 1")
     features = {}
     for side in ("student_feature", "teacher_feature"):
       value = entry.pop(side, None)
@@ -132,6 +126,13 @@ def parse_objectives(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_na
       raise KdJaxError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} for loss "
                        f"{loss!r}; valid: {', '.join(fields + sorted(allowed))}")
     configured = _hparams(method, entry, where)
+    # On the instance: whether it reads labels may depend on its hyperparameters (CTKD's base).
+    if configured.needs_labels and not has_labels:
+      raise KdJaxError(f"{where}: loss {loss!r} needs labels, but the training data is "
+                       f"unlabelled (config.data.unlabeled); set its weight to 0 or remove it")
+    if configured.needs_labels and not configured.partial_labels and not all_labeled:
+      raise KdJaxError(f"{where}: loss {loss!r} needs the label of every training example, "
+                       f"but config.data.labeled_fraction < 1")
     if float(weight) > 0:
       out.append(Objective(name, configured, float(weight), teacher, frozenset(entry),
                            **features, **phase))

@@ -2,7 +2,7 @@
 family:
 
   logits.py       cross_entropy, kd (Hinton), dkd (decoupled KD), soft_cross_entropy,
-                  logit_l2
+                  logit_l2, logit_standardize, dist, nkd, wttm
   features.py     fitnet, attention_transfer, factor_transfer, paraphraser_reconstruction,
                   activation_boundaries, vid, neuron_selectivity_transfer, fsp
   relations.py    similarity_preserving, correlation_congruence, rkd, pkt
@@ -28,7 +28,8 @@ from kd_jax.losses.features import (activation_boundaries, attention_map, attent
                                     check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix,
                                     neuron_selectivity_transfer, paraphraser_reconstruction,
                                     vid, vid_match)
-from kd_jax.losses.logits import cross_entropy, dkd, kd, logit_l2, soft_cross_entropy
+from kd_jax.losses.logits import (cross_entropy, dist, dkd, kd, logit_l2, logit_standardize,
+                                  nkd, soft_cross_entropy, wttm)
 from kd_jax.losses.relations import (correlation_congruence, pairwise_distances, pkt, rkd,
                                      similarity_preserving)
 from kd_jax.losses.statistics import (adain, adain_loss, channel_mean_std, mean_matching,
@@ -46,11 +47,11 @@ hint = fitnet
 __all__ = [
     "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss",
     "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
-    "cc", "cfl", "channel_mean_std", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dkd",
+    "cc", "cfl", "channel_mean_std", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dist", "dkd",
     "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hint", "kd", "l2_normalize",
-    "logit_l2", "match_spatial", "mean_matching", "mmd2", "nce",
+    "logit_l2", "logit_standardize", "match_spatial", "mean_matching", "mmd2", "nce", "nkd",
     "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",
     "pkt", "reconstruction", "rkd", "sample_contrast_index", "similarity_preserving",
     "smooth_l1", "soft_cross_entropy", "sp", "stat_matching", "teacher_head_mse", "vid",
-    "vid_match",
+    "vid_match", "wttm",
 ]

@@ -3,7 +3,8 @@ with the reference's defaults, what it reads, its adapters, state and initialisa
 and the lines that call its pure loss in ``kd_jax.losses``. ``base.py`` is the API and the
 registry; a method defined outside kd_jax registers the same way (``config.method_modules``).
 
-  logits.py      ce, kd, soft_ce, logit_l2, dkd
+  logits.py      ce, kd, soft_ce, logit_l2, dkd, dist, nkd, wttm (kd/dkd: logit_stand)
+  ctkd.py        ctkd (learnable temperature, gradient reversal)
   fitnet.py      fitnet (ConvReg)          attention.py   at, nst
   relations.py   sp, rkd, pkt, cc          crd.py         crd
   ab.py          ab (init phase)           fsp.py         fsp (init phase)
@@ -12,7 +13,7 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
   ama.py         ama (init phase)          cfl.py         cfl (amalgamation)
   function_matching.py  function_matching (one mixed view for teacher and student)
 """
-from kd_jax.methods import (ab, ama, attention, cfl, crd, fitnet, fsp, ft,  # noqa: F401
+from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, fitnet, fsp, ft,  # noqa: F401
                             function_matching, logits, relations, statistics, vid)
 from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
                                  Method, Outputs, Phase, TrainSplit, get, import_modules, names,

@@ -1,9 +1,19 @@
 """Methods on logits: cross-entropy with the labels, Hinton KD, soft cross-entropy, logit L2,
-decoupled KD."""
+decoupled KD, and the logit baselines of 2022-2024: DIST, NKD, WTTM (CTKD: ``ctkd.py``).
+``logit_stand`` on KD and DKD is logit standardization (Sun et al., CVPR 2024): both sides
+z-scored (``losses.logit_standardize``) before the loss, as the authors' mdistiller fork."""
 from __future__ import annotations
 
 from kd_jax import losses
 from kd_jax.methods.base import Context, Method, register
+
+
+def _standardized(logit_stand: bool, ctx: Context):
+  """The student's and the teacher's logits, z-scored when ``logit_stand``."""
+  zs, zt = ctx.student.logits, ctx.teacher.logits
+  if logit_stand:
+    return losses.logit_standardize(zs), losses.logit_standardize(zt)
+  return zs, zt
 
 
 @register("ce")
@@ -24,10 +34,12 @@ class KD(Method):
   """Hinton KD (RepDistiller ``DistillKL``) at temperature T; several teachers: their logits
   concatenated, in the configured order."""
   temperature: float = 4.0
+  logit_stand: bool = False
   multi_teacher = True
 
   def loss(self, ctx: Context):
-    return losses.kd(ctx.student.logits, ctx.teacher.logits, temperature=self.temperature)
+    zs, zt = _standardized(self.logit_stand, ctx)
+    return losses.kd(zs, zt, temperature=self.temperature)
 
 
 @register("soft_ce")
@@ -56,9 +68,50 @@ class DKD(Method):
   beta: float = 8.0
   temperature: float = 4.0
   warmup: float = 20.0
+  logit_stand: bool = False
   needs_labels = True
 
   def loss(self, ctx: Context):
-    return losses.dkd(ctx.student.logits, ctx.teacher.logits, ctx.batch["label"],
+    zs, zt = _standardized(self.logit_stand, ctx)
+    return losses.dkd(zs, zt, ctx.batch["label"],
                       alpha=self.alpha, beta=self.beta, temperature=self.temperature,
                       warmup=self.warmup, epoch=ctx.epoch)
+
+
+@register("dist")
+class DIST(Method):
+  """DIST (Huang et al., NeurIPS 2022): inter- and intra-class Pearson relations of the
+  softened outputs. Defaults: the authors' ``DIST`` class (beta 1, gamma 1, tau 1: their
+  ImageNet setting; CIFAR-100 uses tau 4, ``configs/cifar100/dist.py``)."""
+  beta: float = 1.0
+  gamma: float = 1.0
+  temperature: float = 1.0
+
+  def loss(self, ctx: Context):
+    return losses.dist(ctx.student.logits, ctx.teacher.logits, beta=self.beta,
+                       gamma=self.gamma, temperature=self.temperature)
+
+
+@register("nkd")
+class NKD(Method):
+  """Normalized KD (Yang et al., ICCV 2023): the target term at T = 1 and the normalized
+  non-target term at T. Defaults: the authors' ``NKDLoss`` (T 1, gamma 1.5: their ImageNet
+  setting; their CIFAR-100 config: T 3, gamma 3.5)."""
+  temperature: float = 1.0
+  gamma: float = 1.5
+  needs_labels = True
+
+  def loss(self, ctx: Context):
+    return losses.nkd(ctx.student.logits, ctx.teacher.logits, ctx.batch["label"],
+                      temperature=self.temperature, gamma=self.gamma)
+
+
+@register("wttm")
+class WTTM(Method):
+  """Weighted transformed teacher matching (Zheng and Yang, ICLR 2024): KL to the
+  power-transformed teacher ``p_T^gamma`` (normalized), weighted per example by
+  ``sum_c p_T^gamma``. Default: the authors' ``--ttm_l`` (1)."""
+  gamma: float = 1.0
+
+  def loss(self, ctx: Context):
+    return losses.wttm(ctx.student.logits, ctx.teacher.logits, gamma=self.gamma)

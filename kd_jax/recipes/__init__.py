@@ -1,6 +1,6 @@
 """The published recipes as data, one file per family: ``repdistiller`` (RepDistiller's CIFAR-100
-benchmark: methods, pairs, teachers), ``digits`` (its twin on the embedded digits, and the
-digits teachers), ``consolidation`` and ``amalgamation`` (several teachers, at digits and
+benchmark: methods, pairs, teachers), ``digits`` (its twin on the embedded digits, the logit
+baselines there, and the digits teachers), ``consolidation`` and ``amalgamation`` (several teachers, at digits and
 paper scale), ``function_matching`` (Beyer et al.: CIFAR-100, ImageNet, digits),
 ``imagenet`` (paper-scale data and fine-tuning they share), ``tables`` and ``published``
 (published tables as jobs, and their numbers).
@@ -11,8 +11,9 @@ can still be overridden on the command line.
 from kd_jax.recipes.amalgamation import CFL_LEARNING_RATES, cub_dogs_amalgamation, digits_amalgamation
 from kd_jax.recipes.consolidation import (digits_consolidation, digits_consolidation_with_target,
                                           imagenet_consolidation)
-from kd_jax.recipes.digits import (DIGITS_TEACHERS, digits_base, digits_distill, digits_downstream,
-                                   digits_feature_statistics, digits_scarce_labels)
+from kd_jax.recipes.digits import (DIGITS_BASELINES, DIGITS_TEACHERS, digits_base, digits_baselines,
+                                   digits_distill, digits_downstream, digits_feature_statistics,
+                                   digits_scarce_labels)
 from kd_jax.recipes.function_matching import (cifar100_function_matching,
                                               digits_function_matching,
                                               imagenet_function_matching)
@@ -22,4 +23,4 @@ from kd_jax.recipes.repdistiller import (CIFAR100_TEACHERS, LOW_LR_MODELS, METHO
                                          cifar100_distill, cifar100_teacher, method_objectives,
                                          parse_pair, teacher_workdir)
 
-__all__ = ['CFL_LEARNING_RATES', 'CIFAR100_TEACHERS', 'DIGITS_TEACHERS', 'FINE_GRAINED_CLASSES', 'IMAGENET_WORKDIR', 'LOW_LR_MODELS', 'METHODS', 'PAIRS', 'TABLE_METHODS', 'cifar100_distill', 'cifar100_function_matching', 'cifar100_table', 'cifar100_teacher', 'cub_dogs_amalgamation', 'digits_amalgamation', 'digits_base', 'digits_consolidation', 'digits_consolidation_with_target', 'digits_distill', 'digits_downstream', 'digits_feature_statistics', 'digits_function_matching', 'digits_scarce_labels', 'imagenet_consolidation', 'imagenet_function_matching', 'method_objectives', 'parse_pair', 'parse_table_arg', 'teacher_workdir']
+__all__ = ['CFL_LEARNING_RATES', 'CIFAR100_TEACHERS', 'DIGITS_BASELINES', 'DIGITS_TEACHERS', 'FINE_GRAINED_CLASSES', 'IMAGENET_WORKDIR', 'LOW_LR_MODELS', 'METHODS', 'PAIRS', 'TABLE_METHODS', 'cifar100_distill', 'cifar100_function_matching', 'cifar100_table', 'cifar100_teacher', 'cub_dogs_amalgamation', 'digits_amalgamation', 'digits_base', 'digits_baselines', 'digits_consolidation', 'digits_consolidation_with_target', 'digits_distill', 'digits_downstream', 'digits_feature_statistics', 'digits_function_matching', 'digits_scarce_labels', 'imagenet_consolidation', 'imagenet_function_matching', 'method_objectives', 'parse_pair', 'parse_table_arg', 'teacher_workdir']

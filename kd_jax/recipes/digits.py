@@ -68,6 +68,39 @@ def digits_scarce_labels(fraction: float = 0.1, seeds: int = 3) -> ml_collection
   return c
 
 
+# The logit baselines of 2022-2024 (``baselines``) on the digits; those that read the label
+# of every example (DKD, NKD) cannot run where labels are scarce.
+DIGITS_BASELINES = ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_dkd", "ctkd_ls", "nkd", "wttm")
+_NEED_EVERY_LABEL = ("dkd_ls", "ctkd_dkd", "nkd")
+
+
+def digits_baselines(fraction: float = 1.0, seeds: int = 3) -> ml_collections.ConfigDict:
+  """The logit baselines beside scratch, KD and CRD on the embedded digits: a resnet20
+  teacher on every train label (run ``teacher``), then per seed resnet8 students
+  (``<method>_seed<k>``) with each method's CIFAR-100 settings for resnet32x4 -> resnet8x4
+  (``baselines.objectives``), on ``fraction`` of the train labels (every image). Below 1,
+  the methods that read every example's label (DKD+LS, CTKD on DKD, NKD) are left out.
+  The job prints mean +- std per method."""
+  c = digits_distill("kd")
+  teacher = c.runs["teacher"].to_dict()
+  names = ["scratch", "kd", "crd"] + [m for m in DIGITS_BASELINES
+                                      if fraction >= 1.0 or m not in _NEED_EVERY_LABEL]
+  runs = {"teacher": teacher}
+  for seed in range(seeds):
+    for name in names:
+      objectives = {"ce": dict(weight=1.0)} if name == "scratch" else method_objectives(name)
+      if "crd" in objectives:
+        objectives["crd"]["nce_k"] = 1024
+      run = dict(model="resnet8", seed=seed, objectives=objectives,
+                 teachers={"teacher": dict(model=teacher["model"], run="teacher")}
+                 if name != "scratch" else {})
+      if fraction < 1.0:
+        run["data"] = dict(labeled_fraction=fraction)
+      runs[f"{name}_seed{seed}"] = run
+  c.runs = runs
+  return c
+
+
 def digits_feature_statistics(seeds: int = 3) -> ml_collections.ConfigDict:
   """Feature-statistic transfer on the embedded digits: a resnet20 teacher (run
   ``teacher``), then, per seed, resnet8 students from scratch (CE), with KD and with each

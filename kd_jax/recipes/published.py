@@ -6,7 +6,7 @@ own accuracy (``teacher``, ``student``: trained alone) and each method's. The RE
 FSP as 0.00 for wrn-40-2 -> wrn-40-1 (the pair's channel counts differ) and has no FSP row
 for the cross-architecture pairs and no CRD+KD row (the paper's tables have CRD+KD; they are
 not transcribed here): those are absent. DKD: mdistiller's README (its KD column repeats
-RepDistiller's). CFL: CFL's README (CUB-200 + Stanford Dogs, 320-way, KD-only -> CFL).
+RepDistiller's). The logit baselines of 2022-2024: see ``_BASELINES``. CFL: CFL's README (CUB-200 + Stanford Dogs, 320-way, KD-only -> CFL).
 """
 from __future__ import annotations
 
@@ -54,7 +54,48 @@ _DKD = {"resnet56-resnet20": 71.97, "resnet110-resnet32": 74.11, "resnet32x4-res
         "vgg13-MobileNetV2": 69.71, "ResNet50-MobileNetV2": 70.35,
         "resnet32x4-ShuffleV2": 77.07}
 
-REPDISTILLER_SOURCE = "RepDistiller README (CIFAR-100 top-1 %); DKD: mdistiller README"
+# The logit baselines (RepDistiller's pairs the READMEs report). DIST and WTTM: the official
+# WTTM README (zkxufo/TTM, whose DIST row is DIST's paper's; DIST's own README gives only
+# resnet32x4-resnet8x4, 76.31, the same). KD+LS, DKD+LS, CTKD, CTKD+LS: the logit-
+# standardization README (its CTKD row is its own run of CTKD; CTKD's README has no such
+# table). NKD reports no CIFAR-100 number on these pairs.
+_BASELINES = {
+    "dist": {"wrn_40_2-wrn_16_2": 75.51, "wrn_40_2-wrn_40_1": 74.73, "resnet56-resnet20": 71.75,
+             "resnet110-resnet20": 71.65, "resnet110-resnet32": 73.69,
+             "resnet32x4-resnet8x4": 76.31, "vgg13-vgg8": 73.89, "vgg13-MobileNetV2": 68.50,
+             "ResNet50-MobileNetV2": 68.66, "ResNet50-vgg8": 74.11,
+             "resnet32x4-ShuffleV1": 76.34, "resnet32x4-ShuffleV2": 77.35,
+             "wrn_40_2-ShuffleV1": 76.40},
+    "wttm": {"wrn_40_2-wrn_16_2": 76.37, "wrn_40_2-wrn_40_1": 74.58, "resnet56-resnet20": 71.92,
+             "resnet110-resnet20": 71.67, "resnet110-resnet32": 74.13,
+             "resnet32x4-resnet8x4": 76.06, "vgg13-vgg8": 74.44, "vgg13-MobileNetV2": 69.16,
+             "ResNet50-MobileNetV2": 69.59, "ResNet50-vgg8": 74.82,
+             "resnet32x4-ShuffleV1": 74.37, "resnet32x4-ShuffleV2": 76.55,
+             "wrn_40_2-ShuffleV1": 75.42},
+    "kd_ls": {"resnet32x4-resnet8x4": 76.62, "vgg13-vgg8": 74.36, "wrn_40_2-wrn_40_1": 74.37,
+              "wrn_40_2-wrn_16_2": 76.11, "resnet56-resnet20": 71.43,
+              "resnet110-resnet32": 74.17, "resnet110-resnet20": 71.48,
+              "resnet32x4-ShuffleV2": 75.56, "vgg13-MobileNetV2": 68.61,
+              "ResNet50-MobileNetV2": 69.02},
+    "ctkd": {"resnet32x4-resnet8x4": 73.39, "vgg13-vgg8": 73.52, "wrn_40_2-wrn_40_1": 73.93,
+             "wrn_40_2-wrn_16_2": 75.45, "resnet56-resnet20": 71.19, "resnet110-resnet32": 73.52,
+             "resnet110-resnet20": 70.99, "resnet32x4-ShuffleV2": 75.37,
+             "vgg13-MobileNetV2": 68.50, "ResNet50-MobileNetV2": 68.67},
+    "ctkd_ls": {"resnet32x4-resnet8x4": 76.67, "vgg13-vgg8": 74.47, "wrn_40_2-wrn_40_1": 74.58,
+                "wrn_40_2-wrn_16_2": 76.08, "resnet56-resnet20": 71.34,
+                "resnet110-resnet32": 74.01, "resnet110-resnet20": 71.39,
+                "resnet32x4-ShuffleV2": 76.18, "vgg13-MobileNetV2": 68.98,
+                "ResNet50-MobileNetV2": 69.36},
+    "dkd_ls": {"resnet32x4-resnet8x4": 77.01, "vgg13-vgg8": 74.81, "wrn_40_2-wrn_40_1": 74.89,
+               "wrn_40_2-wrn_16_2": 76.39, "resnet56-resnet20": 72.32,
+               "resnet110-resnet32": 74.29, "resnet110-resnet20": 71.85,
+               "resnet32x4-ShuffleV2": 77.37, "vgg13-MobileNetV2": 69.98,
+               "ResNet50-MobileNetV2": 70.45},
+}
+
+REPDISTILLER_SOURCE = ("RepDistiller README (CIFAR-100 top-1 %); DKD: mdistiller README; DIST, "
+                       "WTTM: zkxufo/TTM README; KD+LS, DKD+LS, CTKD, CTKD+LS: "
+                       "logit-standardization-KD README")
 
 
 def _table() -> dict[str, dict[str, float]]:
@@ -64,6 +105,9 @@ def _table() -> dict[str, dict[str, float]]:
       out[pair] = {row: values[i] for row, values in rows.items()}
   for pair, value in _DKD.items():
     out[pair]["dkd"] = value
+  for method, cells in _BASELINES.items():
+    for pair, value in cells.items():
+      out[pair][method] = value
   return out
 
 

@@ -11,6 +11,7 @@ import ml_collections
 
 from kd_jax.config import base_config
 from kd_jax.errors import KdJaxError
+from kd_jax.recipes import baselines
 
 # method -> config.objectives, with the reference weights (README of RepDistiller, and
 # scripts/run_cifar_distill.sh). KD's temperature is 4 throughout.
@@ -93,9 +94,15 @@ def cifar100_teacher(model: str) -> ml_collections.ConfigDict:
   return _cifar100_recipe(model)
 
 
-def method_objectives(method: str) -> dict[str, dict[str, Any]]:
+def method_objectives(method: str, pair: str | None = None) -> dict[str, dict[str, Any]]:
+  """``config.objectives`` of ``method``: RepDistiller's (``METHODS``) or a logit baseline's
+  (``baselines.METHODS``, with its per-pair settings for ``pair``, default
+  resnet32x4-resnet8x4)."""
+  if method in baselines.METHODS:
+    return baselines.objectives(method, pair or "resnet32x4-resnet8x4")
   if method not in METHODS:
-    raise KdJaxError(f"unknown distillation method {method!r}; valid: {', '.join(METHODS)}")
+    raise KdJaxError(f"unknown distillation method {method!r}; valid: "
+                     f"{', '.join((*METHODS, *baselines.METHODS))}")
   return {k: dict(v) for k, v in METHODS[method].items()}
 
 
@@ -112,9 +119,10 @@ def parse_pair(arg: str | None, default: tuple[str, str]) -> tuple[str, str]:
 
 def cifar100_distill(method: str, pair: str | None = None) -> ml_collections.ConfigDict:
   """RepDistiller's student recipe for ``method`` on ``pair`` (default resnet32x4-resnet8x4):
-  the teacher's recipe for the student, the teacher read from ``teacher_workdir``."""
+  the teacher's recipe for the student, the teacher read from ``teacher_workdir`` (a logit
+  baseline: its objectives for that pair, ``baselines``)."""
   teacher, student = parse_pair(pair, ("resnet32x4", "resnet8x4"))
   c = _cifar100_recipe(student)
   c.teachers = {"teacher": dict(model=teacher, checkpoint=teacher_workdir(teacher))}
-  c.objectives = method_objectives(method)
+  c.objectives = method_objectives(method, f"{teacher}-{student}")
   return c

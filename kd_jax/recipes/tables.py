@@ -19,18 +19,11 @@ from kd_jax.recipes import published
 from kd_jax.recipes.repdistiller import (PAIRS, cifar100_teacher, learning_rate,
                                          method_objectives)
 
-# The rows of the tables: the student trained alone, then each method.
+# The rows of the tables: the student trained alone, then each method (RepDistiller's, then
+# the logit baselines of ``baselines``).
 TABLE_METHODS = ("student", "kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft",
-                 "fsp", "nst", "crd", "crd_kd", "dkd")
-# mdistiller's configs/cifar100/dkd/*.yaml: beta per pair (the others: its default, 8).
-DKD_BETA = {"resnet56-resnet20": 2.0, "resnet110-resnet32": 2.0, "vgg13-vgg8": 6.0,
-            "vgg13-MobileNetV2": 6.0, "wrn_40_2-wrn_16_2": 6.0, "wrn_40_2-wrn_40_1": 6.0}
-
-
-def _objectives(method: str, pair: str) -> dict:
-  if method == "dkd":  # mdistiller: CE 1 + DKD (alpha 1, T 4, 20 warm-up epochs).
-    return {"ce": dict(weight=1.0), "dkd": dict(weight=1.0, beta=DKD_BETA.get(pair, 8.0))}
-  return method_objectives(method)
+                 "fsp", "nst", "crd", "crd_kd", "dkd", "dist", "kd_ls", "dkd_ls", "ctkd",
+                 "ctkd_ls", "nkd", "wttm")
 
 
 def parse_table_arg(arg: str | None) -> tuple[list[str], list[str], int]:
@@ -93,7 +86,7 @@ def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
         if method == "student":
           run["objectives"] = {"ce": dict(weight=1.0)}
         else:
-          run.update(objectives=_objectives(method, pair),
+          run.update(objectives=method_objectives(method, pair),
                      teachers={"teacher": dict(model=teacher, run=f"teacher_{teacher}")})
         runs[name] = run
   c.runs = runs

@@ -254,7 +254,8 @@ def _restore(run: _Run, run_phases: list[RunPhase], state: TrainState, repl):
   return index, templates[index].replace_checkpointed(restored), restored["rng"], step
 
 
-def _results(run: _Run, config, workdir: str, step: int) -> dict[str, Any]:
+def _results(run: _Run, config, workdir: str, step: int,
+             best: tuple[int, float] | None) -> dict[str, Any]:
   objectives = run.parts.objectives
   results = {
       "run": run.name, "model": config.model, "teachers": sorted(run.parts.teachers),
@@ -262,6 +263,9 @@ def _results(run: _Run, config, workdir: str, step: int) -> dict[str, Any]:
       "init_phases": {o.name: o.init_epochs for o in objectives if o.init_epochs},
       "test_accuracy": run.eval_result["accuracy"], "eval": run.eval_result,
       "steps": step, "epochs": config.num_epochs,
+      # The best of the evaluations (every eval_every_epochs): what some papers report.
+      "best_test_accuracy": best[1] if best else None,
+      "best_epoch": best[0] // run.parts.data.steps_per_epoch if best else None,
       "train_time_s": round(run.time_before + time.time() - run.t_start, 1),
   }
   if jax.process_index() == 0:
@@ -342,6 +346,7 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
   if not run.eval_result:  # Resumed after the last step's checkpoint but before results were written.
     run.eval_result = run.evaluate(state)
   run.ckpts.wait()
+  best = run.ckpts.best_accuracy()
   run.ckpts.close()
   writer.flush()
-  return _results(run, config, workdir, main.num_steps)
+  return _results(run, config, workdir, main.num_steps, best)

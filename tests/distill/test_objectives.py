@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kd_jax import models
+from kd_jax import losses, models
 from kd_jax.distill import features, parsing
 from kd_jax.distill.objectives import Outputs
 from kd_jax.distill.step import make_train_step
@@ -85,7 +85,12 @@ def _setup(objectives_cfg, teacher=True):
 ALL_WIRED = {"ce": dict(weight=1.0), "kd": dict(weight=0.9, temperature=4.0),
              "dkd": dict(weight=1.0, beta=8.0), "at": dict(weight=1000.0),
              "nst": dict(weight=50.0), "sp": dict(weight=3000.0), "rkd": dict(weight=1.0),
-             "pkt": dict(weight=30000.0)}
+             "pkt": dict(weight=30000.0), "dist": dict(weight=2.0, temperature=4.0),
+             "kd_ls": dict(loss="kd", weight=9.0, temperature=2.0, logit_stand=True),
+             "dkd_ls": dict(loss="dkd", weight=1.0, alpha=9.0, beta=72.0, temperature=2.0,
+                            logit_stand=True),
+             "nkd": dict(weight=1.0), "wttm": dict(weight=1.0, gamma=0.2),
+             "ctkd": dict(weight=0.9), "ctkd_dkd": dict(loss="ctkd", weight=1.0, base="dkd")}
 
 
 def test_every_wired_objective_reports_the_loss_of_the_shared_outputs():
@@ -93,14 +98,15 @@ def test_every_wired_objective_reports_the_loss_of_the_shared_outputs():
   new_state, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(0))
   got = metrics.compute()
   @jax.jit
-  def direct(sv, tv, batch):
+  def direct(sv, tv, batch, adapters):
     """The same losses on separate forward passes (student training mode, teacher frozen)."""
     (zs, fs), _ = student.apply(sv, batch["image"], train=True, mutable=["batch_stats"])
     zt, ft = t_model.apply(tv, batch["image"], train=False)
     s, t = Outputs(zs, fs), {"t": Outputs(zt, ft)}
-    return {o.name: o(s, t, batch, epoch=jnp.float32(1.0))[0] for o in objs}
+    return {o.name: o(s, t, batch, epoch=jnp.float32(1.0), adapter_params=adapters.get(o.name))[0]
+            for o in objs}
 
-  want = direct(sv, tv, batch)
+  want = direct(sv, tv, batch, state.params["adapters"])
   for o in objs:
     assert np.isfinite(got[f"loss_{o.name}"])
     assert got[f"loss_{o.name}"] == pytest.approx(float(want[o.name]), rel=1e-4), o.name
@@ -142,6 +148,41 @@ def test_the_teacher_runs_once_per_step_whatever_reads_it(monkeypatch):
   three_readers = _convs({"ce": {}, "kd": {}, "at": {}, "rkd": {}})
   assert one_reader == student_only + teacher_convs
   assert three_readers == one_reader
+  # The logit baselines of 2022-2024 read the same teacher outputs.
+  baselines = _convs({"ce": {}, "dist": {}, "nkd": {}, "wttm": {}, "ctkd": {},
+                      "dkd": dict(logit_stand=True)})
+  assert baselines == one_reader
+
+
+def test_ctkd_trains_its_temperature_against_the_student():
+  """global_T set to -4 (T = 1 + 20 sigmoid(-4) = 1.36), a step in epoch 11 (lambda = -1,
+  past the 10 epochs of the schedule): global_T moves by -lr * lambda * dL/dg = +lr * dL/dg,
+  up the KD loss the student goes down (no weight decay here)."""
+  student, t_model, sv, tv, objs, step, state, batch = _setup({"ctkd": {}})
+  assert state.params["adapters"]["ctkd"]["global_T"].tolist() == [1.0]  # The reference's init.
+  g0 = jnp.full((1,), -4.0)
+  params = {**state.params, "adapters": {"ctkd": {"global_T": g0}}}
+  state = state.replace(params=params, step=jnp.asarray(40, state.step.dtype))  # 4 steps/epoch.
+  new_state, _ = jax.jit(step)(state, batch, jax.random.PRNGKey(0))
+  (zs, _), _ = student.apply(sv, batch["image"], train=True, mutable=["batch_stats"])
+  zt, _ = t_model.apply(tv, batch["image"], train=False)
+
+  def kd_at(g):  # The KD loss at temperature 1 + 20 sigmoid(g), without the reversal.
+    return losses.kd(zs, zt, temperature=1.0 + 20.0 * jax.nn.sigmoid(g[0]))
+
+  ascent = 0.05 * float(jax.grad(kd_at)(g0)[0])
+  assert abs(ascent) > 1e-4
+  moved = float(new_state.params["adapters"]["ctkd"]["global_T"][0]) + 4.0
+  assert moved == pytest.approx(ascent, rel=1e-2)
+
+
+def test_ctkd_on_dkd_needs_labels_and_on_kd_does_not():
+  assert parsing.parse_objectives({"ctkd": {}}, ["t"], False)[0].loss == "ctkd"
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.ctkd: loss 'ctkd' needs labels"):
+    parsing.parse_objectives({"ctkd": dict(base="dkd")}, ["t"], False)
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.ctkd: ctkd: base must be 'kd' or "
+                     r"'dkd', got 'dist'$"):
+    parsing.parse_objectives({"ctkd": dict(base="dist")}, ["t"], True)
 
 
 def test_reading_the_teachers_head_runs_no_teacher_convolution_again(monkeypatch):

@@ -30,8 +30,10 @@ _CONTRAST = np.concatenate([np.arange(3)[:, None], np.arange(3, 18).reshape(3, 5
 CASES = {
     "cross_entropy": (lambda z, _: losses.cross_entropy(z, jnp.array([0, 2, 4]), 0.1),
                       [r(0, (3, 5))], [r(1, (1,))]),
-    "kd": (lambda z, t: losses.kd(z, t, **H["kd"]), [r(0, (3, 5))], [r(1, (3, 5))]),
-    "dkd": (lambda z, t: losses.dkd(z, t, jnp.array([1, 0, 4]), **H["dkd"]),
+    "kd": (lambda z, t: losses.kd(z, t, temperature=H["kd"]["temperature"]), [r(0, (3, 5))],
+           [r(1, (3, 5))]),
+    "dkd": (lambda z, t: losses.dkd(z, t, jnp.array([1, 0, 4]),
+                                    **{k: v for k, v in H["dkd"].items() if k != "logit_stand"}),
             [r(2, (3, 5))], [r(3, (3, 5))]),
     "fitnet": (losses.fitnet, [r(4, (2, 3, 3, 2))], [r(5, (2, 3, 3, 2))]),
     "attention_transfer": (lambda s, t: losses.attention_transfer(s, t, **H["at"]), [r(6, (2, 4, 4, 3))], [r(7, (2, 2, 2, 5))]),
@@ -60,6 +62,14 @@ CASES = {
                    [r(36, (2, 3, 3, 4))], [r(37, (2, 3, 3, 4))]),
     "teacher_head_mse": (lambda s, t: losses.teacher_head_mse(s, t, _tail(jnp.asarray(r(38, (4, 3))))),
                          [r(39, (2, 3, 3, 4))], [r(40, (2, 3))]),
+    "logit_standardize": (lambda z, t: losses.kd(losses.logit_standardize(z),
+                                                 losses.logit_standardize(t), temperature=2.0),
+                          [r(41, (3, 5))], [r(42, (3, 5))]),
+    "dist": (lambda z, t: losses.dist(z, t, beta=1.0, gamma=2.0, temperature=4.0),
+             [r(43, (3, 5))], [r(44, (3, 5))]),
+    "nkd": (lambda z, t: losses.nkd(z, t, jnp.array([1, 0, 4]), **H["nkd"]),
+            [r(45, (3, 5))], [r(46, (3, 5))]),
+    "wttm": (lambda z, t: losses.wttm(z, t, gamma=0.2), [r(47, (3, 5))], [r(48, (3, 5))]),
 }
 
 

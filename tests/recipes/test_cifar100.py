@@ -40,6 +40,51 @@ def test_method_config_has_the_reference_recipe(method):
   config_lib.validate(c)
 
 
+# The logit baselines on resnet32x4 -> resnet8x4: each objective as its authors set it
+# (METHODS.md G; kd_jax/recipes/baselines.py names the files).
+BASELINES = {
+    "dist": {"ce": dict(weight=1.0), "dist": dict(weight=2.0, temperature=4.0)},
+    "kd_ls": {"ce": dict(weight=0.1), "kd": dict(weight=9.0, temperature=2.0, logit_stand=True)},
+    "dkd_ls": {"ce": dict(weight=1.0), "dkd": dict(weight=1.0, alpha=9.0, beta=72.0,
+                                                   temperature=2.0, logit_stand=True)},
+    "dkd": {"ce": dict(weight=1.0), "dkd": dict(weight=1.0, beta=8.0)},
+    "ctkd": {"ce": dict(weight=0.1), "ctkd": dict(weight=0.9)},
+    "ctkd_dkd": {"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, base="dkd", alpha=1.0,
+                                                      beta=2.0)},
+    "ctkd_ls": {"ce": dict(weight=0.1), "ctkd": dict(weight=9.0, logit_stand=True)},
+    "nkd": {"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=3.0, gamma=3.5)},
+    "wttm": {"ce": dict(weight=1.0), "wttm": dict(weight=4.0, gamma=0.2)},
+}
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_logit_baseline_configs_have_their_authors_settings_on_the_reference_recipe(method):
+  c = load_config(f"configs/cifar100/{method}.py")
+  assert c.objectives.to_dict() == BASELINES[method]
+  assert (c.model, c.teachers.teacher.model) == ("resnet8x4", "resnet32x4")
+  assert (c.num_epochs, c.batch_size, c.optimizer.lr, c.optimizer.momentum) == (240, 64, 0.05, 0.9)
+  assert (c.optimizer.weight_decay, tuple(c.optimizer.decay_epochs)) == (5e-4, (150, 180, 210))
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("method,pair,want", [
+    # logit-standardization logs: kd,resnet110,resnet20,4,12 and kd,ResNet50,MobileNetV2,3,1.
+    ("kd_ls", "resnet110-resnet20", dict(weight=12.0, temperature=4.0, logit_stand=True)),
+    ("kd_ls", "ResNet50-MobileNetV2", dict(weight=1.0, temperature=3.0, logit_stand=True)),
+    # dkd,vgg13,vgg8,2,15,2.0: alpha 1 x 15, beta 2.0 x 15; dkd,resnet32x4,ShuffleV2,2,9:
+    # mdistiller's beta (8) x 9.
+    ("dkd_ls", "vgg13-vgg8", dict(weight=1.0, alpha=15.0, beta=30.0, temperature=2.0,
+                                  logit_stand=True)),
+    ("dkd_ls", "resnet32x4-ShuffleV2", dict(weight=1.0, alpha=9.0, beta=72.0, temperature=2.0,
+                                            logit_stand=True)),
+    ("dkd", "vgg13-MobileNetV2", dict(weight=1.0, beta=6.0)),
+])
+def test_per_pair_settings_follow_the_authors(method, pair, want):
+  c = load_config(f"configs/cifar100/{method}.py", pair)
+  assert c.objectives[method.split("_")[0]].to_dict() == want
+  assert c.optimizer.lr == (0.01 if "MobileNetV2" in pair or "Shuffle" in pair else 0.05)
+
+
 @pytest.mark.parametrize("teacher", recipes.CIFAR100_TEACHERS)
 def test_teacher_configs_train_with_the_reference_recipe(teacher):
   c = load_config(f"configs/cifar100/teacher_{teacher}.py")
@@ -98,9 +143,16 @@ def _last_report(out: str, step: int) -> dict[str, float]:
   return {k: float(v) for k, v in re.findall(r"train/(\w+)=([-+.\w]+)", lines[-1])}
 
 
+# The logit baselines read only logits: one run holds all of them (one compilation).
+ALL_BASELINES = {"ce": dict(weight=1.0), **{
+    f"{name}_{o}": dict(v, loss=o) for name in ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_dkd",
+                                                "nkd", "wttm")
+    for o, v in BASELINES[name].items() if o != "ce"}}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS)
-                         + ["function_matching"])
+                         + ["function_matching", "logit_baselines"])
 def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_in_teacher,
                                                                   tmp_path, capsys, monkeypatch):
   """Every objective's loss finite at step 3 (and each phase's), and the student's classifier
@@ -114,7 +166,11 @@ def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_
     initial.append(jax.device_get(state))
     return state
   monkeypatch.setattr(build, "create_train_state", recording)
-  c = load_config(f"configs/cifar100/{method}.py")
+  if method == "logit_baselines":
+    c = load_config("configs/cifar100/kd.py")
+    c.objectives = ALL_BASELINES
+  else:
+    c = load_config(f"configs/cifar100/{method}.py")
   c.teachers.teacher.update(model=STAND_IN, checkpoint=stand_in_teacher)
   c.batch_size, c.num_epochs, c.log_every_steps = 8, 1, 1
   c.data.num_train_examples, c.data.num_eval_examples = 24, 8  # 3 steps, 1 eval batch.

@@ -53,6 +53,23 @@ def test_feature_statistics_job_compares_each_statistic_method_with_kd_over_thre
   assert all(runs[f"{m}_seed1"].teachers.teacher.run == "teacher" for m in methods)
 
 
+def test_baselines_job_runs_every_logit_baseline_beside_scratch_kd_and_crd_over_three_seeds():
+  c = load_config("configs/digits/baselines.py")
+  runs = config_lib.validated_runs(c)
+  methods = ("scratch", "kd", "crd") + recipes.DIGITS_BASELINES
+  assert sorted(runs) == sorted(["teacher"] + [f"{m}_seed{s}" for m in methods for s in range(3)])
+  assert runs["ctkd_dkd_seed2"].objectives.ctkd.base == "dkd" and runs["ctkd_dkd_seed2"].seed == 2
+  assert runs["dist_seed0"].teachers.teacher.run == "teacher" and not runs["scratch_seed0"].teachers
+  assert runs["crd_seed1"].objectives.crd.nce_k == 1024
+
+
+def test_baselines_job_with_scarce_labels_leaves_out_the_methods_that_read_every_label():
+  runs = config_lib.validated_runs(load_config("configs/digits/baselines.py", "0.1"))
+  assert {n.rsplit("_seed", 1)[0] for n in runs} == {
+      "teacher", "scratch", "kd", "crd", "dist", "kd_ls", "ctkd", "ctkd_ls", "wttm"}
+  assert runs["wttm_seed0"].data.labeled_fraction == 0.1
+
+
 def test_a_jobs_teacher_cache_applies_to_the_runs_that_read_teachers():
   c = load_config("configs/default.py")
   c.teacher_cache = "memory"

@@ -25,7 +25,8 @@ def test_the_transcribed_tables_hold_13_pairs_and_their_cells():
   assert table["resnet32x4-resnet8x4"] == {
       "teacher": 79.42, "student": 72.50, "kd": 73.33, "fitnet": 73.50, "at": 73.44, "sp": 72.94,
       "cc": 72.97, "vid": 73.09, "rkd": 71.90, "pkt": 73.64, "ab": 73.17, "ft": 72.86,
-      "fsp": 72.62, "nst": 73.30, "crd": 75.51, "dkd": 76.32}
+      "fsp": 72.62, "nst": 73.30, "crd": 75.51, "dkd": 76.32, "dist": 76.31, "wttm": 76.06,
+      "kd_ls": 76.62, "dkd_ls": 77.01, "ctkd": 73.39, "ctkd_ls": 76.67}
   assert table["wrn_40_2-ShuffleV1"]["crd"] == 76.05 and "fsp" not in table["vgg13-MobileNetV2"]
   assert sum("dkd" in cells for cells in table.values()) == 11
 
@@ -73,6 +74,21 @@ def test_dkd_cells_take_mdistillers_beta_per_pair():
   assert runs["resnet32x4-resnet8x4-dkd_seed0"].objectives.dkd.beta == 8.0
 
 
+def test_the_logit_baselines_are_rows_with_their_authors_numbers_and_settings():
+  c = load_config("configs/cifar100/table.py", "resnet32x4-resnet8x4+vgg13-vgg8,dist+kd_ls+"
+                  "dkd_ls+ctkd+ctkd_ls+nkd+wttm,1")
+  rows = {(t, r): v for t, r, _, v in c.published}
+  assert {r: rows[("resnet32x4-resnet8x4", r)] for r in
+          ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_ls", "nkd", "wttm")} == {
+      "dist": 76.31, "kd_ls": 76.62, "dkd_ls": 77.01, "ctkd": 73.39, "ctkd_ls": 76.67,
+      "nkd": -1.0, "wttm": 76.06}
+  runs = config_lib.validated_runs(c)
+  assert runs["vgg13-vgg8-kd_ls_seed0"].objectives.kd.temperature == 3.0
+  assert runs["vgg13-vgg8-dkd_ls_seed0"].objectives.dkd.beta == 30.0
+  assert runs["resnet32x4-resnet8x4-ctkd_seed0"].objectives.to_dict() == {
+      "ce": {"weight": 0.1}, "ctkd": {"weight": 0.9}}
+
+
 def test_cub_dogs_job_carries_cfls_readme_numbers():
   c = load_config("configs/amalgamation/cub_dogs.py")
   assert [r[1:] for r in c.published] == [
@@ -83,26 +99,32 @@ def test_cub_dogs_job_carries_cfls_readme_numbers():
 
 
 def test_the_table_puts_each_measurement_beside_its_published_number():
-  results = {"t": {"test_accuracy": 0.79}, "a_seed0": {"test_accuracy": 0.7}}
-  groups = {"a": {"runs": 2, "mean": 71.0, "std": 1.5}}
+  results = {"t": {"test_accuracy": 0.79, "best_test_accuracy": 0.80},
+             "a_seed0": {"test_accuracy": 0.7}}
+  groups = {"a": {"runs": 2, "mean": 71.0, "std": 1.5,
+                  "best": {"mean": 72.25, "std": 0.5, "accuracies": [71.9, 72.6]}}}
   rows = job.published_table((("p", "teacher", "t", 80.0), ("p", "kd", "a", 73.5),
                               ("p", "crd_kd", "b", -1.0)), results, groups)
   assert rows[0] == dict(table="p", row="teacher", group="t", published=80.0,
-                         measured=pytest.approx(79.0), std=0.0, seeds=1,
-                         difference=pytest.approx(-1.0))
+                         measured=pytest.approx(79.0), std=0.0, best=pytest.approx(80.0),
+                         best_std=0.0, seeds=1, difference=pytest.approx(-1.0))
   assert rows[1]["difference"] == pytest.approx(-2.5) and rows[1]["seeds"] == 2
   assert rows[2]["published"] is None and rows[2]["measured"] is None
   md = job.format_published(rows, "src").splitlines()
   assert md[0] == "Published: src"
-  assert md[5] == "| p | kd | 73.50 | 71.00 ± 1.50 | 2 | -2.50 |"
-  assert md[6] == "| p | crd_kd | - | - | 0 | - |"
+  assert md[2] == ("| table | row | published % | measured % (mean ± std) | "
+                   "best epoch % (mean ± std) | seeds | measured − published |")
+  assert md[5] == "| p | kd | 73.50 | 71.00 ± 1.50 | 72.25 ± 0.50 | 2 | -2.50 |"
+  assert md[6] == "| p | crd_kd | - | - | - | 0 | - |"
 
 
 @pytest.mark.slow
 def test_the_cifar100_table_job_runs_end_to_end_on_mock_data(tmp_path, capsys):
-  """2 pairs x 3 methods x 2 seeds, 2 steps per run (every run's model made resnet8: the
-  job and its table are what is tested, not the architectures)."""
-  c = load_config("configs/cifar100/table.py", "wrn_40_2-wrn_16_2+wrn_40_2-wrn_40_1,kd+at+student,2")
+  """2 pairs x 4 methods (one of them a logit baseline of 2022-2024) x 2 seeds, 2 steps per
+  run (every run's model made resnet8: the job and its table are what is tested, not the
+  architectures)."""
+  c = load_config("configs/cifar100/table.py",
+                  "wrn_40_2-wrn_16_2+wrn_40_2-wrn_40_1,kd+at+student+dist,2")
   c.batch_size, c.num_epochs, c.log_every_steps = 8, 1, 1
   c.data.num_train_examples, c.data.num_eval_examples = 16, 8
   for run in c.runs.values():
@@ -112,7 +134,7 @@ def test_the_cifar100_table_job_runs_end_to_end_on_mock_data(tmp_path, capsys):
   with tfds.testing.mock_data(num_examples=16):
     summary = job.run(c, str(tmp_path))
   out = capsys.readouterr().out
-  assert re.search(r"^budget: 13 runs that train, 13 x 1 epochs = 13 epochs", out, re.M), out[:500]
+  assert re.search(r"^budget: 17 runs that train, 17 x 1 epochs = 17 epochs", out, re.M), out[:500]
   assert all(r["steps"] == 2 for r in summary["runs"].values())
   table = json.loads((tmp_path / "table.json").read_text())
   assert table["source"].startswith("RepDistiller README")
@@ -121,6 +143,11 @@ def test_the_cifar100_table_job_runs_end_to_end_on_mock_data(tmp_path, capsys):
   assert cell["published"] == 74.92 and cell["seeds"] == 2 and 0 <= cell["measured"] <= 100
   assert by_cell[("wrn_40_2-wrn_40_1", "teacher")]["seeds"] == 1
   md = (tmp_path / "table.md").read_text().splitlines()
-  assert md[2] == "| table | row | published % | measured % (mean ± std) | seeds | measured − published |"
-  assert len(md) == 4 + 8  # 2 pairs x (teacher, kd, at, student)
+  assert md[2].startswith("| table | row | published % | measured % (mean ± std) | best epoch")
+  assert len(md) == 4 + 10  # 2 pairs x (teacher, kd, at, student, dist)
   assert "| wrn_40_2-wrn_40_1 | at | 72.77 | " in "\n".join(md)
+  # Each run's best evaluation beside its last (one epoch here: the same evaluation).
+  dist = by_cell[("wrn_40_2-wrn_16_2", "dist")]
+  assert dist["published"] == 75.51 and dist["best"] == pytest.approx(dist["measured"])
+  run = summary["runs"]["wrn_40_2-wrn_16_2-dist_seed0"]
+  assert run["best_test_accuracy"] == run["test_accuracy"] and run["best_epoch"] == 1

@@ -38,9 +38,9 @@ CASES = {
                "config.objectives.ce.weight must be a number >= 0, got -1.0"),
     "loss": (lambda c: c.update(objectives={"kdd": dict(weight=1.0)}),
              "config.objectives.kdd: unknown loss 'kdd'; valid: ab, adain, ama, at, cc, ce, cfl, crd, "
-             "dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, mean_matching, nst, pkt, rkd, "
-             "soft_ce, sp, stat_matching, teacher_head, vid (a method of your own: "
-             "config.method_modules)"),
+             "ctkd, dist, dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, mean_matching, "
+             "nkd, nst, pkt, rkd, soft_ce, sp, stat_matching, teacher_head, vid, wttm (a method "
+             "of your own: config.method_modules)"),
     "hyperparameter": (lambda c: c.update(objectives={"ce": dict(weight=1.0, temprature=4.0)}),
                        "config.objectives.ce: unknown field(s) temprature for loss 'ce'; valid: "
                        "weight, loss, label_smoothing"),

@@ -25,9 +25,13 @@ def test_best_holds_the_model_of_the_best_evaluation_and_latest_the_last_step(tm
   and evaluates to the last logged accuracy."""
   cfg = make_tiny_config(num_epochs=4)
   cfg.optimizer.lr = 0.5  # Large enough that the last epoch is not the best (62% then 55%).
-  job.run(cfg, str(tmp_path))
+  results = job.run(cfg, str(tmp_path))
   steps, accuracy = plot.read_scalars(str(tmp_path))["eval/accuracy"]
   assert list(steps) == [2, 4, 6, 8] and len(set(accuracy)) > 1 and accuracy[-1] < max(accuracy)
+  # results.json reports both: the last evaluation and the best one, with its epoch.
+  assert results["test_accuracy"] == pytest.approx(accuracy[-1], abs=1e-6)
+  assert results["best_test_accuracy"] == pytest.approx(max(accuracy), abs=1e-6)
+  assert results["best_epoch"] == steps[int(np.argmax(accuracy))] // 2
   data = pipelines.create_dataset(cfg.data, cfg.batch_size, cfg.eval_batch_size)
   best, meta = checkpoint.load_model_variables(str(tmp_path), "best")
   assert accuracy[list(steps).index(meta["step"])] == max(accuracy)

@@ -1,0 +1,15 @@
+"""NKD (CE + NKD, T 3, gamma 3.5: the authors' CIFAR-100 values) on RepDistiller's recipe [INFERRED
+recipe], resnet32x4 -> resnet8x4 by default.
+
+  python -m kd_jax.train --config=configs/cifar100/nkd.py --workdir=workdirs/cifar100/nkd
+  python -m kd_jax.train --config=configs/cifar100/nkd.py:vgg13-vgg8 ...   # another pair
+
+Hyperparameters and their sources: kd_jax/recipes/baselines.py. The teacher is read from
+workdirs/cifar100/teacher_<teacher> (train it with configs/cifar100/teacher_<teacher>.py,
+or convert RepDistiller's weights there).
+"""
+from kd_jax import recipes
+
+
+def get_config(pair=None):
+  return recipes.cifar100_distill("nkd", pair)

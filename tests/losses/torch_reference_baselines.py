@@ -1,0 +1,227 @@
+"""The logit baselines of 2022-2024 as their authors wrote them (PyTorch), transcribed for
+these tests: the operations, reductions, epsilons and detach placement of each file named
+below, with only the framework plumbing (registries, ``.cuda()``) removed.
+
+  DIST   hunto/image_classification_sota @6f7a70a  lib/models/losses/dist_kd.py
+  LS     sunshangquan/logit-standardization-KD @f6e5aa5  mdistiller/distillers/{KD,DKD}.py,
+         CTKD/distiller_zoo/KD.py (DistillKL_logit_stand)
+  NKD    yzd-v/cls_KD @1e5d48f  mmcls/models/dis_losses/nkd.py
+  WTTM   zkxufo/TTM @fe457b3  distiller_zoo/wttm.py
+  CTKD   zhengli97/CTKD @7d52522  models/temp_global.py, distiller_zoo/{KD,DKD}.py,
+         train_student.py (CosineDecay), helper/loops.py (temp = t_start + t_end * sigmoid)
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.autograd import Function
+
+
+# ---- DIST (dist_kd.py, verbatim) ----
+def cosine_similarity(a, b, eps=1e-8):
+  return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def pearson_correlation(a, b, eps=1e-8):
+  return cosine_similarity(a - a.mean(1).unsqueeze(1), b - b.mean(1).unsqueeze(1), eps)
+
+
+def inter_class_relation(y_s, y_t):
+  return 1 - pearson_correlation(y_s, y_t).mean()
+
+
+def intra_class_relation(y_s, y_t):
+  return inter_class_relation(y_s.transpose(0, 1), y_t.transpose(0, 1))
+
+
+class DIST(nn.Module):
+  def __init__(self, beta=1.0, gamma=1.0, tau=1.0):
+    super().__init__()
+    self.beta, self.gamma, self.tau = beta, gamma, tau
+
+  def forward(self, z_s, z_t):
+    y_s = (z_s / self.tau).softmax(dim=1)
+    y_t = (z_t / self.tau).softmax(dim=1)
+    inter_loss = self.tau**2 * inter_class_relation(y_s, y_t)
+    intra_loss = self.tau**2 * intra_class_relation(y_s, y_t)
+    return self.beta * inter_loss + self.gamma * intra_loss
+
+
+# ---- Logit standardization (mdistiller/distillers/KD.py, DKD.py) ----
+def normalize(logit):
+  mean = logit.mean(dim=-1, keepdims=True)
+  stdv = logit.std(dim=-1, keepdims=True)
+  return (logit - mean) / (1e-7 + stdv)
+
+
+def kd_loss(logits_student_in, logits_teacher_in, temperature, logit_stand):
+  logits_student = normalize(logits_student_in) if logit_stand else logits_student_in
+  logits_teacher = normalize(logits_teacher_in) if logit_stand else logits_teacher_in
+  log_pred_student = F.log_softmax(logits_student / temperature, dim=1)
+  pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+  loss_kd = F.kl_div(log_pred_student, pred_teacher, reduction="none").sum(1).mean()
+  loss_kd *= temperature**2
+  return loss_kd
+
+
+def _get_gt_mask(logits, target):
+  target = target.reshape(-1)
+  return torch.zeros_like(logits).scatter_(1, target.unsqueeze(1), 1).bool()
+
+
+def _get_other_mask(logits, target):
+  target = target.reshape(-1)
+  return torch.ones_like(logits).scatter_(1, target.unsqueeze(1), 0).bool()
+
+
+def cat_mask(t, mask1, mask2):
+  t1 = (t * mask1).sum(dim=1, keepdims=True)
+  t2 = (t * mask2).sum(1, keepdims=True)
+  return torch.cat([t1, t2], dim=1)
+
+
+def kl_div_finite(input, target, reduction="sum"):
+  """``F.kl_div`` as documented (``target * (log target - input)``, 0 where target is 0),
+  with a gradient of 0 there too: F.kl_div's gradient w.r.t. the target is NaN where the
+  target is exactly 0 (e.g. DKD's masked class at a learned temperature)."""
+  positive = target > 0
+  safe = torch.where(positive, target, torch.ones_like(target))
+  out = torch.where(positive, target * (torch.log(safe) - input), torch.zeros_like(target))
+  return out.sum() if reduction == "sum" else out
+
+
+def dkd_loss(logits_student_in, logits_teacher_in, target, alpha, beta, temperature, logit_stand,
+             kl_div=F.kl_div):
+  logits_student = normalize(logits_student_in) if logit_stand else logits_student_in
+  logits_teacher = normalize(logits_teacher_in) if logit_stand else logits_teacher_in
+  gt_mask = _get_gt_mask(logits_student, target)
+  other_mask = _get_other_mask(logits_student, target)
+  pred_student = F.softmax(logits_student / temperature, dim=1)
+  pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+  pred_student = cat_mask(pred_student, gt_mask, other_mask)
+  pred_teacher = cat_mask(pred_teacher, gt_mask, other_mask)
+  log_pred_student = torch.log(pred_student)
+  tckd_loss = (kl_div(log_pred_student, pred_teacher, reduction="sum")
+               * (temperature**2) / target.shape[0])
+  pred_teacher_part2 = F.softmax(logits_teacher / temperature - 1000.0 * gt_mask, dim=1)
+  log_pred_student_part2 = F.log_softmax(logits_student / temperature - 1000.0 * gt_mask, dim=1)
+  nckd_loss = (kl_div(log_pred_student_part2, pred_teacher_part2, reduction="sum")
+               * (temperature**2) / target.shape[0])
+  return alpha * tckd_loss + beta * nckd_loss
+
+
+# ---- NKD (nkd.py, the registry decorator removed) ----
+class NKDLoss(nn.Module):
+  def __init__(self, temp=1.0, gamma=1.5):
+    super().__init__()
+    self.temp, self.gamma = temp, gamma
+    self.log_softmax = nn.LogSoftmax(dim=1)
+
+  def forward(self, logit_s, logit_t, gt_label):
+    if len(gt_label.size()) > 1:
+      label = torch.max(gt_label, dim=1, keepdim=True)[1]
+    else:
+      label = gt_label.view(len(gt_label), 1)
+    N, c = logit_s.shape
+    s_i = self.log_softmax(logit_s)
+    t_i = F.softmax(logit_t, dim=1)
+    s_t = torch.gather(s_i, 1, label)
+    t_t = torch.gather(t_i, 1, label).detach()
+    loss_t = - (t_t * s_t).mean()
+    mask = torch.ones_like(logit_s).scatter_(1, label, 0).bool()
+    logit_s = logit_s[mask].reshape(N, -1)
+    logit_t = logit_t[mask].reshape(N, -1)
+    S_i = self.log_softmax(logit_s / self.temp)
+    T_i = F.softmax(logit_t / self.temp, dim=1)
+    loss_non = (T_i * S_i).sum(dim=1).mean()
+    loss_non = - self.gamma * (self.temp**2) * loss_non
+    return loss_t + loss_non
+
+
+# ---- WTTM (wttm.py, verbatim) ----
+class WTTM(nn.Module):
+  def __init__(self, l):
+    super().__init__()
+    self.l = l
+
+  def forward(self, y_s, y_t):
+    p_s = F.log_softmax(y_s, dim=1)
+    p_t = torch.pow(torch.softmax(y_t, dim=1), self.l)
+    norm = torch.sum(p_t, dim=1)
+    p_t = p_t / norm.unsqueeze(1)
+    KL = torch.sum(F.kl_div(p_s, p_t, reduction='none'), dim=1)
+    return torch.mean(norm * KL)
+
+
+# ---- CTKD (temp_global.py, KD.py, DKD.py, train_student.py, loops.py) ----
+class GradientReversalFunction(Function):
+  @staticmethod
+  def forward(ctx, x, lambda_):
+    ctx.lambda_ = lambda_
+    return x.clone()
+
+  @staticmethod
+  def backward(ctx, grads):
+    lambda_ = grads.new_tensor(ctx.lambda_)
+    return lambda_ * grads, None
+
+
+class Global_T(nn.Module):
+  def __init__(self, dtype=torch.float64):
+    super().__init__()
+    self.global_T = nn.Parameter(torch.ones(1, dtype=dtype), requires_grad=True)
+
+  def forward(self, fake_input1, fake_input2, lambda_):
+    return GradientReversalFunction.apply(self.global_T, lambda_)
+
+
+class CosineDecay:
+  def __init__(self, max_value, min_value, num_loops):
+    self._max_value, self._min_value, self._num_loops = max_value, min_value, num_loops
+
+  def get_value(self, i):
+    if i < 0:
+      i = 0
+    if i >= self._num_loops:
+      i = self._num_loops
+    value = (math.cos(i * math.pi / self._num_loops) + 1.0) * 0.5
+    return value * (self._max_value - self._min_value) + self._min_value
+
+
+class DistillKL(nn.Module):
+  def forward(self, y_s, y_t, temp):
+    T = temp
+    return nn.KLDivLoss(reduction='batchmean')(F.log_softmax(y_s / T, dim=1),
+                                               F.softmax(y_t / T, dim=1)) * T * T
+
+
+class DistillKL_logit_stand(nn.Module):
+  def forward(self, y_s, y_t, temp):
+    T = temp
+    return nn.KLDivLoss(reduction='batchmean')(F.log_softmax(normalize(y_s) / T, dim=1),
+                                               F.softmax(normalize(y_t) / T, dim=1)) * T * T
+
+
+class DKDloss(nn.Module):
+  def __init__(self, kl_div=F.kl_div):
+    super().__init__()
+    self.kl_div = kl_div
+
+  def forward(self, logits_student, logits_teacher, target, alpha, beta, temperature):
+    return dkd_loss(logits_student, logits_teacher, target, alpha, beta, temperature, False,
+                    self.kl_div)
+
+
+def ctkd(mlp, y_s, y_t, target, epoch, base="kd", logit_stand=False, t_start=1.0, t_end=20.0,
+         decay=(0.0, -1.0, 10), alpha=1.0, beta=2.0, kl_div=F.kl_div):
+  """One step of helper/loops.py's train_distill: the temperature from Global_T through
+  the reversal layer at ``CosineDecay(*decay).get_value(epoch)``, then the loss
+  (``kl_div``: DKD's, ``kl_div_finite`` for a finite temperature gradient)."""
+  cos_value = CosineDecay(*decay).get_value(epoch)
+  temp = mlp(y_t, y_s, cos_value)
+  temp = t_start + t_end * torch.sigmoid(temp)
+  if base == "dkd":
+    return DKDloss(kl_div)(y_s, y_t, target, alpha, beta, temp)
+  kl = DistillKL_logit_stand() if logit_stand else DistillKL()
+  return kl(y_s, y_t, temp)
