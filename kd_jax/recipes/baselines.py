@@ -31,6 +31,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_collections
+
+from kd_jax.config import base_config
+from kd_jax.recipes import imagenet
+
 # mdistiller's configs/cifar100/dkd/*.yaml: beta per pair (the others: its default, 8).
 DKD_BETA = {"resnet56-resnet20": 2.0, "resnet110-resnet32": 2.0, "vgg13-vgg8": 6.0,
             "vgg13-MobileNetV2": 6.0, "wrn_40_2-wrn_16_2": 6.0, "wrn_40_2-wrn_40_1": 6.0}
@@ -75,3 +80,53 @@ def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dic
   if method == "wttm":
     return {"ce": dict(weight=1.0), "wttm": dict(weight=4.0, gamma=0.2)}
   raise KeyError(method)
+
+
+# ImageNet ResNet-34 -> ResNet-18, as each author ran it: (objectives, epochs). The solver is
+# the one they share: SGD 0.9, lr 0.1 per 256 images (mdistiller: 0.2 per 512; DIST: 0.1 at
+# 8 x 32), weight decay 1e-4, x0.1 after epochs 30, 60, 90.
+#   dist      DIST_KD resnet_dist.yaml: CE 1 + 2 DIST (tau 1), 100 epochs.
+#   dkd       mdistiller r34_r18/dkd.yaml: CE 1 + DKD (alpha 1, beta 0.5, T 1, warm-up 1).
+#   kd_ls     logit-standardization r34_r18/kd.yaml + --logit-stand --base-temp 2
+#             --kd-weight 9: CE 1 + 9 KD at T 2 on standardized logits.
+#   nkd       cls_KD res34_distill_res18_img.py: CE 1 + NKD (T 1, gamma 1.5).
+#   ctkd      CTKD run_imagenet_distill.sh: -r 1 -a 1 -b 0, lambda 0 -> -1 over 5 epochs,
+#             120 epochs.
+#   ctkd_dkd  its DKD line: -r 1 -a 0 -b 1 --dkd_alpha 1 --dkd_beta 1, the same schedule.
+# WTTM's ImageNet runs used torchdistill with a configuration that is not published: none.
+IMAGENET = {
+    "dist": ({"ce": dict(weight=1.0), "dist": dict(weight=2.0, temperature=1.0)}, 100),
+    "dkd": ({"ce": dict(weight=1.0), "dkd": dict(weight=1.0, alpha=1.0, beta=0.5,
+                                                 temperature=1.0, warmup=1.0)}, 100),
+    "kd_ls": ({"ce": dict(weight=1.0), "kd": dict(weight=9.0, temperature=2.0,
+                                                  logit_stand=True)}, 100),
+    "nkd": ({"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=1.0, gamma=1.5)}, 100),
+    "ctkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, decay_loops=5.0)}, 120),
+    "ctkd_dkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, base="dkd", alpha=1.0,
+                                                       beta=1.0, decay_loops=5.0)}, 120),
+}
+
+
+def imagenet_distill(method: str) -> ml_collections.ConfigDict:
+  """``method`` (one of ``IMAGENET``) from a ResNet-34 teacher (``workdirs/imagenet/resnet34``:
+  trained with configs/imagenet/supervised.py or converted from torchvision) into a ResNet-18
+  on ImageNet at 224 px, with its authors' objectives and epochs on the shared solver."""
+  objectives, epochs = IMAGENET[method]
+  c = base_config()
+  c.model = "resnet18"
+  imagenet.imagenet_like(c, "imagenet2012")
+  c.teachers = {"teacher": dict(model="resnet34",
+                                checkpoint=f"{imagenet.IMAGENET_WORKDIR}/resnet34")}
+  c.objectives = {k: dict(v) for k, v in objectives.items()}
+  c.batch_size = 256
+  c.eval_batch_size = 256
+  c.num_epochs = epochs
+  c.optimizer.lr = 0.1
+  c.optimizer.lr_reference_batch = 256
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.schedule = "step"
+  c.optimizer.decay_epochs = (30, 60, 90)
+  c.log_every_steps = 500
+  c.checkpoint_every_steps = 2000
+  return c

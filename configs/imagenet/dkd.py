@@ -1,0 +1,16 @@
+"""DKD (CE + DKD, alpha 1, beta 0.5, T 1, 1 warm-up epoch): mdistiller's ImageNet recipe, ResNet-34 ->
+ResNet-18 at 224 px.
+
+  python -m kd_jax.train --config=configs/imagenet/dkd.py --workdir=workdirs/imagenet/dkd
+
+The teacher is read from workdirs/imagenet/resnet34 (python -m kd_jax.convert --arch=resnet34
+--torch=resnet34.pth --out=workdirs/imagenet/resnet34, or train it with
+configs/imagenet/supervised.py). SGD 0.9, lr 0.1 per 256 images, weight decay 1e-4, x0.1 after
+epochs 30, 60 and 90 (sources: kd_jax/recipes/baselines.py). ImageNet needs its manual
+download in <data_dir>/downloads/manual.
+"""
+from kd_jax import recipes
+
+
+def get_config():
+  return recipes.imagenet_distill("dkd")

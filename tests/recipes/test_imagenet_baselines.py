@@ -1,0 +1,66 @@
+"""configs/imagenet/<method>.py: the logit baselines' ResNet-34 -> ResNet-18 recipes as their
+authors ran them, and all of them training together on mock ImageNet."""
+import math
+
+import jax
+import pytest
+import tensorflow_datasets as tfds
+
+from kd_jax import checkpoint as ckpt_lib
+from kd_jax import config as config_lib
+from kd_jax import models, plan
+from kd_jax.training import loop
+from tests.recipes.helpers import load_config
+
+# METHODS.md G and the files named in kd_jax/recipes/baselines.py.
+WANT = {
+    "dist": ({"ce": dict(weight=1.0), "dist": dict(weight=2.0, temperature=1.0)}, 100),
+    "dkd": ({"ce": dict(weight=1.0), "dkd": dict(weight=1.0, alpha=1.0, beta=0.5,
+                                                 temperature=1.0, warmup=1.0)}, 100),
+    "kd_ls": ({"ce": dict(weight=1.0), "kd": dict(weight=9.0, temperature=2.0,
+                                                  logit_stand=True)}, 100),
+    "nkd": ({"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=1.0, gamma=1.5)}, 100),
+    "ctkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, decay_loops=5.0)}, 120),
+    "ctkd_dkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, base="dkd", alpha=1.0,
+                                                       beta=1.0, decay_loops=5.0)}, 120),
+}
+
+
+@pytest.mark.parametrize("method", sorted(WANT))
+def test_imagenet_recipe_is_the_authors(method):
+  c = load_config(f"configs/imagenet/{method}.py")
+  objectives, epochs = WANT[method]
+  assert c.objectives.to_dict() == objectives and c.num_epochs == epochs
+  assert (c.model, c.teachers.teacher.model) == ("resnet18", "resnet34")
+  assert c.teachers.teacher.checkpoint == "workdirs/imagenet/resnet34"
+  assert (c.data.name, c.data.image_size, c.batch_size) == ("imagenet2012", 224, 256)
+  assert (c.optimizer.lr, c.optimizer.lr_reference_batch, c.optimizer.weight_decay) == (
+      0.1, 256, 1e-4)
+  assert tuple(c.optimizer.decay_epochs) == (30, 60, 90)
+  config_lib.validate(c)
+
+
+@pytest.mark.slow
+def test_the_imagenet_baselines_train_together_on_mock_imagenet(tmp_path, capsys):
+  """Every recipe's objectives in one run (one compilation), 2 steps at 32 px; a random
+  resnet18 with 1000 classes stands in for the ResNet-34 (the methods read logits only)."""
+  teacher = models.create("resnet18", 1000)
+  path = str(tmp_path / "teacher")
+  ckpt_lib.save_model_variables(path, dict(models.init(teacher, jax.random.PRNGKey(0),
+                                                       (32, 32, 3))),
+                                {"model": "resnet18", "num_classes": 1000})
+  c = load_config("configs/imagenet/dist.py")
+  c.objectives = {"ce": dict(weight=1.0), **{
+      f"{m}_{name}": dict(entry, loss=name) for m, (objs, _) in WANT.items()
+      for name, entry in objs.items() if name != "ce"}}
+  c.teachers.teacher.update(model="resnet18", checkpoint=path)
+  c.data.image_size, c.data.num_train_examples, c.data.num_eval_examples = 32, 16, 8
+  c.batch_size, c.eval_batch_size, c.num_epochs, c.log_every_steps = 8, 8, 1, 1
+  config_lib.validate(c)
+  with tfds.testing.mock_data(num_examples=16):
+    results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path / "run")))
+  assert results["steps"] == 2 and len(results["objectives"]) == 7
+  line = [l for l in capsys.readouterr().out.splitlines() if "step 2: train/" in l][-1]
+  for name in results["objectives"]:
+    value = float(line.split(f"train/loss_{name}=")[1].split(",")[0])
+    assert math.isfinite(value), line
