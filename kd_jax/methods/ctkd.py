@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from kd_jax import losses
 from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.logits import standardized_logits
 
 
 @jax.custom_vjp
@@ -92,10 +93,8 @@ class CTKD(Method):
 
   def loss(self, ctx: Context):
     t = self.temperature(ctx.s_maps[0], ctx.epoch)[0]
-    zs, zt = ctx.student.logits, ctx.teacher.logits
+    zs, zt = standardized_logits(self.logit_stand, ctx)  # (Refused with base 'dkd'.)
     if self.base == "dkd":
       return losses.dkd(zs, zt, ctx.batch["label"], alpha=self.alpha, beta=self.beta,
                         temperature=t, warmup=1.0)
-    if self.logit_stand:
-      zs, zt = losses.logit_standardize(zs), losses.logit_standardize(zt)
     return losses.kd(zs, zt, temperature=t)

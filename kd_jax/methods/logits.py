@@ -8,7 +8,7 @@ from kd_jax import losses
 from kd_jax.methods.base import Context, Method, register
 
 
-def _standardized(logit_stand: bool, ctx: Context):
+def standardized_logits(logit_stand: bool, ctx: Context):
   """The student's and the teacher's logits, z-scored when ``logit_stand``."""
   zs, zt = ctx.student.logits, ctx.teacher.logits
   if logit_stand:
@@ -38,7 +38,7 @@ class KD(Method):
   multi_teacher = True
 
   def loss(self, ctx: Context):
-    zs, zt = _standardized(self.logit_stand, ctx)
+    zs, zt = standardized_logits(self.logit_stand, ctx)
     return losses.kd(zs, zt, temperature=self.temperature)
 
 
@@ -72,7 +72,7 @@ class DKD(Method):
   needs_labels = True
 
   def loss(self, ctx: Context):
-    zs, zt = _standardized(self.logit_stand, ctx)
+    zs, zt = standardized_logits(self.logit_stand, ctx)
     return losses.dkd(zs, zt, ctx.batch["label"],
                       alpha=self.alpha, beta=self.beta, temperature=self.temperature,
                       warmup=self.warmup, epoch=ctx.epoch)

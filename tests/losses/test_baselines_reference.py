@@ -33,7 +33,7 @@ def context(zs, zt, y, s_maps=None, epoch=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(name, static, x64):
+def _compiled(name, static):
   """The jitted (value, gradients) of method ``name``; its numeric hyperparameters are traced
   arguments, so the three temperatures of a test share one compilation per shape."""
   def f(s, t, y, g, epoch, numeric):
@@ -48,7 +48,7 @@ def kd_jax(name, hparams, zs, zt, y, dtype, epoch=None, global_t=None):
   static = tuple(sorted((k, v) for k, v in hparams.items() if isinstance(v, (bool, str))))
   numeric = {k: jnp.asarray(v, dtype) for k, v in hparams.items()
              if not isinstance(v, (bool, str))}
-  fn = _compiled(name, static, dtype == jnp.float64)
+  fn = _compiled(name, static)
   g = None if global_t is None else jnp.asarray([global_t], dtype)
   value, (grad_s, grad_g) = fn(jnp.asarray(zs, dtype), jnp.asarray(zt, dtype), jnp.asarray(y), g,
                                None if epoch is None else jnp.asarray(epoch, dtype), numeric)
