@@ -55,6 +55,11 @@ LAST_RUN_MISTAKES = {
         "kd", lambda c: setattr(c.runs.kd, "data", {"train_split": "trian"}),
         r"^\[kd\] config\.data\.train_split: data set 'sklearn_digits' has no split 'trian' "
         r"\(splits: .*\)\.$"),
+    "ReviewKD levels that do not pair": (
+        "reviewkd", lambda c: c.runs.reviewkd.objectives.reviewkd.update(student_feature="stages"),
+        r"^\[reviewkd\] config\.objectives\.reviewkd: loss 'reviewkd' cannot compare student "
+        r"features .*: reviewkd pairs the student's and the teacher's levels one to one; it reads "
+        r"3 student and 4 teacher maps$"),
     "hyperparameter of the wrong type": (
         "kd", lambda c: c.runs.kd.objectives.kd.update(temperature="4"),
         r"^\[kd\] config\.objectives\.kd\.temperature must be a float like its default 4\.0, "

@@ -189,6 +189,25 @@ MUTATIONS = {
           "return (-lam * g).astype(g.dtype), jnp.zeros_like(lam)")],
         ["tests/losses/test_baselines_reference.py::test_ctkd_matches_authors_code",
          "tests/distill/test_objectives.py::test_ctkd_trains_its_temperature_against_the_student"]),
+    "hcl_levels_at_height": (
+        "ReviewKD's HCL also pools to l x l where l equals the map's height (the reference "
+        "skips l >= H)",
+        [("kd_jax/losses/features.py", "    if size >= h:\n      continue",
+          "    if size > h:\n      continue")],
+        ["tests/losses/test_reviewkd_reference.py::test_hcl_matches_authors_code"]),
+    "abf_attention_swapped": (
+        "ReviewKD's ABF weighs the student's map by the second attention channel and the deeper "
+        "level's by the first",
+        [("kd_jax/methods/reviewkd.py", "x = x * z[..., 0:1] + y * z[..., 1:2]",
+          "x = x * z[..., 1:2] + y * z[..., 0:1]")],
+        ["tests/losses/test_reviewkd_reference.py::test_review_matches_authors_code"]),
+    "reviewkd_warmup_from_zero": (
+        "ReviewKD's warm-up counts epochs from 0 (the original repository), not from 1 "
+        "(mdistiller)",
+        [("kd_jax/methods/reviewkd.py", "jnp.asarray(ctx.epoch, jnp.result_type(float))",
+          "(jnp.asarray(ctx.epoch, jnp.result_type(float)) - 1)")],
+        ["tests/losses/test_reviewkd_reference.py::test_review_matches_authors_code",
+         "tests/distill/test_objectives.py::test_warmup_reads_the_epoch_of_the_step"]),
     "ctkd_temperature_detached": (
         "CTKD's loss reads its temperature without gradient: the temperature is never trained",
         [("kd_jax/methods/ctkd.py", "    t = self.temperature(ctx.s_maps[0], ctx.epoch)[0]",

@@ -4,7 +4,8 @@ family:
   logits.py       cross_entropy, kd (Hinton), dkd (decoupled KD), soft_cross_entropy,
                   logit_l2, logit_standardize, dist, nkd, wttm
   features.py     fitnet, attention_transfer, factor_transfer, paraphraser_reconstruction,
-                  activation_boundaries, vid, neuron_selectivity_transfer, fsp
+                  activation_boundaries, vid, neuron_selectivity_transfer, fsp,
+                  hcl (ReviewKD)
   relations.py    similarity_preserving, correlation_congruence, rkd, pkt
   contrastive.py  crd (+ CRDMemory, nce, sample_contrast_index)
   statistics.py   mean_matching, stat_matching, adain, adain_loss, teacher_head_mse
@@ -25,7 +26,7 @@ from kd_jax.losses.amalgamation import cfl, mmd2, reconstruction
 from kd_jax.losses.common import adaptive_avg_pool, l2_normalize, match_spatial, smooth_l1
 from kd_jax.losses.contrastive import CRDMemory, crd, crd_memory_init, nce, sample_contrast_index
 from kd_jax.losses.features import (activation_boundaries, attention_map, attention_transfer,
-                                    check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix,
+                                    check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix, hcl,
                                     neuron_selectivity_transfer, paraphraser_reconstruction,
                                     vid, vid_match)
 from kd_jax.losses.logits import (cross_entropy, dist, dkd, kd, logit_l2, logit_standardize,
@@ -48,7 +49,7 @@ __all__ = [
     "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss",
     "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
     "cc", "cfl", "channel_mean_std", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dist", "dkd",
-    "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hint", "kd", "l2_normalize",
+    "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hcl", "hint", "kd", "l2_normalize",
     "logit_l2", "logit_standardize", "match_spatial", "mean_matching", "mmd2", "nce", "nkd",
     "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",
     "pkt", "reconstruction", "rkd", "sample_contrast_index", "similarity_preserving",

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +88,14 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   return x / norm
 
 
-def _pool_matrix(size: int, out: int) -> jax.Array:
+def _pool_matrix(size: int, out: int) -> np.ndarray:
   """[out, size] averaging weights of ``adaptive_avg_pool`` along one axis: output ``i``
   averages inputs ``floor(i*size/out) .. ceil((i+1)*size/out) - 1``."""
   rows = []
   for i in range(out):
     start, end = (i * size) // out, -((-(i + 1) * size) // out)
     rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(size)])
-  return jnp.asarray(rows, jnp.float32)
+  return np.asarray(rows, np.float64)  # Cast to the input's dtype: 1/3 exact to its precision.
 
 
 def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
@@ -107,7 +108,7 @@ def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
   if h % oh == 0 and w % ow == 0:
     b, c = x.shape[0], x.shape[3]
     return jnp.mean(x.reshape(b, oh, h // oh, ow, w // ow, c), axis=(2, 4))
-  ph, pw = _pool_matrix(h, oh).astype(x.dtype), _pool_matrix(w, ow).astype(x.dtype)
+  ph, pw = jnp.asarray(_pool_matrix(h, oh), x.dtype), jnp.asarray(_pool_matrix(w, ow), x.dtype)
   return jnp.einsum("ih,jw,bhwc->bijc", ph, pw, x)
 
 

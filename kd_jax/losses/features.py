@@ -1,7 +1,8 @@
 """Losses on intermediate feature maps (NHWC).
 
 The RepDistiller family (Tian et al., "Contrastive Representation Distillation", ICLR
-2020, ``distiller_zoo/``): FitNet, AT, FT, AB, VID, NST, FSP. Each function equals the
+2020, ``distiller_zoo/``): FitNet, AT, FT, AB, VID, NST, FSP; and ReviewKD's hierarchical
+context loss (mdistiller ``hcl_loss``). Each function equals the
 reference's arithmetic on the NCHW tensor; the docstrings give shapes and reductions.
 Where maps differ in size the larger is adaptive-average-pooled (``common.match_spatial``)
 inside the loss, as in the reference. A per-layer loss takes one map per side; the method
@@ -165,7 +166,32 @@ def fsp(f_s: Sequence[jax.Array], f_t: Sequence[jax.Array]) -> jax.Array:
              for i in range(len(f_s) - 1))
 
 
+@expects(f_s=MAP, f_t=MAP)
+def hcl(f_s: jax.Array, f_t: jax.Array) -> jax.Array:
+  """ReviewKD's hierarchical context loss for one level (Chen et al., CVPR 2021; mdistiller
+  ``hcl_loss``, which sums it over the levels).
+
+  f_s: the student's fused map, f_t: the teacher's, both [B, H, W, C]. The MSE (mean over
+  all elements) of the maps and of their adaptive-average-pooled ``l x l`` versions for
+  ``l`` in 4, 2, 1 where ``l < H``, the k-th pooled level used weighted ``2^-k``; divided by
+  the sum of the weights used (1 + 1/2 + 1/4 + 1/8 when all are used).
+  """
+  f_s, f_t = float32(f_s, jax.lax.stop_gradient(f_t))
+  if f_s.shape != f_t.shape:
+    raise ValueError(f"hcl compares maps of one shape, got {f_s.shape} and {f_t.shape}")
+  h = f_s.shape[1]
+  loss, weight, total = jnp.mean(jnp.square(f_s - f_t)), 1.0, 1.0
+  for size in (4, 2, 1):
+    if size >= h:
+      continue
+    weight /= 2.0
+    loss = loss + weight * jnp.mean(jnp.square(adaptive_avg_pool(f_s, (size, size))
+                                               - adaptive_avg_pool(f_t, (size, size))))
+    total += weight
+  return loss / total
+
+
 __all__ = ["activation_boundaries", "adaptive_avg_pool",
            "attention_map", "attention_transfer", "check_fsp_channels", "factor_transfer",
-           "fitnet", "fsp", "fsp_matrix", "neuron_selectivity_transfer",
+           "fitnet", "fsp", "fsp_matrix", "hcl", "neuron_selectivity_transfer",
            "paraphraser_reconstruction", "vid", "vid_match"]

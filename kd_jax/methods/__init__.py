@@ -12,9 +12,11 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
   statistics.py  mean_matching, stat_matching, adain, teacher_head (SRRL)
   ama.py         ama (init phase)          cfl.py         cfl (amalgamation)
   function_matching.py  function_matching (one mixed view for teacher and student)
+  reviewkd.py    reviewkd (ABF fusion, hierarchical context loss)
 """
 from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, fitnet, fsp, ft,  # noqa: F401
-                            function_matching, logits, relations, statistics, vid)
+                            function_matching, logits, relations, reviewkd, statistics,
+                            vid)
 from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
                                  Method, Outputs, Phase, TrainSplit, get, import_modules, names,
                                  register, sum_over_layers, transforms_batch)

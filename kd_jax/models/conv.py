@@ -276,12 +276,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
   """``lax.conv_general_dilated``'s signature (what ``flax.linen.Conv`` calls). 2-D NHWC
-  convolutions with explicit padding and no dilation take ``matmul_conv`` on CPU;
-  everything else is ``lax.conv_general_dilated``."""
+  convolutions with explicit padding and no dilation take ``matmul_conv`` on CPU, except in
+  float64 (its matmuls accumulate in float32); everything else is
+  ``lax.conv_general_dilated``."""
   simple = (lhs.ndim == 4 and not isinstance(padding, str)
             and all(d == 1 for d in (lhs_dilation or (1, 1)))
             and all(d == 1 for d in (rhs_dilation or (1, 1)))
             and batch_group_count == 1 and preferred_element_type is None
+            and jnp.result_type(lhs, rhs) != jnp.float64
             and _is_nhwc(dimension_numbers, lhs.ndim))
   if simple and use_patch_matmuls():
     return matmul_conv(lhs, rhs, tuple(window_strides),

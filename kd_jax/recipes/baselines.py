@@ -26,6 +26,10 @@ weight decay 5e-4), which every one of these codebases uses for CIFAR-100 (DIST'
             ResNet-18); on RepDistiller's pairs and recipe [INFERRED]: NKD reports none.
   wttm      CE 1 + 4 WTTM (gamma 0.2) [INFERRED]: the official repository gives no WTTM-only
             setting; these are its README's WTTM+CRD values (--ttm_l 0.2 -a 4).
+  reviewkd  CE 1 + 5 ReviewKD (20 warm-up epochs; the student's stages after their ReLU):
+            mdistiller's reviewkd.yaml, written for resnet32x4 -> resnet8x4; on the other
+            pairs the same values [INFERRED] (the ABFs take their widths and sizes from the
+            maps, where mdistiller's config lists them per model).
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ DKD_LS = {"resnet32x4-resnet8x4": (2.0, 9.0, None), "vgg13-vgg8": (2.0, 15.0, 2.
           "resnet110-resnet20": (2.0, 15.0, 2.0), "resnet32x4-ShuffleV2": (2.0, 9.0, None),
           "vgg13-MobileNetV2": (3.0, 9.0, 2.0), "ResNet50-MobileNetV2": (2.0, 15.0, 2.0)}
 
-METHODS = ("dist", "kd_ls", "dkd_ls", "dkd", "ctkd", "ctkd_dkd", "ctkd_ls", "nkd", "wttm")
+METHODS = ("dist", "kd_ls", "dkd_ls", "dkd", "ctkd", "ctkd_dkd", "ctkd_ls", "nkd", "wttm",
+           "reviewkd")
 
 
 def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dict[str, Any]]:
@@ -79,6 +84,8 @@ def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dic
     return {"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=3.0, gamma=3.5)}
   if method == "wttm":
     return {"ce": dict(weight=1.0), "wttm": dict(weight=4.0, gamma=0.2)}
+  if method == "reviewkd":
+    return {"ce": dict(weight=1.0), "reviewkd": dict(weight=5.0)}
   raise KeyError(method)
 
 
@@ -93,6 +100,8 @@ def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dic
 #   ctkd      CTKD run_imagenet_distill.sh: -r 1 -a 1 -b 0, lambda 0 -> -1 over 5 epochs,
 #             120 epochs.
 #   ctkd_dkd  its DKD line: -r 1 -a 0 -b 1 --dkd_alpha 1 --dkd_beta 1, the same schedule.
+#   reviewkd  mdistiller r34_r18/reviewkd.yaml: CE 1 + ReviewKD (warm-up 1), the student's
+#             pre-activation stages (STU_PREACT).
 # WTTM's ImageNet runs used torchdistill with a configuration that is not published: none.
 IMAGENET = {
     "dist": ({"ce": dict(weight=1.0), "dist": dict(weight=2.0, temperature=1.0)}, 100),
@@ -104,6 +113,8 @@ IMAGENET = {
     "ctkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, decay_loops=5.0)}, 120),
     "ctkd_dkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, base="dkd", alpha=1.0,
                                                        beta=1.0, decay_loops=5.0)}, 120),
+    "reviewkd": ({"ce": dict(weight=1.0), "reviewkd": dict(
+        weight=1.0, warmup=1.0, student_feature=("preact_stages", "pooled"))}, 100),
 }
 
 

@@ -23,7 +23,7 @@ from kd_jax.recipes.repdistiller import (PAIRS, cifar100_teacher, learning_rate,
 # the logit baselines of ``baselines``).
 TABLE_METHODS = ("student", "kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft",
                  "fsp", "nst", "crd", "crd_kd", "dkd", "dist", "kd_ls", "dkd_ls", "ctkd",
-                 "ctkd_ls", "nkd", "wttm")
+                 "ctkd_ls", "nkd", "wttm", "reviewkd")
 
 
 def parse_table_arg(arg: str | None) -> tuple[list[str], list[str], int]:

@@ -36,6 +36,7 @@ CASES = {
                                     **{k: v for k, v in H["dkd"].items() if k != "logit_stand"}),
             [r(2, (3, 5))], [r(3, (3, 5))]),
     "fitnet": (losses.fitnet, [r(4, (2, 3, 3, 2))], [r(5, (2, 3, 3, 2))]),
+    "hcl": (losses.hcl, [r(49, (2, 5, 5, 3))], [r(50, (2, 5, 5, 3))]),  # Levels 4, 2, 1.
     "attention_transfer": (lambda s, t: losses.attention_transfer(s, t, **H["at"]), [r(6, (2, 4, 4, 3))], [r(7, (2, 2, 2, 5))]),
     "factor_transfer": (lambda s, t: losses.factor_transfer(s, t, p1=2.0, p2=1.0), [r(8, (2, 4, 4, 3))], [r(9, (2, 4, 4, 2))]),
     "activation_boundaries": (lambda s, t: losses.activation_boundaries([s], [t], **H["ab"]),

@@ -9,6 +9,7 @@ below, with only the framework plumbing (registries, ``.cuda()``) removed.
   WTTM   zkxufo/TTM @fe457b3  distiller_zoo/wttm.py
   CTKD   zhengli97/CTKD @7d52522  models/temp_global.py, distiller_zoo/{KD,DKD}.py,
          train_student.py (CosineDecay), helper/loops.py (temp = t_start + t_end * sigmoid)
+  ReviewKD  megvii-research/mdistiller @a08d46f  mdistiller/distillers/ReviewKD.py
 """
 import math
 
@@ -225,3 +226,110 @@ def ctkd(mlp, y_s, y_t, target, epoch, base="kd", logit_stand=False, t_start=1.0
     return DKDloss(kl_div)(y_s, y_t, target, alpha, beta, temp)
   kl = DistillKL_logit_stand() if logit_stand else DistillKL()
   return kl(y_s, y_t, temp)
+
+
+# ---- ReviewKD (mdistiller ReviewKD.py: hcl_loss and ABF verbatim; ReviewKD's __init__ and
+# forward_train without the networks: they take the student's and teacher's feature lists) ----
+def hcl_loss(fstudent, fteacher):
+    loss_all = 0.0
+    for fs, ft in zip(fstudent, fteacher):
+        n, c, h, w = fs.shape
+        loss = F.mse_loss(fs, ft, reduction="mean")
+        cnt = 1.0
+        tot = 1.0
+        for l in [4, 2, 1]:
+            if l >= h:
+                continue
+            tmpfs = F.adaptive_avg_pool2d(fs, (l, l))
+            tmpft = F.adaptive_avg_pool2d(ft, (l, l))
+            cnt /= 2.0
+            loss += F.mse_loss(tmpfs, tmpft, reduction="mean") * cnt
+            tot += cnt
+        loss = loss / tot
+        loss_all = loss_all + loss
+    return loss_all
+
+
+class ABF(nn.Module):
+    def __init__(self, in_channel, mid_channel, out_channel, fuse):
+        super(ABF, self).__init__()
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_channel, mid_channel, kernel_size=1, bias=False),
+            nn.BatchNorm2d(mid_channel),
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(
+                mid_channel, out_channel, kernel_size=3, stride=1, padding=1, bias=False
+            ),
+            nn.BatchNorm2d(out_channel),
+        )
+        if fuse:
+            self.att_conv = nn.Sequential(
+                nn.Conv2d(mid_channel * 2, 2, kernel_size=1),
+                nn.Sigmoid(),
+            )
+        else:
+            self.att_conv = None
+        nn.init.kaiming_uniform_(self.conv1[0].weight, a=1)  # pyre-ignore
+        nn.init.kaiming_uniform_(self.conv2[0].weight, a=1)  # pyre-ignore
+
+    def forward(self, x, y=None, shape=None, out_shape=None):
+        n, _, h, w = x.shape
+        # transform student features
+        x = self.conv1(x)
+        if self.att_conv is not None:
+            # upsample residual features
+            y = F.interpolate(y, (shape, shape), mode="nearest")
+            # fusion
+            z = torch.cat([x, y], dim=1)
+            z = self.att_conv(z)
+            x = x * z[:, 0].view(n, 1, h, w) + y * z[:, 1].view(n, 1, h, w)
+        # output
+        if x.shape[-1] != out_shape:
+            x = F.interpolate(x, (out_shape, out_shape), mode="nearest")
+        y = self.conv2(x)
+        return y, x
+
+
+class ReviewKD(nn.Module):
+    """``cfg.REVIEWKD``: shapes, out_shapes (deepest first), in/out channels (shallowest
+    first), weight, warmup; ``forward(feats, pooled, t_preact_feats, t_pooled, epoch)`` takes
+    the student's ``feats`` (or ``preact_feats``) list and the teacher's ``preact_feats``
+    (each with the stem first, which the reference leaves out) and returns ``loss_kd``."""
+
+    def __init__(self, shapes, out_shapes, in_channels, out_channels, weight=5.0, warmup=20):
+        super().__init__()
+        self.shapes = shapes
+        self.out_shapes = out_shapes
+        self.reviewkd_loss_weight = weight
+        self.warmup_epochs = warmup
+        abfs = nn.ModuleList()
+        mid_channel = min(512, in_channels[-1])
+        for idx, in_channel in enumerate(in_channels):
+            abfs.append(
+                ABF(
+                    in_channel,
+                    mid_channel,
+                    out_channels[idx],
+                    idx < len(in_channels) - 1,
+                )
+            )
+        self.abfs = abfs[::-1]
+
+    def forward(self, feats, pooled_feat, t_preact_feats, t_pooled_feat, epoch):
+        x = feats + [pooled_feat.unsqueeze(-1).unsqueeze(-1)]
+        x = x[::-1]
+        results = []
+        out_features, res_features = self.abfs[0](x[0], out_shape=self.out_shapes[0])
+        results.append(out_features)
+        for features, abf, shape, out_shape in zip(
+            x[1:], self.abfs[1:], self.shapes[1:], self.out_shapes[1:]
+        ):
+            out_features, res_features = abf(features, res_features, shape, out_shape)
+            results.insert(0, out_features)
+        features_teacher = t_preact_feats[1:] + [t_pooled_feat.unsqueeze(-1).unsqueeze(-1)]
+        return (
+            self.reviewkd_loss_weight
+            * min(epoch / self.warmup_epochs, 1.0)
+            * hcl_loss(results, features_teacher)
+        )

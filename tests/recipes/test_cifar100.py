@@ -40,7 +40,7 @@ def test_method_config_has_the_reference_recipe(method):
   config_lib.validate(c)
 
 
-# The logit baselines on resnet32x4 -> resnet8x4: each objective as its authors set it
+# The baselines of issue 37 on resnet32x4 -> resnet8x4: each objective as its authors set it
 # (METHODS.md G; kd_jax/recipes/baselines.py names the files).
 BASELINES = {
     "dist": {"ce": dict(weight=1.0), "dist": dict(weight=2.0, temperature=4.0)},
@@ -54,6 +54,7 @@ BASELINES = {
     "ctkd_ls": {"ce": dict(weight=0.1), "ctkd": dict(weight=9.0, logit_stand=True)},
     "nkd": {"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=3.0, gamma=3.5)},
     "wttm": {"ce": dict(weight=1.0), "wttm": dict(weight=4.0, gamma=0.2)},
+    "reviewkd": {"ce": dict(weight=1.0), "reviewkd": dict(weight=5.0)},
 }
 
 
@@ -152,7 +153,7 @@ ALL_BASELINES = {"ce": dict(weight=1.0), **{
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(REFERENCE_WEIGHTS) + sorted(OTHER_WEIGHTS)
-                         + ["function_matching", "logit_baselines"])
+                         + ["function_matching", "logit_baselines", "reviewkd"])
 def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_in_teacher,
                                                                   tmp_path, capsys, monkeypatch):
   """Every objective's loss finite at step 3 (and each phase's), and the student's classifier

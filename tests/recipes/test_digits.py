@@ -66,7 +66,7 @@ def test_baselines_job_runs_every_logit_baseline_beside_scratch_kd_and_crd_over_
 def test_baselines_job_with_scarce_labels_leaves_out_the_methods_that_read_every_label():
   runs = config_lib.validated_runs(load_config("configs/digits/baselines.py", "0.1"))
   assert {n.rsplit("_seed", 1)[0] for n in runs} == {
-      "teacher", "scratch", "kd", "crd", "dist", "kd_ls", "ctkd", "ctkd_ls", "wttm"}
+      "teacher", "scratch", "kd", "crd", "dist", "kd_ls", "ctkd", "ctkd_ls", "wttm", "reviewkd"}
   assert runs["wttm_seed0"].data.labeled_fraction == 0.1
 
 

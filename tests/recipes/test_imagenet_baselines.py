@@ -1,5 +1,5 @@
-"""configs/imagenet/<method>.py: the logit baselines' ResNet-34 -> ResNet-18 recipes as their
-authors ran them, and all of them training together on mock ImageNet."""
+"""configs/imagenet/<method>.py: the baselines' ResNet-34 -> ResNet-18 recipes as their authors
+ran them, and all of them training together on mock ImageNet."""
 import math
 
 import jax
@@ -23,6 +23,8 @@ WANT = {
     "ctkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, decay_loops=5.0)}, 120),
     "ctkd_dkd": ({"ce": dict(weight=1.0), "ctkd": dict(weight=1.0, base="dkd", alpha=1.0,
                                                        beta=1.0, decay_loops=5.0)}, 120),
+    "reviewkd": ({"ce": dict(weight=1.0), "reviewkd": dict(
+        weight=1.0, warmup=1.0, student_feature=("preact_stages", "pooled"))}, 100),
 }
 
 
@@ -43,7 +45,7 @@ def test_imagenet_recipe_is_the_authors(method):
 @pytest.mark.slow
 def test_the_imagenet_baselines_train_together_on_mock_imagenet(tmp_path, capsys):
   """Every recipe's objectives in one run (one compilation), 2 steps at 32 px; a random
-  resnet18 with 1000 classes stands in for the ResNet-34 (the methods read logits only)."""
+  resnet18 with 1000 classes stands in for the ResNet-34 (the same logits and feature shapes)."""
   teacher = models.create("resnet18", 1000)
   path = str(tmp_path / "teacher")
   ckpt_lib.save_model_variables(path, dict(models.init(teacher, jax.random.PRNGKey(0),
@@ -59,7 +61,7 @@ def test_the_imagenet_baselines_train_together_on_mock_imagenet(tmp_path, capsys
   config_lib.validate(c)
   with tfds.testing.mock_data(num_examples=16):
     results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path / "run")))
-  assert results["steps"] == 2 and len(results["objectives"]) == 7
+  assert results["steps"] == 2 and len(results["objectives"]) == 8
   line = [l for l in capsys.readouterr().out.splitlines() if "step 2: train/" in l][-1]
   for name in results["objectives"]:
     value = float(line.split(f"train/loss_{name}=")[1].split(",")[0])

@@ -74,19 +74,21 @@ def test_dkd_cells_take_mdistillers_beta_per_pair():
   assert runs["resnet32x4-resnet8x4-dkd_seed0"].objectives.dkd.beta == 8.0
 
 
-def test_the_logit_baselines_are_rows_with_their_authors_numbers_and_settings():
+def test_the_baselines_are_rows_with_their_authors_numbers_and_settings():
   c = load_config("configs/cifar100/table.py", "resnet32x4-resnet8x4+vgg13-vgg8,dist+kd_ls+"
-                  "dkd_ls+ctkd+ctkd_ls+nkd+wttm,1")
+                  "dkd_ls+ctkd+ctkd_ls+nkd+wttm+reviewkd,1")
   rows = {(t, r): v for t, r, _, v in c.published}
   assert {r: rows[("resnet32x4-resnet8x4", r)] for r in
-          ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_ls", "nkd", "wttm")} == {
+          ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_ls", "nkd", "wttm", "reviewkd")} == {
       "dist": 76.31, "kd_ls": 76.62, "dkd_ls": 77.01, "ctkd": 73.39, "ctkd_ls": 76.67,
-      "nkd": -1.0, "wttm": 76.06}
+      "nkd": -1.0, "wttm": 76.06, "reviewkd": -1.0}
   runs = config_lib.validated_runs(c)
   assert runs["vgg13-vgg8-kd_ls_seed0"].objectives.kd.temperature == 3.0
   assert runs["vgg13-vgg8-dkd_ls_seed0"].objectives.dkd.beta == 30.0
   assert runs["resnet32x4-resnet8x4-ctkd_seed0"].objectives.to_dict() == {
       "ce": {"weight": 0.1}, "ctkd": {"weight": 0.9}}
+  assert runs["vgg13-vgg8-reviewkd_seed0"].objectives.to_dict() == {
+      "ce": {"weight": 1.0}, "reviewkd": {"weight": 5.0}}
 
 
 def test_cub_dogs_job_carries_cfls_readme_numbers():
