@@ -57,10 +57,15 @@ def objective_lines(obj: objectives_lib.Objective) -> list[str]:
   if obj.reads is not None:
     fields += [f"student_feature={_value(obj.student_feature)}",
                f"teacher_feature={_value(obj.teacher_feature)}"]
+  if obj.view:
+    fields.append(f"view={_value(obj.view)}")
   for name in obj.method.hparams():
     given = name in obj.given
     fields.append(f"{name}={_value(getattr(obj.method, name))}{'' if given else ' (default)'}")
   lines = [f"{obj.name}: " + ", ".join(fields)]
+  if obj.method.views:
+    lines.append(f"  makes the view(s) {', '.join(obj.method.views)}: the student and the "
+                 f"teachers also run on each, every step")
   if obj.init_epochs:
     lr = "the reference's" if obj.init_lr is None else _value(obj.init_lr)
     lines.append(f"  its initialisation phase: {obj.init_epochs} epochs, learning rate {lr}"

@@ -33,6 +33,7 @@ from kd_jax.data import info as data_info
 from kd_jax.data import sources
 from kd_jax.distill import adapters
 from kd_jax.distill import host_inputs
+from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import parsing
 from kd_jax.distill import student as student_lib
 from kd_jax.distill.objectives import Objective, Outputs
@@ -273,6 +274,7 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   methods.import_modules(cfg.method_modules)
   objectives = tuple(parsing.parse_objectives(cfg.objectives, list(teachers), has_labels,
                                               all_labeled=all_labeled))
+  objectives_lib.check_views(objectives, info.device_augment)
   # What the samplers refuse (CRD's exact negatives on unlabelled data), without reading the
   # labels: an empty split stands in for them.
   samplers = host_inputs.build(objectives, methods.TrainSplit(

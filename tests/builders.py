@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 import optax
@@ -69,3 +70,13 @@ def make_tiny_config(**overrides):
       target = target[p]
     target[last] = value
   return cfg
+
+
+def count_primitive(jaxpr, primitive: str) -> int:
+  """How many equations of ``jaxpr`` (and of the jaxprs nested in it) apply ``primitive``."""
+  n = 0
+  for eqn in jaxpr.eqns:
+    n += eqn.primitive.name == primitive
+    for sub in jax.core.jaxprs_in_params(eqn.params):
+      n += count_primitive(sub, primitive)
+  return n

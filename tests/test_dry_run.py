@@ -47,6 +47,10 @@ def test_every_hyperparameter_is_printed_and_defaults_are_marked():
      "  objective nkd: loss=nkd, weight=1, teacher='teacher', temperature=3, gamma=3.5"),
     ("configs/cifar100/wttm.py",
      "  objective wttm: loss=wttm, weight=4, teacher='teacher', gamma=0.2"),
+    ("configs/cifar100/mlkd.py", "  objective ce_strong: loss=ce, weight=0.1, view='strong', "
+                                 "label_smoothing=0 (default)"),
+    ("configs/cifar100/mlkd.py", "    makes the view(s) strong: the student and the teachers "
+                                 "also run on each, every step"),
 ])
 def test_the_logit_baselines_print_every_hyperparameter_with_defaults_marked(config, line):
   lines, _ = _describe(config)

@@ -208,6 +208,46 @@ MUTATIONS = {
           "(jnp.asarray(ctx.epoch, jnp.result_type(float)) - 1)")],
         ["tests/losses/test_reviewkd_reference.py::test_review_matches_authors_code",
          "tests/distill/test_objectives.py::test_warmup_reads_the_epoch_of_the_step"]),
+    "mlkd_strong_terms_on_strong_view": (
+        "MLKD's last two 'strong' KD terms (T 2 and 6) read the strong view, as the paper "
+        "reads, instead of the weak view the authors' code passes",
+        [("kd_jax/methods/mlkd.py",
+          "+ sum(kd(zs_s, zt_s, t) for t in ts[:3]) + sum(kd(zs_w, zt_w, t) for t in ts[3:]))",
+          "+ sum(kd(zs_s, zt_s, t) for t in ts))")],
+        ["tests/losses/test_mlkd_reference.py::test_mlkd_matches_authors_code"]),
+    "mlkd_masks_ignored": (
+        "MLKD's confidence masks left out (f = f_c = 1) instead of acting as the fractions of "
+        "examples and classes at most the median",
+        [("kd_jax/methods/mlkd.py", "    f, f_c = confidence_fractions(zt_w)",
+          "    f, f_c = 1.0, 1.0")],
+        ["tests/losses/test_mlkd_reference.py::test_mlkd_matches_authors_code"]),
+    "median_strictly_below": (
+        "MLKD's masks count the values strictly below the median (lt) instead of at most it (le)",
+        [("kd_jax/methods/mlkd.py", "jnp.mean((x <= threshold)", "jnp.mean((x < threshold)")],
+        ["tests/losses/test_mlkd_reference.py::test_the_masks_act_as_fractions_at_most_the_median",
+         "tests/losses/test_mlkd_reference.py::test_mlkd_matches_authors_code"]),
+    "blend_rounded": (
+        "RandAugment's blends (Brightness, Color, Contrast, Sharpness) round to the nearest "
+        "integer instead of truncating as Pillow does",
+        [("kd_jax/data/randaugment.py", "  return _u8(jnp.floor(out))", "  return _u8(jnp.round(out))")],
+        ["tests/data/test_randaugment.py::test_each_operation_equals_pillow"]),
+    "autocontrast_exact_quotient": (
+        "RandAugment's AutoContrast takes the exact quotient, not Pillow's float64 rounding "
+        "(lo 0, hi 25 maps 25 to 255 instead of 254)",
+        [("kd_jax/data/randaugment.py",
+          "  stretched = stretched - (table[pos] == keys).astype(jnp.int32)", "")],
+        ["tests/data/test_randaugment.py::test_auto_contrast_keeps_pillows_float64_rounding",
+         "tests/data/test_randaugment.py::test_each_operation_equals_pillow"]),
+    "view_batchnorm_not_chained": (
+        "The student's pass on another view starts from the step's BatchNorm statistics, so "
+        "the batch's update is lost (the reference updates them once per view, in turn)",
+        [("kd_jax/distill/step.py",
+          '          {"params": params["student"], "batch_stats": batch_stats}, vb["image"], '
+          'train=True,',
+          '          {"params": params["student"], "batch_stats": state.batch_stats}, '
+          'vb["image"], train=True,')],
+        ["tests/distill/test_views.py::"
+         "test_the_student_reads_the_view_after_the_batch_and_batchnorm_follows_both"]),
     "ctkd_temperature_detached": (
         "CTKD's loss reads its temperature without gradient: the temperature is never trained",
         [("kd_jax/methods/ctkd.py", "    t = self.temperature(ctx.s_maps[0], ctx.epoch)[0]",

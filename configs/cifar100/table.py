@@ -11,8 +11,8 @@ authors' READMEs) and the difference.
 
 The argument is <pairs>,<methods>[,<seeds>]: pairs joined by '+' (all: the 13 of the tables),
 methods joined by '+' from student kd fitnet at sp cc vid rkd pkt ab ft fsp nst crd crd_kd dkd
-dist kd_ls dkd_ls ctkd ctkd_ls nkd wttm reviewkd (all: every one; the baselines' settings:
-kd_jax/recipes/baselines.py). table.md gives each cell's last-epoch and best-epoch accuracy. The job prints its budget (runs x epochs) before it starts and resumes
+dist kd_ls dkd_ls ctkd ctkd_ls nkd wttm mlkd mlkd_ls reviewkd (all: every one; the baselines'
+settings: kd_jax/recipes/baselines.py). table.md gives each cell's last-epoch and best-epoch accuracy. The job prints its budget (runs x epochs) before it starts and resumes
 like every job. Use --dry_run for the time estimate.
 """
 from kd_jax import recipes

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from kd_jax import models
 from kd_jax.distill.features import feature_names
-from kd_jax.distill.objectives import Objective, Outputs
+from kd_jax.distill.objectives import Objective, Outputs, view_makers
 from kd_jax.errors import KdJaxError
 
 
@@ -62,7 +62,8 @@ def check_shapes(objectives: Sequence[Objective], student: Outputs,
                  teacher_modules: Mapping[str, Any] | None = None) -> None:
   """Traces every objective on example outputs (no computation), in each phase it acts in:
   a loss that cannot take the shapes it reads (e.g. FSP's unequal channel counts) fails
-  here, in one line."""
+  here, in one line. Other views of the batch have the batch's shapes."""
+  views = {v: (student, teachers) for v in view_makers(objectives)}
   for obj in objectives:
     s_maps, t_maps = obj.select(student, teachers)
     phases = ([False] if obj.main_phase else []) + ([True] if obj.init_epochs else [])
@@ -72,7 +73,7 @@ def check_shapes(objectives: Sequence[Objective], student: Outputs,
             lambda p, st, tv: obj(student, teachers, batch, epoch=1.0,
                                   rng=jax.random.PRNGKey(0), adapter_params=p, state=st,
                                   phase=phase, teacher_variables=tv,
-                                  teacher_modules=teacher_modules)[0],
+                                  teacher_modules=teacher_modules, views=views)[0],
             adapter_params.get(obj.name), state.get(obj.name), teacher_variables)
       except (ValueError, TypeError) as err:
         raise _shape_error(obj, s_maps, t_maps, err) from None

@@ -38,6 +38,7 @@ class Objective:
   init_epochs: int = 0             # Epochs of its initialisation phase (0: none).
   init_lr: float | None = None     # The phase's learning rate (None: the reference's).
   main_phase: bool = True          # False: it acts only through its phase (AB, FSP).
+  view: str = ""                   # The view it reads ("": the batch; else a method's view).
 
   @property
   def loss(self) -> str:
@@ -93,13 +94,15 @@ class Objective:
                epoch: jax.Array | None = None, rng: jax.Array | None = None,
                adapter_params: Any = None, state: Mapping[str, Any] | None = None,
                train: bool = True, phase: bool = False, teacher_variables: Any = None,
-               teacher_modules: Mapping[str, Any] | None = None
+               teacher_modules: Mapping[str, Any] | None = None,
+               views: Mapping[str, tuple[Outputs, Mapping[str, Outputs]]] | None = None
                ) -> tuple[jax.Array, Mapping[str, Any] | None]:
     """``(loss, new state)`` on this batch. epoch: the current epoch counted from 1 (DKD's
     warm-up); adapter_params / state: this objective's adapter parameters and state
     (``adapters.create``); phase: the loss of its initialisation phase instead of the
     main one; teacher_variables and teacher_modules: ``{teacher: variables / module}`` (the
-    frozen teachers, for methods that read their variables or their head)."""
+    frozen teachers, for methods that read their variables or their head); views: ``{view:
+    (student outputs, {teacher: outputs})}`` of the other views of the batch."""
     teacher = self.teacher_outputs(teachers)
     student = self.route(student)
     s_maps, t_maps = self.select(student, teachers)
@@ -126,7 +129,9 @@ class Objective:
                                own_teachers[self.teacher])
     ctx = Context(s_maps=s_maps, t_maps=t_maps, student=student, teacher=teacher, batch=batch,
                   epoch=epoch, rng=rng, state=state, teacher_params=own_teachers,
-                  host=host_inputs.of(self.name, batch), teacher_head=head)
+                  host=host_inputs.of(self.name, batch), teacher_head=head,
+                  views={v: (self.route(s), self.teacher_outputs(t))
+                         for v, (s, t) in (views or {}).items()})
     out = self.method.phase_loss(ctx) if phase else self.method.loss(ctx)
     if isinstance(out, tuple):
       out, extra = out
@@ -146,3 +151,41 @@ def transform_batch(objectives: Sequence[Objective], batch: Mapping[str, jax.Arr
     if methods.transforms_batch(obj.method):
       return obj.method.transform_batch(batch, rng)
   return batch
+
+
+def view_makers(objectives: Sequence[Objective]) -> dict[str, Objective]:
+  """``{view: the objective whose method makes it}`` (the first, where several do)."""
+  makers: dict[str, Objective] = {}
+  for obj in objectives:
+    for view in obj.method.views:
+      makers.setdefault(view, obj)
+  return makers
+
+
+def check_views(objectives: Sequence[Objective], augment: Any) -> None:
+  """One-line errors, at plan time, for views that cannot be had: an objective reading a view
+  no objective makes, a view its method cannot make from this data (``augment``: the data's
+  device augmentation, None where the host augments), views beside a changed batch."""
+  makers = view_makers(objectives)
+  for obj in objectives:
+    if obj.view and obj.view not in makers:
+      raise KdJaxError(f"config.objectives.{obj.name}.view: no objective makes a view "
+                       f"{obj.view!r} (views made: {', '.join(sorted(makers)) or 'none'})")
+  for view, obj in makers.items():
+    try:
+      obj.method.check_view(view, augment)
+    except ValueError as err:
+      raise KdJaxError(f"config.objectives.{obj.name}: {err}") from None
+    changing = [o.name for o in objectives if methods.transforms_batch(o.method)]
+    if changing:
+      raise KdJaxError(f"config.objectives.{obj.name}: its view {view!r} is made from the "
+                       f"loader's batch, which {changing[0]} changes (transform_batch); a run "
+                       f"can have one of them")
+
+
+def make_views(objectives: Sequence[Objective], batch: Mapping[str, jax.Array], rng: jax.Array,
+               augment: Any) -> dict[str, Mapping[str, jax.Array]]:
+  """``{view: batch}``: each view the objectives' methods make, from the loader's ``batch``
+  (a key of its own for each)."""
+  return {view: obj.method.make_view(view, batch, jax.random.fold_in(rng, i), augment)
+          for i, (view, obj) in enumerate(sorted(view_makers(objectives).items()))}

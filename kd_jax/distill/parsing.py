@@ -5,7 +5,8 @@ initialisation phase and hyperparameters, checked with one-line errors naming th
 ``config.objectives`` maps a name to ``dict(weight=..., loss=<method name, default the key>,
 teacher=<teacher name, for methods that read one; a list of names for methods that read
 several (kd, soft_ce over the concatenated logits; cfl)>, student_feature=...,
-teacher_feature=..., init_epochs=..., init_lr=..., main_phase=..., **hyperparameters)``.
+teacher_feature=..., view=<a view another objective makes, e.g. MLKD's 'strong'; default the
+batch>, init_epochs=..., init_lr=..., main_phase=..., **hyperparameters)``.
 The method (``kd_jax/methods/``, any registered name) defines the hyperparameters, their
 defaults and what the loss reads.
 """
@@ -18,7 +19,7 @@ from kd_jax.distill.objectives import Objective
 from kd_jax.errors import KdJaxError
 from kd_jax.methods import Method
 
-_FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature")
+_FIELDS = ("weight", "loss", "teacher", "student_feature", "teacher_feature", "view")
 _PHASE_FIELDS = ("init_epochs", "init_lr", "main_phase")
 
 
@@ -114,6 +115,9 @@ def parse_objectives(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_na
       default = method.teacher_reads if side == "teacher_feature" and method.teacher_reads \
           else method.reads
       features[side] = value if value is not None else default
+    view = entry.pop("view", "")
+    if not isinstance(view, str):
+      raise KdJaxError(f"{where}.view must be the name of a view (a string), got {view!r}")
     phase = _parse_phase(method, entry, where)
     allowed = list(method.hparams())
     unknown = set(entry) - set(allowed)
@@ -135,7 +139,7 @@ def parse_objectives(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_na
                        f"but config.data.labeled_fraction < 1")
     if float(weight) > 0:
       out.append(Objective(name, configured, float(weight), teacher, frozenset(entry),
-                           **features, **phase))
+                           **features, **phase, view=view))
   if not out:
     raise KdJaxError("config.objectives: no objective with a weight > 0")
   if not any(o.main_phase for o in out):

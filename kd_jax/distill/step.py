@@ -140,6 +140,10 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
 
   The batch is first changed by the objective that changes it, if one does (function
   matching's mixup: ``Method.transform_batch``), so every network reads that one view.
+  Other views that objectives' methods make (``Method.views``, from the loader's batch) are
+  read by the teachers (once each per view) and by the student in training mode after the
+  batch (its BatchNorm statistics updated by each in turn); an objective reads them in
+  ``ctx.views``, or as its batch with ``view=<name>``.
   Each teacher the objectives read runs once in inference mode under ``stop_gradient`` (or
   is read from the batch: ``cached_teachers``); the student runs once in training mode;
   every objective reads those outputs; ``sum(weight * loss)`` is minimised over the student
@@ -153,13 +157,20 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   ``augment``: the batch's images are uint8, cropped, flipped and normalised here first
   (``kd_jax.data.device_augment``), with a key of their own drawn from the step's."""
   rng = jax.random.fold_in(rng, state.step)
+  loader_batch = batch
   if augment is not None:  # uint8 images from the host (data.augment_on = "device").
     batch = device_augment.apply(augment, batch, jax.random.fold_in(rng, 2**31 - 2))
   # One view for every network (function matching's mixup), drawn once.
   batch = objectives_lib.transform_batch(objectives, batch, jax.random.fold_in(rng, 2**31 - 1))
+  # Other views (MLKD's strong augmentation), each made once from the loader's batch.
+  views = {} if phase else objectives_lib.make_views(
+      objectives, loader_batch, jax.random.fold_in(rng, 2**31 - 3), augment)
   teacher_out = teachers_lib.run(
       teachers, state.teachers, teachers_lib.used(objectives, main_phase_only=not phase), batch,
       cached_teachers)
+  view_readers = [o for o in objectives if o.method.views or o.view]
+  view_teachers = {v: teachers_lib.run(teachers, state.teachers, teachers_lib.used(view_readers),
+                                       vb) for v, vb in views.items()}
 
   def loss_fn(params):
     variables = {"params": params["student"], "batch_stats": state.batch_stats}
@@ -171,14 +182,24 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
                                                 mutable=["batch_stats"], rngs={"dropout": rng})
       batch_stats = new_vars["batch_stats"]
     out = Outputs(logits, feats)
+    view_out = {}
+    for k, (v, vb) in enumerate(views.items()):  # BatchNorm statistics: updated per view.
+      (v_logits, v_feats), new_vars = student.apply(
+          {"params": params["student"], "batch_stats": batch_stats}, vb["image"], train=True,
+          mutable=["batch_stats"], rngs={"dropout": jax.random.fold_in(rng, 2**31 - 4 - k)})
+      batch_stats = new_vars["batch_stats"]
+      view_out[v] = (Outputs(v_logits, v_feats), view_teachers[v])
     epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
     values, objective_state = {}, dict(state.objective_state)
     for i, o in enumerate(objectives):
-      values[o.name], new = o(out, teacher_out, batch, epoch=epoch,
+      s_out, t_out, o_batch = (view_out[o.view] + (views[o.view],) if o.view
+                               else (out, teacher_out, batch))
+      values[o.name], new = o(s_out, t_out, o_batch, epoch=epoch,
                               rng=jax.random.fold_in(rng, i + 1),
                               adapter_params=params["adapters"].get(o.name),
                               state=state.objective_state.get(o.name), phase=phase,
-                              teacher_variables=state.teachers, teacher_modules=teachers)
+                              teacher_variables=state.teachers, teacher_modules=teachers,
+                              views=view_out)
       if new is not None:
         objective_state[o.name] = new
     total = sum((1.0 if phase else o.weight) * values[o.name] for o in objectives)

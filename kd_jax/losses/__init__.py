@@ -2,7 +2,8 @@
 family:
 
   logits.py       cross_entropy, kd (Hinton), dkd (decoupled KD), soft_cross_entropy,
-                  logit_l2, logit_standardize, dist, nkd, wttm
+                  logit_l2, logit_standardize, dist, nkd, wttm, class_consistency and
+                  batch_consistency (MLKD)
   features.py     fitnet, attention_transfer, factor_transfer, paraphraser_reconstruction,
                   activation_boundaries, vid, neuron_selectivity_transfer, fsp,
                   hcl (ReviewKD)
@@ -29,8 +30,9 @@ from kd_jax.losses.features import (activation_boundaries, attention_map, attent
                                     check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix, hcl,
                                     neuron_selectivity_transfer, paraphraser_reconstruction,
                                     vid, vid_match)
-from kd_jax.losses.logits import (cross_entropy, dist, dkd, kd, logit_l2, logit_standardize,
-                                  nkd, soft_cross_entropy, wttm)
+from kd_jax.losses.logits import (batch_consistency, class_consistency, cross_entropy, dist,
+                                  dkd, kd, logit_l2, logit_standardize, nkd, soft_cross_entropy,
+                                  wttm)
 from kd_jax.losses.relations import (correlation_congruence, pairwise_distances, pkt, rkd,
                                      similarity_preserving)
 from kd_jax.losses.statistics import (adain, adain_loss, channel_mean_std, mean_matching,
@@ -46,9 +48,9 @@ cc = correlation_congruence
 hint = fitnet
 
 __all__ = [
-    "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss",
+    "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss", "batch_consistency",
     "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
-    "cc", "cfl", "channel_mean_std", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dist", "dkd",
+    "cc", "cfl", "channel_mean_std", "class_consistency", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dist", "dkd",
     "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hcl", "hint", "kd", "l2_normalize",
     "logit_l2", "logit_standardize", "match_spatial", "mean_matching", "mmd2", "nce", "nkd",
     "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",

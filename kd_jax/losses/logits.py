@@ -200,3 +200,28 @@ def wttm(student_logits: jax.Array, teacher_logits: jax.Array, *, gamma: float) 
   pt = jnp.exp(log_pt)
   kl = jnp.sum(jnp.where(pt > 0, pt * (log_pt - log_ps), 0.0), axis=-1)
   return jnp.mean(weight * kl)
+
+
+def _gram_loss(student_logits, teacher_logits, temperature, axis_of_products: int, divisor):
+  ps = jax.nn.softmax(float32(student_logits) / temperature, axis=-1)
+  pt = jax.nn.softmax(float32(jax.lax.stop_gradient(teacher_logits)) / temperature, axis=-1)
+  if axis_of_products == 0:  # Class level: [C, C] = P^T P.
+    gs, gt = ps.T @ ps, pt.T @ pt
+  else:                      # Batch level: [B, B] = P P^T.
+    gs, gt = ps @ ps.T, pt @ pt.T
+  return jnp.sum(jnp.square(gt - gs)) / divisor
+
+
+@expects(student_logits=LOGITS, teacher_logits=LOGITS)
+def class_consistency(student_logits: jax.Array, teacher_logits: jax.Array, *,
+                      temperature: float) -> jax.Array:
+  """MLKD's class-level alignment (Jin et al., CVPR 2023; ``cc_loss``): with ``P =
+  softmax(z / T)`` [B, C], ``||P_t^T P_t - P_s^T P_s||_F^2 / C``. No T^2 factor."""
+  return _gram_loss(student_logits, teacher_logits, temperature, 0, student_logits.shape[-1])
+
+
+@expects(student_logits=LOGITS, teacher_logits=LOGITS)
+def batch_consistency(student_logits: jax.Array, teacher_logits: jax.Array, *,
+                      temperature: float) -> jax.Array:
+  """MLKD's batch-level alignment (``bc_loss``): ``||P_t P_t^T - P_s P_s^T||_F^2 / B``."""
+  return _gram_loss(student_logits, teacher_logits, temperature, 1, student_logits.shape[0])

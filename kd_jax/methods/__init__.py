@@ -13,10 +13,11 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
   ama.py         ama (init phase)          cfl.py         cfl (amalgamation)
   function_matching.py  function_matching (one mixed view for teacher and student)
   reviewkd.py    reviewkd (ABF fusion, hierarchical context loss)
+  mlkd.py        mlkd (multi-level logits on a weak and a strong view: Method.views)
 """
 from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, fitnet, fsp, ft,  # noqa: F401
-                            function_matching, logits, relations, reviewkd, statistics,
-                            vid)
+                            function_matching, logits, mlkd, relations, reviewkd,
+                            statistics, vid)
 from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
                                  Method, Outputs, Phase, TrainSplit, get, import_modules, names,
                                  register, sum_over_layers, transforms_batch)

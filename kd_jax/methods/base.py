@@ -16,8 +16,9 @@ The class says what the method reads (``reads``: a feature name or token, None f
 whether it needs a teacher, labels, the teacher's head or the example index, its learnable adapter (``adapter``:
 a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory), inputs
 drawn on the host for each batch (``host_sampler``: e.g. CRD's other-class negatives), the
-view of the batch all networks read (``transform_batch``: function matching's mixup) and its
-initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
+view of the batch all networks read (``transform_batch``: function matching's mixup), other
+views of the batch that the student and the teachers also read (``views`` and ``make_view``:
+MLKD's strong augmentation) and its initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
 methods the same way and is named in ``config.method_modules`` (kd_jax imports it first).
 """
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Context(NamedTuple):
   teacher_params: Mapping[str, Any] | None = None
   host: Mapping[str, jax.Array] = {}
   teacher_head: Callable[[jax.Array], jax.Array] | None = None
+  views: Mapping[str, tuple[Outputs, Outputs | None]] = {}
 
 
 class TrainSplit:
@@ -142,6 +144,9 @@ class Method:
   reads: ClassVar[str | tuple[str, ...] | None] = None
   teacher_reads: ClassVar[str | tuple[str, ...] | None] = None
   phase: ClassVar[Phase | None] = None
+  # Other views of the batch this method makes (``make_view``): the student (in training
+  # mode) and its teachers also run on each, once per step; ``ctx.views`` holds their outputs.
+  views: ClassVar[tuple[str, ...]] = ()
 
   def adapter(self) -> nn.Module | None:
     """The learnable module, or None: ``__call__(s_maps, t_maps, train[, phase])`` ->
@@ -168,6 +173,19 @@ class Method:
     step's). Default: unchanged. One objective of a run at most may change the batch, and
     a teacher cache is refused beside it."""
     return batch
+
+  def make_view(self, view: str, batch: Mapping[str, jax.Array], rng: jax.Array,
+                augment: Any) -> Mapping[str, jax.Array]:
+    """View ``view`` (one of ``views``) of the loader's batch, inside the jitted step:
+    ``batch`` as the loader gives it (the global batch; uint8 images where the data is
+    augmented on the device, ``augment`` then being its ``device_augment.Spec``, else
+    None and the images the host's); returns the batch with the view's float32 images. A
+    ValueError (e.g. for host-augmented data) refuses the run at plan time."""
+    raise NotImplementedError(f"method {self.name!r} makes no view {view!r}")
+
+  def check_view(self, view: str, augment: Any) -> None:
+    """Raises ValueError (one line) if ``view`` cannot be made from batches whose device
+    augmentation is ``augment`` (None: augmented on the host); called at plan time."""
 
   def loss(self, ctx: Context) -> jax.Array | tuple[jax.Array, Mapping[str, Any]]:
     """The scalar loss of the main phase, or ``(loss, new state entries)``."""

@@ -26,6 +26,13 @@ weight decay 5e-4), which every one of these codebases uses for CIFAR-100 (DIST'
             ResNet-18); on RepDistiller's pairs and recipe [INFERRED]: NKD reports none.
   wttm      CE 1 + 4 WTTM (gamma 0.2) [INFERRED]: the official repository gives no WTTM-only
             setting; these are its README's WTTM+CRD values (--ttm_l 0.2 -a 4).
+  mlkd      CE 0.1 on each view + 0.9 MLKD (T 4): Multi-Level-Logit-Distillation's cfg
+            defaults (KD.TEMPERATURE, CE_WEIGHT, KD_WEIGHT) and its configs/cifar100/ours/
+            <pair>.yaml solver: 240 epochs at lr 0.025 (MobileNet/ShuffleNet: 480 or 960 at
+            0.01), x0.1 at 150/180/210 (``SOLVER``); the strong view is drawn on the device.
+  mlkd_ls   CE 0.1 on each view + w MLKD (T, standardized KD terms): the logit-
+            standardization authors' logs (mlkd,<teacher>,<student>,T,w), else (2, 9); their
+            configs/cifar100/mlkd/<pair>.yaml solver (480 epochs at 0.025 for most pairs).
   reviewkd  CE 1 + 5 ReviewKD (20 warm-up epochs; the student's stages after their ReLU):
             mdistiller's reviewkd.yaml, written for resnet32x4 -> resnet8x4; on the other
             pairs the same values [INFERRED] (the ABFs take their widths and sizes from the
@@ -56,8 +63,42 @@ DKD_LS = {"resnet32x4-resnet8x4": (2.0, 9.0, None), "vgg13-vgg8": (2.0, 15.0, 2.
           "resnet110-resnet20": (2.0, 15.0, 2.0), "resnet32x4-ShuffleV2": (2.0, 9.0, None),
           "vgg13-MobileNetV2": (3.0, 9.0, 2.0), "ResNet50-MobileNetV2": (2.0, 15.0, 2.0)}
 
+# logs/MLKD/mlkd,<pair>,T,w.txt of the logit-standardization authors.
+MLKD_LS = {"resnet32x4-resnet8x4": (2.0, 9.0), "vgg13-vgg8": (2.0, 6.0),
+           "wrn_40_2-wrn_40_1": (2.0, 9.0), "wrn_40_2-wrn_16_2": (2.0, 9.0),
+           "resnet110-resnet32": (2.0, 9.0), "resnet110-resnet20": (2.0, 9.0),
+           "resnet32x4-ShuffleV2": (2.0, 6.0), "vgg13-MobileNetV2": (2.0, 6.0),
+           "ResNet50-MobileNetV2": (2.0, 9.0)}
+# (epochs, lr per 64 images) where a method's authors' config departs from RepDistiller's
+# recipe (240 epochs, lr 0.05 or 0.01), per pair; None: every other pair.
+SOLVER = {
+    "mlkd": {"resnet32x4-ShuffleV1": (960, 0.01), "resnet32x4-ShuffleV2": (960, 0.01),
+             "ResNet50-MobileNetV2": (480, 0.01), "vgg13-MobileNetV2": (480, 0.01),
+             "wrn_40_2-ShuffleV1": (480, 0.01), None: (240, 0.025)},
+    "mlkd_ls": {"resnet32x4-ShuffleV1": (960, 0.01), "resnet32x4-ShuffleV2": (960, 0.01),
+                "ResNet50-MobileNetV2": (480, 0.01), "vgg13-MobileNetV2": (480, 0.01),
+                "vgg13-vgg8": (480, 0.01), "wrn_40_2-ShuffleV1": (480, 0.01),
+                "wrn_40_2-MobileNetV2": (480, 0.005), None: (480, 0.025)},
+}
+
 METHODS = ("dist", "kd_ls", "dkd_ls", "dkd", "ctkd", "ctkd_dkd", "ctkd_ls", "nkd", "wttm",
-           "reviewkd")
+           "mlkd", "mlkd_ls", "reviewkd")
+
+
+def solver(method: str, pair: str) -> dict[str, Any]:
+  """``{num_epochs, lr}`` of ``method`` on ``pair`` where its authors' solver is not
+  RepDistiller's recipe, else ``{}``."""
+  table = SOLVER.get(method)
+  if table is None:
+    return {}
+  epochs, lr = table.get(pair, table[None])
+  return {"num_epochs": epochs, "lr": lr}
+
+
+def _mlkd(weight: float, **hparams) -> dict[str, dict[str, Any]]:
+  """CE on the loader's view and on MLKD's strong view (its weight each), MLKD."""
+  return {"ce": dict(weight=0.1), "ce_strong": dict(loss="ce", weight=0.1, view="strong"),
+          "mlkd": dict(weight=weight, **hparams)}
 
 
 def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dict[str, Any]]:
@@ -84,6 +125,11 @@ def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dic
     return {"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=3.0, gamma=3.5)}
   if method == "wttm":
     return {"ce": dict(weight=1.0), "wttm": dict(weight=4.0, gamma=0.2)}
+  if method == "mlkd":
+    return _mlkd(0.9)
+  if method == "mlkd_ls":
+    t, w = MLKD_LS.get(pair, (2.0, 9.0))
+    return _mlkd(w, temperature=t, logit_stand=True)
   if method == "reviewkd":
     return {"ce": dict(weight=1.0), "reviewkd": dict(weight=5.0)}
   raise KeyError(method)
@@ -102,8 +148,12 @@ def objectives(method: str, pair: str = "resnet32x4-resnet8x4") -> dict[str, dic
 #   ctkd_dkd  its DKD line: -r 1 -a 0 -b 1 --dkd_alpha 1 --dkd_beta 1, the same schedule.
 #   reviewkd  mdistiller r34_r18/reviewkd.yaml: CE 1 + ReviewKD (warm-up 1), the student's
 #             pre-activation stages (STU_PREACT).
+#   kd        mdistiller r34_r18/kd.yaml: CE 0.5 + 0.5 KD at T 1 (the table's KD row).
+#   student   CE alone on the same solver (the table's baseline row).
 # WTTM's ImageNet runs used torchdistill with a configuration that is not published: none.
 IMAGENET = {
+    "student": ({"ce": dict(weight=1.0)}, 100),
+    "kd": ({"ce": dict(weight=0.5), "kd": dict(weight=0.5, temperature=1.0)}, 100),
     "dist": ({"ce": dict(weight=1.0), "dist": dict(weight=2.0, temperature=1.0)}, 100),
     "dkd": ({"ce": dict(weight=1.0), "dkd": dict(weight=1.0, alpha=1.0, beta=0.5,
                                                  temperature=1.0, warmup=1.0)}, 100),
@@ -126,8 +176,8 @@ def imagenet_distill(method: str) -> ml_collections.ConfigDict:
   c = base_config()
   c.model = "resnet18"
   imagenet.imagenet_like(c, "imagenet2012")
-  c.teachers = {"teacher": dict(model="resnet34",
-                                checkpoint=f"{imagenet.IMAGENET_WORKDIR}/resnet34")}
+  c.teachers = {} if method == "student" else {"teacher": dict(
+      model="resnet34", checkpoint=f"{imagenet.IMAGENET_WORKDIR}/resnet34")}
   c.objectives = {k: dict(v) for k, v in objectives.items()}
   c.batch_size = 256
   c.eval_batch_size = 256

@@ -91,10 +91,22 @@ _BASELINES = {
                "resnet110-resnet32": 74.29, "resnet110-resnet20": 71.85,
                "resnet32x4-ShuffleV2": 77.37, "vgg13-MobileNetV2": 69.98,
                "ResNet50-MobileNetV2": 70.45},
+    # The logit-standardization README's MLKD row (its own run of MLKD; MLKD's README has no
+    # numbers) and MLKD+LS row.
+    "mlkd": {"resnet32x4-resnet8x4": 77.08, "vgg13-vgg8": 75.18, "wrn_40_2-wrn_40_1": 75.35,
+             "wrn_40_2-wrn_16_2": 76.63, "resnet56-resnet20": 72.19,
+             "resnet110-resnet32": 74.11, "resnet110-resnet20": 71.89,
+             "resnet32x4-ShuffleV2": 78.44, "vgg13-MobileNetV2": 70.57,
+             "ResNet50-MobileNetV2": 71.04},
+    "mlkd_ls": {"resnet32x4-resnet8x4": 78.28, "vgg13-vgg8": 75.22, "wrn_40_2-wrn_40_1": 75.56,
+                "wrn_40_2-wrn_16_2": 76.95, "resnet56-resnet20": 72.33,
+                "resnet110-resnet32": 74.32, "resnet110-resnet20": 72.27,
+                "resnet32x4-ShuffleV2": 78.76, "vgg13-MobileNetV2": 70.94,
+                "ResNet50-MobileNetV2": 71.19},
 }
 
 REPDISTILLER_SOURCE = ("RepDistiller README (CIFAR-100 top-1 %); DKD: mdistiller README; DIST, "
-                       "WTTM: zkxufo/TTM README; KD+LS, DKD+LS, CTKD, CTKD+LS: "
+                       "WTTM: zkxufo/TTM README; KD+LS, DKD+LS, CTKD, CTKD+LS, MLKD, MLKD+LS: "
                        "logit-standardization-KD README")
 
 
@@ -121,3 +133,16 @@ CFL = {"resnet34": {"kd": 76.84, "cfl": 77.21}, "resnet50": {"kd": 79.65, "cfl":
 CFL_TEACHERS = {"teacher_birds": ("resnet18 on CUB-200", 74.11),
                 "teacher_dogs": ("resnet34 on Stanford Dogs", 86.63)}
 CFL_SOURCE = "CFL README (CUB-200 + Stanford Dogs, 320-way top-1 %)"
+
+# ImageNet ResNet-34 -> ResNet-18 top-1 %, each from the README of the code that ran it: the
+# teacher and the student alone (torchvision's, as DIST's and WTTM's READMEs quote them), KD and
+# DKD (mdistiller), DIST (DIST_KD), NKD (cls_KD nkd.md), CTKD on KD and on DKD (CTKD), ReviewKD
+# (dvlab-research/ReviewKD), WTTM (zkxufo/TTM; its configuration is not published, so the row
+# has no runs). The logit-standardization README has no ImageNet table (no KD+LS number).
+IMAGENET_R34_R18 = {"teacher": 73.31, "student": 69.76, "kd": 71.03, "dkd": 71.70,
+                    "dist": 72.07, "nkd": 71.96, "ctkd": 71.32, "ctkd_dkd": 71.51,
+                    "reviewkd": 71.61, "wttm": 72.19}
+IMAGENET_SOURCE = ("ImageNet R34 -> R18 top-1 %: teacher, student: torchvision (as DIST's and "
+                   "WTTM's READMEs); KD, DKD: mdistiller README; DIST: DIST_KD README; NKD: "
+                   "cls_KD nkd.md; CTKD: CTKD README; ReviewKD: ReviewKD README; WTTM: zkxufo/TTM "
+                   "README")

@@ -125,4 +125,7 @@ def cifar100_distill(method: str, pair: str | None = None) -> ml_collections.Con
   c = _cifar100_recipe(student)
   c.teachers = {"teacher": dict(model=teacher, checkpoint=teacher_workdir(teacher))}
   c.objectives = method_objectives(method, f"{teacher}-{student}")
+  own = baselines.solver(method, f"{teacher}-{student}")
+  if own:
+    c.num_epochs, c.optimizer.lr = own["num_epochs"], own["lr"]
   return c

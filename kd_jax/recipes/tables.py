@@ -2,6 +2,9 @@
 compares its measurements with (``config.published``; the job writes ``table.md`` and
 ``table.json``, ``python -m kd_jax.plot`` draws them).
 
+``imagenet_table``: the ImageNet ResNet-34 -> ResNet-18 row of the baselines' papers, each
+method with its authors' recipe (``baselines.IMAGENET``), the teacher read from its checkpoint.
+
 ``cifar100_table``: RepDistiller's two CIFAR-100 tables (13 pairs) and mdistiller's DKD,
 each teacher trained once (run ``teacher_<model>``), each student baseline once per seed
 (``student_<model>_seed<k>``), each (pair, method) once per seed
@@ -15,7 +18,7 @@ from typing import Sequence
 import ml_collections
 
 from kd_jax.errors import KdJaxError
-from kd_jax.recipes import published
+from kd_jax.recipes import baselines, published
 from kd_jax.recipes.repdistiller import (PAIRS, cifar100_teacher, learning_rate,
                                          method_objectives)
 
@@ -23,7 +26,7 @@ from kd_jax.recipes.repdistiller import (PAIRS, cifar100_teacher, learning_rate,
 # the logit baselines of ``baselines``).
 TABLE_METHODS = ("student", "kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft",
                  "fsp", "nst", "crd", "crd_kd", "dkd", "dist", "kd_ls", "dkd_ls", "ctkd",
-                 "ctkd_ls", "nkd", "wttm", "reviewkd")
+                 "ctkd_ls", "nkd", "wttm", "mlkd", "mlkd_ls", "reviewkd")
 
 
 def parse_table_arg(arg: str | None) -> tuple[list[str], list[str], int]:
@@ -40,17 +43,25 @@ def parse_table_arg(arg: str | None) -> tuple[list[str], list[str], int]:
   if bad:
     raise KdJaxError(f"table argument: unknown pair(s) {', '.join(bad)}; the tables' pairs: "
                      f"{', '.join(known)}")
-  bad = [m for m in methods if m not in TABLE_METHODS]
+  return pairs, _methods(methods, TABLE_METHODS), _seeds(seeds_arg, 3)
+
+
+def _methods(methods: list[str], valid: Sequence[str]) -> list[str]:
+  bad = [m for m in methods if m not in valid]
   if bad:
     raise KdJaxError(f"table argument: unknown method(s) {', '.join(bad)}; valid: "
-                     f"{', '.join(TABLE_METHODS)}")
+                     f"{', '.join(valid)}")
+  return methods
+
+
+def _seeds(arg: str, default: int) -> int:
   try:
-    seeds = int(seeds_arg) if seeds_arg else 3
+    seeds = int(arg) if arg else default
   except ValueError:
     seeds = 0
   if seeds < 1:
-    raise KdJaxError(f"table argument: seeds must be an integer >= 1, got {seeds_arg!r}")
-  return pairs, methods, seeds
+    raise KdJaxError(f"table argument: seeds must be an integer >= 1, got {arg!r}")
+  return seeds
 
 
 def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
@@ -88,9 +99,56 @@ def cifar100_table(pairs: Sequence[str], methods: Sequence[str], seeds: int = 3
         else:
           run.update(objectives=method_objectives(method, pair),
                      teachers={"teacher": dict(model=teacher, run=f"teacher_{teacher}")})
+          own = baselines.solver(method, pair)
+          if own:
+            run.update(num_epochs=own["num_epochs"], optimizer=dict(lr=own["lr"]))
         runs[name] = run
   c.runs = runs
   c.published = tuple(rows)
   c.published_source = published.REPDISTILLER_SOURCE
   return c
 
+
+
+IMAGENET_PAIR = "resnet34-resnet18"
+# Rows of the ImageNet table: the student alone, then each method with a recipe, then WTTM
+# (published, no recipe).
+IMAGENET_TABLE_METHODS = ("student", "kd", "dist", "dkd", "kd_ls", "nkd", "ctkd", "ctkd_dkd",
+                          "reviewkd", "wttm")
+
+
+def parse_imagenet_table_arg(arg: str | None) -> tuple[list[str], int]:
+  """``'<method>+<method>...[,<seeds>]'`` (``all`` or empty: every row; 1 seed) -> (methods,
+  seeds)."""
+  parts = (arg or "").split(",")
+  if len(parts) > 2:
+    raise KdJaxError(f"table argument {arg!r}: expected <methods>[,<seeds>]")
+  methods_arg, seeds_arg = (parts + ["", ""])[:2]
+  methods = list(IMAGENET_TABLE_METHODS) if methods_arg in ("", "all") else methods_arg.split("+")
+  return _methods(methods, IMAGENET_TABLE_METHODS), _seeds(seeds_arg, 1)
+
+
+def imagenet_table(methods: Sequence[str], seeds: int = 1) -> ml_collections.ConfigDict:
+  """The ImageNet R34 -> R18 table for ``methods`` x ``seeds``: each method's run as its
+  authors ran it (``baselines.imagenet_distill``: objectives and epochs on the shared solver),
+  named ``resnet34-resnet18-<method>_seed<k>`` (the student alone: ``student_resnet18_seed<k>``),
+  the teacher read from ``workdirs/imagenet/resnet34``; the published numbers in
+  ``config.published`` (the teacher's and WTTM's rows have no runs)."""
+  c = baselines.imagenet_distill("student")
+  runs: dict[str, dict] = {}
+  rows: list[tuple] = [(IMAGENET_PAIR, "teacher", "teacher_resnet34",
+                        published.IMAGENET_R34_R18["teacher"])]
+  for method in methods:
+    group = "student_resnet18" if method == "student" else f"{IMAGENET_PAIR}-{method}"
+    rows.append((IMAGENET_PAIR, method, group, published.IMAGENET_R34_R18.get(method, -1.0)))
+    if method not in baselines.IMAGENET:
+      continue  # WTTM: no published configuration.
+    recipe = baselines.imagenet_distill(method)
+    for seed in range(seeds):
+      runs[f"{group}_seed{seed}"] = dict(seed=seed, num_epochs=recipe.num_epochs,
+                                         objectives=recipe.objectives.to_dict(),
+                                         teachers=recipe.teachers.to_dict())
+  c.runs = runs
+  c.published = tuple(rows)
+  c.published_source = published.IMAGENET_SOURCE
+  return c

@@ -202,6 +202,11 @@ def check_config(config, objectives: Sequence[Any] = ()) -> None:
       raise KdJaxError(f"config.teacher_cache: objective {obj.name!r} changes the images in "
                        f"every step ({obj.loss}'s transform_batch), so the teachers' outputs "
                        f"cannot be computed once; set config.teacher_cache=''")
+    if obj.method.views or obj.view:
+      raise KdJaxError(f"config.teacher_cache: objective {obj.name!r} reads another view of "
+                       f"the batch ({obj.view or ', '.join(obj.method.views)}), drawn anew in "
+                       f"every step, so the teachers' outputs cannot be computed once; set "
+                       f"config.teacher_cache=''")
   if not config.teachers:
     raise KdJaxError("config.teacher_cache is set but config.teachers is empty")
   if "+" in config.data.name:

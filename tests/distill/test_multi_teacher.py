@@ -162,8 +162,7 @@ def _step(objectives_cfg, heads):
 
 
 def _convs(fn, *args) -> int:
-  from tests.distill.test_objectives import _count
-  return _count(jax.make_jaxpr(fn)(*args).jaxpr, "conv_general_dilated")
+  return builders.count_primitive(jax.make_jaxpr(fn)(*args).jaxpr, "conv_general_dilated")
 
 
 def test_three_teachers_of_three_architectures_each_run_once_per_step(monkeypatch):

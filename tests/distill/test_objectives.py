@@ -125,19 +125,10 @@ def test_warmup_reads_the_epoch_of_the_step(name):
   assert m2.compute()[f"loss_{name}"] == pytest.approx(2 * m1, rel=1e-5)
 
 
-def _count(jaxpr, primitive: str) -> int:
-  n = 0
-  for eqn in jaxpr.eqns:
-    n += eqn.primitive.name == primitive
-    for sub in jax.core.jaxprs_in_params(eqn.params):
-      n += _count(sub, primitive)
-  return n
-
-
 def _convs(objectives_cfg, teacher=True) -> int:
   *_, step, state, batch = _setup(objectives_cfg, teacher)
   jaxpr = jax.make_jaxpr(step)(state, batch, jax.random.PRNGKey(0))
-  return _count(jaxpr.jaxpr, "conv_general_dilated")
+  return builders.count_primitive(jaxpr.jaxpr, "conv_general_dilated")
 
 
 def test_the_teacher_runs_once_per_step_whatever_reads_it(monkeypatch):
@@ -153,6 +144,27 @@ def test_the_teacher_runs_once_per_step_whatever_reads_it(monkeypatch):
   baselines = _convs({"ce": {}, "dist": {}, "nkd": {}, "wttm": {}, "ctkd": {},
                       "dkd": dict(logit_stand=True)})
   assert baselines == one_reader
+  # ReviewKD adds its ABFs' convolutions (forward, and backward to their parameters and the
+  # student's maps), not the teacher's.
+  student, t_model, sv, tv, objs, step, state, batch = _setup({"reviewkd": {}})
+  obj, adapter = objs[0], objs[0].method.adapter()
+  s_maps, t_maps = obj.select(*_outputs(student, t_model, sv, tv, batch))
+
+  def abf_loss(params, s_maps):
+    return sum(jnp.sum(m) for m in adapter.apply(
+        {"params": params, "batch_stats": state.objective_state["reviewkd"]["batch_stats"]},
+        s_maps, t_maps, True, mutable=["batch_stats"])[0][0])
+
+  abf = builders.count_primitive(jax.make_jaxpr(jax.grad(abf_loss, argnums=(0, 1)))(
+      state.params["adapters"]["reviewkd"], s_maps).jaxpr, "conv_general_dilated")
+  assert abf > 0 and _convs({"ce": {}, "kd": {}, "reviewkd": {}}) == one_reader + abf
+
+
+def _outputs(student, t_model, sv, tv, batch):
+  """The student's and the teacher's outputs on ``batch`` (as the objectives read them)."""
+  zs, fs = student.apply(sv, batch["image"], train=False)
+  zt, ft = t_model.apply(tv, batch["image"], train=False)
+  return Outputs(zs, fs), {"t": Outputs(zt, ft)}
 
 
 def test_ctkd_trains_its_temperature_against_the_student():

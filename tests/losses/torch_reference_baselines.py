@@ -10,9 +10,12 @@ below, with only the framework plumbing (registries, ``.cuda()``) removed.
   CTKD   zhengli97/CTKD @7d52522  models/temp_global.py, distiller_zoo/{KD,DKD}.py,
          train_student.py (CosineDecay), helper/loops.py (temp = t_start + t_end * sigmoid)
   ReviewKD  megvii-research/mdistiller @a08d46f  mdistiller/distillers/ReviewKD.py
+  MLKD   sunshangquan/logit-standardization-KD @f6e5aa5  mdistiller/distillers/MLKD.py (which
+         is Jin-Ying/Multi-Level-Logit-Distillation @5ee473f KD_ours.py plus logit_stand)
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -333,3 +336,233 @@ class ReviewKD(nn.Module):
             * min(epoch / self.warmup_epochs, 1.0)
             * hcl_loss(results, features_teacher)
         )
+
+
+# ---- MLKD (sunshangquan/logit-standardization-KD @f6e5aa5 mdistiller/distillers/MLKD.py: the
+# losses verbatim (``normalize`` is the same as above) and MLKD.forward_train without the
+# networks: it takes the four logits. With logit_stand=False it is Jin-Ying/Multi-Level-Logit-
+# Distillation @5ee473f KD_ours.forward_train line for line.) ----
+def _mlkd_normalize(logit):
+    mean = logit.mean(dim=-1, keepdims=True)
+    stdv = logit.std(dim=-1, keepdims=True)
+    return (logit - mean) / (1e-7 + stdv)
+
+def mlkd_kd_loss(logits_student_in, logits_teacher_in, temperature, reduce=True, logit_stand=False):
+    logits_student = _mlkd_normalize(logits_student_in) if logit_stand else logits_student_in
+    logits_teacher = _mlkd_normalize(logits_teacher_in) if logit_stand else logits_teacher_in
+
+    log_pred_student = F.log_softmax(logits_student / temperature, dim=1)
+    pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+    if reduce:
+        loss_kd = F.kl_div(log_pred_student, pred_teacher, reduction="none").sum(1).mean()
+    else:
+        loss_kd = F.kl_div(log_pred_student, pred_teacher, reduction="none").sum(1)
+    loss_kd *= temperature**2
+    return loss_kd
+
+
+def cc_loss(logits_student, logits_teacher, temperature, reduce=True):
+    batch_size, class_num = logits_teacher.shape
+    pred_student = F.softmax(logits_student / temperature, dim=1)
+    pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+    student_matrix = torch.mm(pred_student.transpose(1, 0), pred_student)
+    teacher_matrix = torch.mm(pred_teacher.transpose(1, 0), pred_teacher)
+    if reduce:
+        consistency_loss = ((teacher_matrix - student_matrix) ** 2).sum() / class_num
+    else:
+        consistency_loss = ((teacher_matrix - student_matrix) ** 2) / class_num
+    return consistency_loss
+
+
+def bc_loss(logits_student, logits_teacher, temperature, reduce=True):
+    batch_size, class_num = logits_teacher.shape
+    pred_student = F.softmax(logits_student / temperature, dim=1)
+    pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+    student_matrix = torch.mm(pred_student, pred_student.transpose(1, 0))
+    teacher_matrix = torch.mm(pred_teacher, pred_teacher.transpose(1, 0))
+    if reduce:
+        consistency_loss = ((teacher_matrix - student_matrix) ** 2).sum() / batch_size
+    else:
+        consistency_loss = ((teacher_matrix - student_matrix) ** 2) / batch_size
+    return consistency_loss
+
+
+class MLKD:
+    def __init__(self, temperature, ce_loss_weight, kd_loss_weight, logit_stand):
+        self.temperature = temperature
+        self.ce_loss_weight = ce_loss_weight
+        self.kd_loss_weight = kd_loss_weight
+        self.logit_stand = logit_stand
+
+    def forward_train(self, logits_student_weak, logits_student_strong, logits_teacher_weak,
+                      logits_teacher_strong, target):
+        batch_size, class_num = logits_student_strong.shape
+
+        pred_teacher_weak = F.softmax(logits_teacher_weak.detach(), dim=1)
+        confidence, pseudo_labels = pred_teacher_weak.max(dim=1)
+        confidence = confidence.detach()
+        conf_thresh = np.percentile(
+            confidence.cpu().numpy().flatten(), 50
+        )
+        mask = confidence.le(conf_thresh).bool()
+
+        class_confidence = torch.sum(pred_teacher_weak, dim=0)
+        class_confidence = class_confidence.detach()
+        class_confidence_thresh = np.percentile(
+            class_confidence.cpu().numpy().flatten(), 50
+        )
+        class_conf_mask = class_confidence.le(class_confidence_thresh).bool()
+
+        # losses
+        loss_ce = self.ce_loss_weight * (F.cross_entropy(logits_student_weak, target) + F.cross_entropy(logits_student_strong, target))
+        loss_kd_weak = self.kd_loss_weight * ((mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            self.temperature,
+            # reduce=False
+            logit_stand=self.logit_stand,
+        ) * mask).mean()) + self.kd_loss_weight * ((mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            3.0,
+            # reduce=False
+            logit_stand=self.logit_stand,
+        ) * mask).mean()) + self.kd_loss_weight * ((mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            5.0,
+            # reduce=False
+            logit_stand=self.logit_stand,
+        ) * mask).mean()) + self.kd_loss_weight * ((mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            2.0,
+            # reduce=False
+            logit_stand=self.logit_stand,
+        ) * mask).mean()) + self.kd_loss_weight * ((mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            6.0,
+            # reduce=False
+            logit_stand=self.logit_stand,
+        ) * mask).mean())
+
+        loss_kd_strong = self.kd_loss_weight * mlkd_kd_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            self.temperature,
+            logit_stand=self.logit_stand,
+        ) + self.kd_loss_weight * mlkd_kd_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            3.0,
+            logit_stand=self.logit_stand,
+        ) + self.kd_loss_weight * mlkd_kd_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            5.0,
+            logit_stand=self.logit_stand,
+        ) + self.kd_loss_weight * mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            2.0,
+            logit_stand=self.logit_stand,
+        ) + self.kd_loss_weight * mlkd_kd_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            6.0,
+            logit_stand=self.logit_stand,
+        )
+
+        loss_cc_weak = self.kd_loss_weight * ((cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            self.temperature,
+            # reduce=False
+        ) * class_conf_mask).mean()) + self.kd_loss_weight * ((cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            3.0,
+        ) * class_conf_mask).mean()) + self.kd_loss_weight * ((cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            5.0,
+        ) * class_conf_mask).mean()) + self.kd_loss_weight * ((cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            2.0,
+        ) * class_conf_mask).mean()) + self.kd_loss_weight * ((cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            6.0,
+        ) * class_conf_mask).mean())
+        loss_cc_strong = self.kd_loss_weight * cc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            self.temperature,
+        ) + self.kd_loss_weight * cc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            3.0,
+        ) + self.kd_loss_weight * cc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            5.0,
+        ) + self.kd_loss_weight * cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            2.0,
+        ) + self.kd_loss_weight * cc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            6.0,
+        )
+        loss_bc_weak = self.kd_loss_weight * ((bc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            self.temperature,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            3.0,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            5.0,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            2.0,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_weak,
+            logits_teacher_weak,
+            6.0,
+        ) * mask).mean())
+        loss_bc_strong = self.kd_loss_weight * ((bc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            self.temperature,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            3.0,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            5.0,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            2.0,
+        ) * mask).mean()) + self.kd_loss_weight * ((bc_loss(
+            logits_student_strong,
+            logits_teacher_strong,
+            6.0,
+        ) * mask).mean())
+        losses_dict = {
+            "loss_ce": loss_ce,
+            "loss_kd": loss_kd_weak + loss_kd_strong,
+            "loss_cc": loss_cc_weak,
+            "loss_bc": loss_bc_weak
+        }
+        return losses_dict

@@ -56,6 +56,30 @@ BASELINES = {
     "wttm": {"ce": dict(weight=1.0), "wttm": dict(weight=4.0, gamma=0.2)},
     "reviewkd": {"ce": dict(weight=1.0), "reviewkd": dict(weight=5.0)},
 }
+# MLKD: CE on each view, and its authors' solver (MLKD_SOLVER).
+MLKD = {
+    "mlkd": {"ce": dict(weight=0.1), "ce_strong": dict(loss="ce", weight=0.1, view="strong"),
+             "mlkd": dict(weight=0.9)},
+    "mlkd_ls": {"ce": dict(weight=0.1), "ce_strong": dict(loss="ce", weight=0.1, view="strong"),
+                "mlkd": dict(weight=9.0, temperature=2.0, logit_stand=True)},
+}
+# (config, pair) -> (epochs, lr): Multi-Level-Logit-Distillation configs/cifar100/ours/*.yaml,
+# logit-standardization-KD configs/cifar100/mlkd/*.yaml.
+MLKD_SOLVER = {("mlkd", None): (240, 0.025), ("mlkd", "resnet32x4-ShuffleV1"): (960, 0.01),
+               ("mlkd", "vgg13-MobileNetV2"): (480, 0.01), ("mlkd_ls", None): (480, 0.025),
+               ("mlkd_ls", "vgg13-vgg8"): (480, 0.01),
+               ("mlkd_ls", "resnet32x4-ShuffleV2"): (960, 0.01)}
+
+
+@pytest.mark.parametrize("method,pair", sorted(MLKD_SOLVER, key=str))
+def test_mlkd_configs_have_their_authors_solver_and_a_strong_view(method, pair):
+  c = load_config(f"configs/cifar100/{method}.py", pair)
+  assert (c.num_epochs, c.optimizer.lr) == MLKD_SOLVER[(method, pair)]
+  assert (c.batch_size, tuple(c.optimizer.decay_epochs)) == (64, (150, 180, 210))
+  if pair is None:
+    assert c.objectives.to_dict() == MLKD[method]
+  assert c.objectives.ce_strong.view == "strong"
+  config_lib.validate(c)
 
 
 @pytest.mark.parametrize("method", sorted(BASELINES))
@@ -144,11 +168,13 @@ def _last_report(out: str, step: int) -> dict[str, float]:
   return {k: float(v) for k, v in re.findall(r"train/(\w+)=([-+.\w]+)", lines[-1])}
 
 
-# The logit baselines read only logits: one run holds all of them (one compilation).
+# The logit baselines read only logits: one run holds all of them (one compilation), MLKD's
+# strong view (made once, read by both MLKD objectives and their CE) too.
 ALL_BASELINES = {"ce": dict(weight=1.0), **{
-    f"{name}_{o}": dict(v, loss=o) for name in ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_dkd",
-                                                "nkd", "wttm")
-    for o, v in BASELINES[name].items() if o != "ce"}}
+    f"{name}_{o}": dict(v, loss=v.get("loss", o)) for name, table in (
+        *((n, BASELINES[n]) for n in ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_dkd", "nkd",
+                                      "wttm")), *MLKD.items())
+    for o, v in table.items() if o != "ce"}}
 
 
 @pytest.mark.slow

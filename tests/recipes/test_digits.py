@@ -66,8 +66,14 @@ def test_baselines_job_runs_every_logit_baseline_beside_scratch_kd_and_crd_over_
 def test_baselines_job_with_scarce_labels_leaves_out_the_methods_that_read_every_label():
   runs = config_lib.validated_runs(load_config("configs/digits/baselines.py", "0.1"))
   assert {n.rsplit("_seed", 1)[0] for n in runs} == {
-      "teacher", "scratch", "kd", "crd", "dist", "kd_ls", "ctkd", "ctkd_ls", "wttm", "reviewkd"}
+      "teacher", "scratch", "kd", "crd", "dist", "kd_ls", "ctkd", "ctkd_ls", "wttm", "mlkd",
+      "mlkd_ls", "reviewkd"}
   assert runs["wttm_seed0"].data.labeled_fraction == 0.1
+  assert (runs["mlkd_seed1"].data.augment_on, runs["mlkd_seed1"].data.labeled_fraction) == (
+      "device", 0.1)
+  # MLKD's authors train at half RepDistiller's learning rate: so does the digits job.
+  assert runs["mlkd_ls_seed0"].optimizer.lr == pytest.approx(0.025)
+  assert runs["kd_seed0"].optimizer.lr == 0.05
 
 
 def test_a_jobs_teacher_cache_applies_to_the_runs_that_read_teachers():

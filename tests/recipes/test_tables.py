@@ -26,7 +26,8 @@ def test_the_transcribed_tables_hold_13_pairs_and_their_cells():
       "teacher": 79.42, "student": 72.50, "kd": 73.33, "fitnet": 73.50, "at": 73.44, "sp": 72.94,
       "cc": 72.97, "vid": 73.09, "rkd": 71.90, "pkt": 73.64, "ab": 73.17, "ft": 72.86,
       "fsp": 72.62, "nst": 73.30, "crd": 75.51, "dkd": 76.32, "dist": 76.31, "wttm": 76.06,
-      "kd_ls": 76.62, "dkd_ls": 77.01, "ctkd": 73.39, "ctkd_ls": 76.67}
+      "kd_ls": 76.62, "dkd_ls": 77.01, "ctkd": 73.39, "ctkd_ls": 76.67, "mlkd": 77.08,
+      "mlkd_ls": 78.28}
   assert table["wrn_40_2-ShuffleV1"]["crd"] == 76.05 and "fsp" not in table["vgg13-MobileNetV2"]
   assert sum("dkd" in cells for cells in table.values()) == 11
 
@@ -91,6 +92,19 @@ def test_the_baselines_are_rows_with_their_authors_numbers_and_settings():
       "ce": {"weight": 1.0}, "reviewkd": {"weight": 5.0}}
 
 
+def test_mlkd_rows_have_the_logit_standardization_readmes_numbers_and_the_authors_solver():
+  c = load_config("configs/cifar100/table.py", "resnet32x4-resnet8x4+vgg13-vgg8,mlkd+mlkd_ls,1")
+  rows = {(t, r): v for t, r, _, v in c.published}
+  assert (rows[("resnet32x4-resnet8x4", "mlkd")], rows[("resnet32x4-resnet8x4", "mlkd_ls")],
+          rows[("vgg13-vgg8", "mlkd_ls")]) == (77.08, 78.28, 75.22)
+  runs = config_lib.validated_runs(c)
+  mlkd, mlkd_ls = runs["resnet32x4-resnet8x4-mlkd_seed0"], runs["vgg13-vgg8-mlkd_ls_seed0"]
+  assert (mlkd.num_epochs, mlkd.optimizer.lr) == (240, 0.025)
+  assert (mlkd_ls.num_epochs, mlkd_ls.optimizer.lr) == (480, 0.01)
+  assert mlkd_ls.objectives.mlkd.to_dict() == {"weight": 6.0, "temperature": 2.0,
+                                               "logit_stand": True}
+
+
 def test_cub_dogs_job_carries_cfls_readme_numbers():
   c = load_config("configs/amalgamation/cub_dogs.py")
   assert [r[1:] for r in c.published] == [
@@ -122,15 +136,16 @@ def test_the_table_puts_each_measurement_beside_its_published_number():
 
 @pytest.mark.slow
 def test_the_cifar100_table_job_runs_end_to_end_on_mock_data(tmp_path, capsys):
-  """2 pairs x 4 methods (one of them a logit baseline of 2022-2024) x 2 seeds, 2 steps per
-  run (every run's model made resnet8: the job and its table are what is tested, not the
-  architectures)."""
+  """2 pairs x 4 methods (KD, ReviewKD, the student alone, MLKD with its own solver and its
+  strong view) x 2 seeds, 2 steps per run (every run's model made resnet8 and its epochs 1:
+  the job and its table are what is tested, not the architectures)."""
   c = load_config("configs/cifar100/table.py",
-                  "wrn_40_2-wrn_16_2+wrn_40_2-wrn_40_1,kd+at+student+dist,2")
+                  "wrn_40_2-wrn_16_2+wrn_40_2-wrn_40_1,kd+reviewkd+student+mlkd,2")
   c.batch_size, c.num_epochs, c.log_every_steps = 8, 1, 1
   c.data.num_train_examples, c.data.num_eval_examples = 16, 8
   for run in c.runs.values():
     run["model"] = "resnet8"
+    run["num_epochs"] = 1  # MLKD's runs set their authors' 240.
     for t in run.get("teachers", {}).values():
       t["model"] = "resnet8"
   with tfds.testing.mock_data(num_examples=16):
@@ -146,10 +161,11 @@ def test_the_cifar100_table_job_runs_end_to_end_on_mock_data(tmp_path, capsys):
   assert by_cell[("wrn_40_2-wrn_40_1", "teacher")]["seeds"] == 1
   md = (tmp_path / "table.md").read_text().splitlines()
   assert md[2].startswith("| table | row | published % | measured % (mean ± std) | best epoch")
-  assert len(md) == 4 + 10  # 2 pairs x (teacher, kd, at, student, dist)
-  assert "| wrn_40_2-wrn_40_1 | at | 72.77 | " in "\n".join(md)
+  assert len(md) == 4 + 10  # 2 pairs x (teacher, kd, reviewkd, student, mlkd)
+  assert "| wrn_40_2-wrn_40_1 | mlkd | 75.35 | " in "\n".join(md)
+  assert by_cell[("wrn_40_2-wrn_40_1", "reviewkd")]["published"] is None
   # Each run's best evaluation beside its last (one epoch here: the same evaluation).
-  dist = by_cell[("wrn_40_2-wrn_16_2", "dist")]
-  assert dist["published"] == 75.51 and dist["best"] == pytest.approx(dist["measured"])
-  run = summary["runs"]["wrn_40_2-wrn_16_2-dist_seed0"]
+  mlkd = by_cell[("wrn_40_2-wrn_16_2", "mlkd")]
+  assert mlkd["published"] == 76.63 and mlkd["best"] == pytest.approx(mlkd["measured"])
+  run = summary["runs"]["wrn_40_2-wrn_16_2-mlkd_seed0"]
   assert run["best_test_accuracy"] == run["test_accuracy"] and run["best_epoch"] == 1

@@ -39,11 +39,11 @@ CASES = {
     "loss": (lambda c: c.update(objectives={"kdd": dict(weight=1.0)}),
              "config.objectives.kdd: unknown loss 'kdd'; valid: ab, adain, ama, at, cc, ce, cfl, crd, "
              "ctkd, dist, dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, mean_matching, "
-             "nkd, nst, pkt, reviewkd, rkd, soft_ce, sp, stat_matching, teacher_head, vid, wttm (a "
-             "method of your own: config.method_modules)"),
+             "mlkd, nkd, nst, pkt, reviewkd, rkd, soft_ce, sp, stat_matching, teacher_head, vid, "
+             "wttm (a method of your own: config.method_modules)"),
     "hyperparameter": (lambda c: c.update(objectives={"ce": dict(weight=1.0, temprature=4.0)}),
                        "config.objectives.ce: unknown field(s) temprature for loss 'ce'; valid: "
-                       "weight, loss, label_smoothing"),
+                       "weight, loss, view, label_smoothing"),
     "objective_teacher": (lambda c: c.update(objectives={"kd": dict(weight=1.0, teacher="nobody")}),
                           "config.objectives.kd.teacher: 'nobody' is not a configured teacher "
                           "(config.teachers: none)"),
