@@ -165,18 +165,23 @@ def view_makers(objectives: Sequence[Objective]) -> dict[str, Objective]:
 def check_views(objectives: Sequence[Objective], augment: Any) -> None:
   """One-line errors, at plan time, for views that cannot be had: an objective reading a view
   no objective makes, a view its method cannot make from this data (``augment``: the data's
-  device augmentation, None where the host augments), views beside a changed batch."""
+  device augmentation, None where the host augments), views beside a changed batch, a view
+  read or made by a method with an initialisation phase (its phase steps make none)."""
   makers = view_makers(objectives)
   for obj in objectives:
+    if (obj.view or obj.method.views) and obj.init_epochs > 0:
+      raise KdJaxError(f"config.objectives.{obj.name}: {obj.name} has an initialisation "
+                       f"phase (init_epochs={obj.init_epochs}), whose steps read the loader's "
+                       f"batch alone; it cannot read or make another view ({obj.view or ', '.join(obj.method.views)})")
     if obj.view and obj.view not in makers:
       raise KdJaxError(f"config.objectives.{obj.name}.view: no objective makes a view "
                        f"{obj.view!r} (views made: {', '.join(sorted(makers)) or 'none'})")
+  changing = [o.name for o in objectives if methods.transforms_batch(o.method)]
   for view, obj in makers.items():
     try:
       obj.method.check_view(view, augment)
     except ValueError as err:
       raise KdJaxError(f"config.objectives.{obj.name}: {err}") from None
-    changing = [o.name for o in objectives if methods.transforms_batch(o.method)]
     if changing:
       raise KdJaxError(f"config.objectives.{obj.name}: its view {view!r} is made from the "
                        f"loader's batch, which {changing[0]} changes (transform_batch); a run "

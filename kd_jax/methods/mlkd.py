@@ -83,13 +83,13 @@ class MLKD(Method):
     zs_s, zt_s = strong_student.logits, strong_teacher.logits
     f, f_c = confidence_fractions(zt_w)
     stand = losses.logit_standardize if self.logit_stand else (lambda z: z)
-
-    def kd(zs, zt, t):
-      return losses.kd(stand(zs), stand(zt), temperature=t)
-
+    # Standardized once per view (MLKD+LS); the reference's weak terms at T = 2, 6, counted
+    # twice, are computed once.
+    ks_w, kt_w, ks_s, kt_s = stand(zs_w), stand(zt_w), stand(zs_s), stand(zt_s)
     ts = (self.temperature, 3.0, 5.0, 2.0, 6.0)
-    loss_kd = (f * sum(kd(zs_w, zt_w, t) for t in ts)
-               + sum(kd(zs_s, zt_s, t) for t in ts[:3]) + sum(kd(zs_w, zt_w, t) for t in ts[3:]))
+    weak = [losses.kd(ks_w, kt_w, temperature=t) for t in ts]
+    strong = [losses.kd(ks_s, kt_s, temperature=t) for t in ts[:3]]
+    loss_kd = f * sum(weak) + sum(strong) + weak[3] + weak[4]
     loss_cc = f_c * sum(losses.class_consistency(zs_w, zt_w, temperature=t) for t in ts)
     loss_bc = f * sum(losses.batch_consistency(zs_w, zt_w, temperature=t) for t in ts)
     return loss_kd + loss_cc + loss_bc

@@ -113,6 +113,10 @@ def _digits_job(objectives, **data):
     ({"ce": {}, "mlkd": {}, "function_matching": {}}, dict(augment_on="device"),
      r"^\[kd\] config\.objectives\.mlkd: its view 'strong' is made from the loader's batch, "
      r"which function_matching changes \(transform_batch\); a run can have one of them$"),
+    ({"ce": {}, "mlkd": {}, "ft": dict(view="strong")}, dict(augment_on="device"),
+     r"^\[kd\] config\.objectives\.ft: ft has an initialisation phase \(init_epochs=30\), "
+     r"whose steps read the loader's batch alone; it cannot read or make another view "
+     r"\(strong\)$"),
 ])
 def test_views_that_cannot_be_had_are_refused_before_anything_trains(objectives, data, message,
                                                                    tmp_path):
