@@ -10,6 +10,7 @@ input gradient (stride 1; strided: ``dy x kernel^T`` with each tap placed back b
 padding, 2.5x faster than XLA's transpose for ResNet's 3x3 stride-2 at 32x32), and
 ``patches^T x dy`` summed over the chunks for the weight gradient. The patches are one
 gather, which XLA fuses; where the whole batch's patches fit one chunk there is no loop.
+1x1 stride-1 convolutions are one matmul over all pixels for each of the three products.
 Large 3x3 stride-1 float32 convolutions (CIFAR ResNets' 64-256 channels at batch 64; all
 three products) take Winograd's F(2x2, 3x3) instead (``kd_jax.models.winograd``: 2.25x fewer
 multiply-adds). Grouped convolutions keep XLA's
@@ -150,7 +151,22 @@ def _winograd(input_shape, kernel_shape, dtype, strides, padding, groups) -> boo
                                              groups, dtype)
 
 
+def _pointwise(kernel_shape, strides, padding, groups: int) -> bool:
+  """A 1x1 convolution with stride 1, no padding, ungrouped: a plain matmul over pixels
+  (the patch path's chunks only add a loop there)."""
+  return (tuple(kernel_shape[:2]) == (1, 1) and tuple(strides) == (1, 1) and groups == 1
+          and all(p == 0 for pair in padding for p in pair))
+
+
+def _pixel_matmul(x: jax.Array, m: jax.Array) -> jax.Array:
+  """[N, H, W, C] x [C, D] -> [N, H, W, D], accumulated in float32, in x and m's type."""
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), m, preferred_element_type=jnp.float32)
+  return y.astype(jnp.result_type(x, m)).reshape(*x.shape[:3], m.shape[-1])
+
+
 def _forward(x, w, strides, padding, groups):
+  if _pointwise(w.shape, strides, padding, groups):
+    return _pixel_matmul(x, w.reshape(w.shape[2:]))
   if _winograd(x.shape, w.shape, jnp.result_type(x, w), strides, padding, groups):
     return winograd.conv(x, w, padding)
   if _patchable(padding, groups):
@@ -178,6 +194,9 @@ def weight_gradient(x: jax.Array, dy: jax.Array, kernel: Sequence[int], strides,
   kh, kw = kernel
   n, ho, wo, co = dy.shape
   ci = x.shape[-1]
+  if _pointwise(kernel, strides, padding, groups):
+    return lax.dot_general(x.reshape(-1, ci), dy.reshape(-1, co), (((0,), (0,)), ((), ())),
+                           preferred_element_type=jnp.float32).reshape(1, 1, ci, co)
   if _winograd(x.shape, (kh, kw, ci, co), jnp.result_type(x, dy), strides, padding, groups):
     return winograd.weight_gradient(x, dy, padding)
   xp = _pad(x, padding)
@@ -249,6 +268,8 @@ def input_gradient(x: jax.Array, w: jax.Array, dy: jax.Array, strides, padding,
   flipped, transposed kernel (``im2col_conv``); strided, ``strided_input_gradient``.
   Grouped: XLA's own transpose."""
   kh, kw = w.shape[:2]
+  if _pointwise(w.shape, strides, padding, groups):
+    return _pixel_matmul(dy, w.reshape(w.shape[2:]).T)
   back = ((kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
           (kw - 1 - padding[1][0], kw - 1 - padding[1][1]))
   if tuple(strides) == (1, 1) and _patchable(back, groups):
