@@ -14,10 +14,14 @@ the median window, with the slowest and fastest; windows that spread more than
 * ``distill_step crd``: ``--distill crd -a 0 -b 0.8`` (CE + 0.8 * CRD: linear embeddings of the
   pooled features, the two 50,000 x 128 memory banks, ``--negatives`` 16,384 negatives at
   T = 0.07, momentum 0.5). The negatives' indices come with the batch, as from RepDistiller's
-  data loader, so their sampling is not timed (kd_jax samples them inside its step).
+  data loader, so their sampling is not timed (kd_jax samples them inside its step);
+* ``distill_step reviewkd``: mdistiller's ``ReviewKD`` (CE + 5 * HCL of the ABF chain after
+  warm-up): the student's stages and pooled feature fused from the deepest, against the
+  teacher's pre-activation stages and pooled feature; the ABFs train with the student.
 
 The networks and objectives are the test suite's PyTorch transcriptions
-(``tests/models/torch_reference.py``, ``tests/losses/torch_reference.py``), which the
+(``tests/models/torch_reference.py``, ``tests/losses/torch_reference.py``,
+``tests/losses/torch_reference_baselines.py``), which the
 conversion and loss tests check kd_jax against. Needs ``pip install -e ".[test]"`` (torch);
 run from the repository root. Prints a table, then one JSON object per measurement.
 """
@@ -38,6 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from kd_jax.bench import timing  # noqa: E402
 from tests.losses import torch_reference as losses_ref  # noqa: E402
+from tests.losses import torch_reference_baselines as baselines_ref  # noqa: E402
 from tests.models import torch_reference as models_ref  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch", 64, "Batch size.")
@@ -113,8 +118,30 @@ def _steps(batch: int, negatives: int, bank: int, dtype: str = "float32"
     loss.backward()
     opt_crd.step()
 
+  # mdistiller's ReviewKD for resnet32x4 -> resnet8x4: the student's stages and pooled
+  # feature through the ABF chain against the teacher's pre-activation stages and pooled one.
+  channels = [*_WIDTHS[1:], _WIDTHS[-1]]
+  review = baselines_ref.ReviewKD(shapes=[1, 8, 16, 32], out_shapes=[1, 8, 16, 32],
+                                  in_channels=channels, out_channels=channels, weight=5.0,
+                                  warmup=20).train()
+  opt_review = sgd([*student.parameters(), *review.parameters()])
+
+  def reviewkd_step():
+    opt_review.zero_grad()
+    with cast():
+      with torch.no_grad():
+        _, feats_t = teacher(x)
+      logits, feats = student(x)
+      stages = [None] + [feats[f"stage{k}"] for k in (1, 2, 3)]  # The stem: left out.
+      stages_t = [None] + [feats_t[f"preact/stage{k}"] for k in (1, 2, 3)]
+      loss = F.cross_entropy(logits, y) + review(stages, feats["pooled"], stages_t,
+                                                 feats_t["pooled"], epoch=20)
+    loss.backward()
+    opt_review.step()
+
   return {("teacher_forward", "teacher"): teacher_forward, ("student_step", "ce"): student_step,
-          ("distill_step", "kd"): kd_step, ("distill_step", "crd"): crd_step}
+          ("distill_step", "kd"): kd_step, ("distill_step", "crd"): crd_step,
+          ("distill_step", "reviewkd"): reviewkd_step}
 
 
 def main(argv):
@@ -146,6 +173,13 @@ def main(argv):
           f"{rec['step_ms']:>10.1f} {100 * spread:>8.1f}"
           f"{f' (x{attempts})' if attempts > 1 else ''}"
           f"{' noisy' if spread > _MAX_SPREAD.value else ''}", flush=True)
+  ms = {(r["measurement"], r["method"]): r["step_ms"] for r in records}
+  base = ms[("teacher_forward", "teacher")] + ms[("student_step", "ce")]
+  print("overhead = distill_step / (teacher_forward + student_step), as kd_jax.benchmark:")
+  for rec in records:
+    if rec["measurement"] == "distill_step":
+      rec["overhead"] = round(rec["step_ms"] / base, 3)
+      print(f"  {rec['method']:<8} {rec['overhead']:.3f}")
   for rec in records:
     print(json.dumps(rec))
 

@@ -22,6 +22,9 @@ memory analysis of the compiled step: arguments + outputs + temporaries - donate
 
 ``overhead = distill_step / (teacher_forward + student_step)`` (time per step; the teacher
 term only when the step runs one): what distillation costs beyond running the two networks.
+The networks are timed again after the methods and their mean taken (a shared host's speed
+drifts over minutes); ``flops``, the same ratio in XLA's count of FLOPs, says how much
+arithmetic the method adds (adapters, another view), and ``per flop`` the overhead beyond it.
 With ``--teacher_cache`` also ``distill_step / (teacher_forward + cached_step)``: the cached
 step is the student step plus the objectives' own arithmetic, so this is what the step costs
 beyond the networks and the objectives (``overhead_beyond_objectives``).

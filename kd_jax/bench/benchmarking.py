@@ -65,6 +65,20 @@ def _compile(fn, *args, **jit_kw):
   return compiled, time.perf_counter() - t0
 
 
+def _flops(fn, *args) -> float | None:
+  """FLOPs of one call of ``fn`` by XLA's cost analysis of its lowered program with native
+  convolutions (the CPU path's chunked matmuls and Winograd transforms are not what a
+  convolution costs); None where the backend gives none."""
+  with conv_lib.native():
+    try:  # A fresh function: no trace cached with the CPU path's convolutions is reused.
+      analysis = jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()
+    except Exception:  # pylint: disable=broad-except  (a backend without cost analysis)
+      return None
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  return float(analysis["flops"]) if analysis and analysis.get("flops") else None
+
+
 def _memory(compiled) -> dict[str, Any]:
   out: dict[str, Any] = {}
   try:
@@ -138,11 +152,20 @@ class _Bench:
     }
 
   def time_steps(self, run_step: Callable[[Any], Any], carry) -> tuple[list[float], int]:
-    """Seconds per step of each window (``timing.time_windows``), and the attempts made."""
-    per_step, attempts, _ = timing.time_windows(
+    """Seconds per step of each window (``timing.time_windows``), and the attempts made.
+    The step stays ready to be timed again (``self.again``), from where it ended."""
+    per_step, attempts, carry = timing.time_windows(
         run_step, carry, steps=self.steps, windows=self.windows, warmup=self.warmup,
         wait=jax.block_until_ready, attempts=self.attempts, max_spread=self.max_spread)
+    self._last = (run_step, carry)
     return per_step, attempts
+
+  def again(self, measurement: str, method: str, timed_step) -> dict[str, Any]:
+    """A record of ``timed_step`` (a ``(run_step, carry)`` kept from ``time_steps``) timed
+    anew, marked ``repeat``."""
+    run_step, carry = timed_step
+    return self.record(measurement, method, self.time_steps(run_step, carry), None, {},
+                       repeat=True)
 
   def record(self, measurement: str, method: str, timed: tuple[Sequence[float], int],
              compile_s: float | None, memory: dict[str, Any], **extra) -> dict[str, Any]:
@@ -212,8 +235,10 @@ class _Bench:
                                    in_shardings=(self.repl, self.batch_sh, self.repl),
                                    out_shardings=(self.repl, self.repl), donate_argnums=(0,))
     memory = _memory(compiled)
+    flops = _flops(step, state, batch, rng)
     timed = self.time_steps(lambda s: compiled(s, batch, rng)[0], state)
-    return self.record(measurement, method, timed, compile_s, memory, **extra), (step, used)
+    return self.record(measurement, method, timed, compile_s, memory, flops=flops,
+                       **extra), (step, used)
 
   def _cached_step(self, objectives, state, rng, used, batch):
     """The step reading ``used`` teachers' outputs from the batch, and ``batch`` with the
@@ -251,8 +276,10 @@ class _Bench:
     token = jax.device_put(jnp.zeros((), jnp.float32), self.repl)
     compiled, compile_s = _compile(forward, tvars, self.float_images, token,
                                    in_shardings=(self.repl, self.batch_sh, self.repl))
+    flops = _flops(forward, tvars, self.float_images, token)
     timed = self.time_steps(lambda t: compiled(tvars, self.float_images, t)[1], token)
-    return self.record("teacher_forward", "+".join(used), timed, compile_s, _memory(compiled))
+    return self.record("teacher_forward", "+".join(used), timed, compile_s, _memory(compiled),
+                       flops=flops)
 
   def measure_pipeline(self, method: str, objectives, mock_data: bool,
                        with_step: bool = True) -> list[dict]:
@@ -345,45 +372,73 @@ def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
   return {run_name or "config": dict(config.objectives)}
 
 
-def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, teacher_cache: bool,
-                     print_fn) -> list[dict]:
+def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_timer,
+                     teacher_cache: bool, print_fn) -> list[dict]:
   """Each method's distill step (and, with ``teacher_cache``, its cached step) and the
-  teacher forward it needs, with overhead ratios printed; the records."""
+  teacher forward it needs; then the student step and the teacher forwards timed again
+  (a busy host drifts within a benchmark); overhead ratios against the mean of the two
+  timings of each, printed; the records."""
   records = []
   teacher_recs: dict[tuple[str, ...], dict] = {}
-  overheads, speedups = [], []
+  teacher_timers: dict[tuple[str, ...], Any] = {}
+  measured, cached_recs = [], {}
   for method, objectives_cfg in method_cfgs.items():
     objectives = bench.parse(objectives_cfg)
     used = tuple(teachers_lib.used(objectives))
     if used and used not in teacher_recs:
       teacher_recs[used] = bench.measure_teachers(used)
+      teacher_timers[used] = bench._last  # pylint: disable=protected-access
       records.append(teacher_recs[used])
     rec, _ = bench.measure_step("distill_step", method, objectives)
-    base_ms = student_rec["step_ms"] + (teacher_recs[used]["step_ms"] if used else 0.0)
-    rec["overhead"] = round(rec["step_ms"] / base_ms, 3)
     rec["teacher_in_step"] = bool(used)
     records.append(rec)
-    overheads.append((method, rec, used))
+    measured.append((method, rec, used))
     if teacher_cache and used:
       cached, _ = bench.measure_step("cached_step", method, objectives, cached=True)
       cached["speedup_vs_distill_step"] = round(rec["step_ms"] / cached["step_ms"], 3)
+      cached_recs[method] = cached
+      records.append(cached)
+  # The networks alone again, after the methods: the ratios use the mean of both timings.
+  again = bench.again("student_step", "ce", student_timer)
+  records.append(again)
+  student_ms = (student_rec["step_ms"] + again["step_ms"]) / 2
+  teacher_ms = {}
+  for used, rec in teacher_recs.items():
+    rep = bench.again("teacher_forward", rec["method"], teacher_timers[used])
+    records.append(rep)
+    teacher_ms[used] = (rec["step_ms"] + rep["step_ms"]) / 2
+  for method, rec, used in measured:
+    base_ms = student_ms + (teacher_ms[used] if used else 0.0)
+    rec["overhead"] = round(rec["step_ms"] / base_ms, 3)
+    base_flops = [student_rec["flops"]] + ([teacher_recs[used]["flops"]] if used else [])
+    if rec["flops"] and all(base_flops):
+      # The arithmetic the method adds (adapters, other views, the loss) beside the two
+      # networks', and the time per FLOP of the step beside theirs.
+      rec["flop_ratio"] = round(rec["flops"] / sum(base_flops), 3)
+      rec["overhead_per_flop"] = round(rec["overhead"] / rec["flop_ratio"], 3)
+    if method in cached_recs and used:
       # The cached step is the student step plus the objectives' own arithmetic.
       rec["overhead_beyond_objectives"] = round(
-          rec["step_ms"] / (teacher_recs[used]["step_ms"] + cached["step_ms"]), 3)
-      records.append(cached)
-      speedups.append((method, cached["speedup_vs_distill_step"]))
-  if speedups:
+          rec["step_ms"] / (teacher_ms[used] + cached_recs[method]["step_ms"]), 3)
+  if cached_recs:
     print_fn("teacher cache: distill_step / cached_step (teacher outputs read from the batch):")
-    for method, ratio in speedups:
-      print_fn(f"  {method:<8} {ratio:.2f}x")
-  print_fn("overhead = distill_step / (teacher_forward + student_step)" + (
-      "; beyond the objectives' own arithmetic: distill_step / (teacher_forward + cached_step)"
-      if speedups else "") + ":")
-  for method, rec, used in overheads:
+    for method, cached in cached_recs.items():
+      print_fn(f"  {method:<8} {cached['speedup_vs_distill_step']:.2f}x")
+  print_fn("overhead = distill_step / (teacher_forward + student_step) in time (each network "
+           "timed before and after the methods: their mean); flops: the same ratio in FLOPs "
+           "(XLA's count: what the method adds, e.g. adapters, other views); per flop: "
+           "overhead / flops" + (
+               "; beyond objectives: distill_step / (teacher_forward + cached_step)"
+               if cached_recs else "") + ":")
+  print_fn(f"  {'method':<8} {'overhead':>8} {'flops':>6} {'per flop':>8}"
+           f"{'  beyond objectives' if cached_recs else ''}")
+  for method, rec, used in measured:
     note = "" if used else "  (no teacher in the main step: its objective acts in a phase)"
     beyond = rec.get("overhead_beyond_objectives")
-    print_fn(f"  {method:<8} {rec['overhead']:.3f}{'' if beyond is None else f'   {beyond:.3f}'}"
-             f"{note}")
+    ratio, per = rec.get("flop_ratio"), rec.get("overhead_per_flop")
+    print_fn(f"  {method:<8} {rec['overhead']:>8.3f} {'-' if ratio is None else f'{ratio:.3f}':>6}"
+             f" {'-' if per is None else f'{per:.3f}':>8}"
+             f"{'' if beyond is None else f'  {beyond:>18.3f}'}{note}")
   return records
 
 
@@ -422,8 +477,10 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   records = []
   student_rec, _ = bench.measure_step("student_step", "ce",
                                       bench.parse({"ce": {"weight": 1.0}}))
+  student_timer = bench._last  # pylint: disable=protected-access
   records.append(student_rec)
-  records += _measure_methods(bench, method_cfgs, student_rec, teacher_cache, print_fn)
+  records += _measure_methods(bench, method_cfgs, student_rec, student_timer, teacher_cache,
+                              print_fn)
   if pipeline:
     first = next(iter(method_cfgs))
     pipe = bench.measure_pipeline(first, bench.parse(method_cfgs[first]), mock_data)
