@@ -153,11 +153,11 @@ class _Bench:
 
   def time_steps(self, run_step: Callable[[Any], Any], carry) -> tuple[list[float], int]:
     """Seconds per step of each window (``timing.time_windows``), and the attempts made.
-    The step stays ready to be timed again (``self.again``), from where it ended."""
+    ``last_timed`` keeps the step and where it ended, to be timed again (``again``)."""
     per_step, attempts, carry = timing.time_windows(
         run_step, carry, steps=self.steps, windows=self.windows, warmup=self.warmup,
         wait=jax.block_until_ready, attempts=self.attempts, max_spread=self.max_spread)
-    self._last = (run_step, carry)
+    self.last_timed = (run_step, carry)
     return per_step, attempts
 
   def again(self, measurement: str, method: str, timed_step) -> dict[str, Any]:
@@ -387,7 +387,7 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
     used = tuple(teachers_lib.used(objectives))
     if used and used not in teacher_recs:
       teacher_recs[used] = bench.measure_teachers(used)
-      teacher_timers[used] = bench._last  # pylint: disable=protected-access
+      teacher_timers[used] = bench.last_timed
       records.append(teacher_recs[used])
     rec, _ = bench.measure_step("distill_step", method, objectives)
     rec["teacher_in_step"] = bool(used)
@@ -416,7 +416,7 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
       # networks', and the time per FLOP of the step beside theirs.
       rec["flop_ratio"] = round(rec["flops"] / sum(base_flops), 3)
       rec["overhead_per_flop"] = round(rec["overhead"] / rec["flop_ratio"], 3)
-    if method in cached_recs and used:
+    if method in cached_recs:
       # The cached step is the student step plus the objectives' own arithmetic.
       rec["overhead_beyond_objectives"] = round(
           rec["step_ms"] / (teacher_ms[used] + cached_recs[method]["step_ms"]), 3)
@@ -477,7 +477,7 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   records = []
   student_rec, _ = bench.measure_step("student_step", "ce",
                                       bench.parse({"ce": {"weight": 1.0}}))
-  student_timer = bench._last  # pylint: disable=protected-access
+  student_timer = bench.last_timed
   records.append(student_rec)
   records += _measure_methods(bench, method_cfgs, student_rec, student_timer, teacher_cache,
                               print_fn)
