@@ -35,8 +35,9 @@ setuptools.setup(
     extras_require={
         # PyTorch only converts teachers (kd_jax.convert); the tests check conversions.
         "torch": ["torch>=2.13.0"],
-        # The tests also execute the notebooks (nbclient with an IPython kernel).
-        "test": ["pytest>=9.0", "pytest-xdist>=3.8.0", "torch>=2.13.0", "nbclient>=0.11.0", "nbformat>=5.11.1",
-                 "ipykernel>=7.4.0"],
+        # The tests also execute the notebooks (nbclient with an IPython kernel) and check
+        # the ViTs against timm's (random weights; timm needs torchvision).
+        "test": ["pytest>=9.0", "pytest-xdist>=3.8.0", "torch>=2.14.1", "torchvision>=0.29.1",
+                 "timm>=1.0.31", "nbclient>=0.11.0", "nbformat>=5.11.1", "ipykernel>=7.4.0"],
     },
 )

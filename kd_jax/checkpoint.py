@@ -416,7 +416,8 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
       raise KdJaxError(f"cannot read the checkpoint {folder}/{step}: "
                        f"{first_line(err)[:200]}") from None
   params = tree["params"]["student"] if item == "state" else tree["params"]
-  return {"params": params, "batch_stats": tree["batch_stats"]}, meta
+  # A model without BatchNorm (a ViT) has no statistics; one converted from timm none saved.
+  return {"params": params, "batch_stats": tree.get("batch_stats") or {}}, meta
 
 
 def save_model_variables(workdir: str, variables: dict[str, Any], meta: dict[str, Any]) -> str:

@@ -67,6 +67,7 @@ def optimizer_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9
   c.nesterov = False
   c.weight_decay = 5e-4
+  c.decay = "all"     # all | timm: none on biases, norm scales, tokens and position embeddings (DeiT).
   c.schedule = "step"  # step | cosine | constant.
   c.decay_epochs = (150, 180, 210)  # step: lr *= decay_factor after these epochs.
   c.decay_factor = 0.1
@@ -418,6 +419,8 @@ def _check_optimizer(opt, where: str) -> None:
                        f"student or adapters (e.g. student/fc, adapters/<objective>)")
     if not isinstance(scale, (int, float)) or scale < 0:
       raise KdJaxError(f"{where}.lr_scale.{prefix} must be a number >= 0, got {scale!r}")
+  if opt.get("decay", "all") not in ("all", "timm"):
+    raise KdJaxError(f"{where}.decay must be all or timm, got {opt.decay!r}")
   clip = opt.get("clip_norm", 0.0)
   if not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0:
     raise KdJaxError(f"{where}.clip_norm must be a number >= 0 (0: no clipping), got {clip!r}")

@@ -387,6 +387,9 @@ def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any, Any
     t_vars[n], t_out[n] = shapes.outputs(
         module, (t.model, t.num_classes, sorted(t.heads.items()), t.head, c.dtype), input_shape)
   adapters.check_teacher_heads(plan.objectives, t_out, modules)
+  adapters.check_feature_kinds(plan.objectives, s_out, t_out, c.model,
+                         {n: t.model for n, t in plan.teachers.items()})
+  adapters.check_distillation_head(plan.objectives, s_out, c.model)
   example = example_batch(plan, host_inputs.specs(samplers, 2), 2)
   shape_of = lambda maps: [(m.shape, str(m.dtype)) for m in maps or []]
   params, state = {}, {}

@@ -17,6 +17,15 @@ if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(
       f for f in (os.environ.get("XLA_FLAGS", ""), "--xla_gpu_deterministic_ops=true") if f)
 
+# Triton (which timm loads through torchvision and torch._dynamo, in the ViT tests) crashes
+# the process with a segmentation fault when it loads after TensorFlow (each bundles its own
+# LLVM): a test process that imported TensorFlow first dies collecting them. Loaded first, both
+# work. The CPU build of torch has no triton.
+try:
+  import triton  # noqa: F401,E402  pylint: disable=unused-import
+except ImportError:
+  pass
+
 import pytest  # noqa: E402
 
 

@@ -386,6 +386,32 @@ MUTATIONS = {
         [("kd_jax/training/sharding.py", 'return Mesh(np.array(jax.devices()), ("data",))',
           'return Mesh(np.array(jax.local_devices()), ("data",))')],
         ["tests/training/test_multiprocess.py::test_two_processes_train_and_only_process_zero_writes"]),
+    "deit_soft_over_the_batch": (
+        "DeiT's soft term divides the summed KL by the batch (losses.kd) instead of the number "
+        "of logits B * K, the reference's 'legacy' reduction",
+        [("kd_jax/methods/deit.py",
+          "  return losses.kd(dist_logits, teacher_logits, temperature=tau) / dist_logits.shape[-1]",
+          "  return losses.kd(dist_logits, teacher_logits, temperature=tau)")],
+        ["tests/losses/test_vit_reference.py::test_deit_soft_distillation_matches_authors_code"]),
+    "deit_eval_class_head_only": (
+        "A distilled ViT's inference logits are its class head's instead of the mean of both "
+        "heads (DeiT's evaluation)",
+        [("kd_jax/models/vit.py", "    out = logits if train else (logits + dist_logits) / 2",
+          "    out = logits")],
+        ["tests/models/test_vit.py::test_converted_vit_matches_timm",
+         "tests/models/test_vit.py::"
+         "test_distilled_logits_are_the_class_head_in_training_and_the_mean_in_inference"]),
+    "vit_attention_unscaled": (
+        "The ViT's attention logits are q k^T without the 1 / sqrt(head dim) scale",
+        [("kd_jax/models/vit.py", 'jnp.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k)',
+          'jnp.einsum("bqhd,bkhd->bhqk", q, k)')],
+        ["tests/models/test_vit.py::test_converted_vit_matches_timm"]),
+    "vit_spatial_check_off": (
+        "A method comparing spatial maps is planned on a ViT side (and fails later, or reads "
+        "tokens as maps) instead of being refused in one line",
+        [("kd_jax/distill/adapters.py", '      if kind == "maps" and is_token_model(out):',
+          '      if False:')],
+        ["tests/recipes/test_vit.py::test_spatial_methods_are_refused_on_either_vit_side"]),
 }
 
 

@@ -89,6 +89,55 @@ def check_teacher_heads(objectives: Sequence[Objective], teachers: Mapping[str, 
       _check_teacher_head(obj, teachers, teacher_modules)
 
 
+def is_token_model(out: Outputs) -> bool:
+  """Whether these outputs are a vision transformer's: its features are tokens [B, T, D]."""
+  stem = out.features.get("stem")
+  return stem is not None and len(stem.shape) == 3
+
+
+def check_feature_kinds(objectives: Sequence[Objective], student: Outputs,
+                        teachers: Mapping[str, Outputs], student_model: str,
+                        teacher_models: Mapping[str, str]) -> None:
+  """One line for a method whose features must be CNN maps or ViT tokens on both sides
+  (``Method.feature_kind``) where a side has the other kind; student/teachers: their
+  outputs' shapes."""
+  for obj in objectives:
+    kind = obj.method.feature_kind
+    if kind is None:
+      continue
+    sides = [("student", student_model, student)] + [
+        (f"teacher {n!r}", teacher_models[n], teachers[n]) for n in obj.teachers]
+    for side, model, out in sides:
+      if kind == "maps" and is_token_model(out):
+        raise KdJaxError(
+            f"config.objectives.{obj.name}: loss {obj.loss!r} compares spatial maps [B, H, W, "
+            f"C] on both sides, but the {side} {model} is a vision transformer (tokens [B, T, "
+            f"D]); with a ViT use a logit method (kd, dkd, deit, ...), fitnet, or a method on "
+            f"pooled features (crd, rkd, pkt, cc, sp)")
+      if kind == "tokens" and not is_token_model(out):
+        raise KdJaxError(
+            f"config.objectives.{obj.name}: loss {obj.loss!r} reads a vision transformer's "
+            f"tokens [B, T, D] on both sides, but the {side} {model} is not a ViT")
+
+
+def check_distillation_head(objectives: Sequence[Objective], student: Outputs,
+                            student_model: str) -> None:
+  """One line for a distilled ViT student (a distillation token and head: ``logits/dist``)
+  that no objective trains through that head: its inference logits average both heads."""
+  if "logits/dist" not in student.features:
+    return
+  for obj in objectives:
+    spec = obj.student_feature
+    names = (spec,) if isinstance(spec, str) else tuple(spec or ())
+    if "logits/dist" in names and obj.weight > 0:
+      return
+  raise KdJaxError(
+      f"config.model: {student_model} has a distillation token and head that only an "
+      f"objective reading its logits/dist trains (objectives.deit), and its inference logits "
+      f"average both heads; add objectives.deit or train "
+      f"{student_model.replace('_distilled', '')}")
+
+
 def _check_teacher_head(obj: Objective, teachers: Mapping[str, Outputs],
                         teacher_modules: Mapping[str, Any]) -> None:
   where = f"config.objectives.{obj.name}"

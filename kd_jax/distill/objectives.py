@@ -113,8 +113,9 @@ class Objective:
       if state and "batch_stats" in state:
         variables["batch_stats"] = state["batch_stats"]
       kwargs = {"phase": phase} if _takes_phase(adapter) else {}
+      rngs = {"adapter": rng} if rng is not None else {}  # ViTKD's masking draws from it.
       (s_maps, t_maps), updates = adapter.apply(variables, s_maps, t_maps, train,
-                                                mutable=["batch_stats"], **kwargs)
+                                                mutable=["batch_stats"], rngs=rngs, **kwargs)
       if "batch_stats" in updates:
         new_state["batch_stats"] = updates["batch_stats"]
     own_teachers = ({n: teacher_variables[n] for n in self.teachers} if teacher_variables

@@ -90,8 +90,11 @@ def load(plans: Mapping[str, Any], input_shape: tuple[int, ...], dtype: Any = jn
         lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape)), train=False))
     if t.head:  # HeadAsLogits nests the student's variables one level down.
       variables = {k: {"student": v} for k, v in variables.items()}
+    # Empty collections (a ViT's batch_stats) are no difference.
+    variables = {k: v for k, v in variables.items() if jax.tree.leaves(v)}
     got = jax.tree.map(lambda x: x.shape, variables)
-    want = jax.tree.map(lambda x: x.shape, dict(expected))
+    want = jax.tree.map(lambda x: x.shape, {k: v for k, v in dict(expected).items()
+                                            if jax.tree.leaves(v)})
     if got != want:
       raise KdJaxError(f"config.teachers.{name}: the variables in {t.path} do not fit a "
                        f"{t.model} with {t.num_classes} classes on input {input_shape}")

@@ -11,6 +11,7 @@ family:
   contrastive.py  crd (+ CRDMemory, nce, sample_contrast_index)
   statistics.py   mean_matching, stat_matching, adain, adain_loss, teacher_head_mse
   adaptation.py   adapted_teacher_loss (activation map adaptation)
+  tokens.py       vitkd (+ random_token_mask): a ViT's tokens [B, N, D]
   amalgamation.py mmd2, reconstruction, cfl (common feature learning)
   common.py       l2_normalize, adaptive_avg_pool, match_spatial, smooth_l1; input checks
 
@@ -35,6 +36,7 @@ from kd_jax.losses.logits import (batch_consistency, class_consistency, cross_en
                                   wttm)
 from kd_jax.losses.relations import (correlation_congruence, pairwise_distances, pkt, rkd,
                                      similarity_preserving)
+from kd_jax.losses.tokens import random_token_mask, vitkd
 from kd_jax.losses.statistics import (adain, adain_loss, channel_mean_std, mean_matching,
                                       stat_matching, teacher_head_mse)
 
@@ -56,5 +58,5 @@ __all__ = [
     "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",
     "pkt", "reconstruction", "rkd", "sample_contrast_index", "similarity_preserving",
     "smooth_l1", "soft_cross_entropy", "sp", "stat_matching", "teacher_head_mse", "vid",
-    "vid_match", "wttm",
+    "vid_match", "vitkd", "random_token_mask", "wttm",
 ]

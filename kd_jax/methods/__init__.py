@@ -14,10 +14,12 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
   function_matching.py  function_matching (one mixed view for teacher and student)
   reviewkd.py    reviewkd (ABF fusion, hierarchical context loss)
   mlkd.py        mlkd (multi-level logits on a weak and a strong view: Method.views)
+  deit.py        deit (DeiT's distillation token: a distilled ViT's second head)
+  vitkd.py       vitkd (ViT -> ViT: shallow tokens mimicked, masked deep tokens generated)
 """
-from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, fitnet, fsp, ft,  # noqa: F401
-                            function_matching, logits, mlkd, relations, reviewkd,
-                            statistics, vid)
+from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, deit, fitnet, fsp,  # noqa: F401
+                            ft, function_matching, logits, mlkd, relations, reviewkd,
+                            statistics, vid, vitkd)
 from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
                                  Method, Outputs, Phase, TrainSplit, get, import_modules, names,
                                  register, sum_over_layers, transforms_batch)

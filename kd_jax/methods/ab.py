@@ -38,6 +38,7 @@ class ABAdapter(nn.Module):
 class AB(Method):
   margin: float = 1.0
   reads = "preact_stages"
+  feature_kind = "maps"
   phase = Phase(loss="activation_boundaries", trains=(ALL_ADAPTERS, STUDENT_FEATURES),
                 in_main=False)
 

@@ -69,7 +69,7 @@ def teacher_classifier(variables: Mapping[str, Any]) -> tuple[jax.Array, jax.Arr
   """``(kernel [D, C], bias [C])`` of a zoo model's final Linear layer."""
   params = variables["params"]
   name = next(k for k in params if models.is_classifier(k))
-  dense = params[name]["Dense_0"]
+  dense = params[name].get("Dense_0", params[name])  # TorchDense wraps a Dense; a ViT's is bare.
   return dense["kernel"], dense["bias"]
 
 
@@ -79,6 +79,7 @@ class AMA(Method):
   needs_labels = True
   partial_labels = True
   reads = "last_stage"
+  feature_kind = "maps"
   teacher_reads = ("before_last_stage", "pooled")
   phase = Phase(loss="adapted_teacher_loss", trains=("adapter", "lift"), frozen_after=True,
                 epochs=10)

@@ -11,6 +11,7 @@ class AT(Method):
   """Attention maps ``mean_c f^p`` of stage1..3."""
   p: float = 2.0
   reads = "stages"
+  feature_kind = "maps"
 
   def loss(self, ctx: Context):
     return sum_over_layers(losses.attention_transfer, ctx.s_maps, ctx.t_maps, p=self.p)
@@ -20,6 +21,7 @@ class AT(Method):
 class NST(Method):
   """Polynomial-kernel MMD of the channels' spatial vectors, stage1..3."""
   reads = "stages"
+  feature_kind = "maps"
 
   def loss(self, ctx: Context):
     return sum_over_layers(losses.neuron_selectivity_transfer, ctx.s_maps, ctx.t_maps)

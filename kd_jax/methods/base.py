@@ -143,6 +143,10 @@ class Method:
   # them; None: logits only. teacher_reads: the teacher side's, where it differs.
   reads: ClassVar[str | tuple[str, ...] | None] = None
   teacher_reads: ClassVar[str | tuple[str, ...] | None] = None
+  # What both sides' features must be: "maps" (a CNN's [B, H, W, C]: attention maps, channel
+  # statistics over positions, convolutional adapters), "tokens" (a ViT's [B, T, D]) or None
+  # (either); another side is refused at plan time in one line.
+  feature_kind: ClassVar[str | None] = None
   phase: ClassVar[Phase | None] = None
   # Other views of the batch this method makes (``make_view``): the student (in training
   # mode) and its teachers also run on each, once per step; ``ctx.views`` holds their outputs.
@@ -152,7 +156,8 @@ class Method:
     """The learnable module, or None: ``__call__(s_maps, t_maps, train[, phase])`` ->
     ``(s_maps, t_maps)`` as the loss reads them; built from the maps' shapes at start-up,
     trained with the student; a ``phase`` argument, if it declares one, is True in the
-    initialisation phase."""
+    initialisation phase. In the step it may draw random numbers from the 'adapter' rng
+    (``self.make_rng('adapter')``; absent at initialisation: ``self.has_rng``)."""
     return None
 
   def init_state(self, rng: jax.Array, num_data: int) -> Mapping[str, Any]:

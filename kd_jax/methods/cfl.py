@@ -89,6 +89,7 @@ class CFL(Method):
   sigmas: tuple = (0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)
   multi_teacher = True
   reads = "last_stage"
+  feature_kind = "maps"
 
   def adapter(self):
     return CFLAdapter(self.hidden, self.num_blocks)

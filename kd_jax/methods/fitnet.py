@@ -6,7 +6,7 @@ import flax.linen as nn
 
 from kd_jax import losses
 from kd_jax.methods.base import Context, Method, register, sum_over_layers
-from kd_jax.models import layers
+from kd_jax.models import layers, vit
 
 
 class ConvReg(nn.Module):
@@ -39,18 +39,19 @@ class ConvReg(nn.Module):
 
 
 class FitNetAdapter(nn.Module):
-  """``ConvReg`` from the student's hint map to the teacher's shape."""
+  """``ConvReg`` from the student's hint map to the teacher's shape. A ViT side's tokens are
+  read as the map of its patches (``vit.patch_map``: the class/distillation tokens dropped)."""
 
   @nn.compact
   def __call__(self, s_maps, t_maps, train: bool):
-    t = t_maps[0]
-    return ([ConvReg(t.shape[-1], t.shape[1:3], name="regressor")(s_maps[0], train)],
-            list(t_maps[:1]))
+    s, t = vit.patch_map(s_maps[0]), vit.patch_map(t_maps[0])
+    return [ConvReg(t.shape[-1], t.shape[1:3], name="regressor")(s, train)], [t]
 
 
 @register("fitnet")
 class FitNet(Method):
-  """Hint layer 2 (``stage2``), as RepDistiller's ``--hint_layer 2``."""
+  """Hint layer 2 (``stage2``), as RepDistiller's ``--hint_layer 2``; on a ViT, the patch
+  tokens of its ``stage2`` block as a map."""
   reads = "stage2"
 
   def adapter(self):

@@ -10,6 +10,7 @@ from kd_jax.methods.base import STUDENT_FEATURES, Context, Method, Phase, regist
 @register("fsp")
 class FSP(Method):
   reads = "stem_and_stages"
+  feature_kind = "maps"
   phase = Phase(loss="fsp", trains=(STUDENT_FEATURES,), in_main=False)
 
   def loss(self, ctx: Context):

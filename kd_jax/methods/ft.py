@@ -89,6 +89,7 @@ class FT(Method):
   p2: float = 1.0
   rate: float = 0.5
   reads = "last_stage"
+  feature_kind = "maps"
   phase = Phase(loss="paraphraser_reconstruction", trains=("paraphraser",), frozen_after=True)
 
   def adapter(self):

@@ -100,6 +100,7 @@ class ReviewKD(Method):
   warmup: float = 20.0
   max_mid_channels: int = 512
   reads = ("stages", "pooled")
+  feature_kind = "maps"
   teacher_reads = ("preact_stages", "pooled")
 
   def adapter(self):

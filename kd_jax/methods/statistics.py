@@ -44,6 +44,7 @@ class ConnectorAdapter(nn.Module):
 @register("mean_matching")
 class MeanMatching(Method):
   reads = "last_stage"
+  feature_kind = "maps"
 
   def adapter(self):
     return ConnectorAdapter()
@@ -57,6 +58,7 @@ class StatMatching(Method):
   eps: float = 1e-5
   unbiased: bool = False
   reads = "last_stage"
+  feature_kind = "maps"
 
   def adapter(self):
     return ConnectorAdapter()
@@ -78,6 +80,7 @@ class AdaINKD(Method):
   temperature: float = 1.0
   stat_weight: float = 1.0
   reads = "last_stage"
+  feature_kind = "maps"
   uses_teacher_head = True
 
   def __post_init__(self):
@@ -104,6 +107,7 @@ class TeacherHead(Method):
   MSE a mean over B*K; ``mean_weight=0`` leaves the head's MSE alone."""
   mean_weight: float = 1.0
   reads = "last_stage"
+  feature_kind = "maps"
   uses_teacher_head = True
 
   def adapter(self):

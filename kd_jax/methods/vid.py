@@ -58,6 +58,7 @@ class VID(Method):
   init_pred_var: float = 5.0
   eps: float = 1e-5
   reads = "stages"
+  feature_kind = "maps"
 
   def adapter(self):
     return VIDAdapter(self.init_pred_var, self.eps)

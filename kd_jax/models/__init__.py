@@ -1,7 +1,8 @@
 """The model zoo. Every model is a Flax module whose ``__call__(x, train)`` returns
 ``(logits, features)``; ``features`` is a dict of named intermediate activations
-(``stem``, ``stage<k>``, ``preact/stage<k>``, ``pooled``). Unused features cost
-nothing under jit (XLA drops them)."""
+(CNNs: maps [B, H, W, C] ``stem``, ``stage<k>``, ``preact/stage<k>``; ViTs: tokens
+[B, T, D] ``stem``, ``block<k>``, ``stage<k>``, ``tokens``; both ``pooled`` [B, D]).
+Unused features cost nothing under jit (XLA drops them)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax.errors import KdJaxError
-from kd_jax.models import mobilenetv2, resnet_cifar, resnet_imagenet, shufflenet, vgg, wrn
+from kd_jax.models import mobilenetv2, resnet_cifar, resnet_imagenet, shufflenet, vgg, vit, wrn
 
 _REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     **{name: (resnet_cifar.CifarResNet, kw) for name, kw in resnet_cifar.MODELS.items()},
@@ -22,6 +23,7 @@ _REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     **{name: (mobilenetv2.MobileNetV2, kw) for name, kw in mobilenetv2.MODELS.items()},
     **{name: (shufflenet.ShuffleNetV1, kw) for name, kw in shufflenet.MODELS_V1.items()},
     **{name: (shufflenet.ShuffleNetV2, kw) for name, kw in shufflenet.MODELS_V2.items()},
+    **{name: (vit.VisionTransformer, kw) for name, kw in vit.MODELS.items()},
 }
 
 
@@ -79,8 +81,9 @@ def apply_head(model: nn.Module, variables: Mapping[str, Any], x: jax.Array) -> 
   return _HEADS[cls](**fields).apply(variables, x)
 
 
-# The top-level name of each family's final Linear layer (the classifier, after ``pooled``).
-CLASSIFIER_NAMES = ("fc", "classifier", "linear")
+# The top-level name of each family's final Linear layer (the classifier, after ``pooled``;
+# a distilled ViT has two).
+CLASSIFIER_NAMES = ("fc", "classifier", "linear", "head", "head_dist")
 
 
 def is_classifier(top_level_name: str) -> bool:

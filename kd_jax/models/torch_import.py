@@ -1,14 +1,19 @@
 """PyTorch state_dict -> Flax variables for the zoo (RepDistiller/mdistiller names, torchvision
-for the ImageNet ResNets).
+for the ImageNet ResNets, timm for the ViTs).
 
 Every zoo model creates its layers in the order the PyTorch original registers them, so the
 state_dict's parameterised modules (conv, BN, linear) and the Flax modules pair up in order;
 each pair is checked for kind and shape. Layouts: conv OIHW -> HWIO, linear [out, in] ->
 [in, out]; BN weight/bias/running_mean/running_var -> scale/bias and batch_stats mean/var.
 torch is not needed here: the state_dict may hold torch tensors or numpy arrays.
+
+The ViTs are read by name instead (``_from_timm``): timm's keys with ``blocks.<i>`` ->
+``blocks_<i>`` and ``.`` -> ``/``; Linear and LayerNorm weights -> kernel (transposed) and
+scale, the patch convolution OIHW -> HWIO; the tokens and the position embedding as they are.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import jax
@@ -16,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax.errors import KdJaxError
+from kd_jax.models import vit
 
 _BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
@@ -79,7 +85,9 @@ def from_torch(state_dict: Mapping[str, Any], name: str, num_classes: int,
                input_shape=(32, 32, 3)) -> dict[str, Any]:
   """Flax variables ``{'params', 'batch_stats'}`` of zoo model ``name`` from a PyTorch state_dict.
 
-  A RepDistiller checkpoint dict (weights under ``'model'``) is accepted as is. Raises a
+  A RepDistiller checkpoint dict (weights under ``'model'``) is accepted as is. A ViT's
+  (timm's, ``{'params'}`` only) image size is read from its position embedding, not
+  ``input_shape``. Raises a
   one-line KdJaxError naming the tensor and the expected shape on any mismatch.
   """
   from kd_jax import models
@@ -87,8 +95,12 @@ def from_torch(state_dict: Mapping[str, Any], name: str, num_classes: int,
     state_dict = state_dict["model"]
   state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
   model = models.create(name, num_classes)
+  if isinstance(model, vit.VisionTransformer):
+    input_shape = _vit_input_shape(state_dict, model, input_shape)
   template = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                                jnp.zeros((1, *input_shape)), train=False))
+  if isinstance(model, vit.VisionTransformer):
+    return _from_timm(state_dict, name, template["params"])
   params_t, stats_t = template["params"], template.get("batch_stats", {})
   flax_mods = _flax_modules(model, input_shape)
   torch_mods = _torch_modules(state_dict)
@@ -152,6 +164,60 @@ def from_torch(state_dict: Mapping[str, Any], name: str, num_classes: int,
   params = jax.tree.map(lambda v, t: v.astype(t.dtype), params, dict(params_t))
   stats = jax.tree.map(lambda v, t: v.astype(t.dtype), stats, dict(stats_t))
   return {"params": params, "batch_stats": stats}
+
+
+def _vit_input_shape(state_dict, model, default):
+  """The (square) image a ViT's state_dict was built for: its position embedding holds one
+  entry per patch (after the prefix tokens), its patch convolution the channels."""
+  pos, proj = state_dict.get("pos_embed"), state_dict.get("patch_embed.proj.weight")
+  if pos is None or proj is None:
+    return default
+  patches = int(pos.shape[1]) - model.prefix_tokens
+  side = int(round(patches ** 0.5))
+  if side * side != patches:
+    return default
+  return (side * model.patch_size, side * model.patch_size, int(proj.shape[1]))
+
+
+def _from_timm(state_dict: Mapping[str, Any], name: str, params_t) -> dict[str, Any]:
+  """Flax ``{'params'}`` of the ViT ``name`` from a timm ``VisionTransformer(Distilled)``
+  state_dict, matched by name; every template leaf must be given, with its shape."""
+  flat_t = {"/".join(k.key for k in path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params_t)[0]}
+  flat: dict[str, np.ndarray] = {}
+  for key, value in state_dict.items():
+    value = _to_numpy(value)
+    path = re.sub(r"^blocks\.(\d+)\.", r"blocks_\1.", key)
+    module, _, leaf = path.rpartition(".")
+    module = module.replace(".", "/")
+    if leaf == "weight":
+      if value.ndim == 4:  # The patch convolution: OIHW -> HWIO.
+        value, leaf = value.transpose(2, 3, 1, 0), "kernel"
+      elif value.ndim == 2:
+        value, leaf = value.T, "kernel"
+      else:
+        leaf = "scale"
+    fpath = f"{module}/{leaf}" if module else leaf
+    if fpath not in flat_t:
+      raise KdJaxError(f"unexpected tensor {key!r} in the state_dict for {name} (it has no "
+                       f"Flax {fpath}): another ViT configuration?")
+    if tuple(value.shape) != tuple(flat_t[fpath].shape):
+      raise KdJaxError(f"tensor {key!r} has shape {tuple(_to_numpy(state_dict[key]).shape)}, "
+                       f"but {name} expects {tuple(flat_t[fpath].shape)} there (Flax {fpath}; "
+                       f"another image size, patch size or width?)")
+    flat[fpath] = value.astype(flat_t[fpath].dtype)
+  missing = [k for k in flat_t if k not in flat]
+  if missing:
+    raise KdJaxError(f"the state_dict is missing tensors for {name}: Flax "
+                     f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+  params: dict = {}
+  for fpath, value in flat.items():
+    node = params
+    *parents, leaf = fpath.split("/")
+    for k in parents:
+      node = node.setdefault(k, {})
+    node[leaf] = jnp.asarray(value)
+  return {"params": params}
 
 
 def load_torch_file(path: str) -> Mapping[str, Any]:

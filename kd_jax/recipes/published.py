@@ -146,3 +146,18 @@ IMAGENET_SOURCE = ("ImageNet R34 -> R18 top-1 %: teacher, student: torchvision (
                    "WTTM's READMEs); KD, DKD: mdistiller README; DIST: DIST_KD README; NKD: "
                    "cls_KD nkd.md; CTKD: CTKD README; ReviewKD: ReviewKD README; WTTM: zkxufo/TTM "
                    "README")
+
+# DeiT's README (facebookresearch/deit README_deit.md), ImageNet top-1 %, 300 epochs: DeiT-tiny
+# and DeiT-small trained alone, and with the distillation token from a RegNetY-16GF teacher
+# (82.9%; kd_jax's recipe reads a ResNet-50 instead: the zoo has no RegNetY).
+DEIT = {"tiny": {"student": 72.2, "deit": 74.5}, "small": {"student": 79.9, "deit": 81.2}}
+DEIT_SOURCE = ("ImageNet DeiT top-1 %: facebookresearch/deit README_deit.md (the distilled rows "
+               "from a RegNetY-16GF teacher at 82.9%; kd_jax's runs read a ResNet-50)")
+
+# ViTKD's README (yzd-v/cls_KD vitkd.md), ImageNet top-1 %: the student alone as the authors
+# trained it (mmcls), with ViTKD, and with ViTKD + NKD; teachers DeiT III-Small (for DeiT-Tiny)
+# and DeiT III-Base (for DeiT-Small).
+VITKD = {"tiny": {"student": 74.42, "vitkd": 76.06, "vitkd_nkd": 77.78},
+         "small": {"student": 80.55, "vitkd": 81.95, "vitkd_nkd": 83.59}}
+VITKD_SOURCE = ("ViTKD: yzd-v/cls_KD vitkd.md (teachers DeiT III-Small / -Base; kd_jax's runs "
+                "read DeiT-Small / -Base: the zoo has no DeiT III)")

@@ -63,26 +63,41 @@ def scale_by_lr_multipliers(lr_scale: Mapping[str, float]) -> optax.GradientTran
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+# timm's ``no_weight_decay()`` of a ViT: its tokens and position embedding.
+NO_DECAY_NAMES = ("cls_token", "dist_token", "pos_embed")
+
+
+def timm_decay_mask(params: Any) -> Any:
+  """timm's ``param_groups_weight_decay`` (DeiT's optimiser): True (decayed) for every
+  parameter of 2 or more dimensions but the tokens and position embeddings; biases and
+  norm scales (1-D) are not decayed."""
+  def decayed(path, leaf):
+    return leaf.ndim > 1 and getattr(path[-1], "key", None) not in NO_DECAY_NAMES
+  return jax.tree_util.tree_map_with_path(decayed, params)
+
+
 def make_optimizer(opt_cfg, schedule: optax.Schedule | float,
                    trainable: Any = None) -> optax.GradientTransformation:
   """sgd: PyTorch ``SGD(momentum, weight_decay)`` (decay added to the gradient, on every
   parameter); adam: PyTorch ``Adam(weight_decay)`` (L2 added to the gradient); adamw:
-  decoupled decay (optax's: scaled by the learning rate). ``opt_cfg.clip_norm`` > 0 clips the
+  decoupled decay (optax's: scaled by the learning rate). ``opt_cfg.decay`` = "timm": no decay
+on 1-D parameters, tokens and position embeddings (``timm_decay_mask``). ``opt_cfg.clip_norm`` > 0 clips the
   gradients to that global norm first (over the parameters it optimises). ``opt_cfg.lr_scale`` (``{path prefix: multiplier}``) gives parameter
   groups their own learning rate.
 
   trainable: None (every parameter), or a pytree of bools with the parameters' structure
   (or a function of the parameters giving it): parameters marked False are not optimised
   (no update, no decay, no optimiser state beyond an empty one)."""
+  mask = timm_decay_mask if opt_cfg.get("decay", "all") == "timm" else None
   if opt_cfg.name == "sgd":
     tx = optax.chain(
-        optax.add_decayed_weights(opt_cfg.weight_decay),
+        optax.add_decayed_weights(opt_cfg.weight_decay, mask),
         optax.sgd(schedule, momentum=opt_cfg.momentum or None, nesterov=opt_cfg.nesterov))
   elif opt_cfg.name == "adam":
-    tx = optax.chain(optax.add_decayed_weights(opt_cfg.weight_decay),
+    tx = optax.chain(optax.add_decayed_weights(opt_cfg.weight_decay, mask),
                      optax.adam(schedule))
   else:
-    tx = optax.adamw(schedule, weight_decay=opt_cfg.weight_decay)
+    tx = optax.adamw(schedule, weight_decay=opt_cfg.weight_decay, mask=mask)
   if opt_cfg.get("clip_norm"):
     tx = optax.chain(optax.clip_by_global_norm(opt_cfg.clip_norm), tx)
   if opt_cfg.get("lr_scale"):

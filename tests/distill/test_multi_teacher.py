@@ -244,10 +244,11 @@ def test_a_consolidated_student_loads_as_a_teacher(consolidated, head):
   logits, features = module.apply(loaded, x, train=False)
   want_logits, want_features = student.apply(variables, x, train=False)
   want = want_features["logits/high"] if head else want_logits
-  np.testing.assert_array_equal(np.asarray(logits), np.asarray(want))
+  # Equal up to float rounding: XLA's CPU convolutions may split work differently under load.
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(want), rtol=1e-6, atol=1e-7)
   assert logits.shape == (2, 5 if head else 10)
-  np.testing.assert_array_equal(np.asarray(features["logits/low"]),
-                                np.asarray(want_features["logits/low"]))
+  np.testing.assert_allclose(np.asarray(features["logits/low"]),
+                             np.asarray(want_features["logits/low"]), rtol=1e-6, atol=1e-7)
 
 
 def test_a_head_the_consolidated_student_lacks_is_one_line(consolidated):

@@ -66,8 +66,8 @@ def test_logit_losses_take_no_feature_fields():
     parsing.parse_objectives({"kd": {"student_feature": "pooled"}}, ["t"], True)
 
 
-def _setup(objectives_cfg, teacher=True):
-  student, t_model = models.create("resnet8", 10), models.create("resnet14", 10)
+def _setup(objectives_cfg, teacher=True, student="resnet8"):
+  student, t_model = models.create(student, 10), models.create("resnet14", 10)
   tv = t_model.init(jax.random.PRNGKey(1), jnp.zeros((1, 8, 8, 1)))
   objs = parsing.parse_objectives(objectives_cfg, ["t"] if teacher else [], True)
   teachers = {"t": t_model} if teacher else {}
@@ -125,8 +125,8 @@ def test_warmup_reads_the_epoch_of_the_step(name):
   assert m2.compute()[f"loss_{name}"] == pytest.approx(2 * m1, rel=1e-5)
 
 
-def _convs(objectives_cfg, teacher=True) -> int:
-  *_, step, state, batch = _setup(objectives_cfg, teacher)
+def _convs(objectives_cfg, teacher=True, student="resnet8") -> int:
+  *_, step, state, batch = _setup(objectives_cfg, teacher, student)
   jaxpr = jax.make_jaxpr(step)(state, batch, jax.random.PRNGKey(0))
   return builders.count_primitive(jaxpr.jaxpr, "conv_general_dilated")
 
@@ -158,6 +158,35 @@ def test_the_teacher_runs_once_per_step_whatever_reads_it(monkeypatch):
   abf = builders.count_primitive(jax.make_jaxpr(jax.grad(abf_loss, argnums=(0, 1)))(
       state.params["adapters"]["reviewkd"], s_maps).jaxpr, "conv_general_dilated")
   assert abf > 0 and _convs({"ce": {}, "kd": {}, "reviewkd": {}}) == one_reader + abf
+
+
+DEIT_STUDENT = "vit_micro_distilled_patch2_8"
+
+
+def test_the_teacher_runs_once_per_step_for_a_vit_student_with_a_distillation_token(monkeypatch):
+  """The ViT has no convolution (its patch embedding is a matmul): every convolution of the
+  step is the resnet14 teacher's 15, however many objectives read it."""
+  monkeypatch.setenv("KD_JAX_CONV", "native")
+  assert _convs({"ce": {}, "deit": {}, "kd": {}, "rkd": {}}, student=DEIT_STUDENT) == 15
+
+
+def test_deit_trains_the_class_head_with_ce_and_the_distillation_head_with_the_teacher():
+  """Through the one step: loss_ce is CE of the class head (the training logits), loss_deit
+  CE of the distillation head with the teacher's argmax; the eval logits average both."""
+  student, t_model, sv, tv, objs, step, state, batch = _setup(
+      {"ce": dict(weight=0.5), "deit": dict(weight=0.5)}, student=DEIT_STUDENT)
+  _, metrics = jax.jit(step)(state, batch, jax.random.PRNGKey(0))
+  got = metrics.compute()
+  _, feats = student.apply(sv, batch["image"], train=True, rngs={"dropout": jax.random.PRNGKey(0)})
+  zt, _ = t_model.apply(tv, batch["image"], train=False)
+  y = batch["label"]
+  assert got["loss_ce"] == pytest.approx(float(losses.cross_entropy(feats["logits/class"], y)),
+                                         rel=1e-5)
+  assert got["loss_deit"] == pytest.approx(float(losses.cross_entropy(
+      feats["logits/dist"], jnp.argmax(zt, -1))), rel=1e-5)
+  eval_logits, feats = student.apply(sv, batch["image"], train=False)
+  np.testing.assert_allclose(eval_logits, (feats["logits/class"] + feats["logits/dist"]) / 2,
+                             rtol=1e-6)
 
 
 def _outputs(student, t_model, sv, tv, batch):

@@ -11,9 +11,13 @@ from kd_jax import job
 from tests import forkserver
 from tests.commands import REPO, train_command
 
-MODELS = ("MobileNetV2, ResNet50, ShuffleV1, ShuffleV2, resnet110, resnet14, resnet18, resnet20, "
-          "resnet32, resnet32x4, resnet34, resnet44, resnet50, resnet56, resnet8, resnet8x4, "
-          "vgg11, vgg13, vgg16, vgg19, vgg8, wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2")
+MODELS = ("MobileNetV2, ResNet50, ShuffleV1, ShuffleV2, deit_base_distilled_patch16_224, "
+          "deit_base_patch16_224, deit_small_distilled_patch16_224, deit_small_patch16_224, "
+          "deit_tiny_distilled_patch16_224, deit_tiny_patch16_224, resnet110, resnet14, resnet18, "
+          "resnet20, resnet32, resnet32x4, resnet34, resnet44, resnet50, resnet56, resnet8, "
+          "resnet8x4, vgg11, vgg13, vgg16, vgg19, vgg8, vit_micro_distilled_patch2_8, "
+          "vit_micro_patch2_8, vit_tiny_distilled_patch4_32, vit_tiny_patch4_32, wrn_16_1, "
+          "wrn_16_2, wrn_40_1, wrn_40_2")
 
 CASES = {
     "model": (lambda c: c.update(model="resnet9"),
@@ -38,9 +42,9 @@ CASES = {
                "config.objectives.ce.weight must be a number >= 0, got -1.0"),
     "loss": (lambda c: c.update(objectives={"kdd": dict(weight=1.0)}),
              "config.objectives.kdd: unknown loss 'kdd'; valid: ab, adain, ama, at, cc, ce, cfl, crd, "
-             "ctkd, dist, dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, mean_matching, "
-             "mlkd, nkd, nst, pkt, reviewkd, rkd, soft_ce, sp, stat_matching, teacher_head, vid, "
-             "wttm (a method of your own: config.method_modules)"),
+             "ctkd, deit, dist, dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, "
+             "mean_matching, mlkd, nkd, nst, pkt, reviewkd, rkd, soft_ce, sp, stat_matching, "
+             "teacher_head, vid, vitkd, wttm (a method of your own: config.method_modules)"),
     "hyperparameter": (lambda c: c.update(objectives={"ce": dict(weight=1.0, temprature=4.0)}),
                        "config.objectives.ce: unknown field(s) temprature for loss 'ce'; valid: "
                        "weight, loss, view, label_smoothing"),

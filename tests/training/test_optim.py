@@ -1,4 +1,5 @@
 """Optimisers: per-group learning rates (``optimizer.lr_scale``) and PyTorch-style Adam."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -77,4 +78,28 @@ def test_a_negative_clip_norm_fails_in_one_line():
   c = config_lib.base_config()
   c.optimizer.clip_norm = -1.0
   with pytest.raises(KdJaxError, match=r"^config\.optimizer\.clip_norm must be a number >= 0"):
+    config_lib.validate(c)
+
+
+def test_timm_decay_spares_biases_norms_tokens_and_position_embeddings():
+  """AdamW at lr 1 with decay 0.5 and zero gradients: a decayed parameter of ones moves by
+  -0.5 (optax's decay is scaled by the learning rate), a spared one not at all."""
+  params = {"student": {"pos_embed": jnp.ones((1, 3, 2)), "cls_token": jnp.ones((1, 1, 2)),
+                        "blocks_0": {"qkv": {"kernel": jnp.ones((2, 6)), "bias": jnp.ones(6)},
+                                     "norm1": {"scale": jnp.ones(2)}}}}
+  tx = optim.make_optimizer(_opt(name="adamw", lr=1.0, weight_decay=0.5, decay="timm"), 1.0)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  moved = jax.tree.map(lambda u: float(jnp.max(jnp.abs(u))), updates)["student"]
+  assert moved == {"pos_embed": 0.0, "cls_token": 0.0,
+                   "blocks_0": {"qkv": {"kernel": 0.5, "bias": 0.0}, "norm1": {"scale": 0.0}}}
+  tx_all = optim.make_optimizer(_opt(name="adamw", lr=1.0, weight_decay=0.5), 1.0)
+  updates, _ = tx_all.update(grads, tx_all.init(params), params)
+  assert all(float(jnp.max(jnp.abs(u))) == 0.5 for u in jax.tree.leaves(updates))
+
+
+def test_an_unknown_decay_rule_fails_in_one_line():
+  c = config_lib.base_config()
+  c.optimizer.decay = "bias"
+  with pytest.raises(KdJaxError, match=r"^config\.optimizer\.decay must be all or timm"):
     config_lib.validate(c)
