@@ -412,6 +412,20 @@ MUTATIONS = {
         [("kd_jax/distill/adapters.py", '      if kind == "maps" and is_token_model(out):',
           '      if False:')],
         ["tests/recipes/test_vit.py::test_spatial_methods_are_refused_on_either_vit_side"]),
+    "ofa_enhancement_without_the_mask": (
+        "OFA's target enhancement raises the teacher's probabilities alone to eps, "
+        "(p_T^eps) instead of (p_T + onehot)^eps - onehot",
+        [("kd_jax/losses/logits.py",
+          "  return jnp.mean(jnp.sum(-((pt + m) ** eps - m) * log_ps, axis=-1))",
+          "  return jnp.mean(jnp.sum(-(pt ** eps) * log_ps, axis=-1))")],
+        ["tests/losses/test_vit_reference.py::test_ofa_loss_matches_authors_code"]),
+    "ofa_cnn_projector_one_sepconv_short": (
+        "OFA's CNN projector of stage k has n - k - 1 SepConvs instead of n - k (it would "
+        "pool a map the reference downsamples once more)",
+        [("kd_jax/methods/ofa.py", "        blocks = n - stage\n",
+          "        blocks = max(n - stage - 1, 0)\n")],
+        ["tests/losses/test_vit_reference.py::test_ofa_on_a_cnn_student_matches_authors_code",
+         "tests/recipes/test_vit.py::test_ofa_plans_in_both_directions"]),
 }
 
 

@@ -1,7 +1,7 @@
 """CNN <-> ViT on the embedded digits, 3 seeds, mean +- std per method: a resnet20 and a
 vit_micro_patch2_8 teacher, then ViT students from the CNN (scratch, KD, DeiT's distillation
-token) and resnet8 students from the ViT (scratch, KD). The argument lists the methods
-(default kd+deit) and, after a comma, the number of seeds.
+token, OFA) and resnet8 students from the ViT (scratch, KD, OFA). The argument lists the
+methods (default kd+deit+ofa) and, after a comma, the number of seeds.
 
   python -m kd_jax.train --config=configs/digits/vit_table.py --workdir=/tmp/digits_vit_table
   python -m kd_jax.train --config=configs/digits/vit_table.py:kd+deit+fitnet,5 ...
@@ -9,6 +9,6 @@ token) and resnet8 students from the ViT (scratch, KD). The argument lists the m
 from kd_jax.recipes import vit
 
 
-def get_config(arg="kd+deit"):
+def get_config(arg="kd+deit+ofa"):
   methods, _, seeds = arg.partition(",")
   return vit.digits_vit_table(int(seeds or 3), tuple(methods.split("+")))

@@ -3,7 +3,7 @@ family:
 
   logits.py       cross_entropy, kd (Hinton), dkd (decoupled KD), soft_cross_entropy,
                   logit_l2, logit_standardize, dist, nkd, wttm, class_consistency and
-                  batch_consistency (MLKD)
+                  batch_consistency (MLKD), ofa
   features.py     fitnet, attention_transfer, factor_transfer, paraphraser_reconstruction,
                   activation_boundaries, vid, neuron_selectivity_transfer, fsp,
                   hcl (ReviewKD)
@@ -32,8 +32,8 @@ from kd_jax.losses.features import (activation_boundaries, attention_map, attent
                                     neuron_selectivity_transfer, paraphraser_reconstruction,
                                     vid, vid_match)
 from kd_jax.losses.logits import (batch_consistency, class_consistency, cross_entropy, dist,
-                                  dkd, kd, logit_l2, logit_standardize, nkd, soft_cross_entropy,
-                                  wttm)
+                                  dkd, kd, logit_l2, logit_standardize, nkd, ofa,
+                                  soft_cross_entropy, wttm)
 from kd_jax.losses.relations import (correlation_congruence, pairwise_distances, pkt, rkd,
                                      similarity_preserving)
 from kd_jax.losses.tokens import random_token_mask, vitkd
@@ -58,5 +58,5 @@ __all__ = [
     "neuron_selectivity_transfer", "nst", "pairwise_distances", "paraphraser_reconstruction",
     "pkt", "reconstruction", "rkd", "sample_contrast_index", "similarity_preserving",
     "smooth_l1", "soft_cross_entropy", "sp", "stat_matching", "teacher_head_mse", "vid",
-    "vid_match", "vitkd", "random_token_mask", "wttm",
+    "vid_match", "vitkd", "ofa", "random_token_mask", "wttm",
 ]

@@ -225,3 +225,20 @@ def batch_consistency(student_logits: jax.Array, teacher_logits: jax.Array, *,
                       temperature: float) -> jax.Array:
   """MLKD's batch-level alignment (``bc_loss``): ``||P_t P_t^T - P_s P_s^T||_F^2 / B``."""
   return _gram_loss(student_logits, teacher_logits, temperature, 1, student_logits.shape[0])
+
+
+@expects(student_logits=LOGITS, teacher_logits=LOGITS, labels=LABELS)
+def ofa(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *,
+        eps: float, temperature: float) -> jax.Array:
+  """OFA's adaptive target enhancement (Hao et al., NeurIPS 2023; OFAKD ``ofa_loss``): with
+  ``p = softmax(z / T)`` and ``m`` the one-hot label,
+  ``mean_i sum_c -((p_T + m)^eps - m)_ic * log p_S,ic``.
+
+  student_logits, teacher_logits [B, C], labels int [B]; float32; the teacher side gets no
+  gradient. ``log p_S`` is a log-softmax: finite where the reference's ``log(softmax)``
+  underflows to -inf (a logit C/T below the row's maximum by more than ~104 in float32)."""
+  t = temperature
+  log_ps = jax.nn.log_softmax(float32(student_logits) / t, axis=-1)
+  pt = jax.nn.softmax(float32(jax.lax.stop_gradient(teacher_logits)) / t, axis=-1)
+  m = jax.nn.one_hot(labels, pt.shape[-1], dtype=pt.dtype)
+  return jnp.mean(jnp.sum(-((pt + m) ** eps - m) * log_ps, axis=-1))

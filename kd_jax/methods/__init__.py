@@ -16,9 +16,10 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
   mlkd.py        mlkd (multi-level logits on a weak and a strong view: Method.views)
   deit.py        deit (DeiT's distillation token: a distilled ViT's second head)
   vitkd.py       vitkd (ViT -> ViT: shallow tokens mimicked, masked deep tokens generated)
+  ofa.py         ofa (any pair, CNN <-> ViT: every stage projected into the logit space)
 """
 from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, deit, fitnet, fsp,  # noqa: F401
-                            ft, function_matching, logits, mlkd, relations, reviewkd,
+                            ft, function_matching, logits, mlkd, ofa, relations, reviewkd,
                             statistics, vid, vitkd)
 from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
                                  Method, Outputs, Phase, TrainSplit, get, import_modules, names,

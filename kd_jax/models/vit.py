@@ -39,8 +39,8 @@ def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
                   bias_init=nn.initializers.zeros, name=name)
 
 
-def _layer_norm(dtype: Any, name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, use_fast_variance=False, name=name)
+def _layer_norm(dtype: Any, name: str, eps: float = 1e-6) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=eps, dtype=dtype, use_fast_variance=False, name=name)
 
 
 class PatchConv(nn.Module):
@@ -80,19 +80,23 @@ class PatchEmbed(nn.Module):
 
 class Attention(nn.Module):
   """timm's ``Attention``: qkv = Linear(D, 3D) split as [3, heads, D/heads]; softmax(q k^T /
-  sqrt(D/heads)) v, heads concatenated, Linear(D, D). The softmax runs in float32."""
+  sqrt(D/heads)) v, heads concatenated, Linear(D, D). The softmax runs in float32 (or wider)."""
 
   num_heads: int
   dtype: Any = jnp.float32
+  qkv_bias: bool = True
 
   @nn.compact
   def __call__(self, x):
     b, t, d = x.shape
     hd = d // self.num_heads
-    qkv = _dense(3 * d, self.dtype, "qkv")(x).reshape(b, t, 3, self.num_heads, hd)
+    qkv = nn.Dense(3 * d, dtype=self.dtype, use_bias=self.qkv_bias, kernel_init=_linear_init,
+                   bias_init=nn.initializers.zeros, name="qkv")(x)
+    qkv = qkv.reshape(b, t, 3, self.num_heads, hd)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, heads, hd]
     logits = jnp.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k)
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+    wide = jnp.promote_types(logits.dtype, jnp.float32)
+    weights = jax.nn.softmax(logits.astype(wide), axis=-1).astype(self.dtype or logits.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d)
     return _dense(d, self.dtype, "proj")(out)
 
@@ -117,19 +121,23 @@ def drop_path(x: jax.Array, rate: float, module: nn.Module, train: bool) -> jax.
 
 
 class Block(nn.Module):
-  """timm's pre-norm ``Block``: x + attn(norm1(x)), then + mlp(norm2(x))."""
+  """timm's pre-norm ``Block``: x + attn(norm1(x)), then + mlp(norm2(x)). A ViT's: qkv bias,
+  LayerNorm eps 1e-6; timm 0.6.5's default Block (OFA's projectors): no qkv bias, eps 1e-5."""
 
   num_heads: int
   mlp_ratio: float = 4.0
   drop_path: float = 0.0
   dtype: Any = jnp.float32
+  qkv_bias: bool = True
+  norm_eps: float = 1e-6
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = Attention(self.num_heads, self.dtype, name="attn")(_layer_norm(self.dtype, "norm1")(x))
+    y = Attention(self.num_heads, self.dtype, self.qkv_bias, name="attn")(
+        _layer_norm(self.dtype, "norm1", self.norm_eps)(x))
     x = x + drop_path(y, self.drop_path, self, train)
     y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.dtype, name="mlp")(
-        _layer_norm(self.dtype, "norm2")(x))
+        _layer_norm(self.dtype, "norm2", self.norm_eps)(x))
     return x + drop_path(y, self.drop_path, self, train)
 
 

@@ -179,15 +179,5 @@ def imagenet_distill(method: str) -> ml_collections.ConfigDict:
   c.teachers = {} if method == "student" else {"teacher": dict(
       model="resnet34", checkpoint=f"{imagenet.IMAGENET_WORKDIR}/resnet34")}
   c.objectives = {k: dict(v) for k, v in objectives.items()}
-  c.batch_size = 256
-  c.eval_batch_size = 256
-  c.num_epochs = epochs
-  c.optimizer.lr = 0.1
-  c.optimizer.lr_reference_batch = 256
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.schedule = "step"
-  c.optimizer.decay_epochs = (30, 60, 90)
-  c.log_every_steps = 500
-  c.checkpoint_every_steps = 2000
+  imagenet.resnet_solver(c, 256, epochs)
   return c

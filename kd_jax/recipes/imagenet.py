@@ -23,6 +23,27 @@ def imagenet_like(c: ml_collections.ConfigDict, name: str, unlabeled: bool = Fal
   c.data.cache = False
 
 
+def resnet_solver(c: ml_collections.ConfigDict, batch_size: int, num_epochs: int,
+                  warmup_epochs: float = 0.0) -> None:
+  """torchvision's ImageNet ResNet solver, as the distillation papers' ImageNet commands use it:
+  SGD lr 0.1 per ``batch_size`` images, momentum 0.9, weight decay 1e-4, x0.1 after epochs
+  30, 60 and 90 (after ``warmup_epochs`` of linear warm-up)."""
+  c.batch_size = batch_size
+  c.eval_batch_size = batch_size
+  c.num_epochs = num_epochs
+  c.optimizer.name = "sgd"
+  c.optimizer.lr = 0.1
+  c.optimizer.lr_reference_batch = batch_size
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.schedule = "step"
+  c.optimizer.decay_epochs = (30, 60, 90)
+  c.optimizer.decay_factor = 0.1
+  c.optimizer.warmup_epochs = warmup_epochs
+  c.log_every_steps = 500
+  c.checkpoint_every_steps = 2000
+
+
 def fine_tune(c: ml_collections.ConfigDict, epochs: int = 30) -> None:
   """[INFERRED] fine-tuning of an ImageNet backbone on a fine-grained task: SGD lr 0.01 per
   64 images, cosine, weight decay 1e-4."""

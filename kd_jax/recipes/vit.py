@@ -26,6 +26,9 @@ from kd_jax.recipes.repdistiller import parse_pair
 #              of the distillation head with the teacher's argmax.
 #   deit_soft  DeiT paper (section 5.1): soft distillation at tau 3, lambda 0.1: CE 0.9 +
 #              0.1 soft (the reference's KL over B * K).
+#   ofa        OFAKD train.py with configs/{cifar,imagenet}/*.yaml: CE 1 with label smoothing 0.1
+#              + OFA on every stage and the logits (eps 1: its CIFAR-100 command; ImageNet
+#              1.5, ``imagenet_ofa``), temperature 1.
 #   vitkd      cls_KD deit-s3_distill_deit-t_img.py: CE 1 + ViTKD (alpha 3e-5, beta 3e-6,
 #              lambda 0.5), ViT -> ViT.
 #   vitkd_nkd  the same config as run (nkd = True): + NKD (T 1, gamma 1).
@@ -33,6 +36,7 @@ VIT_METHODS = {
     "deit": {"ce": dict(weight=0.5), "deit": dict(weight=0.5)},
     "deit_soft": {"ce": dict(weight=0.9),
                   "deit": dict(weight=0.1, distillation_type="soft", tau=3.0)},
+    "ofa": {"ce": dict(weight=1.0, label_smoothing=0.1), "ofa": dict(weight=1.0)},
     "vitkd": {"ce": dict(weight=1.0), "vitkd": dict(weight=1.0)},
     "vitkd_nkd": {"ce": dict(weight=1.0), "nkd": dict(weight=1.0, temperature=1.0, gamma=1.0),
                   "vitkd": dict(weight=1.0)},
@@ -120,7 +124,7 @@ def digits_vit(method: str, pair: str | None = None) -> ml_collections.ConfigDic
   return c
 
 
-def digits_vit_table(seeds: int = 3, methods: tuple[str, ...] = ("kd", "deit")
+def digits_vit_table(seeds: int = 3, methods: tuple[str, ...] = ("kd", "deit", "ofa")
                      ) -> ml_collections.ConfigDict:
   """CNN <-> ViT on the embedded digits, ``seeds`` seeds each, mean +- std per group: a
   resnet20 teacher (run ``cnn_teacher``) and a vit_micro_patch2_8 teacher (run
@@ -265,4 +269,21 @@ def imagenet_deit_table(sizes: tuple[str, ...] = ("tiny", "small"), seeds: int =
   c.runs = runs
   c.published = tuple(rows)
   c.published_source = published.DEIT_SOURCE + "; " + published.VITKD_SOURCE
+  return c
+
+
+def imagenet_ofa(student: str = "resnet18", teacher: str = "deit_tiny_patch16_224"
+                 ) -> ml_collections.ConfigDict:
+  """OFA's ImageNet command (its README: a ResNet-18 from DeiT-T, ``--ofa-eps 1.5``) with
+  ``configs/imagenet/cnn.yaml``: 100 epochs, 8 x 64 images, SGD lr 0.1 (timm's, for the global
+  batch), weight decay 1e-4, x0.1 every 30 epochs after 3 warm-up epochs, label smoothing 0.1;
+  CE + OFA on every stage and the logits. The teacher is read from
+  ``workdirs/imagenet/<teacher>``."""
+  c = base_config()
+  c.model = student
+  imagenet.imagenet_like(c, "imagenet2012")
+  c.teachers = {"teacher": dict(model=teacher, checkpoint=f"{imagenet.IMAGENET_WORKDIR}/{teacher}")}
+  c.objectives = {"ce": dict(weight=1.0, label_smoothing=0.1),
+                  "ofa": dict(weight=1.0, eps=(1.5,))}
+  imagenet.resnet_solver(c, 512, 100, warmup_epochs=3)
   return c

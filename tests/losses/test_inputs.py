@@ -14,7 +14,7 @@ LOSSES = ("cross_entropy", "kd", "soft_cross_entropy", "logit_l2", "dkd", "fitne
           "activation_boundaries", "vid", "neuron_selectivity_transfer", "fsp",
           "similarity_preserving", "correlation_congruence", "rkd", "pkt", "crd", "nce",
           "mean_matching", "stat_matching", "adain_loss", "teacher_head_mse",
-          "adapted_teacher_loss", "mmd2", "reconstruction", "cfl", "hcl", "vitkd")
+          "adapted_teacher_loss", "mmd2", "reconstruction", "cfl", "hcl", "vitkd", "ofa")
 
 
 def _valid(spec):

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from kd_jax import methods
+from kd_jax import losses, methods
 from kd_jax.methods import Context, Outputs
 from kd_jax.methods.deit import DIST_HEAD
 from tests.losses import torch_reference_vit as ref
@@ -193,3 +194,165 @@ def test_vitkd_masks_another_random_half_of_the_tokens_at_each_step():
     np.testing.assert_array_equal(m.sum(1), 8)
   assert not np.array_equal(masks[0], masks[1])
   assert not np.array_equal(masks[0][0], masks[0][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("eps,t,scale", [(1.0, 1.0, 1.0), (1.5, 2.0, 3.0), (0.8, 4.0, 10.0)])
+def test_ofa_loss_matches_authors_code(eps, t, scale, shape, dtype):
+  rng = np.random.RandomState(shape[1])
+  b, c = shape
+  zs, zt = rng.randn(b, c) * scale, rng.randn(b, c) * scale
+  y = rng.randint(0, c, b)
+  if dtype == jnp.float32:
+    zs, zt = zs.astype(np.float32).astype(np.float64), zt.astype(np.float32).astype(np.float64)
+  with jax.enable_x64(dtype == jnp.float64):
+    f = jax.jit(jax.value_and_grad(lambda s: losses.ofa(s, jnp.asarray(zt, dtype), jnp.asarray(y),
+                                                          eps=eps, temperature=t)))
+    got = f(jnp.asarray(zs, dtype))
+  s = torch.tensor(zs, requires_grad=True)
+  want = ref.ofa_loss(s, torch.tensor(zt), F.one_hot(torch.from_numpy(y), c), eps, t)
+  want.backward()
+  errs = [rel_err(got[0], want), rel_err(got[1], s.grad)]
+  assert max(errs) < TOL[dtype], errs
+
+
+def test_ofa_loss_is_finite_where_the_reference_takes_the_log_of_zero():
+  """A student logit 200 below its row's maximum: float32 softmax underflows to 0 and the
+  reference's log(softmax) is -inf (its loss inf); kd_jax's log-softmax gives the limit."""
+  zs = np.array([[0.0, -200.0, 0.0]], np.float32)
+  zt, y = np.array([[0.0, 1.0, 0.0]], np.float32), np.array([0])
+  want = ref.ofa_loss(torch.tensor(zs), torch.tensor(zt), F.one_hot(torch.tensor(y), 3), 1.0)
+  assert not torch.isfinite(want)
+  got = losses.ofa(jnp.asarray(zs), jnp.asarray(zt), jnp.asarray(y), eps=1.0, temperature=1.0)
+  pt = np.exp(zt[0]) / np.exp(zt[0]).sum()
+  log_ps = np.array([-np.log(2.0), -200.0 - np.log(2.0), -np.log(2.0)])
+  expected = -np.sum(((pt + [1, 0, 0]) - [1, 0, 0]) * log_ps)
+  np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+def _t(a):
+  return torch.tensor(np.asarray(a, np.float64))
+
+
+def _copy_cnn_projector(seq, p, blocks):
+  """kd_jax's CNNProjector parameters into the reference's nn.Sequential."""
+  conv = lambda k: _t(k).permute(3, 2, 0, 1)
+  with torch.no_grad():
+    if blocks:
+      for i in range(blocks):
+        ops, q = seq[i].op, p[f"sepconv_{i}"]
+        for j in (0, 1, 4, 5):
+          ops[j].weight.copy_(conv(q[f"op_{j}"]["kernel"]))
+        for j in (2, 6):
+          ops[j].weight.copy_(_t(q[f"op_{j}"]["scale"]))
+          ops[j].bias.copy_(_t(q[f"op_{j}"]["bias"]))
+    else:
+      seq[0].weight.copy_(conv(p["conv"]["kernel"]))
+      seq[0].bias.copy_(_t(p["conv"]["bias"]))
+    seq[-1].weight.copy_(_t(p["fc"]["kernel"]).T)
+    seq[-1].bias.copy_(_t(p["fc"]["bias"]))
+
+
+def _copy_vit_projector(seq, p, merges, blocks):
+  lin = lambda lin_mod, q: (lin_mod.weight.copy_(_t(q["kernel"]).T),
+                            lin_mod.bias.copy_(_t(q["bias"])) if "bias" in q else None)
+  norm = lambda mod, q: (mod.weight.copy_(_t(q["scale"])), mod.bias.copy_(_t(q["bias"])))
+  with torch.no_grad():
+    for i in range(merges):
+      m, q = seq[0].fn[i], p[f"merge_{i}"]
+      norm(m.norm, q["norm"])
+      lin(m.reduction, q["reduction"])
+    for i in range(blocks):
+      blk, q = seq[1][i], p[f"block_{i}"]
+      norm(blk.norm1, q["norm1"])
+      norm(blk.norm2, q["norm2"])
+      lin(blk.attn.qkv, q["attn"]["qkv"])
+      lin(blk.attn.proj, q["attn"]["proj"])
+      lin(blk.mlp.fc1, q["mlp"]["fc1"])
+      lin(blk.mlp.fc2, q["mlp"]["fc2"])
+    lin(seq[3], p["fc"])
+
+
+def _ofa_case(student_maps, d_s, d_t, stages, eps, t, dtype, to_torch, info, is_cnn):
+  """(kd_jax loss and gradients w.r.t. the stage maps, the reference's) for one student."""
+  b, k = student_maps[0].shape[0], 10
+  rng = np.random.RandomState(7)
+  zs, zt, y = rng.randn(b, k), rng.randn(b, k), rng.randint(0, k, b)
+  if dtype == jnp.float32:
+    zs, zt = zs.astype(np.float32).astype(np.float64), zt.astype(np.float32).astype(np.float64)
+  pooled_s, pooled_t = np.zeros((b, d_s)), np.zeros((b, d_t))
+  method = methods.get("ofa")(eps=eps, stages=stages, temperature=t)
+  adapter = method.adapter()
+  with jax.enable_x64(dtype == jnp.float64):
+    arr = lambda a: jnp.asarray(a, dtype)
+    maps = [arr(m) for m in student_maps]
+    variables = adapter.init(jax.random.PRNGKey(0), [*maps, arr(pooled_s), arr(zs)],
+                             [arr(pooled_t)], False)
+    leaves, tree = jax.tree.flatten(variables["params"])
+    params = jax.tree.unflatten(tree, [arr(rng.randn(*x.shape) * 0.2) for x in leaves])
+
+    def total(maps, s_logits):
+      (proj, t_maps), _ = adapter.apply(
+          {"params": params, "batch_stats": variables.get("batch_stats", {})},
+          [*maps, arr(pooled_s), s_logits], [arr(pooled_t)], True, mutable=["batch_stats"])
+      ctx = Context(proj, t_maps, Outputs(s_logits, {}), Outputs(arr(zt), {}),
+                    {"label": jnp.asarray(y)}, None, None, None)
+      return method.loss(ctx)
+    value, (g_maps, g_logits) = jax.jit(jax.value_and_grad(total, argnums=(0, 1)))(maps, arr(zs))
+  chosen = stages or tuple(range(1, len(student_maps) + 1))
+  eps_all = eps * (len(chosen) + 1) if len(eps) == 1 else eps
+  reference = ref.OFAProjectors(info, is_cnn, d_s, d_t, list(chosen), k, 0 if is_cnn else 1).double()
+  n = len(student_maps)
+  for stage in chosen:
+    seq, p = reference.projector[str(stage)], params[f"stage{stage}"]
+    # The same projector: as many parameters (BatchNorm statistics aside) as the reference's.
+    assert sum(x.size for x in jax.tree.leaves(p)) == sum(w.numel() for w in seq.parameters())
+    if is_cnn:
+      _copy_cnn_projector(seq, p, n - stage)
+    else:
+      grid = int(round((student_maps[0].shape[1] - 1) ** 0.5))
+      merges = max(int(np.log2(grid / 7)), 0)
+      _copy_vit_projector(seq, p, merges, max(n - stage, 1))
+  feats = [torch.tensor(to_torch(m), requires_grad=True) for m in student_maps]
+  s_logits = torch.tensor(zs, requires_grad=True)
+  want = reference(feats, s_logits, torch.tensor(zt), torch.from_numpy(y), list(eps_all), t)
+  want.backward()
+  errs = [rel_err(value, want), rel_err(g_logits, s_logits.grad)]
+  errs += [rel_err(to_torch(np.asarray(g)), f.grad) for g, f in zip(g_maps, feats)
+           if f.grad is not None]
+  assert all(not np.any(np.asarray(g)) for g, f in zip(g_maps, feats) if f.grad is None)
+  return errs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stages,eps,t", [((), (1.0,), 1.0), ((1, 3), (1.5, 1.2, 1.0), 2.0)])
+def test_ofa_on_a_cnn_student_matches_authors_code(stages, eps, t, dtype):
+  """A 4-stage CNN student (16x16 -> 2x2 maps, 16 -> 128 channels, as a ResNet-18's at 2/7 of
+  its size and 1/4 of its width; every BatchNorm sees at least 16 values per channel, so that
+  float32 round-off is not amplified by a variance of a handful of values) and a teacher of pooled width 96: the SepConv chains (stage k:
+  4 - k of them), the 1x1 convolution of stage 4, every projector's and the logits' terms;
+  value and gradients w.r.t. every stage map and the student's logits (BatchNorm in training
+  mode, as the reference trains)."""
+  rng = np.random.RandomState(0)
+  shapes = [(4, 16, 16, 16), (4, 8, 8, 32), (4, 4, 4, 64), (4, 2, 2, 128)]
+  maps = [rng.randn(*s) for s in shapes]
+  if dtype == jnp.float32:
+    maps = [m.astype(np.float32).astype(np.float64) for m in maps]
+  info = lambda stage: (stage - 1, tuple(np.array(shapes[stage - 1])[[3, 1, 2]]))
+  errs = _ofa_case(maps, 128, 96, stages, eps, t, dtype, lambda m: m.transpose(0, 3, 1, 2),
+                   info, True)
+  assert max(errs) < TOL[dtype], errs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ofa_on_a_vit_student_matches_authors_code(dtype):
+  """A 4-stage ViT student's tokens (a class token and a 14x14 grid, width 16): each stage's
+  patches merged once to 7x7 (GELU), 3, 2, 1 and 1 blocks of 4 heads, the class token."""
+  rng = np.random.RandomState(1)
+  maps = [rng.randn(2, 1 + 196, 16) for _ in range(4)]
+  if dtype == jnp.float32:
+    maps = [m.astype(np.float32).astype(np.float64) for m in maps]
+  info = lambda stage: (stage - 1, (197, 16))
+  errs = _ofa_case(maps, 16, 24, (), (1.0,), 1.0, dtype, lambda m: m, info, False)
+  assert max(errs) < TOL[dtype], errs

@@ -8,7 +8,12 @@ tests with only the framework plumbing removed.
          as mmcls/models/backbones/vision_transformer.py hands them over: the patch tokens
          (``x[:, 1:]``) of blocks 0 and 1 stacked [B, 2, N, D], and of the last block after
          the final norm [B, N, D]
+  OFA    Hao840/OFAKD @f7bb896  distillers/ofa.py (ofa_loss, the projectors of OFA.__init__
+         and the loss terms of OFA.forward), distillers/utils.py (PatchMerging, GAP1d,
+         TokenFilter, TokenFnContext, SepConv); timm 0.6.5's Block (qkv without bias,
+         nn.LayerNorm) from today's timm given those arguments
 """
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -171,3 +176,220 @@ class ViTKDLoss(nn.Module):
         mask = torch.gather(mask, dim=1, index=ids_restore)
 
         return x_keep, mask, ids_restore, ids_masked
+
+
+# ---- OFA (distillers/ofa.py and distillers/utils.py; timm 0.6.5's Block) ----
+def ofa_loss(logits_student, logits_teacher, target_mask, eps, temperature=1.):
+    pred_student = F.softmax(logits_student / temperature, dim=1)
+    pred_teacher = F.softmax(logits_teacher / temperature, dim=1)
+    prod = (pred_teacher + target_mask) ** eps
+    loss = torch.sum(- (prod - target_mask) * torch.log(pred_student), dim=-1)
+    return loss.mean()
+
+
+class PatchMerging(nn.Module):
+    def __init__(self, input_resolution, dim, out_dim=None, norm_layer=nn.LayerNorm, act_layer=nn.Identity):
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.dim = dim
+        self.out_dim = out_dim or 2 * dim
+        self.norm = norm_layer(4 * dim)
+
+        in_features = 4 * dim
+        self.reduction = nn.Linear(in_features, self.out_dim, bias=False)
+        self.act = act_layer()
+
+    def forward(self, x):
+        H, W = self.input_resolution
+        B, L, C = x.shape
+        assert L == H * W, "input feature has wrong size"
+        assert H % 2 == 0 and W % 2 == 0, f"x size ({H}*{W}) are not even."
+
+        x = x.view(B, H, W, C)
+
+        x0 = x[:, 0::2, 0::2, :]  # B H/2 W/2 C
+        x1 = x[:, 1::2, 0::2, :]  # B H/2 W/2 C
+        x2 = x[:, 0::2, 1::2, :]  # B H/2 W/2 C
+        x3 = x[:, 1::2, 1::2, :]  # B H/2 W/2 C
+        x = torch.cat([x0, x1, x2, x3], -1)  # B H/2 W/2 4*C
+        x = x.view(B, -1, 4 * C)  # B H/2*W/2 4*C
+
+        x = self.norm(x)
+        x = self.reduction(x)
+        x = self.act(x)
+
+        return x
+
+
+class GAP1d(nn.Module):
+    def __init__(self):
+        super(GAP1d, self).__init__()
+
+    def forward(self, x):
+        return x.mean(1)
+
+
+class TokenFilter(nn.Module):
+    """remove cls tokens in forward"""
+
+    def __init__(self, number=1, inverse=False, remove_mode=True):
+        super(TokenFilter, self).__init__()
+        self.number = number
+        self.inverse = inverse
+        self.remove_mode = remove_mode
+
+    def forward(self, x):
+        if self.inverse and self.remove_mode:
+            x = x[:, :-self.number, :]
+        elif self.inverse and not self.remove_mode:
+            x = x[:, -self.number:, :]
+        elif not self.inverse and self.remove_mode:
+            x = x[:, self.number:, :]
+        else:
+            x = x[:, :self.number, :]
+        return x
+
+
+class TokenFnContext(nn.Module):
+    def __init__(self, token_num=0, fn: nn.Module = nn.Identity(), token_fn: nn.Module = nn.Identity(), inverse=False):
+        super(TokenFnContext, self).__init__()
+        self.token_num = token_num
+        self.fn = fn
+        self.token_fn = token_fn
+        self.inverse = inverse
+        self.token_filter = TokenFilter(number=token_num, inverse=inverse, remove_mode=False)
+        self.feature_filter = TokenFilter(number=token_num, inverse=inverse)
+
+    def forward(self, x):
+        tokens = self.token_filter(x)
+        features = self.feature_filter(x)
+        features = self.fn(features)
+        if self.token_num == 0:
+            return features
+
+        tokens = self.token_fn(tokens)
+        if self.inverse:
+            x = torch.cat([features, tokens], dim=1)
+        else:
+            x = torch.cat([tokens, features], dim=1)
+        return x
+
+
+class SepConv(nn.Module):
+    def __init__(self, channel_in, channel_out, kernel_size=3, stride=2, padding=1, affine=True):
+        #   depthwise and pointwise convolution, downsample by 2
+        super(SepConv, self).__init__()
+        self.op = nn.Sequential(
+            nn.Conv2d(channel_in, channel_in, kernel_size=kernel_size, stride=stride, padding=padding,
+                      groups=channel_in, bias=False),
+            nn.Conv2d(channel_in, channel_in, kernel_size=1, padding=0, bias=False),
+            nn.BatchNorm2d(channel_in, affine=affine),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channel_in, channel_in, kernel_size=kernel_size, stride=1, padding=padding, groups=channel_in,
+                      bias=False),
+            nn.Conv2d(channel_in, channel_out, kernel_size=1, padding=0, bias=False),
+            nn.BatchNorm2d(channel_out, affine=affine),
+            nn.ReLU(inplace=False),
+        )
+
+    def forward(self, x):
+        return self.op(x)
+
+
+def Block(dim, num_heads):
+    """timm 0.6.5's Block(dim, num_heads): qkv without bias, nn.LayerNorm (eps 1e-5); timm
+    1.0's Block is that with its own LayerNorm (eps 1e-6), so it is given nn.LayerNorm."""
+    from timm.models.vision_transformer import Block as TimmBlock
+    return TimmBlock(dim=dim, num_heads=num_heads, qkv_bias=False, norm_layer=nn.LayerNorm)
+
+
+class OFAProjectors(nn.Module):
+    """OFA.__init__'s projectors and the stage terms of OFA.forward, verbatim but: the student's
+    and teacher's ``stage_info`` given as ``student_info(stage) -> (index, shape)`` and the
+    widths; ``args`` as keyword arguments; the init is the caller's (weights are copied)."""
+
+    def __init__(self, student_info, is_cnn_student, feature_dim_s, feature_dim_t, ofa_stage,
+                 num_classes, token_num):
+        super().__init__()
+        self.student_info = student_info
+        self.ofa_stage = ofa_stage
+        self.projector = nn.ModuleDict()
+        for stage in ofa_stage:
+            _, size_s = student_info(stage)
+
+            if is_cnn_student:
+                in_chans, _, _ = size_s
+
+                if stage != 4:
+                    down_sample_blk_num = 4 - stage
+                    down_sample_blks = []
+                    for i in range(down_sample_blk_num):
+                        if i == down_sample_blk_num - 1:
+                            out_chans = max(feature_dim_s, feature_dim_t)
+                        else:
+                            out_chans = in_chans * 2
+                        down_sample_blks.append(SepConv(in_chans, out_chans))
+                        in_chans *= 2
+                else:
+                    down_sample_blks = [nn.Conv2d(in_chans, max(feature_dim_s, feature_dim_t), 1, 1, 0)]
+
+                projector = nn.Sequential(
+                    *down_sample_blks,
+                    nn.AdaptiveAvgPool2d(1),
+                    nn.Flatten(),
+                    nn.Linear(max(feature_dim_s, feature_dim_t), num_classes)  # todo: cifar100
+                )
+            else:
+                patch_num, embed_dim = size_s
+
+                final_patch_grid = 7  # finally there are 49 patches
+                patch_grid = int(patch_num ** .5)
+                merge_num = max(int(np.log2(patch_grid / final_patch_grid)), 0)
+                merger_modules = []
+                for i in range(merge_num):
+                    if i == 0:  # proj to feature_dim_s
+                        merger_modules.append(
+                            PatchMerging(input_resolution=(patch_grid // 2 ** i, patch_grid // 2 ** i),
+                                         dim=embed_dim,
+                                         out_dim=feature_dim_s,
+                                         act_layer=nn.GELU))
+                    else:
+                        merger_modules.append(
+                            PatchMerging(input_resolution=(patch_grid // 2 ** i, patch_grid // 2 ** i),
+                                         dim=feature_dim_s,
+                                         out_dim=feature_dim_s,
+                                         act_layer=nn.GELU if i != merge_num - 1 else nn.Identity))
+                patch_merger = nn.Sequential(*merger_modules)
+                blocks = nn.Sequential(
+                    *[Block(dim=feature_dim_s, num_heads=4) for _ in range(max(4 - stage, 1))]  # todo: check this
+                )
+                if token_num != 0:
+                    get_feature = nn.Sequential(
+                        TokenFilter(token_num, remove_mode=False),  # todo: token_num > 1
+                        nn.Flatten()
+                    )
+                else:
+                    get_feature = GAP1d()
+                projector = nn.Sequential(
+                    TokenFnContext(token_num, patch_merger),
+                    blocks,
+                    get_feature,
+                    nn.Linear(feature_dim_s, num_classes)  # todo: cifar100
+                )
+            self.projector[str(stage)] = projector
+
+    def forward(self, feat_student, logits_student, logits_teacher, label, ofa_eps, ofa_temperature,
+                ofa_loss_weight=1., kd_loss_weight=1.):
+        num_classes = logits_student.size(-1)
+        target_mask = F.one_hot(label, num_classes)
+        ofa_losses = []
+        for stage, eps in zip(self.ofa_stage, ofa_eps):
+            idx_s, _ = self.student_info(stage)
+            feat_s = feat_student[idx_s]
+            logits_student_head = self.projector[str(stage)](feat_s)
+            ofa_losses.append(
+                ofa_loss(logits_student_head, logits_teacher, target_mask, eps, ofa_temperature))
+        loss_ofa = ofa_loss_weight * sum(ofa_losses)
+        loss_kd = kd_loss_weight * ofa_loss(logits_student, logits_teacher, target_mask,
+                                            ofa_eps[-1], ofa_temperature)
+        return loss_ofa + loss_kd

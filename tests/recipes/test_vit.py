@@ -185,3 +185,24 @@ def test_vitkd_plans_between_two_vits_and_is_refused_with_a_cnn(tmp_path):
   assert "\n" not in msg and msg.endswith(
       "config.objectives.vitkd: loss 'vitkd' reads a vision transformer's tokens [B, T, D] on "
       "both sides, but the teacher 'teacher' resnet20 is not a ViT")
+
+
+def test_imagenet_ofa_is_the_readme_command_with_its_config():
+  c = load_config("configs/imagenet/ofa.py")
+  assert (c.model, c.teachers.teacher.model) == ("resnet18", "deit_tiny_patch16_224")
+  assert c.objectives.to_dict() == {"ce": dict(weight=1.0, label_smoothing=0.1),
+                                    "ofa": dict(weight=1.0, eps=(1.5,))}
+  assert (c.num_epochs, c.batch_size, c.optimizer.lr, c.optimizer.weight_decay,
+          tuple(c.optimizer.decay_epochs), c.optimizer.warmup_epochs) == (
+              100, 512, 0.1, 1e-4, (30, 60, 90), 3)
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("pair", ["resnet20-vit_micro_patch2_8", "vit_micro_patch2_8-resnet8"])
+def test_ofa_plans_in_both_directions(pair, tmp_path):
+  """Projectors for a ViT student's tokens and for a CNN student's maps."""
+  p = plan.make(load_config("configs/digits/vit.py", f"ofa,{pair}"), str(tmp_path))
+  run = p.runs["ofa"]
+  student = pair.split("-")[1]
+  stages = 4 if student.startswith("vit") else 3
+  assert set(run.adapter_shapes["ofa"]) == {f"stage{k}" for k in range(1, stages + 1)}

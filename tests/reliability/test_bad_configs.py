@@ -43,7 +43,7 @@ CASES = {
     "loss": (lambda c: c.update(objectives={"kdd": dict(weight=1.0)}),
              "config.objectives.kdd: unknown loss 'kdd'; valid: ab, adain, ama, at, cc, ce, cfl, crd, "
              "ctkd, deit, dist, dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, "
-             "mean_matching, mlkd, nkd, nst, pkt, reviewkd, rkd, soft_ce, sp, stat_matching, "
+             "mean_matching, mlkd, nkd, nst, ofa, pkt, reviewkd, rkd, soft_ce, sp, stat_matching, "
              "teacher_head, vid, vitkd, wttm (a method of your own: config.method_modules)"),
     "hyperparameter": (lambda c: c.update(objectives={"ce": dict(weight=1.0, temprature=4.0)}),
                        "config.objectives.ce: unknown field(s) temprature for loss 'ce'; valid: "
