@@ -121,11 +121,15 @@ class RunPlan:
     """The objectives' host samplers over ``split`` (refusals were checked at plan time)."""
     return host_inputs.build(self.objectives, split)
 
-  def with_objectives(self, objectives_cfg: Mapping[str, Any]) -> "RunPlan":
-    """This run with other objectives (``kd_jax.benchmark --methods``), planned again."""
+  def with_objectives(self, objectives_cfg: Mapping[str, Any],
+                      measurement_only: bool = False) -> "RunPlan":
+    """This run with other objectives (``kd_jax.benchmark --methods``), planned again;
+    ``measurement_only``: a step that is timed, not trained (the benchmark's supervised
+    student step of a distilled ViT, whose distillation head it leaves untrained)."""
     cfg = ml_collections.ConfigDict(self.config.to_dict())
     cfg.objectives = ml_collections.ConfigDict(dict(objectives_cfg))
-    return _plan_run(self.name, cfg, self.workdir, {}, _Shapes(), teachers=self.teachers)
+    return _plan_run(self.name, cfg, self.workdir, {}, _Shapes(), teachers=self.teachers,
+                     check_heads=not measurement_only)
 
   def step_key(self) -> str:
     """What decides the compiled train step: runs with equal keys run the same program."""
@@ -245,7 +249,7 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
               earlier: Mapping[str, RunPlan], shapes: _Shapes,
               job_workdir: str | None = None,
               teachers: Mapping[str, TeacherPlan] | None = None,
-              missing_checkpoints: bool = False) -> RunPlan:
+              missing_checkpoints: bool = False, check_heads: bool = True) -> RunPlan:
   info = data_info.describe(cfg.data)
   trains = not (cfg.downstream.data.name and cfg.downstream.backbone)
   downstream = _plan_downstream(name, cfg, run_dir, earlier) if cfg.downstream.data.name \
@@ -283,7 +287,8 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
                  heads, teachers, objectives, downstream=downstream)
-  adapter_shapes, state_shapes, outputs, t_vars = _run_shapes(plan, shapes, samplers)
+  adapter_shapes, state_shapes, outputs, t_vars = _run_shapes(plan, shapes, samplers,
+                                                              check_heads)
   # A checkpoint in the run's workdir that it could not resume is refused now, not after
   # the runs before it (a finished run of a job is not trained again: not checked).
   if not (name and ckpt_lib.is_complete_run(run_dir)):
@@ -372,7 +377,8 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
     raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
 
 
-def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any, Any, Any]:
+def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers, check_heads: bool = True
+                ) -> tuple[Any, Any, Any, Any]:
   """The run's shapes: ``(params['adapters'], objective_state, (student Outputs, {teacher:
   Outputs}), {teacher: variables})``, after every objective is traced on the shapes of the
   student's and the teachers' outputs (one-line errors: a feature the model lacks, a
@@ -389,7 +395,8 @@ def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers) -> tuple[Any, Any, Any
   adapters.check_teacher_heads(plan.objectives, t_out, modules)
   adapters.check_feature_kinds(plan.objectives, s_out, t_out, c.model,
                          {n: t.model for n, t in plan.teachers.items()})
-  adapters.check_distillation_head(plan.objectives, s_out, c.model)
+  if check_heads:
+    adapters.check_distillation_head(plan.objectives, s_out, c.model)
   example = example_batch(plan, host_inputs.specs(samplers, 2), 2)
   shape_of = lambda maps: [(m.shape, str(m.dtype)) for m in maps or []]
   params, state = {}, {}

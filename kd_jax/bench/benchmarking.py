@@ -186,9 +186,11 @@ class _Bench:
                f"{f' (x{attempts})' if attempts > 1 else ''}{' noisy' if noisy else ''}")
     return rec
 
-  def parse(self, objectives_cfg) -> list[objectives_lib.Objective]:
-    """The objectives of ``objectives_cfg`` on this run (planned and checked like any run's)."""
-    return list(self.plan.with_objectives(objectives_cfg).objectives)
+  def parse(self, objectives_cfg, measurement_only: bool = False
+            ) -> list[objectives_lib.Objective]:
+    """The objectives of ``objectives_cfg`` on this run (planned and checked like any run's;
+    ``measurement_only``: see ``RunPlan.with_objectives``)."""
+    return list(self.plan.with_objectives(objectives_cfg, measurement_only).objectives)
 
   def samplers(self, objectives, data=None) -> dict[str, Any]:
     """The objectives' host samplers, from ``data``'s train labels or (no data) random labels
@@ -476,7 +478,8 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
     return records
   records = []
   student_rec, _ = bench.measure_step("student_step", "ce",
-                                      bench.parse({"ce": {"weight": 1.0}}))
+                                      bench.parse({"ce": {"weight": 1.0}},
+                                                  measurement_only=True))
   student_timer = bench.last_timed
   records.append(student_rec)
   records += _measure_methods(bench, method_cfgs, student_rec, student_timer, teacher_cache,

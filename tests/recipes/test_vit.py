@@ -101,6 +101,16 @@ def test_a_distilled_student_without_deit_is_refused(tmp_path):
       "average both heads; add objectives.deit or train vit_micro_patch2_8")
 
 
+def test_the_benchmarks_supervised_step_of_a_distilled_student_is_planned(tmp_path):
+  """kd_jax.benchmark times CE alone on a distilled student (its student_step): a measurement,
+  not a run, so the untrained distillation head is not refused there."""
+  run = plan.make(load_config("configs/digits/vit.py", "deit"), str(tmp_path)).runs["deit"]
+  with pytest.raises(KdJaxError, match="has a distillation token and head"):
+    run.with_objectives({"ce": {"weight": 1.0}})
+  measured = run.with_objectives({"ce": {"weight": 1.0}}, measurement_only=True)
+  assert [o.name for o in measured.objectives] == ["ce"]
+
+
 def test_deit_on_a_student_without_a_distillation_token_is_refused(tmp_path):
   c = load_config("configs/digits/vit.py", "kd")
   c.runs["kd"].objectives = DEIT_HARD
