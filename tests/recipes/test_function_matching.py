@@ -1,16 +1,10 @@
 """Function matching's recipes: big_vision's settings where it has them (ImageNet), our
 choices elsewhere, each one config away; the ImageNet recipe trains on mock ImageNet (the
 CIFAR-100 one with the other CIFAR-100 recipes, tests/recipes/test_cifar100.py)."""
-import jax
 import pytest
-import tensorflow_datasets as tfds
 
-from kd_jax import plan
-from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
-from kd_jax import models
-from kd_jax.training import loop
-from tests.recipes.helpers import load_config
+from tests.recipes.helpers import load_config, train_on_mock_imagenet
 
 FM = {"function_matching": {"weight": 1.0, "temperature": 1.0, "mixup_p": 1.0, "mixup_n": 2}}
 
@@ -53,17 +47,7 @@ def test_digits_job_compares_function_matching_with_kd_short_and_long_over_three
 def test_imagenet_recipe_trains_on_mock_imagenet(tmp_path):
   """A random resnet18 with 1000 classes stands in for the resnet50 teacher (the method
   reads its logits only, which have the same shape)."""
-  teacher = models.create("resnet18", 1000)
-  path = str(tmp_path / "teacher")
-  ckpt_lib.save_model_variables(path, dict(models.init(teacher, jax.random.PRNGKey(0),
-                                                       (32, 32, 3))),
-                                {"model": "resnet18", "num_classes": 1000})
   c = load_config("configs/imagenet/function_matching.py")
-  c.teachers.teacher.update(model="resnet18", checkpoint=path)
-  c.data.image_size, c.data.num_train_examples, c.data.num_eval_examples = 32, 16, 8
-  c.batch_size, c.eval_batch_size, c.num_epochs, c.log_every_steps = 8, 8, 1, 1
-  config_lib.validate(c)
-  with tfds.testing.mock_data(num_examples=16):
-    results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path / "run")))
+  results = train_on_mock_imagenet(c, tmp_path)
   assert results["steps"] == 2 and results["objectives"] == {"function_matching": 1.0}
   assert 0.0 <= results["test_accuracy"] <= 1.0

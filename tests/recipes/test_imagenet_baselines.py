@@ -2,16 +2,12 @@
 ran them, and all of them training together on mock ImageNet."""
 import math
 
-import jax
 import pytest
-import tensorflow_datasets as tfds
 
-from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
-from kd_jax import models, plan, recipes
+from kd_jax import recipes
 from kd_jax.errors import KdJaxError
-from kd_jax.training import loop
-from tests.recipes.helpers import load_config
+from tests.recipes.helpers import load_config, train_on_mock_imagenet
 
 # METHODS.md G and the files named in kd_jax/recipes/baselines.py.
 WANT = {
@@ -54,21 +50,11 @@ def test_imagenet_recipe_is_the_authors(method):
 def test_the_imagenet_baselines_train_together_on_mock_imagenet(tmp_path, capsys):
   """Every recipe's objectives in one run (one compilation), 2 steps at 32 px; a random
   resnet18 with 1000 classes stands in for the ResNet-34 (the same logits and feature shapes)."""
-  teacher = models.create("resnet18", 1000)
-  path = str(tmp_path / "teacher")
-  ckpt_lib.save_model_variables(path, dict(models.init(teacher, jax.random.PRNGKey(0),
-                                                       (32, 32, 3))),
-                                {"model": "resnet18", "num_classes": 1000})
   c = load_config("configs/imagenet/dist.py")
   c.objectives = {"ce": dict(weight=1.0), **{
       f"{m}_{name}": dict(entry, loss=name) for m, (objs, _) in WANT.items()
       for name, entry in objs.items() if name != "ce"}}
-  c.teachers.teacher.update(model="resnet18", checkpoint=path)
-  c.data.image_size, c.data.num_train_examples, c.data.num_eval_examples = 32, 16, 8
-  c.batch_size, c.eval_batch_size, c.num_epochs, c.log_every_steps = 8, 8, 1, 1
-  config_lib.validate(c)
-  with tfds.testing.mock_data(num_examples=16):
-    results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path / "run")))
+  results = train_on_mock_imagenet(c, tmp_path)
   assert results["steps"] == 2 and len(results["objectives"]) == 9
   line = [l for l in capsys.readouterr().out.splitlines() if "step 2: train/" in l][-1]
   for name in results["objectives"]:

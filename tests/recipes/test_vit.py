@@ -1,16 +1,12 @@
 """The ViT recipes (kd_jax/recipes/vit.py): DeiT's objectives and solver, the CNN <-> ViT
 configs, and what the plan refuses for a ViT (one line each, before anything trains)."""
-import jax
 import pytest
-import tensorflow_datasets as tfds
 
-from kd_jax import checkpoint as ckpt_lib
 from kd_jax import config as config_lib
 from kd_jax import models, plan
 from kd_jax.errors import KdJaxError
 from kd_jax.recipes import vit
-from kd_jax.training import loop
-from tests.recipes.helpers import load_config
+from tests.recipes.helpers import load_config, train_on_mock_imagenet
 
 DEIT_HARD = {"ce": dict(weight=0.5), "deit": dict(weight=0.5)}
 
@@ -139,18 +135,8 @@ def test_methods_whose_meaning_carries_over_plan_on_a_vit_student(method, tmp_pa
 def test_deit_tiny_distils_from_a_resnet_on_mock_imagenet(tmp_path, fast_compilation):
   """configs/imagenet/deit.py, 2 steps at 32 px (2x2 patches): a random resnet18 with 1000
   classes stands in for the ResNet-50; the distillation head's loss is finite."""
-  teacher = models.create("resnet18", 1000)
-  path = str(tmp_path / "teacher")
-  ckpt_lib.save_model_variables(path, dict(models.init(teacher, jax.random.PRNGKey(0),
-                                                       (32, 32, 3))),
-                                {"model": "resnet18", "num_classes": 1000})
   c = load_config("configs/imagenet/deit.py")
-  c.teachers.teacher.update(model="resnet18", checkpoint=path)
-  c.data.image_size, c.data.num_train_examples, c.data.num_eval_examples = 32, 16, 8
-  c.batch_size, c.eval_batch_size, c.num_epochs, c.log_every_steps = 8, 8, 1, 1
-  config_lib.validate(c)
-  with tfds.testing.mock_data(num_examples=16):
-    results = loop.train_and_evaluate(plan.make_run(c, str(tmp_path / "run")))
+  results = train_on_mock_imagenet(c, tmp_path)
   assert results["steps"] == 2 and set(results["objectives"]) == {"ce", "deit"}
 
 
