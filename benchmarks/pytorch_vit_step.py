@@ -99,31 +99,12 @@ def main(argv):
   print(f"pytorch {torch.__version__} timm {timm.__version__}, {torch.get_num_threads()} "
         f"threads, batch {b}, float32, student {_STUDENT.value}, teacher {_TEACHER.value}, "
         f"input ({_SIZE.value}, {_SIZE.value}, 3)")
-  print(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
-        f"{'spread %':>8}")
-  records = []
-  steps = _steps(b, _TEACHER.value, _STUDENT.value, _CLASSES.value, _SIZE.value)
-  for (measurement, method), step in steps.items():
-    # PyTorch on CPU runs eagerly: a step has finished when it returns.
-    per_step, attempts, _ = timing.time_windows(
-        lambda _, step=step: step(), None, steps=_STEPS.value, windows=_WINDOWS.value,
-        warmup=_WARMUP.value, attempts=_ATTEMPTS.value, max_spread=_MAX_SPREAD.value)
-    spread = timing.spread(per_step)
-    rec = {"measurement": measurement, "method": method,
-           **timing.summary(b, per_step, attempts), **common}
-    records.append(rec)
-    print(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
-          f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "
-          f"{rec['step_ms']:>10.1f} {100 * spread:>8.1f}"
-          f"{f' (x{attempts})' if attempts > 1 else ''}"
-          f"{' noisy' if spread > _MAX_SPREAD.value else ''}", flush=True)
-  ms = {(r["measurement"], r["method"]): r["step_ms"] for r in records}
-  base = ms[("teacher_forward", "teacher")] + ms[("student_step", "ce")]
-  print("overhead = distill_step / (teacher_forward + student_step), as kd_jax.benchmark:")
-  for rec in records:
-    if rec["measurement"] == "distill_step":
-      rec["overhead"] = round(rec["step_ms"] / base, 3)
-      print(f"  {rec['method']:<8} {rec['overhead']:.3f}")
+  # PyTorch on CPU runs eagerly: a step has finished when it returns.
+  records = timing.eager_table(
+      _steps(b, _TEACHER.value, _STUDENT.value, _CLASSES.value, _SIZE.value), b, common,
+      steps_per_window=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
+      attempts=_ATTEMPTS.value, max_spread=_MAX_SPREAD.value,
+      print_fn=lambda s: print(s, flush=True))
   for rec in records:
     print(json.dumps(rec))
 

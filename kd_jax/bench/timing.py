@@ -61,3 +61,36 @@ def time_windows(run_step: Callable[[Any], Any], carry: Any, *, steps: int, wind
     if spread(best) <= max_spread:
       break
   return best, attempt, carry
+
+
+def eager_table(steps: dict[tuple[str, str], Callable[[], Any]], batch_size: int,
+                common: dict[str, Any], *, steps_per_window: int, windows: int, warmup: int,
+                attempts: int = ATTEMPTS, max_spread: float = MAX_SPREAD,
+                print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
+  """Times each ``(measurement, method) -> step`` of an eager framework (a step has finished
+  when it returns: PyTorch on CPU), printing the table ``kd_jax.benchmark`` prints and then
+  ``overhead = distill_step / (teacher_forward + student_step)``; one record per step (with
+  ``common``), then the JSON lines are the caller's."""
+  print_fn(f"{'measurement':<16} {'method':<8} {'images/s':>9} (min-max) {'ms/step':>10} "
+           f"{'spread %':>8}")
+  records = []
+  for (measurement, method), step in steps.items():
+    per_step, made, _ = time_windows(
+        lambda _, step=step: step(), None, steps=steps_per_window, windows=windows,
+        warmup=warmup, attempts=attempts, max_spread=max_spread)
+    rec = {"measurement": measurement, "method": method,
+           **summary(batch_size, per_step, made), **common}
+    records.append(rec)
+    print_fn(f"{measurement:<16} {method:<8} {rec['images_per_s']:>9.1f} "
+             f"({rec['images_per_s_min']:.1f}-{rec['images_per_s_max']:.1f}) "
+             f"{rec['step_ms']:>10.1f} {100 * spread(per_step):>8.1f}"
+             f"{f' (x{made})' if made > 1 else ''}"
+             f"{' noisy' if spread(per_step) > max_spread else ''}")
+  ms = {(r["measurement"], r["method"]): r["step_ms"] for r in records}
+  base = ms[("teacher_forward", "teacher")] + ms[("student_step", "ce")]
+  print_fn("overhead = distill_step / (teacher_forward + student_step), as kd_jax.benchmark:")
+  for rec in records:
+    if rec["measurement"] == "distill_step":
+      rec["overhead"] = round(rec["step_ms"] / base, 3)
+      print_fn(f"  {rec['method']:<8} {rec['overhead']:.3f}")
+  return records
