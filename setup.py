@@ -1,5 +1,12 @@
 """kd_jax: knowledge distillation in JAX/Flax."""
+import re
+
 import setuptools
+
+# The one place the version is written: kd_jax/__init__.py (CITATION.cff repeats it; a test
+# checks they agree).
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    open("kd_jax/__init__.py", encoding="utf-8").read()).group(1)
 
 # Lower bounds are the versions tested together (see constraints.txt for the
 # full tested set, which the README install and CI use).
@@ -25,7 +32,7 @@ INSTALL_REQUIRES = [
 
 setuptools.setup(
     name="kd_jax",
-    version="0.1.0",
+    version=VERSION,
     description="Knowledge distillation in JAX/Flax: one jitted step for every method.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
