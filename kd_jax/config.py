@@ -32,10 +32,10 @@ _TEACHER_FIELDS = {"model", "checkpoint", "run", "num_classes", "which", "head"}
 def data_config() -> ml_collections.ConfigDict:
   """The fields of a data set (``config.data``, ``config.downstream.data``)."""
   c = ml_collections.ConfigDict()
-  c.name = "sklearn_digits"
+  c.name = "sklearn_digits"  # A TFDS name, "a+b" (a union), or "folder:<path>" (docs: Data).
   c.data_dir = ""          # "": $TFDS_DATA_DIR or ~/tensorflow_datasets.
-  c.train_split = "train"
-  c.eval_split = "test"
+  c.train_split = "train"  # A TFDS split; slices like "train[:90%]" work.
+  c.eval_split = "test"    # The split evaluated after each eval_every_epochs.
   c.image_size = -1        # -1: the data set's preset (digits 8, CIFAR 32, ImageNet 224).
   c.channels = 0           # 0: as stored; 3 repeats a 1-channel image.
   c.train_augment = ""     # "": preset; none | cifar | pad_crop | inception.
@@ -43,18 +43,21 @@ def data_config() -> ml_collections.ConfigDict:
   c.augment_on = ""        # "": preset (CIFAR: device); host | device: train images go to the
                            # step as uint8, cropped, flipped and normalised there (none,
                            # cifar, pad_crop; not for unions).
-  c.mean = ()              # Per-channel normalisation (one value: every channel); ():
-  c.std = ()               # the data set's preset (digits, CIFAR, ImageNet), else 0.5.
+  c.mean = ()              # Per-channel mean subtracted (one value: every channel); (): the
+                           # data set's preset (digits, CIFAR, ImageNet), else 0.5.
+  c.std = ()               # Per-channel std divided by (set with mean); (): as mean.
   c.unlabeled = False      # Proxy data: labels dropped, example index kept.
   c.unlabeled_parts = ()   # A union "a+b": the data sets whose train labels are dropped (the
                            # proxy beside a labelled target set; batches get label_mask).
-  c.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used
-  c.labeled_seed = 0        # (the rest is unlabelled data for the teacher's losses).
+  c.labeled_fraction = 1.0  # < 1: only this random fraction of train labels is used (the
+                            # rest is unlabelled data for the teachers' losses; label_mask).
+  c.labeled_seed = 0        # The seed of that fraction's draw (the same labels for every run).
   c.classes = ()           # Class ids to keep (relabelled 0..n-1 in this order); (): all.
-  c.download = True
-  c.cache = True
-  c.num_train_examples = -1  # -1: from the TFDS metadata (set it only where that has
-  c.num_eval_examples = -1   # no split sizes, e.g. under tfds.testing.mock_data).
+  c.download = True        # False: a data set not prepared fails at once (offline).
+  c.cache = True           # Decoded images cached in memory by tf.data.
+  c.num_train_examples = -1  # -1: from the TFDS metadata (set it only where that has no
+                             # split sizes, e.g. under tfds.testing.mock_data).
+  c.num_eval_examples = -1   # -1: from the TFDS metadata (as num_train_examples).
   return c
 
 
@@ -62,16 +65,16 @@ def optimizer_config() -> ml_collections.ConfigDict:
   """The fields of an optimiser (``config.optimizer``, ``config.downstream.optimizer``)."""
   c = ml_collections.ConfigDict()
   c.name = "sgd"      # sgd | adam (PyTorch-style: wd added to the gradient) | adamw.
-  c.lr = 0.05
+  c.lr = 0.05         # The peak learning rate (for lr_reference_batch).
   c.lr_reference_batch = 64  # lr is for this global batch, scaled linearly; 0: no scaling.
-  c.momentum = 0.9
-  c.nesterov = False
-  c.weight_decay = 5e-4
+  c.momentum = 0.9    # SGD's momentum; Adam's and AdamW's b1.
+  c.nesterov = False  # SGD with Nesterov momentum.
+  c.weight_decay = 5e-4  # sgd, adam: L2 added to the gradient; adamw: decoupled.
   c.decay = "all"     # all | timm: none on biases, norm scales, tokens and position embeddings (DeiT).
   c.schedule = "step"  # step | cosine | constant.
   c.decay_epochs = (150, 180, 210)  # step: lr *= decay_factor after these epochs.
-  c.decay_factor = 0.1
-  c.warmup_epochs = 0.0
+  c.decay_factor = 0.1  # step: the factor at each of decay_epochs.
+  c.warmup_epochs = 0.0  # Linear warm-up from 0 over these epochs (fractions allowed).
   c.clip_norm = 0.0   # > 0: gradients clipped to this global norm first (big_vision's grad_clip_norm).
   c.lr_scale = ml_collections.ConfigDict()  # Parameter path prefix -> lr multiplier, e.g.
   return c                                  # {"student/fc": 10, "adapters/cfl": 5}.
@@ -83,23 +86,23 @@ def downstream_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.data = data_config()
   c.data.name = ""               # "": no downstream evaluation.
-  c.protocols = ("linear_probe", "finetune")
+  c.protocols = ("linear_probe", "finetune")  # Either or both.
   c.backbone = ""                # "": the trained run's student; "random": config.model,
                                  # randomly initialised (the from-scratch baseline); else
                                  # another run of the job (its name) or a run's workdir:
                                  # that model is evaluated, nothing is trained.
-  c.which = "latest"
+  c.which = "latest"             # latest | best: which checkpoint of the backbone's run.
   # Linear probe on frozen pooled features: logistic regression (L-BFGS), its L2 weight
   # chosen on a validation split held out of the train split, then refit on all of it.
-  c.validation_fraction = 0.2
-  c.probe_l2 = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-  c.probe_steps = 300
+  c.validation_fraction = 0.2    # Linear probe: the part of the train split held out.
+  c.probe_l2 = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # Linear probe: the L2 weights tried.
+  c.probe_steps = 300            # Linear probe: L-BFGS iterations.
   # Fine-tuning: the whole backbone and a new classifier, trained with ce.
-  c.num_epochs = 30
-  c.batch_size = 64
+  c.num_epochs = 30              # Fine-tuning's epochs.
+  c.batch_size = 64              # Fine-tuning's batch.
   c.optimizer = optimizer_config()
-  c.optimizer.lr = 0.01
-  c.optimizer.schedule = "cosine"
+  c.optimizer.lr = 0.01          # Fine-tuning's learning rate.
+  c.optimizer.schedule = "cosine"  # Fine-tuning's schedule.
   return c
 
 
@@ -118,26 +121,29 @@ def from_file(path: str) -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   """Every field a run understands, with its default."""
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = 0                    # Initialisation, data order, augmentation and the step's draws.
   c.model = "resnet8"           # The student (or the model trained, with no teacher).
   c.num_classes = -1            # -1: the data set's number of classes.
-  c.dtype = "float32"
+  c.dtype = "float32"           # bfloat16: student and teachers compute in bfloat16
+                                # (parameters, optimiser state and losses stay float32).
   c.init_from = ""              # A run's workdir: start from its model's weights (every
                                 # layer but the classifier); "": random initialisation.
   c.data = data_config()
 
   c.batch_size = 64             # Global, over all devices and processes.
   c.eval_batch_size = -1        # -1: batch_size.
-  c.num_epochs = 30
+  c.num_epochs = 30             # Epochs of the main phase.
 
   c.optimizer = optimizer_config()
 
   c.teachers = ml_collections.ConfigDict()    # name -> dict(model, checkpoint | run, which,
                                 # head: of a consolidated student, the head read as logits).
-  c.objectives = ml_collections.ConfigDict({"ce": {"weight": 1.0}})
+  c.objectives = ml_collections.ConfigDict({"ce": {"weight": 1.0}})  # name -> dict(weight,
+                                # loss (default: the name), teacher, student_feature,
+                                # teacher_feature, hyperparameters): docs, Methods.
   c.method_modules = ()         # Modules that register methods of your own, imported before
                                 # the objectives are read: module names on sys.path or
-                                # paths of .py files (README, "Adding a method").
+                                # paths of .py files (docs, "Adding a method").
   c.student_heads = ()          # Teacher names: a Linear head per teacher on the student's
                                 # pooled feature (representation consolidation).
   c.eval_head = ""              # "": evaluate the model's classifier; a head's teacher name.
@@ -152,16 +158,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.skip_nonfinite_steps = False  # False: a NaN/Inf loss or gradient stops the run (the last
                                 # good checkpoint kept). True: that step is skipped (no
                                 # update) and counted in train/skipped_steps.
-  c.log_every_steps = 50
+  c.log_every_steps = 50        # Train metrics reported (console, TensorBoard) every N steps.
   c.checkpoint_every_steps = -1  # -1: at the end of every epoch.
-  c.keep_checkpoints = 3
-  c.eval_every_epochs = 1
+  c.keep_checkpoints = 3        # The newest N checkpoints kept.
+  c.eval_every_epochs = 1       # Evaluation on data.eval_split every N epochs (and at the end).
 
-  c.runs = ml_collections.ConfigDict()  # name -> overrides of the fields above.
+  c.runs = ml_collections.ConfigDict()  # name -> overrides of the fields above: each run is
+                                # the top level with its own fields over it (docs, Configs).
   # A job's published numbers to compare with: rows (table, row, seed group or run name,
   # published top-1 %, -1 where none was published); the job writes table.md and table.json.
   c.published = ()
-  c.published_source = ""
+  c.published_source = ""      # Where the published numbers come from (printed with them).
   return c
 
 

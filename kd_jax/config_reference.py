@@ -1,0 +1,125 @@
+"""The config fields as Markdown, generated from ``config.base_config()`` (names, defaults) and
+the comments beside each field in ``kd_jax/config.py`` (what it means), so that the docs'
+field reference cannot drift from the schema (``docs/configs.md``, by the MkDocs hook
+``docs/hooks.py``)."""
+from __future__ import annotations
+
+import inspect
+import io
+import re
+import tokenize
+
+import ml_collections
+
+from kd_jax import config as config_lib
+
+# The functions of config.py that define a group of fields, and where the group sits.
+GROUPS = (
+    ("", config_lib.base_config),
+    ("data.", config_lib.data_config),
+    ("optimizer.", config_lib.optimizer_config),
+    ("downstream.", config_lib.downstream_config),
+)
+_ASSIGN = re.compile(r"^\s*c\.([\w.]+)\s*=")
+
+
+def field_comments(function) -> dict[str, str]:
+  """``{field: its comment}`` for every ``c.<field> = ...`` of ``function``: the comment on
+  the line, the comment-only lines indented below it (a continuation), and a comment block
+  just above it at the statement's indentation."""
+  source = inspect.getsource(function)
+  comments: dict[int, str] = {}
+  for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+    if tok.type == tokenize.COMMENT:
+      comments[tok.start[0]] = tok.string.lstrip("#").strip()
+  lines = source.splitlines()
+  out: dict[str, list[str]] = {}
+  pending: list[str] = []
+  last = None
+  for number, line in enumerate(lines, start=1):
+    code = line.split("#", 1)[0].strip() if number in comments else line.strip()
+    match = _ASSIGN.match(line)
+    if match:
+      last = match.group(1)
+      out[last] = pending + ([comments[number]] if number in comments else [])
+      pending = []
+    elif not code and number in comments:
+      if last is not None and line.index("#") > _indent(lines, number):
+        out[last].append(comments[number])      # Aligned under the previous field's comment.
+      else:
+        pending.append(comments[number])        # A block above the next field.
+    elif code.startswith("return") and number in comments and last is not None:
+      out[last].append(comments[number])
+    elif code:
+      pending = []
+  return {k: " ".join(v) for k, v in out.items()}
+
+
+def _indent(lines: list[str], number: int) -> int:
+  """The indentation of the statements around line ``number`` (1-based)."""
+  for line in reversed(lines[:number - 1]):
+    if line.strip() and not line.strip().startswith("#"):
+      return len(line) - len(line.lstrip())
+  return 0
+
+
+def _default(value) -> str:
+  if isinstance(value, ml_collections.ConfigDict):
+    value = value.to_dict()
+  return repr(value)
+
+
+def _get(cfg, path: str):
+  for part in path.split("."):
+    cfg = cfg[part]
+  return cfg
+
+
+def _order(function) -> list[str]:
+  """The fields ``function`` assigns, in the order of its source."""
+  seen: list[str] = []
+  for line in inspect.getsource(function).splitlines():
+    match = _ASSIGN.match(line)
+    if match and match.group(1) not in seen:
+      seen.append(match.group(1))
+  return seen
+
+
+def fields() -> list[tuple[str, str, str]]:
+  """``(field, default, meaning)`` for every field a run understands, in the schema's order.
+  ``data.*`` and ``optimizer.*`` are listed once; of ``downstream.data.*`` and
+  ``downstream.optimizer.*`` (the same fields) only those whose default the downstream group
+  changes."""
+  comments = {prefix: field_comments(fn) for prefix, fn in GROUPS}
+  functions = {fn.__name__: prefix for prefix, fn in GROUPS}
+  base = config_lib.base_config()
+  rows: list[tuple[str, str, str]] = []
+
+  def walk(function, prefix):
+    for name in _order(function):
+      path = prefix + name
+      value = _get(base, path)
+      sub = re.search(r"c\.%s\s*=\s*(\w+)\(\)" % re.escape(name), inspect.getsource(function))
+      if sub and sub.group(1) in functions and "." not in name:
+        walk(getattr(config_lib, sub.group(1)), path + ".")
+      elif "." in name:  # downstream's own default for a field of data / optimizer.
+        group, rest = name.split(".", 1)
+        own = comments["downstream."].get(name) or comments[functions_of[group]].get(rest, "")
+        rows.append((path, _default(value), own + " (downstream's own default)"))
+      else:
+        own = comments.get(prefix, {}).get(name, "") if prefix in comments else ""
+        if prefix.startswith("downstream.") and prefix != "downstream.":
+          continue  # downstream.data.*, downstream.optimizer.*: as data.*, optimizer.*.
+        rows.append((path, _default(value), own))
+
+  functions_of = {"data": "data.", "optimizer": "optimizer."}
+  walk(config_lib.base_config, "")
+  return rows
+
+
+def markdown() -> str:
+  """The field reference as one Markdown table."""
+  lines = ["| field | default | meaning |", "|---|---|---|"]
+  for path, default, meaning in fields():
+    lines.append(f"| `{path}` | `{default}` | {meaning.replace('|', chr(92) + '|')} |")
+  return "\n".join(lines) + "\n"
