@@ -44,6 +44,8 @@ setuptools.setup(
         "torch": ["torch>=2.13.0"],
         # The tests also execute the notebooks (nbclient with an IPython kernel) and check
         # the ViTs against timm's (random weights; timm needs torchvision).
+        # The documentation site: mkdocs build --strict (CI runs it).
+        "docs": ["mkdocs>=1.6.1", "mkdocs-material>=9.8.2", "mkdocstrings[python]>=1.0.8"],
         "test": ["pytest>=9.0", "pytest-xdist>=3.8.0", "torch>=2.14.1", "torchvision>=0.29.1",
                  "timm>=1.0.31", "nbclient>=0.11.0", "nbformat>=5.11.1", "ipykernel>=7.4.0"],
     },

@@ -1,4 +1,4 @@
-"""Which room of the package may import which (README, "Layout"): read from the source with
+"""Which room of the package may import which (docs/development.md, "Layout"): read from the source with
 ``ast``, every import counted, also those inside functions."""
 import ast
 import pathlib

@@ -72,10 +72,32 @@ MUTATIONS = {
           "jnp.zeros((1, *input_shape)), train=False))")],
         ["tests/distill/test_distill_job.py::test_job_trains_a_teacher_then_a_feature_distilled_student"]),
     "stale_readme": (
-        "the README shows a flag the command does not have and a config that is not there",
-        [("README.md", "--workdir=/tmp/scarce", "--work_dir=/tmp/scarce"),
-         ("README.md", "`cifar100/fitnet.py`", "`cifar100/fitnets.py`")],
+        "the README and the docs show a flag the command does not have and a config that is "
+        "not there",
+        [("README.md", "--workdir=/tmp/kd_jax      #", "--work_dir=/tmp/kd_jax      #"),
+         ("docs/methods.md", "`cifar100/fitnet.py`", "`cifar100/fitnets.py`")],
         ["tests/test_readme.py"]),
+    "docs_objectives_at_the_top": (
+        "'Adding a method' sets the student's objectives at the top level, where the student "
+        "run (which sets its own) does not read them",
+        [("docs/adding_a_method.md", "     c.runs.kd.objectives = {",
+          "     c.objectives = {")],
+        ["tests/distill/test_adding_a_method.py::test_a_method_outside_the_tree_trains_from_a_config_alone"]),
+    "config_reference_without_groups": (
+        "the docs' generated config reference leaves out the data and optimizer fields",
+        [("kd_jax/config_reference.py", 'walk(getattr(config_lib, sub.group(1)), path + ".")',
+          "pass")],
+        ["tests/test_config_reference.py::test_every_field_is_listed_once_with_its_default_and_a_meaning"]),
+    "figure_conflicts_ignored": (
+        "a table figure quoted twice with different values at one commit passes the figures check",
+        [("tools/figures.py", 'if key in seen and seen[key]["figure"] != r["figure"]:',
+          'if False:')],
+        ["tests/test_readme.py::test_a_table_figure_quoted_twice_with_different_values_is_a_conflict"]),
+    "figure_without_provenance": (
+        "a results section loses its commit and CPU",
+        [("docs/results.md", "*Measured: commit fadffcb, 2-core AMD EPYC (Zen 3) VM; 28 minutes",
+          "*Measured: 28 minutes")],
+        ["tests/test_readme.py::test_every_measured_figure_has_its_commit_and_cpu"]),
     "ignored_checkpoint": (
         "a resumed run goes on from its checkpoint's step with its initial state, not the saved one",
         [("kd_jax/training/loop.py",

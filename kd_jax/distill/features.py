@@ -1,7 +1,7 @@
 """Features by name: what an objective's ``student_feature`` / ``teacher_feature`` select.
 
 Features are named as the models name them (``stem``, ``stage1``.., ``preact/stage1``..,
-``pooled``; see the README's model table) or by a token that follows RepDistiller's
+``pooled``; see the model table in docs/models.md) or by a token that follows RepDistiller's
 ``feat`` list for any family: ``stages`` (``feat[1:-1]``: every ``stage<k>``),
 ``preact_stages``, ``last_stage`` (``feat[-2]``), ``before_last_stage``,
 ``stem_and_stages`` (``feat[:-1]``), and ``logits``. A list of names reads several maps.

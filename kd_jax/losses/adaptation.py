@@ -1,5 +1,5 @@
 """Activation map adaptation (Wu et al., 2020; arXiv 2010.13500) [INFERRED: only the
-abstract is known; README, *What is inferred*]: the adaptive module's phase loss. The
+abstract is known; docs/methods.md, *What is inferred*]: the adaptive module's phase loss. The
 adaptive module and the method are in ``kd_jax/methods/ama.py``.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Yang, Martinez, Bulat, Tzimiropoulos, "Knowledge distillation via adaptive insta
 normalization" (arXiv 2003.04289). Only the abstract and the same authors' SRRL code
 (``distiller_zoo/AIN.py``: the connector and ``statm_loss``) were available: ``mean_matching``
 and the connector (``kd_jax.methods.statistics``) follow that code; ``adain_loss`` and ``stat_matching`` are our
-reconstruction from the abstract (README, *What is inferred*), every choice a parameter.
+reconstruction from the abstract (docs/methods.md, *What is inferred*), every choice a parameter.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Activation map adaptation (Wu et al., 2020; arXiv 2010.13500) [INFERRED: only the abstract
-is known; README, *What is inferred*].
+is known; docs/methods.md, *What is inferred*].
 
 An adaptive module ``A`` stands in for the teacher's last stage: it maps the teacher's map
 *before* that stage to the shape of the student's last-stage map. In a first phase ``A``

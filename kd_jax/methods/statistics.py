@@ -4,7 +4,7 @@ the teacher's channels (``StatConnector``, SRRL's ``transfer_conv``), then:
 
 - ``mean_matching``: the teacher's channel means (SRRL's ``statm_loss``);
 - ``stat_matching``: means and standard deviations (our reading of the paper's L2 baseline);
-- ``adain``: AdaIN-KD [INFERRED reconstruction, README *What is inferred*]: the teacher's
+- ``adain``: AdaIN-KD [INFERRED reconstruction, docs/methods.md *What is inferred*]: the teacher's
   map re-normalised with the connected student's statistics, judged by the teacher's own
   remaining layers against its logits (plus ``stat_matching`` at ``stat_weight``);
 - ``teacher_head``: SRRL: the connected student map through the teacher's remaining layers

@@ -97,7 +97,7 @@ def test_missing_or_empty_folders_fail_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_the_readme_command_trains_on_a_folder(tmp_path):
-  """README: python -m kd_jax.train --config=configs/digits/supervised.py
+  """docs/data.md: python -m kd_jax.train --config=configs/digits/supervised.py
   --config.data.name=folder:<path> (one epoch here)."""
   root = _write(tmp_path / "shapes", per_class=(12, 4))
   proc = forkserver.run(

@@ -1,9 +1,11 @@
-"""The README's "Adding a method", done for real: a method written in one file outside the
-kd_jax tree (a logit loss with a learnable per-class temperature adapter and a 1-epoch
+"""The docs' "Adding a method" (``docs/adding_a_method.md``), done for real as written: a
+method in one file outside the kd_jax tree (a logit loss with a learnable per-class temperature adapter and a 1-epoch
 initialisation phase), named in a config, trained by ``python -m kd_jax.train`` on the
 embedded digits, with no file of kd_jax touched."""
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -18,59 +20,17 @@ from kd_jax.errors import KdJaxError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# The README shows this file; tests/test_readme.py checks the README's copy is this one.
-METHOD_FILE = textwrap.dedent('''\
-    """KD at per-class temperatures, fitted first to calibrate the teacher."""
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    from kd_jax import losses, methods
+# The page's files and command, as written (tests/test_readme.py finds the page's blocks).
+PAGE = open(os.path.join(ROOT, "docs", "adding_a_method.md"), encoding="utf-8").read()
+_BLOCKS = [textwrap.dedent(b) for b in re.findall(r"^[ \t]*```(?:python|bash)\n(.*?)^[ \t]*```",
+                                                   PAGE, re.S | re.M)]
+METHOD_FILE, CONFIG_FILE, COMMAND = _BLOCKS
 
 
-    class ClassTemperatures(nn.Module):
-      """One temperature per class, T_c = exp(log_t_c), starting at ``start``; divides both
-      sides' logits [B, C] by it."""
-      start: float
-
-      @nn.compact
-      def __call__(self, s_maps, t_maps, train: bool):
-        log_t = self.param("log_t", nn.initializers.constant(jnp.log(self.start)),
-                           (t_maps[0].shape[-1],))
-        return [s_maps[0] / jnp.exp(log_t)], [t_maps[0] / jnp.exp(log_t)]
-
-
-    @methods.register("calibrated_kd")
-    class CalibratedKD(methods.Method):
-      """Phase (1 epoch): the temperatures minimise the teacher's cross-entropy (temperature
-      scaling); main phase: KD between the scaled logits, the temperatures frozen."""
-      init_temperature: float = 4.0
-      reads = "logits"
-      needs_labels = True
-      phase = methods.Phase(loss="teacher calibration", trains=(methods.ALL_ADAPTERS,),
-                            frozen_after=True, epochs=1)
-
-      def adapter(self):
-        return ClassTemperatures(self.init_temperature)
-
-      def loss(self, ctx):
-        return losses.kd(ctx.s_maps[0], ctx.t_maps[0], temperature=1.0)
-
-      def phase_loss(self, ctx):
-        return losses.cross_entropy(ctx.t_maps[0], ctx.batch["label"])
-    ''')
-
-CONFIG_FILE = textwrap.dedent('''\
-    from kd_jax import recipes
-
-
-    def get_config():
-      c = recipes.digits_distill("kd")  # A teacher run, then a student run.
-      c.method_modules = ({method_file!r},)
-      c.runs.kd.objectives = {{"ce": dict(weight=0.1), "calibrated_kd": dict(weight=0.9)}}
-      c.num_epochs = 1
-      c.data.num_train_examples = 128
-      return c
-    ''')
+def test_the_page_shows_a_method_a_config_and_a_command():
+  assert "@methods.register(\"calibrated_kd\")" in METHOD_FILE
+  assert "def get_config()" in CONFIG_FILE and "calibrated_kd.py" in CONFIG_FILE
+  assert COMMAND.startswith("python -m kd_jax.train --config=<folder>/calibrated.py")
 
 
 @pytest.fixture
@@ -130,12 +90,15 @@ def _git_status() -> str:
 def test_a_method_outside_the_tree_trains_from_a_config_alone(tmp_path):
   before = _git_status()
   (tmp_path / "calibrated_kd.py").write_text(METHOD_FILE)
-  config = tmp_path / "calibrated.py"
-  config.write_text(CONFIG_FILE.format(method_file=str(tmp_path / "calibrated_kd.py")))
+  (tmp_path / "calibrated.py").write_text(CONFIG_FILE)
   workdir = tmp_path / "work"
-  out = subprocess.run([sys.executable, "-m", "kd_jax.train", f"--config={config}",
-                        f"--workdir={workdir}"], cwd=str(tmp_path), capture_output=True,
-                       text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
+  words = shlex.split(COMMAND.replace("<folder>", str(tmp_path)))
+  words = [f"--workdir={workdir}" if w.startswith("--workdir=") else w for w in words]
+  assert words[:3] == ["python", "-m", "kd_jax.train"]
+  out = subprocess.run([sys.executable, *words[1:], "--config.num_epochs=1",
+                        "--config.data.num_train_examples=128"], cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert "initialisation phase of 'calibrated_kd' (teacher calibration): 1 epochs" in out.stdout
   results = json.loads((workdir / "kd" / "results.json").read_text())
