@@ -1,12 +1,17 @@
-"""The config fields as Markdown, generated from ``config.base_config()`` (names, defaults) and
-the comments beside each field in ``kd_jax/config.py`` (what it means), so that the docs'
-field reference cannot drift from the schema (``docs/configs.md``, by the MkDocs hook
-``docs/hooks.py``)."""
+"""The config fields and the methods as Markdown, generated from the code so that the docs
+cannot drift from it (the MkDocs hook ``docs/hooks.py``): the fields from
+``config.base_config()`` (names, defaults) and the comments beside each field in
+``kd_jax/config.py`` (``docs/configs.md``); a card per registered method from its class (file,
+docstring, hyperparameters with their defaults, what it reads, labels, phase, views:
+``docs/methods.md``)."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
+import os
 import re
+import textwrap
 import tokenize
 
 import ml_collections
@@ -123,3 +128,52 @@ def markdown() -> str:
   for path, default, meaning in fields():
     lines.append(f"| `{path}` | `{default}` | {meaning.replace('|', chr(92) + '|')} |")
   return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+  """A docstring as Markdown: reST's double backticks made single."""
+  return re.sub(r"``(.+?)``", r"`\1`", text)
+
+
+def method_cards() -> str:
+  """One section per registered method (sorted by config name): its class and file, its
+  docstring, a table of its hyperparameters with their defaults, what it reads and needs."""
+  from kd_jax import methods  # pylint: disable=g-import-not-at-top  (registers the built-ins)
+  out = []
+  for name, cls in sorted(methods.REGISTRY.items()):
+    path = os.path.relpath(inspect.getsourcefile(cls),
+                           os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out.append(f"### `{name}`")
+    out.append(f"`{cls.__name__}` in `{path}`.")
+    doc = inspect.getdoc(cls) or ""
+    if doc and not doc.startswith(cls.__name__ + "("):  # Not dataclass's generated one.
+      out.append(_md(textwrap.dedent(doc)))
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    if fields:
+      out.append("\n".join(["| hyperparameter | default |", "|---|---|"] + [
+          f"| `{f.name}` | `{f.default!r}` |" for f in fields
+          if f.default is not dataclasses.MISSING]))
+    else:
+      out.append("No hyperparameters.")
+    facts = [f"reads: `{cls.reads or 'logits'}`"
+             + (f" (teacher: `{cls.teacher_reads}`)" if cls.teacher_reads else "")]
+    if cls.feature_kind:
+      facts.append(f"features: {cls.feature_kind} only")
+    if cls.needs_labels:
+      facts.append("needs labels" + (" (a labelled fraction is enough)" if cls.partial_labels
+                                     else ""))
+    if not cls.needs_teacher:
+      facts.append("no teacher")
+    if cls.multi_teacher:
+      facts.append("several teachers")
+    if cls.uses_teacher_head:
+      facts.append("reads the teacher's layers after its last stage")
+    if cls.views:
+      facts.append("makes views: " + ", ".join(f"`{v}`" for v in cls.views))
+    if cls.phase:
+      ph = cls.phase
+      facts.append(f"initialisation phase: {ph.loss}, {ph.epochs} epochs"
+                   + ("" if ph.in_main else ", acts only in its phase")
+                   + (", frozen after it" if ph.frozen_after else ""))
+    out.append("; ".join(facts) + ".")
+  return "\n\n".join(out) + "\n"

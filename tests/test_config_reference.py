@@ -52,3 +52,15 @@ def test_the_markdown_table_has_a_row_per_field():
   assert table.startswith("| field | default | meaning |\n|---|---|---|\n")
   assert table.count("\n") == 2 + len(config_reference.fields())
   assert "| `data.train_augment` | `''` | \"\": preset; none \\| cifar" in table
+
+
+def test_every_registered_method_has_a_card_with_its_defaults():
+  from kd_jax import methods  # pylint: disable=g-import-not-at-top
+  cards = config_reference.method_cards()
+  assert [line[5:-1] for line in cards.splitlines() if line.startswith("### ")] == sorted(
+      methods.REGISTRY)
+  kd = cards[cards.index("### `kd`"):cards.index("### `logit_l2`")]
+  assert "`KD` in `kd_jax/methods/logits.py`." in kd
+  assert "| `temperature` | `4.0` |" in kd and "| `logit_stand` | `False` |" in kd
+  ab = cards[cards.index("### `ab`"):cards.index("### `adain`")]
+  assert "initialisation phase: activation_boundaries, 30 epochs, acts only in its phase" in ab

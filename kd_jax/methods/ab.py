@@ -36,6 +36,10 @@ class ABAdapter(nn.Module):
 
 @register("ab")
 class AB(Method):
+  """Activation boundaries (Heo et al., AAAI 2019; RepDistiller's ``ABLoss``): the student's
+  pre-ReLU stage maps, through a connector, pushed to the teacher's side of each neuron's
+  activation boundary with a squared hinge at ``margin``. Transfers in its initialisation
+  phase only (RepDistiller's ``-b 1`` stage), as the reference."""
   margin: float = 1.0
   reads = "preact_stages"
   feature_kind = "maps"

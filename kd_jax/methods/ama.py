@@ -75,6 +75,10 @@ def teacher_classifier(variables: Mapping[str, Any]) -> tuple[jax.Array, jax.Arr
 
 @register("ama")
 class AMA(Method):
+  """Activation map adaptation (Wu et al. 2020) [INFERRED from the abstract; docs/methods.md,
+  *What is inferred*]: an adaptive module maps the teacher's map before its last stage to the
+  student's last-stage shape, trained first (its phase) through the frozen teacher's
+  classifier, then frozen; the student's last stage mimics its map (FitNet's MSE)."""
   phase_l2: float = 0.0  # Weight of the phase's L2 pull of the adapted teacher.
   needs_labels = True
   partial_labels = True

@@ -9,6 +9,9 @@ from kd_jax.methods.base import STUDENT_FEATURES, Context, Method, Phase, regist
 
 @register("fsp")
 class FSP(Method):
+  """Flow of solution procedure (Yim et al., CVPR 2017; RepDistiller's ``FSP``): the Gram
+  matrices between consecutive stage maps, matched by MSE; needs equal channel counts; acts
+  in its initialisation phase only, as the reference."""
   reads = "stem_and_stages"
   feature_kind = "maps"
   phase = Phase(loss="fsp", trains=(STUDENT_FEATURES,), in_main=False)

@@ -85,6 +85,10 @@ class FTAdapter(nn.Module):
 
 @register("ft")
 class FT(Method):
+  """Factor transfer (Kim et al., NeurIPS 2018; RepDistiller's ``FactorTransfer``): the
+  teacher's last-stage map through a paraphraser (trained first to reconstruct it, then
+  frozen), the student's through a translator; the L1 distance of their normalised factors
+  (``p1``, ``p2``; ``rate`` sizes the factor)."""
   p1: float = 2.0
   p2: float = 1.0
   rate: float = 0.5

@@ -43,6 +43,8 @@ class ConnectorAdapter(nn.Module):
 
 @register("mean_matching")
 class MeanMatching(Method):
+  """Channel-mean matching (SRRL's code, ``statm``): the connected student's last-stage
+  channel means against the teacher's, MSE."""
   reads = "last_stage"
   feature_kind = "maps"
 
@@ -55,6 +57,9 @@ class MeanMatching(Method):
 
 @register("stat_matching")
 class StatMatching(Method):
+  """Channel mean and standard deviation matching (Yang et al. 2020, the L2 baseline)
+  [INFERRED; docs/methods.md, *What is inferred*]: the connected student's last-stage channel
+  statistics against the teacher's, MSE; biased variance unless ``unbiased``."""
   eps: float = 1e-5
   unbiased: bool = False
   reads = "last_stage"

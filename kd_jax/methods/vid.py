@@ -55,6 +55,9 @@ class VIDAdapter(nn.Module):
 
 @register("vid")
 class VID(Method):
+  """Variational information distillation (Ahn et al., CVPR 2019; RepDistiller's ``VIDLoss``):
+  per stage, a regressor predicts the teacher's map from the student's with a learned
+  per-channel variance; the Gaussian negative log-likelihood, summed over the stages."""
   init_pred_var: float = 5.0
   eps: float = 1e-5
   reads = "stages"
