@@ -244,3 +244,10 @@ def test_every_python_block_of_the_pages_is_run_by_a_test():
                                                           "docs/adding_a_method.md": 2}
   assert blocks["docs/adding_a_method.md"] == [METHOD_FILE, CONFIG_FILE]
   assert blocks["README.md"] == [_readme_config()]
+
+
+def test_the_readme_names_every_registered_method():
+  """Its "Methods at a glance" has every objective a config can name."""
+  from kd_jax import methods  # pylint: disable=g-import-not-at-top
+  section = README[README.index("## Methods at a glance"):README.index("## Adding a method")]
+  assert [m for m in sorted(methods.REGISTRY) if f"`{m}`" not in section] == []
