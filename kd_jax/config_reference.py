@@ -96,7 +96,7 @@ def fields() -> list[tuple[str, str, str]]:
   ``downstream.optimizer.*`` (the same fields) only those whose default the downstream group
   changes."""
   comments = {prefix: field_comments(fn) for prefix, fn in GROUPS}
-  functions = {fn.__name__: prefix for prefix, fn in GROUPS}
+  functions = {fn.__name__ for _, fn in GROUPS}
   base = config_lib.base_config()
   rows: list[tuple[str, str, str]] = []
 
@@ -109,15 +109,13 @@ def fields() -> list[tuple[str, str, str]]:
         walk(getattr(config_lib, sub.group(1)), path + ".")
       elif "." in name:  # downstream's own default for a field of data / optimizer.
         group, rest = name.split(".", 1)
-        own = comments["downstream."].get(name) or comments[functions_of[group]].get(rest, "")
+        own = comments["downstream."].get(name) or comments[group + "."].get(rest, "")
         rows.append((path, _default(value), own + " (downstream's own default)"))
       else:
-        own = comments.get(prefix, {}).get(name, "") if prefix in comments else ""
-        if prefix.startswith("downstream.") and prefix != "downstream.":
+        if prefix not in comments:
           continue  # downstream.data.*, downstream.optimizer.*: as data.*, optimizer.*.
-        rows.append((path, _default(value), own))
+        rows.append((path, _default(value), comments[prefix].get(name, "")))
 
-  functions_of = {"data": "data.", "optimizer": "optimizer."}
   walk(config_lib.base_config, "")
   return rows
 
