@@ -20,6 +20,11 @@ measurements still above it are named as noisy at the end. Also: compile
 time, and peak memory (the device's allocator where it reports one (GPU, TPU); else XLA's
 memory analysis of the compiled step: arguments + outputs + temporaries - donated).
 
+``--seeds=N``: also ``seeds_step``, each method's step of N seeds side by side
+(``config.seeds``) with shared and with independent batches: images/s per seed, and
+``gain`` = N x distill_step / seeds_step (time): what one program of N seeds saves over N
+runs of one seed (``kd_jax/training/seeds.py``).
+
 ``overhead = distill_step / (teacher_forward + student_step)`` (time per step; the teacher
 term only when the step runs one): what distillation costs beyond running the two networks.
 The networks are timed again after the methods and their mean taken (a shared host's speed
@@ -71,6 +76,9 @@ _ONLY_PIPELINE = flags.DEFINE_bool("only_pipeline", False, "Measure the input pi
                                    "(pipeline_only) and nothing else: no network is compiled.")
 _CACHE = flags.DEFINE_bool("teacher_cache", False, "Also time each distillation step with the "
                            "teachers' outputs read from the batch (config.teacher_cache).")
+_SEEDS = flags.DEFINE_integer("seeds", 0, "N > 1: also time each method's step of N seeds side "
+                              "by side (config.seeds), shared and independent batches: "
+                              "images/s per seed and the gain over N runs of one seed.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to this file.")
 
 
@@ -83,7 +91,7 @@ def main(argv):
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
         batch_size=_BATCH.value or None, methods=_METHODS.value, pipeline=_PIPELINE.value,
         mock_data=_MOCK.value, teacher_cache=_CACHE.value, only_pipeline=_ONLY_PIPELINE.value,
-        attempts=_ATTEMPTS.value,
+        attempts=_ATTEMPTS.value, seeds=_SEEDS.value,
         max_spread=_MAX_SPREAD.value, print_fn=lambda s: print(s, flush=True))
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")

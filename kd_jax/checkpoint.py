@@ -39,7 +39,7 @@ _META_RENAMED = {"stage": "phase", "stages": "phases", "aux": "adapters"}
 # order, which the resumed run continues; phases (recorded since checkpoints number the steps
 # of all phases) say what the numbers mean.
 COMPATIBLE = ("model", "num_classes", "adapters", "steps_per_epoch", "seed", "batch_size",
-              "phases")
+              "phases", "data_seed")  # data_seed: of a seed trained with others (seeds).
 
 
 def check_compatible(folder, step: int, meta: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -147,7 +147,7 @@ class Checkpoints:
     return _rename_format_2(out, to_format_2=False) if legacy else out
 
   def restore_latest_intact(self, items: Callable[[dict], dict[str, Any]],
-                            expected: dict[str, Any], log=print
+                            expected: dict[str, Any], log=print, max_step: int | None = None
                             ) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
     """``(step, state items, meta)`` of the newest checkpoint that reads back whole, or None
     when there is none. ``items(meta)``: the structure to restore that checkpoint into (it
@@ -156,8 +156,10 @@ class Checkpoints:
     A damaged one (its meta or arrays unreadable: a truncated file, a deleted item) is
     reported and the one before it tried; once an intact one is found the damaged ones are
     moved to ``<workdir>/checkpoints_damaged/<step>``, so that training writes those steps
-    anew. If none is intact: a one-line KdJaxError, nothing moved."""
-    steps = sorted(self.latest.all_steps(), reverse=True)
+    anew. If none is intact: a one-line KdJaxError, nothing moved. ``max_step``: the newest
+    intact one at or before it (the seeds of a run resume from their newest common step)."""
+    steps = sorted((s for s in self.latest.all_steps() if max_step is None or s <= max_step),
+                   reverse=True)
     with quiet_failed_reads():
       return self._restore_latest_intact(steps, items, expected, log)
 
@@ -184,6 +186,14 @@ class Checkpoints:
           f"cannot be read (step {damaged[0][0]}: {damaged[0][1][:200]}); delete {self.dir} "
           f"to train from the start")
     return None
+
+  def delete_after(self, step: int | None) -> list[int]:
+    """Deletes the checkpoints after ``step`` (all of them for None): steps one seed of a
+    run saved and another did not, which the run trains again. Returns their steps."""
+    later = [s for s in self.latest.all_steps() if step is None or s > step]
+    for s in later:
+      self.latest.delete(s)
+    return later
 
   def _quarantine(self, steps: list[int], log) -> None:
     for step in steps:

@@ -122,6 +122,14 @@ def base_config() -> ml_collections.ConfigDict:
   """Every field a run understands, with its default."""
   c = ml_collections.ConfigDict()
   c.seed = 0                    # Initialisation, data order, augmentation and the step's draws.
+  c.seeds = ()                  # Seeds trained side by side, one vmapped step for all, e.g.
+                                # (0, 1, 2); each seed written as a run of its own in
+                                # <run>_seed<k> (seed<k> for a job's one unnamed run).
+                                # (): one seed, config.seed (docs, Seeds side by side).
+  c.seed_batches = "shared"     # With seeds: "shared": every seed reads the same batches
+                                # (order and augmentation from config.seed; the teachers
+                                # run once for all seeds); "independent": each seed its own
+                                # order and augmentation, as a run of that seed alone.
   c.model = "resnet8"           # The student (or the model trained, with no teacher).
   c.num_classes = -1            # -1: the data set's number of classes.
   c.dtype = "float32"           # bfloat16: student and teachers compute in bfloat16
@@ -163,6 +171,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3        # The newest N checkpoints kept.
   c.eval_every_epochs = 1       # Evaluation on data.eval_split every N epochs (and at the end).
 
+  c.side_by_side = ""           # A job's runs <g>_seed<k> that differ only in their seed: ""
+                                # trained one by one; "shared" or "independent": as one run
+                                # <g> of those seeds side by side (config.seeds), written to
+                                # the same folders.
   c.runs = ml_collections.ConfigDict()  # name -> overrides of the fields above: each run is
                                 # the top level with its own fields over it (docs, Configs).
   # A job's published numbers to compare with: rows (table, row, seed group or run name,
@@ -226,6 +238,44 @@ def _merge(base: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigD
   return ml_collections.ConfigDict(out)
 
 
+def side_by_side(runs: dict[str, ml_collections.ConfigDict], mode: str
+                 ) -> dict[str, ml_collections.ConfigDict]:
+  """``runs`` with each group of runs ``<g>_seed<k>`` (seed ``k``) that differ in nothing but
+  their seed made one run ``<g>`` of those seeds side by side (``seeds``, ``seed_batches =
+  mode``), written to the same folders. A group stays as it is where a run of seeds would
+  be refused (a teacher cache, init_from, a downstream phase) or where another run reads
+  one of its runs' model (``downstream.backbone``, ``init_from``)."""
+  if mode not in ("shared", "independent"):
+    raise KdJaxError(f"config.side_by_side must be '', shared or independent, got {mode!r}")
+  read = {r.downstream.backbone for r in runs.values()} | {r.init_from for r in runs.values()}
+  groups: dict[str, dict[int, str]] = {}
+  for name, run in runs.items():
+    match = re.fullmatch(r"(.+)_seed(\d+)", name)
+    if match and run.seed == int(match.group(2)) and not run.seeds:
+      groups.setdefault(match.group(1), {})[run.seed] = name
+  out, done = {}, set()
+  for name, run in runs.items():
+    group = re.sub(r"_seed\d+$", "", name)
+    members = groups.get(group, {})
+    if name in done or len(members) < 2 or group in runs:
+      if name not in done:
+        out[name] = run
+      continue
+    alike = lambda r: {**r.to_dict(), "seed": 0}
+    first = runs[members[min(members)]]
+    ok = (all(alike(runs[m]) == alike(first) for m in members.values())
+          and not (first.teacher_cache or first.init_from or first.downstream.data.name)
+          and not read & set(members.values()))
+    if not ok:
+      out[name] = run
+      continue
+    merged = copy.deepcopy(first)
+    merged.seeds, merged.seed_batches, merged.seed = tuple(sorted(members)), mode, min(members)
+    out[group] = merged
+    done |= set(members.values())
+  return out
+
+
 def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
   """``{run name: full config}``; a config without ``runs`` is the single run ``''``."""
   if not config.get("runs"):
@@ -236,6 +286,8 @@ def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
   for name, run in runs.items():  # A job's teacher_cache is for the runs that read teachers.
     if not run.teachers and "teacher_cache" not in config.runs[name]:
       run.teacher_cache = ""
+  if config.get("side_by_side"):
+    runs = side_by_side(runs, config.side_by_side)
   # Runs that train a teacher go before the runs that read it (ConfigDict sorts keys).
   ordered: dict[str, ml_collections.ConfigDict] = {}
 
@@ -246,7 +298,7 @@ def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
       raise KdJaxError(f"config.runs: teachers form a cycle: {' -> '.join(chain + (name,))}")
     for t in runs[name].teachers.values():
       if isinstance(t, (dict, ml_collections.ConfigDict)) and t.get("run"):
-        visit(t["run"], chain + (name,))
+        visit(seeded_run(t["run"], runs)[0], chain + (name,))
     visit(runs[name].downstream.backbone, chain + (name,))  # A run evaluating another's model.
     ordered[name] = runs[name]
 
@@ -260,7 +312,7 @@ def validated_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collection
   runs = expand_runs(config)
   names = list(runs)
   for i, cfg in enumerate(runs.values()):
-    validate(cfg, run_names=names[:i])
+    validate(cfg, run_names=run_names({n: runs[n] for n in names[:i]}))
   return runs
 
 
@@ -303,6 +355,57 @@ def _check_scalars(config: ml_collections.ConfigDict) -> None:
                      f"{config.teacher_cache!r}")
   if config.dtype not in ("float32", "bfloat16"):
     raise KdJaxError(f"config.dtype must be float32 or bfloat16, got {config.dtype!r}")
+  _check_seeds(config)
+
+
+def _check_seeds(config: ml_collections.ConfigDict) -> None:
+  seeds = config.seeds
+  if (isinstance(seeds, (str, int)) or not all(isinstance(k, int) and not isinstance(k, bool)
+                                                and k >= 0 for k in seeds)
+      or len(set(seeds)) != len(seeds)):
+    raise KdJaxError(f"config.seeds must be a list of distinct integers >= 0 (or () for one "
+                     f"seed, config.seed), got {seeds!r}")
+  if config.side_by_side not in ("", "shared", "independent"):
+    raise KdJaxError(f"config.side_by_side must be '', shared or independent, got "
+                     f"{config.side_by_side!r}")
+  if config.seed_batches not in ("shared", "independent"):
+    raise KdJaxError(f"config.seed_batches must be shared or independent, got "
+                     f"{config.seed_batches!r}")
+  if not seeds:
+    return
+  refused = (("teacher_cache", config.teacher_cache, "the teachers' cached outputs are read "
+              "for one data order"),
+             ("init_from", config.init_from, "set it on single-seed runs"),
+             ("downstream.data.name", config.downstream.data.name, "evaluate each seed's "
+              "<run>_seed<k> downstream in a run of its own"))
+  for field, value, why in refused:
+    if value:
+      raise KdJaxError(f"config.seeds: a run of several seeds takes no config.{field} "
+                       f"({value!r}): {why}")
+
+
+def seed_run_name(run: str, seed: int) -> str:
+  """The name (and folder) of seed ``seed`` of run ``run`` trained with ``config.seeds``."""
+  return f"{run}_seed{seed}" if run else f"seed{seed}"
+
+
+def run_names(runs: dict[str, ml_collections.ConfigDict]) -> list[str]:
+  """The names that later runs can read as teachers: each run's, and ``<run>_seed<k>`` for
+  each seed of a run with ``seeds``."""
+  out = []
+  for name, cfg in runs.items():
+    out += [seed_run_name(name, k) for k in cfg.get("seeds", ())] or [name]
+  return out
+
+
+def seeded_run(name: str, runs) -> tuple[str, int | None]:
+  """``(run, seed)`` of a run name: ``(name, None)`` for a run of ``runs``, ``(run, k)`` for
+  ``<run>_seed<k>`` of a run with ``seeds`` that include ``k``."""
+  match = re.fullmatch(r"(.+)_seed(\d+)", name)
+  if name not in runs and match and match.group(1) in runs and \
+      int(match.group(2)) in tuple(runs[match.group(1)].get("seeds", ())):
+    return match.group(1), int(match.group(2))
+  return name, None
 
 
 def _check_teachers(config: ml_collections.ConfigDict, run_names, model_names) -> None:

@@ -105,7 +105,15 @@ def _run_lines(run: plan_lib.RunPlan) -> list[str]:
     lines.append(f"{run.tag} evaluates {what} (no training)")
   else:
     steps, spe = run.num_steps, run.steps_per_epoch
-    lines.append(f"{run.tag} trains {cfg.model}, seed {cfg.seed}, batch {cfg.batch_size}, "
+    seeds = f"seed {cfg.seed}" if not run.seeds else (
+        f"seeds {', '.join(map(str, run.seeds))} side by side (one step for all; "
+        + (f"shared batches: those of seed {cfg.seed}" + (
+            ", the teachers run once for all seeds" if run.teachers else "")
+           if cfg.seed_batches == "shared" else
+           "independent batches: each seed its own" + (
+               ", the teachers run on each seed's" if run.teachers else ""))
+        + f"), written to {', '.join(run.seed_workdirs().values())}")
+    lines.append(f"{run.tag} trains {cfg.model}, {seeds}, batch {cfg.batch_size}, "
                  f"{cfg.num_epochs} epochs = {'?' if steps is None else f'{steps:,}'} steps "
                  f"({'?' if spe is None else spe} per epoch), {cfg.dtype}, optimizer "
                  f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g} ({cfg.optimizer.schedule})")
@@ -245,11 +253,15 @@ def _model_flops(module, input_shape, batch: int, train: bool,
 
 def _step_flops(run: plan_lib.RunPlan, cache: dict[str, float | None]) -> float | None:
   """FLOPs of the run's main train step: the student forward and backward, and the forward
-  pass of each teacher its main-phase objectives read."""
+  pass of each teacher its main-phase objectives read (for seeds side by side: the student's
+  per seed, the teachers' once in shared mode, per seed in independent mode)."""
   batch, shape = run.config.batch_size, run.info.input_shape
-  total = _model_flops(run.student(), shape, batch, True, cache)
+  seeds = max(1, len(run.seeds))  # Seeds side by side: the student per seed; the teachers
+  once = not run.seeds or run.config.seed_batches == "shared"  # once in shared mode.
+  student = _model_flops(run.student(), shape, batch, True, cache)
+  total = None if student is None else seeds * student
   modules = run.teacher_modules()
   for name in teachers_lib.used(run.objectives):
     f = _model_flops(modules[name], shape, batch, False, cache)
-    total = None if total is None or f is None else total + f
+    total = None if total is None or f is None else total + f * (1 if once else seeds)
   return total

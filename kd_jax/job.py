@@ -40,8 +40,21 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   results = {}
   for name, run_plan in job.runs.items():
     cfg, run_dir = run_plan.config, run_plan.workdir
-    os.makedirs(run_dir, exist_ok=True)
-    if name and ckpt_lib.is_complete_run(run_dir):
+    if not run_plan.seeds:
+      os.makedirs(run_dir, exist_ok=True)
+    if run_plan.seeds and run_plan.is_complete():
+      for seed_name, seed_dir in zip(config_lib.run_names({name: cfg}),
+                                     run_plan.seed_workdirs().values()):
+        with open(os.path.join(seed_dir, "results.json")) as f:
+          results[seed_name] = json.load(f)
+        _print(f"[{seed_name}] already finished ({seed_dir}/results.json)")
+    elif run_plan.seeds:
+      _print(f"[{name or 'train'}] training {cfg.model}, seeds {list(run_plan.seeds)} side by "
+             f"side ({cfg.seed_batches} batches), in "
+             f"{', '.join(run_plan.seed_workdirs().values())}")
+      results.update(train_and_evaluate(run_plan, job_workdir=workdir))
+      continue  # (config.seeds takes no downstream phase: refused by config.validate.)
+    elif name and ckpt_lib.is_complete_run(run_dir):
       with open(os.path.join(run_dir, "results.json")) as f:
         results[name] = json.load(f)
       _print(f"[{name}] already finished ({run_dir}/results.json)")
@@ -142,10 +155,10 @@ def seed_groups(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
   accuracy (``task/<name>``) and downstream protocol's top-1 (``linear_probe``...)."""
   groups: dict[str, dict[str, list[float]]] = {}
   for name, r in results.items():
-    match = re.fullmatch(r"(.+)_seed\d+", name)
+    match = re.fullmatch(r"(?:(.+)_)?seed\d+", name)  # (seed<k>: a job's one run's seeds.)
     if not match:
       continue
-    g = groups.setdefault(match.group(1), {"seeds": 0})
+    g = groups.setdefault(match.group(1) or "train", {"seeds": 0})
     g["seeds"] += 1
     if r["test_accuracy"] is not None:
       g.setdefault("test", []).append(100 * r["test_accuracy"])
@@ -191,7 +204,9 @@ def budget_line(runs: dict[str, ml_collections.ConfigDict], workdir: str) -> str
   for cfg in training.values():
     by_length[cfg.num_epochs] = by_length.get(cfg.num_epochs, 0) + 1
   parts = " + ".join(f"{n} x {e}" for e, n in sorted(by_length.items(), reverse=True))
-  done = sum(ckpt_lib.is_complete_run(os.path.join(workdir, n)) for n in training if n)
+  done = sum(all(ckpt_lib.is_complete_run(os.path.join(workdir, m))
+                 for m in config_lib.run_names({n: cfg}))
+             for n, cfg in training.items() if n)
   return (f"budget: {len(training)} runs that train, {parts} epochs = {epochs:,} epochs "
           f"(initialisation phases not counted); {done} already finished")
 

@@ -110,6 +110,22 @@ class RunPlan:
     spe = self.steps_per_epoch
     return None if spe is None else spe * self.config.num_epochs
 
+  @property
+  def seeds(self) -> tuple[int, ...]:
+    """``config.seeds``: the seeds trained side by side (() for one, ``config.seed``)."""
+    return tuple(self.config.get("seeds", ()))
+
+  def seed_workdirs(self) -> dict[int, str]:
+    """``{seed: folder}`` of a run with ``seeds``: ``<job workdir>/<run>_seed<k>``, each
+    written as a run of its own (``<workdir>/seed<k>`` for a job's one unnamed run)."""
+    parent = os.path.dirname(self.workdir) if self.name else self.workdir
+    return {k: os.path.join(parent, config_lib.seed_run_name(self.name, k)) for k in self.seeds}
+
+  def is_complete(self) -> bool:
+    """Its results.json is written (every seed's, for a run with ``seeds``)."""
+    dirs = list(self.seed_workdirs().values()) or [self.workdir]
+    return all(ckpt_lib.is_complete_run(d) for d in dirs)
+
   def student(self) -> nn.Module:
     return student_lib.create(self.config.model, self.num_classes, dict(self.heads) or None,
                               dtype=self.dtype)
@@ -139,7 +155,8 @@ class RunPlan:
                         for n, t in self.teachers.items()),
                  self.objectives, c.batch_size, c.dtype, self.info.input_shape,
                  self.info.device_augment, self.has_labels, self.all_labeled,
-                 c.skip_nonfinite_steps, c.optimizer.to_dict()))
+                 c.skip_nonfinite_steps, c.optimizer.to_dict(), self.seeds and
+                 (len(self.seeds), c.seed_batches)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,9 +209,15 @@ def make(config: ml_collections.ConfigDict, workdir: str, overrides: Sequence[st
   check_overrides(config, overrides)
   runs = config_lib.expand_runs(config)
   names = list(runs)
+  written = config_lib.run_names(runs)
+  if len(set(written)) < len(written):
+    twice = sorted({n for n in written if written.count(n) > 1})
+    raise KdJaxError(f"config.runs: {', '.join(twice)} is both a run and a seed of a run with "
+                     f"seeds (<run>_seed<k>): rename the run")
   for i, (name, cfg) in enumerate(runs.items()):
     try:
-      config_lib.validate(cfg, run_names=names[:i])
+      config_lib.validate(cfg, run_names=config_lib.run_names(
+          {n: runs[n] for n in names[:i]}))
     except KdJaxError as err:
       raise _in_run(name, err) from None
   checked, problems = set(), []
@@ -291,10 +314,11 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
                                                               check_heads)
   # A checkpoint in the run's workdir that it could not resume is refused now, not after
   # the runs before it (a finished run of a job is not trained again: not checked).
-  if not (name and ckpt_lib.is_complete_run(run_dir)):
-    ckpt_lib.check_resumable(run_dir, {
-        "model": cfg.model, "num_classes": int(num_classes), "seed": cfg.seed,
-        "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})})
+  if not (name and plan.is_complete()):
+    expected = {"model": cfg.model, "num_classes": int(num_classes), "seed": cfg.seed,
+                "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})}
+    for seed, seed_dir in (plan.seed_workdirs() or {cfg.seed: run_dir}).items():
+      ckpt_lib.check_resumable(seed_dir, {**expected, "seed": seed})
   return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes,
                              output_shapes=outputs, teacher_variable_shapes=t_vars)
 
@@ -309,11 +333,19 @@ def plan_teacher(name: str, spec: Mapping[str, Any],
   which = spec.get("which", "latest")
   head = spec.get("head", "")
   if spec.get("run"):
-    run = (earlier or {})[spec["run"]]  # validate() checked that it is an earlier run.
+    # validate() checked that it is an earlier run (or a seed of one: <run>_seed<k>).
+    run_name, seed = config_lib.seeded_run(spec["run"], {n: r.config for n, r in
+                                                         (earlier or {}).items()})
+    run = (earlier or {})[run_name]
     if not run.trains:
       raise KdJaxError(f"config.teachers.{name}.run: run {spec['run']!r} trains nothing")
+    if run.seeds and seed is None:
+      raise KdJaxError(f"config.teachers.{name}.run: run {spec['run']!r} trains seeds "
+                       f"{list(run.seeds)}: name one of them, e.g. "
+                       f"{config_lib.seed_run_name(run_name, run.seeds[0])!r}")
     num_classes = spec.get("num_classes") or run.num_classes
-    heads, path = dict(run.heads), run.workdir
+    heads = dict(run.heads)
+    path = run.workdir if seed is None else run.seed_workdirs()[seed]
     if run.config.model != spec["model"]:
       raise KdJaxError(f"config.teachers.{name}.model is {spec['model']!r} but run "
                        f"{spec['run']!r} trains a {run.config.model!r}")

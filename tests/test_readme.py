@@ -236,12 +236,14 @@ def test_a_table_figure_quoted_twice_with_different_values_is_a_conflict():
 
 def test_every_python_block_of_the_pages_is_run_by_a_test():
   """A Python block in the README or the docs is a config or a method that a test runs as
-  written: the README's own experiment (planned above) or the files of "Adding a method"
-  (trained by ``tests/distill/test_adding_a_method.py``)."""
+  written: the README's own experiment (planned above), the files of "Adding a method"
+  (trained by ``tests/distill/test_adding_a_method.py``) or the seeds page's run (planned by
+  ``tests/training/test_seeds.py``)."""
   from tests.distill.test_adding_a_method import CONFIG_FILE, METHOD_FILE
   blocks = {page: python_blocks(page) for page in PAGES}
   assert {p: len(b) for p, b in blocks.items() if b} == {"README.md": 1,
-                                                          "docs/adding_a_method.md": 2}
+                                                          "docs/adding_a_method.md": 2,
+                                                          "docs/seeds.md": 1}
   assert blocks["docs/adding_a_method.md"] == [METHOD_FILE, CONFIG_FILE]
   assert blocks["README.md"] == [_readme_config()]
 

@@ -35,6 +35,7 @@ from kd_jax.recipes import baselines
 from kd_jax.bench import host as host_lib
 from kd_jax.bench import timing
 from kd_jax.training import build, optim, sharding
+from kd_jax.training import seeds as seeds_lib
 
 
 
@@ -208,7 +209,7 @@ class _Bench:
     drawn = host_inputs.draw(samplers, self.host, self.config.seed, 0, 0)
     return {**self.batch, **sharding.shard_batch(drawn, self.batch_sh)} if drawn else self.batch
 
-  def state_and_step(self, objectives, samplers):
+  def state_and_step(self, objectives, samplers, seeds: Sequence[int] = ()):
     used = teachers_lib.used(objectives)
     tx = build.main_optimizer(self.config, objectives, self.schedule)
     teachers = {n: self.teacher_modules[n] for n in used}
@@ -217,24 +218,41 @@ class _Bench:
     state = build.create_train_state(
         self.student, {n: self.teacher_modules[n] for n in read},
         {n: self.teacher_vars[n] for n in read}, objectives, tx, self.info.input_shape,
-        self.index_size, self.config.seed, self.repl, samplers)
+        self.index_size, self.config.seed, self.repl, samplers, seeds=seeds)
     step = make_train_step(self.student, teachers, objectives, tx,
                            has_labels="label" in self.batch, steps_per_epoch=self.spe,
                            augment=self.augment)
     return state, step, used
 
+  def seeds_batch(self, samplers, n: int, mode: str) -> dict[str, Any]:
+    """The batch of ``n`` seeds side by side: the device-resident one with each seed's host
+    draws stacked (``shared``), or (``independent``) every array stacked, one per seed."""
+    draws = [host_inputs.draw(samplers, self.host, k, 0, 0) for k in range(n)]
+    host = {**self.host, **{k: np.stack([d[k] for d in draws]) for k in draws[0]}}
+    if mode == seeds_lib.INDEPENDENT:
+      host = {k: v if host_inputs.is_host_key(k) else np.stack([v] * n) for k, v in host.items()}
+    return sharding.shard_batch(host, self.batch_sh,
+                                stacked=lambda k: seeds_lib.is_stacked(k, mode))
+
   def measure_step(self, measurement: str, method: str, objectives,
-                   cached: bool = False) -> tuple[dict, Any]:
+                   cached: bool = False, seeds: int = 0,
+                   mode: str = seeds_lib.SHARED) -> tuple[dict, Any]:
     """The train step on the device-resident batch; ``cached``: with the teachers' outputs
-    read from the batch (a teacher cache) instead of computed."""
+    read from the batch (a teacher cache) instead of computed; ``seeds``: the step of that
+    many seeds side by side (``training/seeds.py``) with their batches ``mode``."""
     samplers = self.samplers(objectives)
-    state, step, used = self.state_and_step(objectives, samplers)
+    state, step, used = self.state_and_step(objectives, samplers, tuple(range(seeds)))
     rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
     batch, extra = self.with_host_inputs(samplers), {}
     if cached:
       step, batch, extra = self._cached_step(objectives, state, rng, used, batch)
-    compiled, compile_s = _compile(step, state, batch, rng,
-                                   in_shardings=(self.repl, self.batch_sh, self.repl),
+    shardings = dict(in_shardings=(self.repl, self.batch_sh, self.repl))
+    if seeds:
+      step = seeds_lib.vmap_step(step, mode, rng)
+      rng = jax.device_put(seeds_lib.keys(range(seeds), 1), self.repl)
+      batch, shardings = self.seeds_batch(samplers, seeds, mode), {}
+      extra = {"seeds": seeds, "seed_batches": mode}
+    compiled, compile_s = _compile(step, state, batch, rng, **shardings,
                                    out_shardings=(self.repl, self.repl), donate_argnums=(0,))
     memory = _memory(compiled)
     flops = _flops(step, state, batch, rng)
@@ -337,9 +355,11 @@ class _Bench:
 
 def step_seconds(plan, steps: int = 5, warmup: int = 2) -> float:
   """Seconds per train step of a run (a ``kd_jax.plan.RunPlan``; its teachers random), from
-  one window of ``steps`` steps after compilation and ``warmup`` steps."""
+  one window of ``steps`` steps after compilation and ``warmup`` steps (the step of all its
+  seeds, for a run of seeds side by side)."""
   bench = _Bench(plan, steps, 1, warmup, 1, timing.MAX_SPREAD, lambda _: None)
-  rec, _ = bench.measure_step("distill_step", "config", list(plan.objectives))
+  rec, _ = bench.measure_step("distill_step", "config", list(plan.objectives),
+                              seeds=len(plan.seeds), mode=plan.config.seed_batches)
   return rec["step_ms"] / 1000.0
 
 
@@ -347,15 +367,16 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
         only_pipeline: bool = False, attempts: int = timing.ATTEMPTS, max_spread: float = timing.MAX_SPREAD,
-        print_fn: Callable[[str], None] = print) -> list[dict[str, Any]]:
+        print_fn: Callable[[str], None] = print, seeds: int = 0) -> list[dict[str, Any]]:
   """Measures ``config`` (see the module docstring); returns the records, printing a table.
   Compile times are of real compilations: JAX's persistent compilation cache is off here.
-  ``only_pipeline``: the input pipeline alone, no network step."""
+  ``only_pipeline``: the input pipeline alone, no network step. ``seeds`` > 1: also each
+  method's step of that many seeds side by side, in both modes (``_measure_seeds``)."""
   with runtime.without_persistent_compilation_cache():
     return _run(config, steps=steps, windows=windows, warmup=warmup, batch_size=batch_size,
                 methods=methods, pipeline=pipeline, mock_data=mock_data,
                 teacher_cache=teacher_cache, only_pipeline=only_pipeline, attempts=attempts,
-                max_spread=max_spread, print_fn=print_fn)
+                max_spread=max_spread, print_fn=print_fn, seeds=seeds)
 
 
 def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
@@ -444,8 +465,32 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
   return records
 
 
+def _measure_seeds(bench: "_Bench", method_cfgs, records: list[dict], n: int,
+                   print_fn) -> list[dict]:
+  """Each method's step of ``n`` seeds side by side in both modes (``seeds_step``), its
+  images/s per seed and ``gain`` = ``n`` x the one-seed step's time / its time (what one
+  program of ``n`` seeds saves over ``n`` runs of one), printed; the records."""
+  one = {r["method"]: r for r in records if r["measurement"] == "distill_step"}
+  out = []
+  for method, objectives_cfg in method_cfgs.items():
+    for mode in (seeds_lib.SHARED, seeds_lib.INDEPENDENT):
+      rec, _ = bench.measure_step("seeds_step", f"{method}/{mode[:5]}",
+                                  bench.parse(objectives_cfg), seeds=n, mode=mode)
+      rec["images_per_s_all_seeds"] = round(n * rec["images_per_s"], 2)
+      rec["gain"] = round(n * one[method]["step_ms"] / rec["step_ms"], 3)
+      out.append(rec)
+  print_fn(f"{n} seeds side by side (seeds_step: images/s per seed; gain = {n} x distill_step "
+           f"/ seeds_step in time, over {n} runs of one seed):")
+  print_fn(f"  {'method':<8} {'batches':<11} {'images/s per seed':>17} {'gain':>6}")
+  for rec in out:
+    method, mode = rec["method"].split("/")
+    print_fn(f"  {method:<8} {rec['seed_batches']:<11} {rec['images_per_s']:>17.1f} "
+             f"{rec['gain']:>6.2f}")
+  return out
+
+
 def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
-         teacher_cache, only_pipeline, attempts, max_spread, print_fn):
+         teacher_cache, only_pipeline, attempts, max_spread, print_fn, seeds=0):
   if steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0:
     raise KdJaxError("--steps, --windows and --attempts must be >= 1, --warmup and "
                      "--max_spread >= 0")
@@ -484,6 +529,8 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   records.append(student_rec)
   records += _measure_methods(bench, method_cfgs, student_rec, student_timer, teacher_cache,
                               print_fn)
+  if seeds > 1:
+    records += _measure_seeds(bench, method_cfgs, records, seeds, print_fn)
   if pipeline:
     first = next(iter(method_cfgs))
     pipe = bench.measure_pipeline(first, bench.parse(method_cfgs[first]), mock_data)

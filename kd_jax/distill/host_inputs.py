@@ -25,6 +25,11 @@ def host_key(objective: str, name: str) -> str:
   return f"{_PREFIX}{objective}/{name}"
 
 
+def is_host_key(key: str) -> bool:
+  """Whether the batch key ``key`` holds a host draw (``host_key``)."""
+  return key.startswith(_PREFIX)
+
+
 def of(objective: str, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
   """``{name: array}`` drawn for ``objective`` in ``batch``."""
   prefix = host_key(objective, "")

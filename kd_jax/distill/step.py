@@ -129,6 +129,15 @@ def _update_if_finite(state: TrainState, tx: optax.GradientTransformation, loss:
       bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step)), finite
 
 
+def _per_seed(tree, key: jax.Array):
+  """``tree`` unchanged in value but varying with ``key``'s seed under ``vmap``: each seed's
+  student and adapters then compute on their own copy, as a run of that seed alone does (a
+  layer whose weights vary by seed on an input that does not is one wider matmul under
+  ``vmap``, which rounds differently). Adds an exact zero made from the key."""
+  zero = (key[0] & 0).astype(jnp.int32)
+  return jax.tree.map(lambda a: a + zero.astype(a.dtype), tree)
+
+
 def train_step(state: TrainState, batch, rng, *, student: nn.Module,
                teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
                tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
@@ -155,11 +164,18 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   decides which parameters move.
 
   ``augment``: the batch's images are uint8, cropped, flipped and normalised here first
-  (``kd_jax.data.device_augment``), with a key of their own drawn from the step's."""
-  rng = jax.random.fold_in(rng, state.step)
+  (``kd_jax.data.device_augment``), with a key of their own drawn from the step's.
+
+  ``rng``: the step's key, or ``(key, data key)`` in a step of seeds side by side whose
+  batch is shared (``training/seeds.py``): the device augmentation's key is drawn from the
+  data key, and what was computed once for all seeds (the batch, the teachers' outputs) is
+  given each seed its own copy before the student and the objectives read it (``_per_seed``)."""
+  shared_seeds = isinstance(rng, tuple)
+  rng, data_rng = rng if shared_seeds else (rng, rng)
+  rng, data_rng = jax.random.fold_in(rng, state.step), jax.random.fold_in(data_rng, state.step)
   loader_batch = batch
   if augment is not None:  # uint8 images from the host (data.augment_on = "device").
-    batch = device_augment.apply(augment, batch, jax.random.fold_in(rng, 2**31 - 2))
+    batch = device_augment.apply(augment, batch, jax.random.fold_in(data_rng, 2**31 - 2))
   # One view for every network (function matching's mixup), drawn once.
   batch = objectives_lib.transform_batch(objectives, batch, jax.random.fold_in(rng, 2**31 - 1))
   # Other views (MLKD's strong augmentation), each made once from the loader's batch.
@@ -171,6 +187,9 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   view_readers = [o for o in objectives if o.method.views or o.view]
   view_teachers = {v: teachers_lib.run(teachers, state.teachers, teachers_lib.used(view_readers),
                                        vb) for v, vb in views.items()}
+  if shared_seeds:  # Computed once for the seeds; from here on each seed computes on its own.
+    batch, teacher_out, views, view_teachers = _per_seed((batch, teacher_out, views,
+                                                          view_teachers), rng)
 
   def loss_fn(params):
     variables = {"params": params["student"], "batch_stats": state.batch_stats}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,6 +24,7 @@ from kd_jax.distill.objectives import Objective
 from kd_jax.distill.state import TrainState
 from kd_jax.errors import KdJaxError
 from kd_jax.training import optim, phases
+from kd_jax.training import seeds as seeds_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,13 +100,15 @@ def main_optimizer(config, objectives, schedule):
 
 def create_train_state(student, teachers: dict, teacher_variables: dict, objectives, tx,
                        input_shape, index_size: int, seed: int, sharding,
-                       samplers: dict | None = None, output_shapes=None) -> TrainState:
+                       samplers: dict | None = None, output_shapes=None,
+                       seeds: Sequence[int] = ()) -> TrainState:
   """The initial ``TrainState`` (placed with ``sharding``): the student's variables, the
   objectives' adapters and state built from the output shapes of the student and each teacher
   (no teacher forward is run), checked against one example batch (with what ``samplers``,
   ``Parts.samplers``, add to a batch). ``output_shapes``: ``(student Outputs, {teacher:
   Outputs})`` for a batch of 2, as the plan traced them (``RunPlan.output_shapes``), else
-  traced here."""
+  traced here. ``seeds``: the state of those seeds side by side (``training/seeds.py``),
+  seed ``k``'s arrays those of ``seed=k``; ``seed`` is then not read."""
   x_shape = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
   if output_shapes is None:
     s_shapes = objectives_lib.Outputs(*jax.eval_shape(
@@ -129,8 +132,13 @@ def create_train_state(student, teachers: dict, teacher_variables: dict, objecti
     params = {"student": variables["params"], "adapters": adapter_params}
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                      bad_step=jnp.array(-1, jnp.int32), teachers=dict(teacher_variables),
+                      bad_step=jnp.array(-1, jnp.int32), teachers=None,
                       objective_state=objective_state)
 
-  return jax.jit(init_state, out_shardings=sharding,
-                 compiler_options=models.run_once_options())(jax.random.PRNGKey(seed))
+  def init(rng):
+    state = jax.vmap(init_state, out_axes=seeds_lib.state_axes())(rng) if seeds else \
+        init_state(rng)
+    return state.replace(teachers=dict(teacher_variables))
+
+  rng = seeds_lib.keys(seeds) if seeds else jax.random.PRNGKey(seed)
+  return jax.jit(init, out_shardings=sharding, compiler_options=models.run_once_options())(rng)

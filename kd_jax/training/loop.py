@@ -19,8 +19,11 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from clu import metric_writers
 
 from kd_jax import checkpoint as ckpt_lib
+from kd_jax import config as config_lib
 from kd_jax.distill import host_inputs
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.state import TrainState
@@ -29,6 +32,7 @@ from kd_jax.errors import Preempted, TrainingDiverged
 from kd_jax.training import build
 from kd_jax.training import metrics as metrics_lib
 from kd_jax.training import faults, optim, sharding, phases, teacher_cache
+from kd_jax.training import seeds as seeds_lib
 from kd_jax.training.preemption import Preemption
 from kd_jax.training.phases import RunPhase
 
@@ -39,18 +43,16 @@ def _log(msg: str) -> None:
 
 
 @dataclasses.dataclass
-class _Run:
-  """What every phase of one run shares: where it writes, how it evaluates and saves."""
-  config: ml_collections.ConfigDict
+class _Out:
+  """Where one seed of a run writes: its workdir (checkpoints, events, results.json). A run
+  without ``config.seeds`` has one, its own workdir; a run of seeds one per seed, each
+  written as a run of that seed alone would be."""
   name: str
-  parts: build.Parts
+  workdir: str
   ckpts: ckpt_lib.Checkpoints
   meta: dict[str, Any]
   writer: Any
   tensorboard: Any
-  batch_sharding: Any
-  eval_step: Callable
-  t_start: float
   time_before: float = 0.0  # Training time of earlier, interrupted invocations of this run.
   eval_result: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -61,50 +63,106 @@ class _Run:
   def log(self, msg: str) -> None:
     _log(self.tag + msg)
 
-  def evaluate(self, state: TrainState) -> dict[str, float]:
+
+@dataclasses.dataclass
+class _Run:
+  """What every phase of one run shares: where it writes, how it evaluates and saves."""
+  config: ml_collections.ConfigDict
+  name: str
+  parts: build.Parts
+  outs: list[_Out]
+  batch_sharding: Any
+  eval_step: Callable
+  t_start: float
+  seeds: tuple[int, ...] = ()  # config.seeds: the state has their axis (training/seeds.py).
+
+  @property
+  def tag(self) -> str:
+    return f"[{self.name}] " if self.name else ""
+
+  @property
+  def mode(self) -> str:
+    return self.config.seed_batches
+
+  def log(self, msg: str) -> None:
+    _log(self.tag + msg)
+
+  def stacked(self, key: str) -> bool:
+    """Whether the batch array ``key`` has the seed axis (``seeds.is_stacked``)."""
+    return bool(self.seeds) and seeds_lib.is_stacked(key, self.mode)
+
+  def computed(self, acc) -> list[dict[str, float]]:
+    """A clu Collection of the step's metrics (with the seeds' axis for a run with seeds)
+    computed: one dict per output (``outs``)."""
+    acc = sharding.host_value(acc)
+    each = [acc] if not self.seeds else [seeds_lib.take(acc, i) for i in range(len(self.outs))]
+    return [{k: float(v) for k, v in a.compute().items()} for a in each]
+
+  def evaluate(self, state: TrainState) -> list[dict[str, float]]:
     acc = None
     for batch in sharding.prefetch_to_device(self.parts.data.eval_batches(), self.batch_sharding):
       m = self.eval_step(state, batch)
       acc = m if acc is None else acc.merge(m)
-    return {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
+    return self.computed(acc)
+
+  def seed_items(self, items: dict[str, Any], i: int) -> dict[str, Any]:
+    """Seed ``i``'s part of checkpointed items (the step counter is the seeds' one)."""
+    if not self.seeds:
+      return items
+    return {k: v if k == "step" else seeds_lib.take(v, i) for k, v in items.items()}
 
   def save(self, phase: RunPhase, step: int, state: TrainState, rng) -> None:
     spe = self.parts.data.steps_per_epoch
-    self.ckpts.save(phase.offset + step, {**state.checkpoint_items(), "rng": rng},
-                    {**self.meta, "phase": phase.name, "step": step, "epoch": step // spe,
-                     "batch_in_epoch": step % spe,
-                     "train_time_s": self.time_before + time.time() - self.t_start})
+    items = {**state.checkpoint_items(), "rng": rng}
+    for i, out in enumerate(self.outs):
+      out.ckpts.save(phase.offset + step, self.seed_items(items, i),
+                     {**out.meta, "phase": phase.name, "step": step, "epoch": step // spe,
+                      "batch_in_epoch": step % spe,
+                      "train_time_s": out.time_before + time.time() - self.t_start})
+
+  def wait(self) -> None:
+    for out in self.outs:
+      out.ckpts.wait()
+
+  def latest_step(self) -> int | None:
+    steps = [out.ckpts.latest_step() for out in self.outs]
+    return None if None in steps else min(steps)
 
   def check_finite(self, phase: RunPhase, state: TrainState,
-                   train_metrics: dict[str, float] | None) -> None:
-    """Raises TrainingDiverged (one line, with the fix) once a step was not finite."""
-    bad = int(sharding.host_value(state.bad_step))
-    if bad < 0:
+                   train_metrics: list[dict[str, float]] | None) -> None:
+    """Raises TrainingDiverged (one line, with the fix) once a step was not finite (in any
+    seed: the seeds stop together)."""
+    bads = np.atleast_1d(sharding.host_value(state.bad_step))
+    if (bads < 0).all():
       return
-    self.ckpts.wait()
+    i = int(np.argmax(bads >= 0))
+    bad, out = int(bads[i]), self.outs[i]
+    self.wait()
     if not phase.is_main:
       name = phase.objective.name
-      raise TrainingDiverged(f"{self.tag}the initialisation phase of {name!r} stopped: its "
+      raise TrainingDiverged(f"{out.tag}the initialisation phase of {name!r} stopped: its "
                              f"loss became non-finite at phase step {bad}; lower "
                              f"config.objectives.{name}.init_lr (now {phase.lr:g})")
-    culprits = [k for k, v in (train_metrics or {}).items() if not math.isfinite(v)]
+    metrics = None if train_metrics is None else train_metrics[i]
+    culprits = [k for k, v in (metrics or {}).items() if not math.isfinite(v)]
     if culprits:
       what = f"the loss became non-finite ({', '.join(culprits)})"
-    elif train_metrics is None:  # Checked before a checkpoint: the losses were not read.
+    elif metrics is None:  # Checked before a checkpoint: the losses were not read.
       what = "the loss or its gradients became non-finite"
     else:
       what = "the gradients became non-finite (the losses were finite)"
-    last = self.ckpts.latest_step()
-    kept = f"the last good checkpoint (step {last}) is kept in {self.ckpts.dir}" if last is not None \
-        else "no checkpoint had been written yet"
+    last = self.latest_step()
+    kept = f"the last good checkpoint (step {last}) is kept in {out.ckpts.dir}" \
+        if last is not None else "no checkpoint had been written yet"
     # Steps are counted as the console and TensorBoard count them: bad_step 0 is step 1.
     raise TrainingDiverged(
-        f"[{self.name or 'train'}] stopped at step {bad + 1}: {what}; nothing from that step "
+        f"[{out.name or 'train'}] stopped at step {bad + 1}: {what}; nothing from that step "
         f"on was applied; {kept}. Lower config.optimizer.lr (now {self.config.optimizer.lr}), "
         f"check the data, or set config.skip_nonfinite_steps=True to skip such steps")
 
   def preempted(self, phase: RunPhase, step: int) -> Preempted:
-    where = f"{self.ckpts.dir}/{phase.offset + step}; run the same command to resume"
+    dirs = ", ".join(f"{out.ckpts.dir}/{phase.offset + step}" for out in self.outs)
+    where = f"{dirs}; run the same command to resume"
     if phase.is_main:
       return Preempted(f"{self.tag}preempted at step {step}/{phase.num_steps}: checkpoint "
                        f"saved in {where}")
@@ -113,18 +171,21 @@ class _Run:
                      f"checkpoint saved in {where}")
 
 
-def _report(run: _Run, phase: RunPhase, step: int, computed: dict[str, float], schedule,
-            progress) -> None:
-  """Writes a phase's train metrics (and the main phase's learning rate and progress line)."""
+def _report(run: _Run, phase: RunPhase, step: int, computed: list[dict[str, float]],
+            schedule, progress) -> None:
+  """Writes a phase's train metrics, each seed's to its writer (and the main phase's
+  learning rate and progress line, with the mean loss over the seeds)."""
+  spe = run.parts.data.steps_per_epoch
+  for out, metrics in zip(run.outs, computed):
+    if phase.is_main:
+      metrics["learning_rate"] = float(schedule(step - 1))
+      out.writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.items()})
+    else:
+      out.writer.write_scalars(step, {f"{phase.name}/loss": metrics["loss"]})
+      out.log(f"{phase.name} epoch {step // spe}/{phase.num_steps // spe}: "
+              f"loss {metrics['loss']:.4g}")
   if phase.is_main:
-    computed["learning_rate"] = float(schedule(step - 1))
-    run.writer.write_scalars(step, {f"train/{k}": v for k, v in computed.items()})
-    progress(step, computed["loss"])
-  else:
-    run.writer.write_scalars(step, {f"{phase.name}/loss": computed["loss"]})
-    spe = run.parts.data.steps_per_epoch
-    run.log(f"{phase.name} epoch {step // spe}/{phase.num_steps // spe}: "
-            f"loss {computed['loss']:.4g}")
+    progress(step, float(np.mean([m["loss"] for m in computed])))
 
 
 def run_phase(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
@@ -140,11 +201,15 @@ def run_phase(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
   acc = None
   while step < phase.num_steps:
     epoch, start = divmod(step, spe)
-    batches = data.train_batches(epoch, start, config.seed, stream=phase.stream)
-    if cache is not None:
-      batches = cache.attach(batches)
-    batches = host_inputs.attach(batches, samplers, config.seed, phase.stream, step)
-    for batch in sharding.prefetch_to_device(batches, run.batch_sharding):
+    if run.seeds:
+      batches = seeds_lib.batches(data, epoch, start, run.seeds, run.mode, config.seed,
+                                  samplers, phase.stream, step)
+    else:
+      batches = data.train_batches(epoch, start, config.seed, stream=phase.stream)
+      if cache is not None:
+        batches = cache.attach(batches)
+      batches = host_inputs.attach(batches, samplers, config.seed, phase.stream, step)
+    for batch in sharding.prefetch_to_device(batches, run.batch_sharding, stacked=run.stacked):
       state, m = phase.step_fn(state, batch, rng)
       acc = m if acc is None else acc.merge(m)
       step += 1
@@ -153,30 +218,32 @@ def run_phase(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
         progress.tick(step)
       end_of_epoch = step % spe == 0
       if step % phase.log_every == 0 or end_of_epoch:
-        computed = {k: float(v) for k, v in sharding.host_value(acc).compute().items()}
+        computed = run.computed(acc)
         acc = None
         run.check_finite(phase, state, computed)
         _report(run, phase, step, computed, schedule, progress)
       if phase.is_main and end_of_epoch and (
           (step // spe) % config.eval_every_epochs == 0 or step == phase.num_steps):
-        run.eval_result = run.evaluate(state)
-        run.writer.write_scalars(step, {f"eval/{k}": v for k, v in run.eval_result.items()})
-        run.ckpts.save_best(step, {"params": state.params["student"],  # orbax keeps the best.
-                                   "batch_stats": state.batch_stats},
-                            {**run.meta, "step": step}, run.eval_result["accuracy"])
+        model = {"params": state.params["student"], "batch_stats": state.batch_stats}
+        for i, (out, result) in enumerate(zip(run.outs, run.evaluate(state))):
+          out.eval_result = result
+          out.writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items()})
+          out.ckpts.save_best(step, run.seed_items(model, i),  # orbax keeps the best.
+                              {**out.meta, "step": step}, result["accuracy"])
       saved = step % phase.checkpoint_every == 0 or step == phase.num_steps
       if saved:
         run.check_finite(phase, state, None)
         run.save(phase, step, state, rng)
         if phase.is_main:
           faults.at("save", step)
-      if preemption.reached(phase.offset + step, run.ckpts.latest):
+      if preemption.reached(phase.offset + step, run.outs[0].ckpts.latest):
         run.check_finite(phase, state, None)
         if not saved:
           run.save(phase, step, state, rng)
-        run.ckpts.wait()
-        run.ckpts.close()
-        run.writer.flush()
+        run.wait()
+        for out in run.outs:
+          out.ckpts.close()
+          out.writer.flush()
         raise run.preempted(phase, step)
   return state
 
@@ -186,10 +253,13 @@ def _train_main(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
   """The main phase, with its progress line (and the run's hyperparameters written first)."""
   config = run.config
   if step == 0:
-    run.writer.write_hparams({k: v for k, v in config.to_dict().items()
-                              if not isinstance(v, dict)})
+    for out in run.outs:
+      out.writer.write_hparams({k: v for k, v in config.to_dict().items()
+                                if not isinstance(v, dict)})
+  tensorboard = run.outs[0].tensorboard if len(run.outs) == 1 else \
+      metric_writers.MultiWriter([out.tensorboard for out in run.outs])
   with metrics_lib.Progress(phase.num_steps, run.parts.data.steps_per_epoch, config.batch_size,
-                            run.tensorboard, run.name, step, config.log_every_steps) as progress:
+                            tensorboard, run.name, step, config.log_every_steps) as progress:
     return run_phase(run, phase, state, rng, step, preemption, cache, schedule, progress)
 
 
@@ -240,48 +310,88 @@ def _restore(run: _Run, run_phases: list[RunPhase], state: TrainState, repl):
       templates[i] = _start_state(run_phases[i], state, repl)
     return {**templates[i].checkpoint_items(), "rng": run_phases[i].rng}
 
-  found = run.ckpts.restore_latest_intact(items, run.meta, run.log)
+  found = _restore_seeds(run, items)
   if found is None:
     return None
-  _, restored, saved = found
+  restored, saved = found
   index = index_of(saved)
-  run.time_before = float(saved.get("train_time_s", 0.0))
   step = int(saved["step"])
   if run_phases[index].is_main:
     spe = run.parts.data.steps_per_epoch
+    dirs = ", ".join(str(out.ckpts.dir) for out in run.outs)
     run.log(f"resuming from the checkpoint at step {step} (epoch {step // spe + 1}, batch "
-            f"{step % spe}) in {run.ckpts.dir}")
+            f"{step % spe}) in {dirs}")
   return index, templates[index].replace_checkpointed(restored), restored["rng"], step
 
 
-def _results(run: _Run, config, workdir: str, step: int,
+def _restore_seeds(run: _Run, items: Callable[[dict], dict[str, Any]]
+                   ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+  """``(state items, meta)`` of the newest intact checkpoint of every seed (their items
+  stacked on the seeds' axis), or None when a seed has none. A kill between the seeds'
+  saves leaves some seeds a step ahead: all resume from the newest step they share and the
+  later checkpoints are deleted, so that the steps after it are trained and saved anew."""
+  limit = None
+  while True:
+    found = []
+    for i, out in enumerate(run.outs):
+      seed_items = lambda meta, i=i: run.seed_items(items(meta), i)
+      found.append(out.ckpts.restore_latest_intact(seed_items, out.meta, out.log, limit))
+    steps = {f[0] if f else None for f in found}
+    if len(steps) == 1:
+      break
+    if None in steps:
+      for out in run.outs:
+        out.ckpts.delete_after(None)
+      return None
+    limit = min(steps)
+  if found[0] is None:
+    return None
+  for out, (_, _, meta) in zip(run.outs, found):
+    out.time_before = float(meta.get("train_time_s", 0.0))
+    out.ckpts.delete_after(found[0][0])
+  if not run.seeds:
+    return found[0][1], found[0][2]
+  restored = [f[1] for f in found]
+  step_counter = restored[0]["step"]
+  stacked = seeds_lib.stack([{k: v for k, v in r.items() if k != "step"} for r in restored])
+  return {**stacked, "step": step_counter}, found[0][2]
+
+
+def _results(run: _Run, out: _Out, config, step: int,
              best: tuple[int, float] | None) -> dict[str, Any]:
+  """One output's results (a seed's, of a run with seeds), written to its results.json."""
   objectives = run.parts.objectives
   results = {
-      "run": run.name, "model": config.model, "teachers": sorted(run.parts.teachers),
+      "run": out.name, "model": config.model, "teachers": sorted(run.parts.teachers),
       "objectives": {o.name: o.weight for o in objectives if o.main_phase},
       "init_phases": {o.name: o.init_epochs for o in objectives if o.init_epochs},
-      "test_accuracy": run.eval_result["accuracy"], "eval": run.eval_result,
+      "test_accuracy": out.eval_result["accuracy"], "eval": out.eval_result,
       "steps": step, "epochs": config.num_epochs,
       # The best of the evaluations (every eval_every_epochs): what some papers report.
       "best_test_accuracy": best[1] if best else None,
       "best_epoch": best[0] // run.parts.data.steps_per_epoch if best else None,
-      "train_time_s": round(run.time_before + time.time() - run.t_start, 1),
+      "train_time_s": round(out.time_before + time.time() - run.t_start, 1),
   }
+  if run.seeds:
+    results.update(seed=out.meta["seed"], trained_with={"run": run.name, "seeds": list(run.seeds),
+                                                        "seed_batches": run.mode})
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with open(os.path.join(out.workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
-  run.log(f"done: test accuracy {100 * results['test_accuracy']:.2f}% "
-          f"({os.path.join(workdir, 'results.json')})")
+  out.log(f"done: test accuracy {100 * results['test_accuracy']:.2f}% "
+          f"({os.path.join(out.workdir, 'results.json')})")
   return results
 
 
 def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
   """Trains one run (a ``kd_jax.plan.RunPlan``) to its ``num_epochs`` in its workdir
   (resuming if possible); returns the results dict. ``job_workdir``: where the runs named
-  by ``config.init_from`` live."""
+  by ``config.init_from`` live. A run with ``config.seeds`` trains them side by side
+  (``training/seeds.py``), each seed written to its own folder (``RunPlan.seed_workdirs``);
+  it returns ``{seed's run name: its results}``."""
   t_start = time.time()
   config, workdir, run_name = plan.config, plan.workdir, plan.name
+  seeds = plan.seeds
   parts = build.parts(plan)
   data, spe = parts.data, parts.data.steps_per_epoch
   mesh = sharding.data_mesh()
@@ -291,34 +401,48 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
   state = build.create_train_state(parts.student, parts.teacher_modules,
                                    parts.teacher_variables, parts.objectives, tx,
                                    data.input_shape, data.index_size, config.seed, repl,
-                                   parts.samplers, parts.output_shapes)
-  rng = jax.jit(lambda: jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
+                                   parts.samplers, parts.output_shapes, seeds)
+  rng = jax.jit(lambda: seeds_lib.keys(seeds, 1) if seeds else
+                jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
+  # The seeds' step in shared mode reads one data key (device augmentation): config.seed's.
+  seeded = (lambda fn: seeds_lib.vmap_step(fn, config.seed_batches,
+                                           jax.random.PRNGKey(config.seed + 1))) if seeds else None
 
   run_phases = phases.initialisation_phases(parts.objectives, parts.student,
                                             parts.teacher_modules, config, spe, repl, batch_sh,
-                                            data.device_augment)
-  if jax.process_index() == 0:  # Room for the kept checkpoints, one being written, the best.
-    per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items())
-    ckpt_lib.check_writable(workdir, (config.keep_checkpoints + 2) * per_checkpoint)
+                                            data.device_augment, seeded)
   eval_classes = parts.heads[config.eval_head] if config.eval_head else parts.num_classes
-  writer, tensorboard = metrics_lib.create_writers(workdir, run_name)
-  run = _Run(config, run_name, parts, ckpt_lib.Checkpoints(workdir, config.keep_checkpoints),
-             {"model": config.model, "num_classes": parts.num_classes, "run": run_name,
-              "heads": parts.heads, "checkpoint_version": ckpt_lib.VERSION,
-              "adapters": sorted({*state.params["adapters"], *state.objective_state}),
-              "data": data.name,
-              "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size,
-              # The main phase may be lengthened on a resume (more epochs), not the others.
-              "phases": [[s.name, s.num_steps] for s in run_phases]},
-             writer, tensorboard, batch_sh,
-             jax.jit(make_eval_step(parts.student, eval_classes, config.eval_head or None,
-                                    dict(config.eval_tasks)),
-                     in_shardings=(repl, batch_sh), out_shardings=repl), t_start)
+  meta = {"model": config.model, "num_classes": parts.num_classes, "run": run_name,
+          "heads": parts.heads, "checkpoint_version": ckpt_lib.VERSION,
+          "adapters": sorted({*state.params["adapters"], *state.objective_state}),
+          "data": data.name,
+          "steps_per_epoch": spe, "seed": config.seed, "batch_size": config.batch_size,
+          # The main phase may be lengthened on a resume (more epochs), not the others.
+          "phases": [[s.name, s.num_steps] for s in run_phases]}
+  where = {run_name: (workdir, meta)}
+  if seeds:  # Each seed's meta as a run of it alone (+ the data seed it read).
+    where = {config_lib.seed_run_name(run_name, k): (d, {
+        **meta, "run": config_lib.seed_run_name(run_name, k), "seed": k,
+        "data_seed": config.seed if config.seed_batches == seeds_lib.SHARED else k})
+        for k, d in plan.seed_workdirs().items()}
+  if jax.process_index() == 0:  # Room for the kept checkpoints, one being written, the best.
+    per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items()) // max(1, len(seeds))
+    for d, _ in where.values():
+      ckpt_lib.check_writable(d, (config.keep_checkpoints + 2) * per_checkpoint)
+  outs = [_Out(name, d, ckpt_lib.Checkpoints(d, config.keep_checkpoints), m,
+               *metrics_lib.create_writers(d, name)) for name, (d, m) in where.items()]
+  eval_fn = make_eval_step(parts.student, eval_classes, config.eval_head or None,
+                           dict(config.eval_tasks))
+  eval_step = jax.jit(seeds_lib.vmap_eval(eval_fn), out_shardings=repl) if seeds else \
+      jax.jit(eval_fn, in_shardings=(repl, batch_sh), out_shardings=repl)
+  run = _Run(config, run_name, parts, outs, batch_sh, eval_step, t_start, seeds)
   main_fn, cache = _main_step(config, parts, state, tx, rng, run.log)
   main = RunPhase(name=phases.MAIN, num_steps=spe * config.num_epochs,
                offset=sum(s.num_steps for s in run_phases), tx=tx, rng=rng, stream=0,
-               step_fn=jax.jit(main_fn, in_shardings=(repl, batch_sh, repl),
-                               out_shardings=(repl, repl), donate_argnums=(0,)),
+               step_fn=jax.jit(seeded(main_fn), out_shardings=(repl, repl),
+                               donate_argnums=(0,)) if seeds else
+               jax.jit(main_fn, in_shardings=(repl, batch_sh, repl),
+                       out_shardings=(repl, repl), donate_argnums=(0,)),
                checkpoint_every=config.checkpoint_every_steps if config.checkpoint_every_steps > 0 else spe,
                log_every=config.log_every_steps, fault="step")
   run_phases.append(main)
@@ -343,10 +467,14 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
                   f"{obj.init_epochs} epochs, lr {phase.lr:g}"
                   + (f", resuming at step {step}" if step else ""))
         state = run_phase(run, phase, state, phase_rng, step, preemption)
-  if not run.eval_result:  # Resumed after the last step's checkpoint but before results were written.
-    run.eval_result = run.evaluate(state)
-  run.ckpts.wait()
-  best = run.ckpts.best_accuracy()
-  run.ckpts.close()
-  writer.flush()
-  return _results(run, config, workdir, main.num_steps, best)
+  if not run.outs[0].eval_result:  # Resumed after the last step's checkpoint but before
+    for out, result in zip(run.outs, run.evaluate(state)):  # results were written.
+      out.eval_result = result
+  results = {}
+  for out in run.outs:
+    out.ckpts.wait()
+    best = out.ckpts.best_accuracy()
+    out.ckpts.close()
+    out.writer.flush()
+    results[out.name] = _results(run, out, config, main.num_steps, best)
+  return results if seeds else results[run_name]

@@ -23,6 +23,7 @@ from kd_jax.distill.state import TrainState
 from kd_jax.distill.step import make_phase_step
 from kd_jax.methods import ALL_ADAPTERS, STUDENT_FEATURES
 from kd_jax.training import optim
+from kd_jax.training import seeds as seeds_lib
 
 MAIN = "main"
 
@@ -50,8 +51,9 @@ class RunPhase:
   def enter(self, state: TrainState, sharding) -> TrainState:
     """The state this phase starts from, given the state the phase before it ended with:
     its step at 0 and its own optimiser's state (nothing else changes)."""
+    init = jax.vmap(self.tx.init) if state.bad_step.ndim else self.tx.init  # (Seeds' axis.)
     return state.replace(step=jax.device_put(jax.numpy.zeros((), jax.numpy.int32), sharding),
-                         opt_state=jax.jit(self.tx.init, out_shardings=sharding)(state.params))
+                         opt_state=jax.jit(init, out_shardings=sharding)(state.params))
 
 
 def _adapter_mask(params: Mapping[str, Any], value: Callable[[str, tuple[str, ...]], bool]):
@@ -112,18 +114,23 @@ def phase_optimizer(obj: Objective, opt_cfg, lr: float) -> optax.GradientTransfo
 
 def initialisation_phases(objectives: Sequence[Objective], student, teachers, config,
                           steps_per_epoch: int, repl, batch_sharding,
-                          augment=None) -> list[RunPhase]:
+                          augment=None, seeded: Callable | None = None) -> list[RunPhase]:
   """The objectives' initialisation phases, in the objectives' order, each checkpointed and
-  logged at every epoch's end. ``augment``: the data's ``device_augment``."""
+  logged at every epoch's end. ``augment``: the data's ``device_augment``. ``seeded``: a
+  run of ``config.seeds``: ``seeded(step_fn)`` is its step over them (``seeds.vmap_step``),
+  whose batches are placed by the loop (``batch_sharding`` not read)."""
   out: list[RunPhase] = []
   offset = 0
-  rng = jax.device_put(jax.random.PRNGKey(config.seed + 2), repl)
+  seeds = tuple(config.get("seeds", ()))
+  rng = jax.device_put(seeds_lib.keys(seeds, 2) if seeds else
+                       jax.random.PRNGKey(config.seed + 2), repl)
   for index, obj in enumerate(o for o in objectives if o.init_epochs > 0):
     lr = phase_learning_rate(obj, config)
     tx = phase_optimizer(obj, config.optimizer, lr)
-    step_fn = jax.jit(make_phase_step(student, teachers, obj, tx, augment),
-                      in_shardings=(repl, batch_sharding, repl), out_shardings=(repl, repl),
-                      donate_argnums=(0,))
+    step_fn = make_phase_step(student, teachers, obj, tx, augment)
+    step_fn = jax.jit(step_fn, in_shardings=(repl, batch_sharding, repl),
+                      out_shardings=(repl, repl), donate_argnums=(0,)) if seeded is None else \
+        jax.jit(seeded(step_fn), out_shardings=(repl, repl), donate_argnums=(0,))
     steps = obj.init_epochs * steps_per_epoch
     out.append(RunPhase(name=f"init_{obj.name}", num_steps=steps, offset=offset, step_fn=step_fn,
                      tx=tx, rng=rng, stream=index + 1, checkpoint_every=steps_per_epoch,

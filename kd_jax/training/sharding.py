@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import os
+from typing import Callable
 
 import jax
 import numpy as np
@@ -53,18 +54,26 @@ def host_value(tree):
       lambda a: np.asarray(a.addressable_data(0)) if isinstance(a, jax.Array) else a, tree)
 
 
-def shard_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """This process's slice of the global batch -> global arrays sharded over 'data'."""
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+def shard_batch(batch: dict[str, np.ndarray], sharding: NamedSharding,
+                stacked: Callable[[str], bool] | None = None) -> dict[str, jax.Array]:
+  """This process's slice of the global batch -> global arrays sharded over 'data'.
+  ``stacked(key)``: that array has a leading seed axis (``training/seeds.py``) before its
+  batch axis, which is the one sharded."""
+  seed_sharding = NamedSharding(sharding.mesh, P(None, *sharding.spec))
+  return {k: jax.make_array_from_process_local_data(
+      seed_sharding if stacked is not None and stacked(k) else sharding, v)
+      for k, v in batch.items()}
 
 
-def prefetch_to_device(batches, sharding: NamedSharding, size: int = 2):
-  """Yields ``shard_batch(b, sharding)`` for each of ``batches``, keeping ``size`` batches
-  in flight: the host-to-device copy of the next batch overlaps the current step (device
-  transfers are asynchronous; the step is dispatched before the next batch is needed)."""
+def prefetch_to_device(batches, sharding: NamedSharding, size: int = 2,
+                       stacked: Callable[[str], bool] | None = None):
+  """Yields ``shard_batch(b, sharding, stacked)`` for each of ``batches``, keeping ``size``
+  batches in flight: the host-to-device copy of the next batch overlaps the current step
+  (device transfers are asynchronous; the step is dispatched before the next batch is
+  needed)."""
   queue = collections.deque()
   for batch in batches:
-    queue.append(shard_batch(batch, sharding))
+    queue.append(shard_batch(batch, sharding, stacked))
     if len(queue) >= size:
       yield queue.popleft()
   while queue:

@@ -6,6 +6,7 @@ ends bit-identical to one never interrupted (CPU)."""
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 
@@ -70,6 +71,32 @@ def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
       assert int(name.split(".")[0]) > resumed_from
   assert not partial_checkpoints(run)  # The half-written steps were cleaned up.
   assert_same_final_params(straight, run)
+
+
+def test_seeds_killed_mid_write_and_between_seeds_resume_every_seed_bit_identical(tmp_path):
+  """Seeds 0, 1, 2 side by side (independent batches), killed while step 10's checkpoints are
+  written; then seed 2's newest complete checkpoint removed, as a kill between two seeds'
+  writes leaves it: every seed resumes from the newest step all three hold, and each ends
+  bit-identical to a run never interrupted."""
+  cmd = lambda workdir: train_command(
+      workdir, "--config.num_epochs=1", "--config.seeds=0,1,2",
+      "--config.seed_batches=independent", "--config.checkpoint_every_steps=2",
+      "--config.log_every_steps=1")
+  straight, run = tmp_path / "straight", tmp_path / "killed"
+  subprocess.run(cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
+  env = {**os.environ, "KD_JAX_FAULT": "SIGKILL@save:10"}
+  killed = forkserver.run(cmd(run), cwd=REPO, capture_output=True, env=env, timeout=600,
+                          check=False)
+  assert killed.returncode == -signal.SIGKILL
+  newest = [max(checkpoint_steps(run / f"seed{k}"), default=0) for k in range(3)]
+  shutil.rmtree(run / "seed2" / "checkpoints" / str(newest[2]))
+  common = min(newest[:2] + [max(checkpoint_steps(run / "seed2"), default=0)])
+  final = forkserver.run(cmd(run), cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+  assert f"resuming from the checkpoint at step {common} (" in final.stdout
+  for k in range(3):
+    assert not partial_checkpoints(run / f"seed{k}")
+    assert_same_final_params(straight / f"seed{k}", run / f"seed{k}")
 
 
 def test_opening_a_workdir_removes_the_partial_checkpoints_a_kill_left(tmp_path):

@@ -1,0 +1,97 @@
+"""Seeds side by side: the seeds of a run (``config.seeds``) as one train state with a
+leading seed axis and one train step vmapped over it.
+
+Every array of the state has the seed axis except the step counter (the seeds step
+together) and the teachers' variables (one copy for all). Seed ``k`` draws what a run of
+seed ``k`` alone draws: its initialisation from ``PRNGKey(k)``, the step's key from
+``PRNGKey(k + 1)`` (dropout, mixup, other views, the objectives' draws), its host samplers'
+draws (CRD's negatives) from ``k``. What differs between the two modes is the data:
+
+- ``shared``: every seed reads the same batches, in the order and with the augmentation of
+  ``config.seed`` (the host pipeline's, and the device augmentation's key from
+  ``PRNGKey(config.seed + 1)``). A network input that no seed's draw changes is not
+  batched by ``vmap``: the teachers run once per batch for all seeds.
+- ``independent``: each seed its own batches (order and augmentation of seed ``k``), stacked
+  on the seed axis: seed ``k`` trains exactly as a run of seed ``k`` alone.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from kd_jax.distill import host_inputs
+from kd_jax.distill.state import TrainState
+
+SHARED, INDEPENDENT = "shared", "independent"
+
+
+def state_axes() -> TrainState:
+  """``vmap`` axes of a seeded ``TrainState``: 0 for every array but ``step`` and the
+  teachers' variables (None)."""
+  return TrainState(step=None, params=0, batch_stats=0, opt_state=0, bad_step=0,
+                    teachers=None, objective_state=0)
+
+
+def keys(seeds: Sequence[int], offset: int = 0) -> jax.Array:
+  """``[S, 2]``: ``PRNGKey(k + offset)`` of each seed, stacked."""
+  return jax.numpy.stack([jax.random.PRNGKey(k + offset) for k in seeds])
+
+
+def is_stacked(key: str, mode: str) -> bool:
+  """Whether the batch array ``key`` has the seed axis: every array in ``independent`` mode,
+  the host samplers' draws (drawn per seed) in ``shared`` mode."""
+  return mode == INDEPENDENT or host_inputs.is_host_key(key)
+
+
+def vmap_step(step_fn: Callable, mode: str, data_key: jax.Array | None = None) -> Callable:
+  """``step_fn`` (``(state, batch, rng) -> (state, metrics)``) over a seeded state: ``rng``
+  ``[S, 2]`` (each seed's step key), the batch's arrays stacked on the seed axis where
+  ``is_stacked``; metrics with the seed axis. ``shared``: ``data_key`` (the data seed's step
+  key) is each step's data key (device augmentation), shared by the seeds."""
+  def fn(state, batch, rng):
+    batch_axes = {k: 0 if is_stacked(k, mode) else None for k in batch}
+    if mode == SHARED:
+      return jax.vmap(lambda s, b, r: step_fn(s, b, (r, data_key)),
+                      in_axes=(state_axes(), batch_axes, 0),
+                      out_axes=(state_axes(), 0))(state, batch, rng)
+    return jax.vmap(step_fn, in_axes=(state_axes(), batch_axes, 0),
+                    out_axes=(state_axes(), 0))(state, batch, rng)
+  return fn
+
+
+def vmap_eval(eval_fn: Callable) -> Callable:
+  """``eval_fn`` (``(state, batch) -> metrics``) over a seeded state: one batch for all, each
+  seed given its own copy (as ``step._per_seed``: computed as by a seed alone)."""
+  def fn(state, batch):
+    n = state.bad_step.shape[0]
+    copies = jax.tree.map(lambda a: jax.numpy.broadcast_to(a, (n, *a.shape)), batch)
+    return jax.vmap(eval_fn, in_axes=(state_axes(), 0))(state, copies)
+  return fn
+
+
+def take(tree: Any, i: int) -> Any:
+  """Seed ``i`` of arrays with the seed axis."""
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  return jax.tree.map(lambda *a: jax.numpy.stack(a), *trees)
+
+
+def batches(data, epoch: int, start: int, seeds: Sequence[int], mode: str, data_seed: int,
+            samplers: Mapping[str, Any], stream: int, first_step: int) -> Iterator[dict]:
+  """The host batches of a seeded run from ``start`` in ``epoch``: ``shared``: the batches of
+  ``data_seed`` with each seed's host draws stacked; ``independent``: each seed's batches
+  (with its draws) stacked."""
+  if mode == SHARED:
+    for step, batch in enumerate(data.train_batches(epoch, start, data_seed, stream=stream),
+                                 first_step):
+      draws = [host_inputs.draw(samplers, batch, k, stream, step) for k in seeds]
+      yield {**batch, **{key: np.stack([d[key] for d in draws]) for key in draws[0]}}
+    return
+  streams = [host_inputs.attach(data.train_batches(epoch, start, k, stream=stream), samplers,
+                                k, stream, first_step) for k in seeds]
+  for per_seed in zip(*streams):
+    yield {key: np.stack([b[key] for b in per_seed]) for key in per_seed[0]}
