@@ -452,6 +452,31 @@ MUTATIONS = {
           "        blocks = max(n - stage - 1, 0)\n")],
         ["tests/losses/test_vit_reference.py::test_ofa_on_a_cnn_student_matches_authors_code",
          "tests/recipes/test_vit.py::test_ofa_plans_in_both_directions"]),
+    "seeds_teachers_per_seed": (
+        "seeds side by side with shared batches give each seed its copy of the batch before "
+        "the teachers run (the teachers then run once per seed)",
+        [("kd_jax/distill/step.py", "  loader_batch = batch\n",
+          "  batch = _per_seed(batch, rng) if shared_seeds else batch\n"
+          "  loader_batch = batch\n")],
+        ["tests/training/test_seeds.py::test_shared_batches_run_the_teacher_once_for_all_seeds"]),
+    "seeds_one_key": (
+        "every seed of a run of seeds initialised (and stepped) from the first seed's key",
+        [("kd_jax/training/seeds.py", "jax.random.PRNGKey(k + offset) for k in seeds",
+          "jax.random.PRNGKey(seeds[0] + offset) for k in seeds")],
+        ["tests/training/test_seeds.py::test_seed_k_of_the_state_is_the_state_of_seed_k"]),
+    "seeds_independent_one_order": (
+        "independent batches: every seed reads config.seed's data order and augmentation",
+        [("kd_jax/training/seeds.py",
+          "  streams = [host_inputs.attach(data.train_batches(epoch, start, k, stream=stream),",
+          "  streams = [host_inputs.attach(data.train_batches(epoch, start, data_seed, "
+          "stream=stream),")],
+        ["tests/training/test_seeds.py::test_seed_k_of_three_trains_as_seed_k_alone"]),
+    "seeds_resume_unaligned": (
+        "a run of seeds resumes each seed from its own newest checkpoint, not the newest step "
+        "all seeds hold",
+        [("kd_jax/training/loop.py", "    if len(steps) == 1:\n      break\n",
+          "    if True:\n      break\n")],
+        ["tests/reliability/test_sigkill.py::test_seeds_killed_mid_write_and_between_seeds_resume_every_seed_bit_identical"]),
 }
 
 

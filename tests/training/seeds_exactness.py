@@ -33,8 +33,9 @@ METHODS = {
 
 def config():
   """teacher; per method ``<m>_shared`` and ``<m>_independent`` (seeds 0, 1, 2 side by side;
-  shared batches of ``config.seed`` = 1) and ``<m>_alone`` (seed 1 alone: a run without
-  seeds, whose batches are seed 1's: the reference of seed 1 in both modes)."""
+  shared: the batches of ``config.seed`` = 1; independent: each seed's own, ``config.seed``
+  left at 0) and ``<m>_alone`` (seed 1 alone: a run without seeds, whose batches are seed
+  1's: the reference of seed 1 in both modes)."""
   c = make_tiny_config(num_epochs=10, eval_every_epochs=10, log_every_steps=1)
   c.data.num_train_examples = 64  # 2 steps of 32 per epoch: 20 steps.
   # A run of seeds is not bit-equal to a run of one: XLA may round a [seeds, batch] sum or a
@@ -47,7 +48,9 @@ def config():
   for m, objectives in METHODS.items():
     common = dict(teachers=teacher, objectives=objectives)
     for mode in ("shared", "independent"):
-      runs[f"{m}_{mode}"] = dict(common, seeds=SEEDS, seed_batches=mode, seed=1)
+      # Shared: the batches of config.seed, set to 1; independent: config.seed (0) not read.
+      runs[f"{m}_{mode}"] = dict(common, seeds=SEEDS, seed_batches=mode,
+                                 **({"seed": 1} if mode == "shared" else {}))
     runs[f"{m}_alone"] = dict(common, seed=1)
   c.runs = runs
   return c
