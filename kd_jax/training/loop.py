@@ -404,9 +404,10 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
                                    parts.samplers, parts.output_shapes, seeds)
   rng = jax.jit(lambda: seeds_lib.keys(seeds, 1) if seeds else
                 jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
-  # The seeds' step in shared mode reads one data key (device augmentation): config.seed's.
-  seeded = (lambda fn: seeds_lib.vmap_step(fn, config.seed_batches,
-                                           jax.random.PRNGKey(config.seed + 1))) if seeds else None
+  # The seeds' step in shared mode reads one data key (device augmentation): the key a run
+  # of config.seed alone has in that phase (PRNGKey(seed + 1) main, seed + 2 initialisation).
+  seeded = (lambda fn, offset=1: seeds_lib.vmap_step(
+      fn, config.seed_batches, jax.random.PRNGKey(config.seed + offset))) if seeds else None
 
   run_phases = phases.initialisation_phases(parts.objectives, parts.student,
                                             parts.teacher_modules, config, spe, repl, batch_sh,

@@ -117,8 +117,9 @@ def initialisation_phases(objectives: Sequence[Objective], student, teachers, co
                           augment=None, seeded: Callable | None = None) -> list[RunPhase]:
   """The objectives' initialisation phases, in the objectives' order, each checkpointed and
   logged at every epoch's end. ``augment``: the data's ``device_augment``. ``seeded``: a
-  run of ``config.seeds``: ``seeded(step_fn)`` is its step over them (``seeds.vmap_step``),
-  whose batches are placed by the loop (``batch_sharding`` not read)."""
+  run of ``config.seeds``: ``seeded(step_fn, 2)`` is its step over them
+  (``seeds.vmap_step``; shared batches: the data key of ``PRNGKey(config.seed + 2)``, as
+  the phases' key below), whose batches are placed by the loop (``batch_sharding`` not read)."""
   out: list[RunPhase] = []
   offset = 0
   seeds = tuple(config.get("seeds", ()))
@@ -130,7 +131,7 @@ def initialisation_phases(objectives: Sequence[Objective], student, teachers, co
     step_fn = make_phase_step(student, teachers, obj, tx, augment)
     step_fn = jax.jit(step_fn, in_shardings=(repl, batch_sharding, repl),
                       out_shardings=(repl, repl), donate_argnums=(0,)) if seeded is None else \
-        jax.jit(seeded(step_fn), out_shardings=(repl, repl), donate_argnums=(0,))
+        jax.jit(seeded(step_fn, 2), out_shardings=(repl, repl), donate_argnums=(0,))
     steps = obj.init_epochs * steps_per_epoch
     out.append(RunPhase(name=f"init_{obj.name}", num_steps=steps, offset=offset, step_fn=step_fn,
                      tx=tx, rng=rng, stream=index + 1, checkpoint_every=steps_per_epoch,

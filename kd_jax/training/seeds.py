@@ -50,13 +50,12 @@ def vmap_step(step_fn: Callable, mode: str, data_key: jax.Array | None = None) -
   ``[S, 2]`` (each seed's step key), the batch's arrays stacked on the seed axis where
   ``is_stacked``; metrics with the seed axis. ``shared``: ``data_key`` (the data seed's step
   key) is each step's data key (device augmentation), shared by the seeds."""
+  keys_of = (lambda r: (r, data_key)) if mode == SHARED else (lambda r: r)
+
   def fn(state, batch, rng):
     batch_axes = {k: 0 if is_stacked(k, mode) else None for k in batch}
-    if mode == SHARED:
-      return jax.vmap(lambda s, b, r: step_fn(s, b, (r, data_key)),
-                      in_axes=(state_axes(), batch_axes, 0),
-                      out_axes=(state_axes(), 0))(state, batch, rng)
-    return jax.vmap(step_fn, in_axes=(state_axes(), batch_axes, 0),
+    return jax.vmap(lambda s, b, r: step_fn(s, b, keys_of(r)),
+                    in_axes=(state_axes(), batch_axes, 0),
                     out_axes=(state_axes(), 0))(state, batch, rng)
   return fn
 
