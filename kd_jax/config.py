@@ -130,6 +130,10 @@ def base_config() -> ml_collections.ConfigDict:
                                 # (order and augmentation from config.seed; the teachers
                                 # run once for all seeds); "independent": each seed its own
                                 # order and augmentation, as a run of that seed alone.
+  c.seed_compute = "auto"       # With seeds: "vmap": one batched step for all seeds (fills
+                                # an accelerator); "loop": the teachers batched, then each
+                                # seed's student in turn (a lone seed's shapes and cost);
+                                # "auto": loop on CPU, vmap elsewhere.
   c.model = "resnet8"           # The student (or the model trained, with no teacher).
   c.num_classes = -1            # -1: the data set's number of classes.
   c.dtype = "float32"           # bfloat16: student and teachers compute in bfloat16
@@ -371,6 +375,9 @@ def _check_seeds(config: ml_collections.ConfigDict) -> None:
   if config.seed_batches not in ("shared", "independent"):
     raise KdJaxError(f"config.seed_batches must be shared or independent, got "
                      f"{config.seed_batches!r}")
+  if config.seed_compute not in ("auto", "vmap", "loop"):
+    raise KdJaxError(f"config.seed_compute must be auto, vmap or loop, got "
+                     f"{config.seed_compute!r}")
   if not seeds:
     return
   refused = (("teacher_cache", config.teacher_cache, "the teachers' cached outputs are read "

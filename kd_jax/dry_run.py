@@ -32,6 +32,7 @@ from kd_jax.data import info as data_info
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import teachers as teachers_lib
 from kd_jax.models import conv as conv_lib
+from kd_jax.training import seeds as seeds_lib
 
 # Seconds of measuring steps before the rest are estimated from their FLOPs.
 MEASURE_S = 3.0
@@ -112,6 +113,8 @@ def _run_lines(run: plan_lib.RunPlan) -> list[str]:
            if cfg.seed_batches == "shared" else
            "independent batches: each seed its own" + (
                ", the teachers run on each seed's" if run.teachers else ""))
+        + ("; students " + ("vmapped" if seeds_lib.compute(cfg.seed_compute) == seeds_lib.VMAP
+                            else "one after the other") + f" (seed_compute {cfg.seed_compute})")
         + f"), written to {', '.join(run.seed_workdirs().values())}")
     lines.append(f"{run.tag} trains {cfg.model}, {seeds}, batch {cfg.batch_size}, "
                  f"{cfg.num_epochs} epochs = {'?' if steps is None else f'{steps:,}'} steps "

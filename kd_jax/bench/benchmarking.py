@@ -235,11 +235,12 @@ class _Bench:
                                 stacked=lambda k: seeds_lib.is_stacked(k, mode))
 
   def measure_step(self, measurement: str, method: str, objectives,
-                   cached: bool = False, seeds: int = 0,
-                   mode: str = seeds_lib.SHARED) -> tuple[dict, Any]:
+                   cached: bool = False, seeds: int = 0, mode: str = seeds_lib.SHARED,
+                   how: str = seeds_lib.VMAP) -> tuple[dict, Any]:
     """The train step on the device-resident batch; ``cached``: with the teachers' outputs
     read from the batch (a teacher cache) instead of computed; ``seeds``: the step of that
-    many seeds side by side (``training/seeds.py``) with their batches ``mode``."""
+    many seeds side by side (``training/seeds.py``) with their batches ``mode``, computed
+    ``how`` (``seeds.seeded_step``)."""
     samplers = self.samplers(objectives)
     state, step, used = self.state_and_step(objectives, samplers, tuple(range(seeds)))
     rng = jax.device_put(jax.random.PRNGKey(1), self.repl)
@@ -247,15 +248,17 @@ class _Bench:
     if cached:
       step, batch, extra = self._cached_step(objectives, state, rng, used, batch)
     shardings = dict(in_shardings=(self.repl, self.batch_sh, self.repl))
+    counted = step  # FLOPs: of the vmapped form (XLA counts a loop's body once).
     if seeds:
-      step = seeds_lib.vmap_step(step, mode, rng)
+      step = seeds_lib.seeded_step(step, mode, rng, how)
+      counted = seeds_lib.seeded_step(counted, mode, rng, seeds_lib.VMAP)
       rng = jax.device_put(seeds_lib.keys(range(seeds), 1), self.repl)
       batch, shardings = self.seeds_batch(samplers, seeds, mode), {}
-      extra = {"seeds": seeds, "seed_batches": mode}
+      extra = {"seeds": seeds, "seed_batches": mode, "seed_compute": how}
     compiled, compile_s = _compile(step, state, batch, rng, **shardings,
                                    out_shardings=(self.repl, self.repl), donate_argnums=(0,))
     memory = _memory(compiled)
-    flops = _flops(step, state, batch, rng)
+    flops = _flops(counted, state, batch, rng)
     timed = self.time_steps(lambda s: compiled(s, batch, rng)[0], state)
     return self.record(measurement, method, timed, compile_s, memory, flops=flops,
                        **extra), (step, used)
@@ -359,7 +362,8 @@ def step_seconds(plan, steps: int = 5, warmup: int = 2) -> float:
   seeds, for a run of seeds side by side)."""
   bench = _Bench(plan, steps, 1, warmup, 1, timing.MAX_SPREAD, lambda _: None)
   rec, _ = bench.measure_step("distill_step", "config", list(plan.objectives),
-                              seeds=len(plan.seeds), mode=plan.config.seed_batches)
+                              seeds=len(plan.seeds), mode=plan.config.seed_batches,
+                              how=seeds_lib.compute(plan.config.seed_compute))
   return rec["step_ms"] / 1000.0
 
 
@@ -467,25 +471,27 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
 
 def _measure_seeds(bench: "_Bench", method_cfgs, records: list[dict], n: int,
                    print_fn) -> list[dict]:
-  """Each method's step of ``n`` seeds side by side in both modes (``seeds_step``), its
-  images/s per seed and ``gain`` = ``n`` x the one-seed step's time / its time (what one
+  """Each method's step of ``n`` seeds side by side in both modes, vmapped and looped
+  (``seeds_step``), its images/s per seed and ``gain`` = ``n`` x the one-seed step's time / its time (what one
   program of ``n`` seeds saves over ``n`` runs of one), printed; the records."""
   one = {r["method"]: r for r in records if r["measurement"] == "distill_step"}
   out = []
   for method, objectives_cfg in method_cfgs.items():
     for mode in (seeds_lib.SHARED, seeds_lib.INDEPENDENT):
-      rec, _ = bench.measure_step("seeds_step", f"{method}/{mode[:5]}",
-                                  bench.parse(objectives_cfg), seeds=n, mode=mode)
-      rec["images_per_s_all_seeds"] = round(n * rec["images_per_s"], 2)
-      rec["gain"] = round(n * one[method]["step_ms"] / rec["step_ms"], 3)
-      out.append(rec)
+      for how in (seeds_lib.VMAP, seeds_lib.LOOP):
+        rec, _ = bench.measure_step("seeds_step", f"{method}/{mode[:5]}/{how}",
+                                    bench.parse(objectives_cfg), seeds=n, mode=mode, how=how)
+        rec["images_per_s_all_seeds"] = round(n * rec["images_per_s"], 2)
+        rec["gain"] = round(n * one[method]["step_ms"] / rec["step_ms"], 3)
+        out.append(rec)
   print_fn(f"{n} seeds side by side (seeds_step: images/s per seed; gain = {n} x distill_step "
            f"/ seeds_step in time, over {n} runs of one seed):")
-  print_fn(f"  {'method':<8} {'batches':<11} {'images/s per seed':>17} {'gain':>6}")
+  print_fn(f"  {'method':<8} {'batches':<11} {'students':<8} {'images/s per seed':>17} "
+           f"{'gain':>6}")
   for rec in out:
-    method, mode = rec["method"].split("/")
-    print_fn(f"  {method:<8} {rec['seed_batches']:<11} {rec['images_per_s']:>17.1f} "
-             f"{rec['gain']:>6.2f}")
+    method = rec["method"].split("/")[0]
+    print_fn(f"  {method:<8} {rec['seed_batches']:<11} {rec['seed_compute']:<8} "
+             f"{rec['images_per_s']:>17.1f} {rec['gain']:>6.2f}")
   return out
 
 

@@ -1,15 +1,17 @@
 """The one train step and the eval step, shared by every method.
 
 ``train_step(state, batch, rng, *, ...) -> (state, metrics)`` is a pure module-level
-function; ``make_train_step`` binds its keyword arguments (``functools.partial``, as the
-flax examples do) and the loop jits the result once: each teacher runs once in inference
+function (``step_inputs`` then ``step_update``); ``make_train_step`` binds its keyword
+arguments (a ``Step``: ``functools.partial`` of each half, as the flax examples bind theirs)
+and the loop jits the result once: each teacher runs once in inference
 mode under ``stop_gradient``; the student runs once in training mode; every objective reads
 those outputs; gradients reach the student (and the objectives' adapters) only.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import flax
 import flax.linen as nn
@@ -138,38 +140,23 @@ def _per_seed(tree, key: jax.Array):
   return jax.tree.map(lambda a: a + zero.astype(a.dtype), tree)
 
 
-def train_step(state: TrainState, batch, rng, *, student: nn.Module,
-               teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
-               tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
-               steps_per_epoch: int = 1, cached_teachers: Mapping[str, Outputs] | None = None,
-               skip_nonfinite: bool = False, phase: bool = False,
-               augment: device_augment.Spec | None = None):
-  """One optimiser step on ``batch``: ``(state, metrics)``. Pure; ``make_train_step`` binds
-  everything after ``rng``.
+class StepInputs(NamedTuple):
+  """What a train step computes before the student runs (``step_inputs``): its key (folded
+  with the step), the batch as every network reads it, the teachers' outputs on it, the
+  other views and the teachers' outputs on each."""
+  rng: jax.Array
+  batch: dict
+  teacher_out: dict
+  views: dict
+  view_teachers: dict
 
-  The batch is first changed by the objective that changes it, if one does (function
-  matching's mixup: ``Method.transform_batch``), so every network reads that one view.
-  Other views that objectives' methods make (``Method.views``, from the loader's batch) are
-  read by the teachers (once each per view) and by the student in training mode after the
-  batch (its BatchNorm statistics updated by each in turn); an objective reads them in
-  ``ctx.views``, or as its batch with ``view=<name>``.
-  Each teacher the objectives read runs once in inference mode under ``stop_gradient`` (or
-  is read from the batch: ``cached_teachers``); the student runs once in training mode;
-  every objective reads those outputs; ``sum(weight * loss)`` is minimised over the student
-  and the objectives' adapters. ``epoch`` (from 1) reaches DKD's warm-up.
 
-  ``phase``: a step of the one objective's initialisation phase instead: its phase loss
-  alone (unweighted) is minimised and, as in the references, the student runs in inference
-  mode (BatchNorm running statistics, neither used from the batch nor updated); ``tx``
-  decides which parameters move.
-
-  ``augment``: the batch's images are uint8, cropped, flipped and normalised here first
-  (``kd_jax.data.device_augment``), with a key of their own drawn from the step's.
-
-  ``rng``: the step's key, or ``(key, data key)`` in a step of seeds side by side whose
-  batch is shared (``training/seeds.py``): the device augmentation's key is drawn from the
-  data key, and what was computed once for all seeds (the batch, the teachers' outputs) is
-  given each seed its own copy before the student and the objectives read it (``_per_seed``)."""
+def step_inputs(state: TrainState, batch, rng, *, teachers: Mapping[str, nn.Module],
+                objectives: Sequence[Objective],
+                cached_teachers: Mapping[str, Outputs] | None = None, phase: bool = False,
+                augment: device_augment.Spec | None = None) -> StepInputs:
+  """The first half of ``train_step``: the batch's views and the teachers' outputs (no
+  student parameter is read)."""
   shared_seeds = isinstance(rng, tuple)
   rng, data_rng = rng if shared_seeds else (rng, rng)
   rng, data_rng = jax.random.fold_in(rng, state.step), jax.random.fold_in(data_rng, state.step)
@@ -183,13 +170,23 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
       objectives, loader_batch, jax.random.fold_in(rng, 2**31 - 3), augment)
   teacher_out = teachers_lib.run(
       teachers, state.teachers, teachers_lib.used(objectives, main_phase_only=not phase), batch,
-      cached_teachers)
+      cached_teachers or {})
   view_readers = [o for o in objectives if o.method.views or o.view]
   view_teachers = {v: teachers_lib.run(teachers, state.teachers, teachers_lib.used(view_readers),
                                        vb) for v, vb in views.items()}
   if shared_seeds:  # Computed once for the seeds; from here on each seed computes on its own.
     batch, teacher_out, views, view_teachers = _per_seed((batch, teacher_out, views,
                                                           view_teachers), rng)
+  return StepInputs(rng, batch, teacher_out, views, view_teachers)
+
+
+def step_update(state: TrainState, inputs: StepInputs, *, student: nn.Module,
+                teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
+                tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
+                steps_per_epoch: int = 1, skip_nonfinite: bool = False, phase: bool = False):
+  """The second half of ``train_step``: the student on ``inputs``, the objectives, one
+  optimiser update: ``(state, metrics)``."""
+  rng, batch, teacher_out, views, view_teachers = inputs
 
   def loss_fn(params):
     variables = {"params": params["student"], "batch_stats": state.batch_stats}
@@ -236,6 +233,58 @@ def train_step(state: TrainState, batch, rng, *, student: nn.Module,
   return new_state, metrics_cls.single_from_model_output(**outputs)
 
 
+def train_step(state: TrainState, batch, rng, *, student: nn.Module,
+               teachers: Mapping[str, nn.Module], objectives: Sequence[Objective],
+               tx: optax.GradientTransformation, metrics_cls, has_labels: bool,
+               steps_per_epoch: int = 1, cached_teachers: Mapping[str, Outputs] | None = None,
+               skip_nonfinite: bool = False, phase: bool = False,
+               augment: device_augment.Spec | None = None):
+  """One optimiser step on ``batch``: ``(state, metrics)``. Pure; ``make_train_step`` binds
+  everything after ``rng``.
+
+  The batch is first changed by the objective that changes it, if one does (function
+  matching's mixup: ``Method.transform_batch``), so every network reads that one view.
+  Other views that objectives' methods make (``Method.views``, from the loader's batch) are
+  read by the teachers (once each per view) and by the student in training mode after the
+  batch (its BatchNorm statistics updated by each in turn); an objective reads them in
+  ``ctx.views``, or as its batch with ``view=<name>``.
+  Each teacher the objectives read runs once in inference mode under ``stop_gradient`` (or
+  is read from the batch: ``cached_teachers``); the student runs once in training mode;
+  every objective reads those outputs; ``sum(weight * loss)`` is minimised over the student
+  and the objectives' adapters. ``epoch`` (from 1) reaches DKD's warm-up.
+
+  ``phase``: a step of the one objective's initialisation phase instead: its phase loss
+  alone (unweighted) is minimised and, as in the references, the student runs in inference
+  mode (BatchNorm running statistics, neither used from the batch nor updated); ``tx``
+  decides which parameters move.
+
+  ``augment``: the batch's images are uint8, cropped, flipped and normalised here first
+  (``kd_jax.data.device_augment``), with a key of their own drawn from the step's.
+
+  ``rng``: the step's key, or ``(key, data key)`` in a step of seeds side by side whose
+  batch is shared (``training/seeds.py``): the device augmentation's key is drawn from the
+  data key, and what was computed once for all seeds (the batch, the teachers' outputs) is
+  given each seed its own copy before the student and the objectives read it (``_per_seed``)."""
+  inputs = step_inputs(state, batch, rng, teachers=teachers, objectives=objectives,
+                       cached_teachers=cached_teachers, phase=phase, augment=augment)
+  return step_update(state, inputs, student=student, teachers=teachers, objectives=objectives,
+                     tx=tx, metrics_cls=metrics_cls, has_labels=has_labels,
+                     steps_per_epoch=steps_per_epoch, skip_nonfinite=skip_nonfinite,
+                     phase=phase)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """``train_step`` with everything after ``rng`` bound (``make_train_step``):
+  ``(state, batch, rng) -> (state, metrics)``. ``inputs`` and ``update`` are its two halves
+  (``step_inputs``, ``step_update``), which seeds side by side may run apart (``loop``)."""
+  inputs: Callable  # (state, batch, rng) -> StepInputs
+  update: Callable  # (state, StepInputs) -> (state, metrics)
+
+  def __call__(self, state: TrainState, batch, rng):
+    return self.update(state, self.inputs(state, batch, rng))
+
+
 def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
                     objectives: Sequence[Objective], tx: optax.GradientTransformation,
                     has_labels: bool, steps_per_epoch: int = 1,
@@ -251,12 +300,14 @@ def make_train_step(student: nn.Module, teachers: Mapping[str, nn.Module],
   ``skip_nonfinite``: a step with a non-finite loss or gradient is skipped (no update) and
   counted (metric ``skipped_steps``) instead of stopping the run (``bad_step``)."""
   objectives = [o for o in objectives if o.main_phase]
-  return functools.partial(
-      train_step, student=student, teachers=teachers, objectives=objectives, tx=tx,
-      metrics_cls=train_metrics_class(objectives, has_labels, skip_nonfinite),
-      has_labels=has_labels, steps_per_epoch=steps_per_epoch,
-      cached_teachers=dict(cached_teachers or {}), skip_nonfinite=skip_nonfinite,
-      augment=augment)
+  return Step(
+      functools.partial(step_inputs, teachers=teachers, objectives=objectives,
+                        cached_teachers=dict(cached_teachers or {}), augment=augment),
+      functools.partial(step_update, student=student, teachers=teachers, objectives=objectives,
+                        tx=tx, metrics_cls=train_metrics_class(objectives, has_labels,
+                                                               skip_nonfinite),
+                        has_labels=has_labels, steps_per_epoch=steps_per_epoch,
+                        skip_nonfinite=skip_nonfinite))
 
 
 def make_phase_step(student: nn.Module, teachers: Mapping[str, nn.Module], objective: Objective,
@@ -264,10 +315,13 @@ def make_phase_step(student: nn.Module, teachers: Mapping[str, nn.Module], objec
                     augment: device_augment.Spec | None = None) -> Callable:
   """``train_step`` of ``objective``'s initialisation phase (``phase=True``): ``(state,
   batch, rng) -> (state, metrics)`` with metrics ``loss`` (its phase loss), to jit."""
-  return functools.partial(
-      train_step, student=student, teachers=teachers, objectives=[objective], tx=tx,
-      metrics_cls=train_metrics_class([objective], has_labels=False), has_labels=False,
-      phase=True, augment=augment)
+  return Step(
+      functools.partial(step_inputs, teachers=teachers, objectives=[objective], phase=True,
+                        augment=augment),
+      functools.partial(step_update, student=student, teachers=teachers,
+                        objectives=[objective], tx=tx,
+                        metrics_cls=train_metrics_class([objective], has_labels=False),
+                        has_labels=False, phase=True))
 
 
 def make_eval_step(student: nn.Module, num_classes: int, head: str | None = None,

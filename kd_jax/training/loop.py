@@ -406,8 +406,9 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
                 jax.random.PRNGKey(config.seed + 1), out_shardings=repl)()
   # The seeds' step in shared mode reads one data key (device augmentation): the key a run
   # of config.seed alone has in that phase (PRNGKey(seed + 1) main, seed + 2 initialisation).
-  seeded = (lambda fn, offset=1: seeds_lib.vmap_step(
-      fn, config.seed_batches, jax.random.PRNGKey(config.seed + offset))) if seeds else None
+  how = seeds_lib.compute(config.seed_compute)
+  seeded = (lambda fn, offset=1: seeds_lib.seeded_step(
+      fn, config.seed_batches, jax.random.PRNGKey(config.seed + offset), how)) if seeds else None
 
   run_phases = phases.initialisation_phases(parts.objectives, parts.student,
                                             parts.teacher_modules, config, spe, repl, batch_sh,
@@ -434,7 +435,7 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
                *metrics_lib.create_writers(d, name)) for name, (d, m) in where.items()]
   eval_fn = make_eval_step(parts.student, eval_classes, config.eval_head or None,
                            dict(config.eval_tasks))
-  eval_step = jax.jit(seeds_lib.vmap_eval(eval_fn), out_shardings=repl) if seeds else \
+  eval_step = jax.jit(seeds_lib.seeded_eval(eval_fn, how), out_shardings=repl) if seeds else \
       jax.jit(eval_fn, in_shardings=(repl, batch_sh), out_shardings=repl)
   run = _Run(config, run_name, parts, outs, batch_sh, eval_step, t_start, seeds)
   main_fn, cache = _main_step(config, parts, state, tx, rng, run.log)

@@ -118,7 +118,7 @@ def initialisation_phases(objectives: Sequence[Objective], student, teachers, co
   """The objectives' initialisation phases, in the objectives' order, each checkpointed and
   logged at every epoch's end. ``augment``: the data's ``device_augment``. ``seeded``: a
   run of ``config.seeds``: ``seeded(step_fn, 2)`` is its step over them
-  (``seeds.vmap_step``; shared batches: the data key of ``PRNGKey(config.seed + 2)``, as
+  (``seeds.seeded_step``; shared batches: the data key of ``PRNGKey(config.seed + 2)``, as
   the phases' key below), whose batches are placed by the loop (``batch_sharding`` not read)."""
   out: list[RunPhase] = []
   offset = 0

@@ -1,5 +1,6 @@
 """Seeds side by side: the seeds of a run (``config.seeds``) as one train state with a
-leading seed axis and one train step vmapped over it.
+leading seed axis and one train step over it (vmapped, or the students one after the other:
+``config.seed_compute``).
 
 Every array of the state has the seed axis except the step counter (the seeds step
 together) and the teachers' variables (one copy for all). Seed ``k`` draws what a run of
@@ -25,6 +26,7 @@ from kd_jax.distill import host_inputs
 from kd_jax.distill.state import TrainState
 
 SHARED, INDEPENDENT = "shared", "independent"
+VMAP, LOOP = "vmap", "loop"
 
 
 def state_axes() -> TrainState:
@@ -45,25 +47,61 @@ def is_stacked(key: str, mode: str) -> bool:
   return mode == INDEPENDENT or host_inputs.is_host_key(key)
 
 
-def vmap_step(step_fn: Callable, mode: str, data_key: jax.Array | None = None) -> Callable:
+def compute(setting: str, backend: str | None = None) -> str:
+  """How the seeds' students run (``config.seed_compute``): ``vmap`` or ``loop``; ``auto``:
+  ``loop`` on CPU (batched per-seed weights cost a CPU more per seed than one seed does),
+  ``vmap`` on an accelerator (the seeds fill it)."""
+  if setting != "auto":
+    return setting
+  return LOOP if (backend or jax.default_backend()) == "cpu" else VMAP
+
+
+def seeded_step(step_fn: Callable, mode: str, data_key: jax.Array | None = None,
+                how: str = VMAP) -> Callable:
   """``step_fn`` (``(state, batch, rng) -> (state, metrics)``) over a seeded state: ``rng``
   ``[S, 2]`` (each seed's step key), the batch's arrays stacked on the seed axis where
   ``is_stacked``; metrics with the seed axis. ``shared``: ``data_key`` (the data seed's step
-  key) is each step's data key (device augmentation), shared by the seeds."""
+  key) is each step's data key (device augmentation), shared by the seeds.
+
+  ``how``: ``vmap``: the whole step vmapped over the seeds. ``loop``: one seed after the
+  other (``lax.map``), each at a lone seed's shapes: in shared mode ``step_fn.inputs`` (the
+  batch's views, the teachers: ``step.Step``) vmapped first, so the teachers still run once,
+  then ``step_fn.update`` (the student, the objectives, the update) per seed; in independent
+  mode each seed's whole step."""
   keys_of = (lambda r: (r, data_key)) if mode == SHARED else (lambda r: r)
 
   def fn(state, batch, rng):
     batch_axes = {k: 0 if is_stacked(k, mode) else None for k in batch}
-    return jax.vmap(lambda s, b, r: step_fn(s, b, keys_of(r)),
-                    in_axes=(state_axes(), batch_axes, 0),
-                    out_axes=(state_axes(), 0))(state, batch, rng)
+    if how == VMAP:
+      return jax.vmap(lambda s, b, r: step_fn(s, b, keys_of(r)),
+                      in_axes=(state_axes(), batch_axes, 0),
+                      out_axes=(state_axes(), 0))(state, batch, rng)
+    unshared = lambda s: s.replace(step=None, teachers=None)
+
+    def in_turn(per_seed, *xs):
+      def one(x):
+        new, metrics = per_seed(x[0].replace(step=state.step, teachers=state.teachers), *x[1:])
+        return unshared(new), metrics
+      return jax.lax.map(one, (unshared(state), *xs))
+
+    if mode == INDEPENDENT:  # Nothing shared: each seed's whole step in turn.
+      new, metrics = in_turn(step_fn, batch, rng)
+    else:
+      inputs = jax.vmap(lambda s, b, r: step_fn.inputs(s, b, keys_of(r)),
+                        in_axes=(state_axes(), batch_axes, 0))(state, batch, rng)
+      new, metrics = in_turn(step_fn.update, inputs)
+    return new.replace(step=state.step + 1, teachers=state.teachers), metrics
   return fn
 
 
-def vmap_eval(eval_fn: Callable) -> Callable:
-  """``eval_fn`` (``(state, batch) -> metrics``) over a seeded state: one batch for all, each
-  seed given its own copy (as ``step._per_seed``: computed as by a seed alone)."""
+def seeded_eval(eval_fn: Callable, how: str = VMAP) -> Callable:
+  """``eval_fn`` (``(state, batch) -> metrics``) over a seeded state on one batch for all:
+  ``vmap``: each seed given its own copy (as ``step._per_seed``: computed as by a seed
+  alone); ``loop``: one seed after the other."""
   def fn(state, batch):
+    if how == LOOP:
+      return jax.lax.map(lambda s: eval_fn(s.replace(step=state.step, teachers=state.teachers),
+                                           batch), state.replace(step=None, teachers=None))
     n = state.bad_step.shape[0]
     copies = jax.tree.map(lambda a: jax.numpy.broadcast_to(a, (n, *a.shape)), batch)
     return jax.vmap(eval_fn, in_axes=(state_axes(), 0))(state, copies)

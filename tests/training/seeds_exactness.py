@@ -1,9 +1,9 @@
 """The job behind tests/training/test_seeds.py's exactness tests: seed 1 of a run of three
-seeds (shared batches, independent batches) against a run of seed 1 alone, 20 steps, the
-losses of every step and the final state.
+seeds (shared batches, independent batches; the students vmapped, or one after the other)
+against a run of seed 1 alone, 20 steps, the losses of every step and the final state.
 
-Also run as a script (``python -m tests.training.seeds_exactness <workdir>``) by the
-8-device test, in a process whose CPU is split into 8 devices; it prints ``devices <n>``,
+Also run as a script (``python -m tests.training.seeds_exactness <workdir> <seed_compute>...``)
+by the 8-device test, in a process whose CPU is split into 8 devices; it prints ``devices <n>``,
 then one line per comparison: ``compare <run> <reference run> <largest relative difference
 of the losses> <of the state's arrays> <steps compared>``.
 """
@@ -31,10 +31,10 @@ METHODS = {
 }
 
 
-def config():
-  """teacher; per method ``<m>_shared`` and ``<m>_independent`` (seeds 0, 1, 2 side by side;
-  shared: the batches of ``config.seed`` = 1; independent: each seed's own, ``config.seed``
-  left at 0) and ``<m>_alone`` (seed 1 alone: a run without seeds, whose batches are seed
+def config(computes=("loop", "vmap")):
+  """teacher; per method and ``seed_compute`` ``<m>_shared_<compute>`` and
+  ``<m>_independent_<compute>`` (seeds 0, 1, 2 side by side; shared: the batches of
+  ``config.seed`` = 1; independent: each seed's own, ``config.seed`` left at 0) and ``<m>_alone`` (seed 1 alone: a run without seeds, whose batches are seed
   1's: the reference of seed 1 in both modes)."""
   c = make_tiny_config(num_epochs=10, eval_every_epochs=10, log_every_steps=1)
   c.data.num_train_examples = 64  # 2 steps of 32 per epoch: 20 steps.
@@ -48,9 +48,11 @@ def config():
   for m, objectives in METHODS.items():
     common = dict(teachers=teacher, objectives=objectives)
     for mode in ("shared", "independent"):
-      # Shared: the batches of config.seed, set to 1; independent: config.seed (0) not read.
-      runs[f"{m}_{mode}"] = dict(common, seeds=SEEDS, seed_batches=mode,
-                                 **({"seed": 1} if mode == "shared" else {}))
+      for how in computes:
+        # Shared: the batches of config.seed, set to 1; independent: config.seed (0) not read.
+        runs[f"{m}_{mode}_{how}"] = dict(common, seeds=SEEDS, seed_batches=mode,
+                                         seed_compute=how,
+                                         **({"seed": 1} if mode == "shared" else {}))
     runs[f"{m}_alone"] = dict(common, seed=1)
   c.runs = runs
   return c
@@ -80,14 +82,15 @@ def _normwise(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) if b.size else 0.0
 
 
-def comparisons(workdir: str) -> list[tuple[str, str, float, float, int]]:
-  """Runs ``config()`` in ``workdir``; ``(run, reference run, losses' largest relative
+def comparisons(workdir: str, computes=("loop", "vmap")
+                ) -> list[tuple[str, str, float, float, int]]:
+  """Runs ``config(computes)`` in ``workdir``; ``(run, reference run, losses' largest relative
   difference, the state's, steps compared)`` for seed 1 of each run of seeds."""
-  job.run(config(), workdir)
+  job.run(config(computes), workdir)
   out = []
   for m in METHODS:
-    for mode in ("shared", "independent"):
-      run, ref = f"{m}_{mode}", f"{m}_alone"
+    for run in (f"{m}_{mode}_{how}" for mode in ("shared", "independent") for how in computes):
+      ref = f"{m}_alone"
       seed_dir, ref_dir = os.path.join(workdir, f"{run}_seed1"), os.path.join(workdir, ref)
       got, want = plot.read_scalars(seed_dir), plot.read_scalars(ref_dir)
       tags = [t for t in want if t.startswith("train/loss")]
@@ -103,5 +106,5 @@ def comparisons(workdir: str) -> list[tuple[str, str, float, float, int]]:
 
 if __name__ == "__main__":
   print(f"devices {jax.device_count()}", flush=True)
-  for row in comparisons(sys.argv[1]):
+  for row in comparisons(sys.argv[1], tuple(sys.argv[2:])):
     print("compare", *row, flush=True)
