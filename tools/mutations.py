@@ -478,12 +478,6 @@ MUTATIONS = {
           "      new, metrics = in_turn(step_fn.update, inputs)\n",
           "      new, metrics = in_turn(lambda s, r: step_fn(s, batch, keys_of(r)), rng)\n")],
         ["tests/training/test_seeds.py::test_shared_batches_run_the_teacher_once_for_all_seeds"]),
-    "seeds_loop_step_frozen": (
-        "seeds computed in turn (seed_compute loop): the shared step counter is not advanced",
-        [("kd_jax/training/seeds.py",
-          "    return new.replace(step=state.step + 1, teachers=state.teachers), metrics",
-          "    return new.replace(step=state.step, teachers=state.teachers), metrics")],
-        ["tests/training/test_seeds.py::test_seed_k_of_three_trains_as_seed_k_alone"]),
     "seeds_resume_unaligned": (
         "a run of seeds resumes each seed from its own newest checkpoint, not the newest step "
         "all seeds hold",
