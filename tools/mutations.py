@@ -475,9 +475,16 @@ MUTATIONS = {
         [("kd_jax/training/seeds.py",
           "      inputs = jax.vmap(lambda s, b, r: step_fn.inputs(s, b, keys_of(r)),\n"
           "                        in_axes=(state_axes(), batch_axes, 0))(state, batch, rng)\n"
-          "      new, metrics = in_turn(step_fn.update, inputs)\n",
-          "      new, metrics = in_turn(lambda s, r: step_fn(s, batch, keys_of(r)), rng)\n")],
+          "      new, metrics = _in_turn(step_fn.update, state, inputs)\n",
+          "      new, metrics = _in_turn(lambda s, r: step_fn(s, batch, keys_of(r)), state, rng)\n")],
         ["tests/training/test_seeds.py::test_shared_batches_run_the_teacher_once_for_all_seeds"]),
+    "seeds_loop_step_frozen": (
+        "seeds computed in turn (seed_compute loop) leave the step counter where it was, so "
+        "every step folds the same step into its keys",
+        [("kd_jax/training/seeds.py",
+          "    return new.replace(step=state.step + 1, teachers=state.teachers), metrics\n",
+          "    return new.replace(step=state.step, teachers=state.teachers), metrics\n")],
+        ["tests/training/test_seeds.py::test_seed_k_of_three_trains_as_seed_k_alone"]),
     "seeds_resume_unaligned": (
         "a run of seeds resumes each seed from its own newest checkpoint, not the newest step "
         "all seeds hold",

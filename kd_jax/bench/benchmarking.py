@@ -370,7 +370,8 @@ def step_seconds(plan, steps: int = 5, warmup: int = 2) -> float:
 def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         warmup: int = 2, batch_size: int | None = None, methods: str = "",
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
-        only_pipeline: bool = False, attempts: int = timing.ATTEMPTS, max_spread: float = timing.MAX_SPREAD,
+        only_pipeline: bool = False, attempts: int = timing.ATTEMPTS,
+        max_spread: float = timing.MAX_SPREAD,
         print_fn: Callable[[str], None] = print, seeds: int = 0) -> list[dict[str, Any]]:
   """Measures ``config`` (see the module docstring); returns the records, printing a table.
   Compile times are of real compilations: JAX's persistent compilation cache is off here.
@@ -472,8 +473,9 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
 def _measure_seeds(bench: "_Bench", method_cfgs, records: list[dict], n: int,
                    print_fn) -> list[dict]:
   """Each method's step of ``n`` seeds side by side in both modes, vmapped and looped
-  (``seeds_step``), its images/s per seed and ``gain`` = ``n`` x the one-seed step's time / its time (what one
-  program of ``n`` seeds saves over ``n`` runs of one), printed; the records."""
+  (``seeds_step``), its images/s per seed and ``gain`` = ``n`` x the one-seed step's time /
+  its time (what one program of ``n`` seeds saves over ``n`` runs of one), printed; the
+  records."""
   one = {r["method"]: r for r in records if r["measurement"] == "distill_step"}
   out = []
   for method, objectives_cfg in method_cfgs.items():

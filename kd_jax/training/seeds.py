@@ -56,6 +56,18 @@ def compute(setting: str, backend: str | None = None) -> str:
   return LOOP if (backend or jax.default_backend()) == "cpu" else VMAP
 
 
+def _in_turn(per_seed: Callable, state: TrainState, *xs):
+  """``per_seed(seed's state, *seed's xs) -> (state or None, out)`` for one seed after the
+  other (``lax.map`` over the seed axis of ``state`` and ``xs``): each seed's state with the
+  shared ``step`` and ``teachers``; the new states (without those two) and outputs stacked."""
+  unshared = lambda s: s if s is None else s.replace(step=None, teachers=None)
+
+  def one(x):
+    new, out = per_seed(x[0].replace(step=state.step, teachers=state.teachers), *x[1:])
+    return unshared(new), out
+  return jax.lax.map(one, (unshared(state), *xs))
+
+
 def seeded_step(step_fn: Callable, mode: str, data_key: jax.Array | None = None,
                 how: str = VMAP) -> Callable:
   """``step_fn`` (``(state, batch, rng) -> (state, metrics)``) over a seeded state: ``rng``
@@ -76,20 +88,12 @@ def seeded_step(step_fn: Callable, mode: str, data_key: jax.Array | None = None,
       return jax.vmap(lambda s, b, r: step_fn(s, b, keys_of(r)),
                       in_axes=(state_axes(), batch_axes, 0),
                       out_axes=(state_axes(), 0))(state, batch, rng)
-    unshared = lambda s: s.replace(step=None, teachers=None)
-
-    def in_turn(per_seed, *xs):
-      def one(x):
-        new, metrics = per_seed(x[0].replace(step=state.step, teachers=state.teachers), *x[1:])
-        return unshared(new), metrics
-      return jax.lax.map(one, (unshared(state), *xs))
-
     if mode == INDEPENDENT:  # Nothing shared: each seed's whole step in turn.
-      new, metrics = in_turn(step_fn, batch, rng)
+      new, metrics = _in_turn(step_fn, state, batch, rng)
     else:
       inputs = jax.vmap(lambda s, b, r: step_fn.inputs(s, b, keys_of(r)),
                         in_axes=(state_axes(), batch_axes, 0))(state, batch, rng)
-      new, metrics = in_turn(step_fn.update, inputs)
+      new, metrics = _in_turn(step_fn.update, state, inputs)
     return new.replace(step=state.step + 1, teachers=state.teachers), metrics
   return fn
 
@@ -100,8 +104,7 @@ def seeded_eval(eval_fn: Callable, how: str = VMAP) -> Callable:
   alone); ``loop``: one seed after the other."""
   def fn(state, batch):
     if how == LOOP:
-      return jax.lax.map(lambda s: eval_fn(s.replace(step=state.step, teachers=state.teachers),
-                                           batch), state.replace(step=None, teachers=None))
+      return _in_turn(lambda s: (None, eval_fn(s, batch)), state)[1]
     n = state.bad_step.shape[0]
     copies = jax.tree.map(lambda a: jax.numpy.broadcast_to(a, (n, *a.shape)), batch)
     return jax.vmap(eval_fn, in_axes=(state_axes(), 0))(state, copies)
