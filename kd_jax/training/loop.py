@@ -111,11 +111,19 @@ class _Run:
       return items
     return {k: v if k == "step" else seeds_lib.take(v, i) for k, v in items.items()}
 
+  def each_seeds_items(self, items: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[seed_items(items, i) for each output i]``, the arrays sliced in one dispatch."""
+    if not self.seeds:
+      return [items]
+    shared = {k: v for k, v in items.items() if k == "step"}
+    return [{**part, **shared} for part in seeds_lib.unstack(
+        {k: v for k, v in items.items() if k not in shared}, len(self.outs))]
+
   def save(self, phase: RunPhase, step: int, state: TrainState, rng) -> None:
     spe = self.parts.data.steps_per_epoch
     items = {**state.checkpoint_items(), "rng": rng}
-    for i, out in enumerate(self.outs):
-      out.ckpts.save(phase.offset + step, self.seed_items(items, i),
+    for out, seed_items in zip(self.outs, self.each_seeds_items(items)):
+      out.ckpts.save(phase.offset + step, seed_items,
                      {**out.meta, "phase": phase.name, "step": step, "epoch": step // spe,
                       "batch_in_epoch": step % spe,
                       "train_time_s": out.time_before + time.time() - self.t_start})
@@ -225,10 +233,11 @@ def run_phase(run: _Run, phase: RunPhase, state: TrainState, rng, step: int,
       if phase.is_main and end_of_epoch and (
           (step // spe) % config.eval_every_epochs == 0 or step == phase.num_steps):
         model = {"params": state.params["student"], "batch_stats": state.batch_stats}
-        for i, (out, result) in enumerate(zip(run.outs, run.evaluate(state))):
+        for out, result, seed_model in zip(run.outs, run.evaluate(state),
+                                           run.each_seeds_items(model)):
           out.eval_result = result
           out.writer.write_scalars(step, {f"eval/{k}": v for k, v in result.items()})
-          out.ckpts.save_best(step, run.seed_items(model, i),  # orbax keeps the best.
+          out.ckpts.save_best(step, seed_model,  # orbax keeps the best.
                               {**out.meta, "step": step}, result["accuracy"])
       saved = step % phase.checkpoint_every == 0 or step == phase.num_steps
       if saved:
