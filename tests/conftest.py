@@ -34,6 +34,8 @@ import pytest  # noqa: E402
 # files fill in at the end. Only the order changes; a file missing here runs after them.
 LONGEST_FIRST = (
     "tests/notebooks/test_notebooks.py",
+    "tests/training/test_seeds_on_8_devices.py",
+    "tests/training/test_seeds.py",
     "tests/reliability/test_sigkill.py",
     "tests/recipes/test_cifar100.py",
     "tests/reliability/test_preemption.py",
@@ -42,6 +44,7 @@ LONGEST_FIRST = (
     "tests/training/test_teacher_cache.py",
     "tests/training/test_multiprocess.py",
     "tests/bench/test_benchmarking.py",
+    "tests/recipes/test_tables.py",
     "tests/models/test_vit.py",
     "tests/losses/test_vit_reference.py",
     "tests/recipes/test_vit.py",

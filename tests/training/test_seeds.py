@@ -1,10 +1,6 @@
 """Seeds side by side (``config.seeds``, ``kd_jax/training/seeds.py``): seed k of a run of
 several seeds trains as a run of seed k alone, the teachers run once for all seeds in shared
 mode, and what cannot be trained side by side is refused before anything trains."""
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,46 +17,16 @@ from kd_jax.training import seeds as seeds_lib
 from tests import builders
 from tests.training import seeds_exactness
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 # --- Exactness: 20 steps of KD, CRD and AB (an initialisation phase), the losses of every step
 # and the final state (parameters, BatchNorm statistics, CRD's memory).
-
-def _check(rows, how: str):
-  assert [r[:2] for r in rows] == [(f"{m}_{mode}_{how}", f"{m}_alone")
-                                   for m in seeds_exactness.METHODS
-                                   for mode in ("shared", "independent")]
-  for run, ref, loss, state, steps in rows:
-    assert steps == 20
-    assert loss <= 1e-5, (run, ref, loss)
-    assert state <= 1e-5, (run, ref, state)
-
 
 def test_seed_k_of_three_trains_as_seed_k_alone(tmp_path, fast_compilation):
   """Seed 1 of seeds (0, 1, 2), shared batches (those of config.seed = 1) and independent
   batches, the students one after the other (seed_compute loop, CPU's default), against a
   run of seed 1 without seeds (each seed computes at a lone seed's shapes: bit-equal on
   the CPUs measured, docs/seeds.md; asserted to 1e-5, the bound the vmapped step keeps)."""
-  _check(seeds_exactness.comparisons(str(tmp_path), ("loop",)), "loop")
-
-
-@pytest.mark.slow
-def test_seed_k_of_three_trains_as_seed_k_alone_on_8_devices(tmp_path):
-  """The same with the students vmapped (an accelerator's default) on 8 CPU devices (each
-  batch of 32 sharded 4 per device), in a process of its own: to rounding (XLA may round a
-  sum over [seeds, batch] differently in the last bit)."""
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
-  out = subprocess.run([sys.executable, "-m", "tests.training.seeds_exactness", str(tmp_path),
-                        "vmap"],
-                       env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-  assert out.returncode == 0, out.stderr[-3000:]
-  lines = [line.split() for line in out.stdout.splitlines()]
-  assert [line for line in lines if line[:1] == ["devices"]] == [["devices", "8"]]
-  _check([(run, ref, float(a), float(b), int(n))
-          for _, run, ref, a, b, n in (line for line in lines if line[:1] == ["compare"])],
-         "vmap")
+  seeds_exactness.check(seeds_exactness.comparisons(str(tmp_path), ("loop",)), "loop")
 
 
 # --- Teachers once.
