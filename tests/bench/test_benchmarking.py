@@ -59,7 +59,7 @@ def test_a_benchmark_reports_every_measurement_with_its_context():
   assert records[-1]["vs_device_resident"] > 0
 
 
-def test_seeds_are_timed_side_by_side_in_both_modes_both_ways_with_their_gain():
+def test_seeds_are_timed_side_by_side_in_both_modes_both_ways_with_their_gain(fast_compilation):
   lines = []
   records = benchmarking.run(_config(), steps=1, windows=2, warmup=0, batch_size=32,
                              methods="crd", pipeline=False, seeds=3, print_fn=lines.append)

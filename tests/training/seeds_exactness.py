@@ -39,6 +39,7 @@ def config(computes=("loop", "vmap")):
   reference of seed 1 in both modes)."""
   c = make_tiny_config(num_epochs=10, eval_every_epochs=10, log_every_steps=1)
   c.data.num_train_examples = 64  # 2 steps of 32 per epoch: 20 steps.
+  c.checkpoint_every_steps = 20  # The last step's, compared (one per epoch took 25 s of the job).
   # A run of seeds is not bit-equal to a run of one: XLA may round a [seeds, batch] sum or a
   # product with two batch dimensions differently in the last bit. A teacher of 4 steps (a
   # near-random target) made the students' training chaotic enough to grow such a difference
