@@ -72,6 +72,21 @@ def test_nearest_resize_matches_torch_interpolate(size, out):
   np.testing.assert_array_equal(np.asarray(nearest_resize(jnp.asarray(x), (out, out))), want)
 
 
+@pytest.mark.parametrize("hw,out", [((4, 2), (8, 6)), ((7, 5), (14, 4)), ((1, 1), (3, 3))])
+def test_nearest_resize_gradient_matches_torch_interpolate(hw, out):
+  """The gradient sums each output's cotangent into the input pixel it copies, as PyTorch's
+  backward of ``interpolate(mode="nearest")``: integer factors (a broadcast) and not (a
+  gather), height and width apart."""
+  rs = np.random.RandomState(sum(hw) + sum(out))
+  x, g = rs.randn(2, *hw, 3).astype(np.float32), rs.randn(2, *out, 3).astype(np.float32)
+  xt = torch.tensor(x).permute(0, 3, 1, 2).requires_grad_()
+  torch.nn.functional.interpolate(xt, out, mode="nearest").backward(
+      torch.tensor(g).permute(0, 3, 1, 2))
+  _, vjp = jax.vjp(lambda v: nearest_resize(v, out), jnp.asarray(x))
+  np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(g))[0]),
+                             xt.grad.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-6)
+
+
 # (student heights, student channels, teacher heights, teacher channels), shallowest first,
 # the pooled level last (height 1). "cifar": mdistiller's resnet8x4 layout, scaled down;
 # "imagenet": heights 14 and 7 (HCL's overlapping windows); "resize": teacher maps half the
