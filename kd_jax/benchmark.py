@@ -28,7 +28,9 @@ runs of one seed (``kd_jax/training/seeds.py``).
 ``overhead = distill_step / (teacher_forward + student_step)`` (time per step; the teacher
 term only when the step runs one): what distillation costs beyond running the two networks.
 The networks are timed again after the methods and their mean taken (a shared host's speed
-drifts over minutes); ``flops``, the same ratio in XLA's count of FLOPs, says how much
+drifts over minutes; ``--rounds=N`` times the networks and every method's step again in N
+rounds in turn and takes the medians, so that methods compared were timed minutes, not a
+quarter of an hour, apart); ``flops``, the same ratio in XLA's count of FLOPs, says how much
 arithmetic the method adds (adapters, another view), and ``per flop`` the overhead beyond it.
 With ``--teacher_cache`` also ``distill_step / (teacher_forward + cached_step)``: the cached
 step is the student step plus the objectives' own arithmetic, so this is what the step costs
@@ -79,6 +81,10 @@ _CACHE = flags.DEFINE_bool("teacher_cache", False, "Also time each distillation 
 _SEEDS = flags.DEFINE_integer("seeds", 0, "N > 1: also time each method's step of N seeds side "
                               "by side (config.seeds), shared and independent batches: "
                               "images/s per seed and the gain over N runs of one seed.")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "N > 1: after the methods, time the networks and "
+                               "every method's step again in N rounds in turn (N timings of "
+                               "each step): overheads from the medians, for a host whose speed "
+                               "drifts.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the JSON lines to this file.")
 
 
@@ -91,7 +97,7 @@ def main(argv):
         config, steps=_STEPS.value, windows=_WINDOWS.value, warmup=_WARMUP.value,
         batch_size=_BATCH.value or None, methods=_METHODS.value, pipeline=_PIPELINE.value,
         mock_data=_MOCK.value, teacher_cache=_CACHE.value, only_pipeline=_ONLY_PIPELINE.value,
-        attempts=_ATTEMPTS.value, seeds=_SEEDS.value,
+        attempts=_ATTEMPTS.value, seeds=_SEEDS.value, rounds=_ROUNDS.value,
         max_spread=_MAX_SPREAD.value, print_fn=lambda s: print(s, flush=True))
   except KdJaxError as err:
     sys.exit(f"kd_jax: error: {err}")

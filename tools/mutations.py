@@ -491,6 +491,13 @@ MUTATIONS = {
         [("kd_jax/training/loop.py", "    if len(steps) == 1:\n      break\n",
           "    if True:\n      break\n")],
         ["tests/reliability/test_sigkill.py::test_seeds_killed_mid_write_and_between_seeds_resume_every_seed_bit_identical"]),
+    "benchmark_rounds_first_only": (
+        "the benchmark's overheads read each method's first timing, not the median of its "
+        "rounds",
+        [("kd_jax/bench/benchmarking.py", "step_ms = statistics.median(method_all[method])",
+          "step_ms = method_all[method][0]")],
+        ["tests/bench/test_benchmarking.py::"
+         "test_rounds_time_the_networks_and_every_step_in_turn_and_the_overheads_use_medians"]),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import statistics
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -372,16 +373,19 @@ def run(config: ml_collections.ConfigDict, *, steps: int = 5, windows: int = 5,
         pipeline: bool = True, mock_data: bool = False, teacher_cache: bool = False,
         only_pipeline: bool = False, attempts: int = timing.ATTEMPTS,
         max_spread: float = timing.MAX_SPREAD,
-        print_fn: Callable[[str], None] = print, seeds: int = 0) -> list[dict[str, Any]]:
+        print_fn: Callable[[str], None] = print, seeds: int = 0,
+        rounds: int = 1) -> list[dict[str, Any]]:
   """Measures ``config`` (see the module docstring); returns the records, printing a table.
   Compile times are of real compilations: JAX's persistent compilation cache is off here.
   ``only_pipeline``: the input pipeline alone, no network step. ``seeds`` > 1: also each
-  method's step of that many seeds side by side, in both modes (``_measure_seeds``)."""
+  method's step of that many seeds side by side, in both modes (``_measure_seeds``).
+  ``rounds`` > 1: the networks and every method's step timed again in that many rounds in
+  turn, the overheads from the medians (``_measure_methods``)."""
   with runtime.without_persistent_compilation_cache():
     return _run(config, steps=steps, windows=windows, warmup=warmup, batch_size=batch_size,
                 methods=methods, pipeline=pipeline, mock_data=mock_data,
                 teacher_cache=teacher_cache, only_pipeline=only_pipeline, attempts=attempts,
-                max_spread=max_spread, print_fn=print_fn, seeds=seeds)
+                max_spread=max_spread, print_fn=print_fn, seeds=seeds, rounds=rounds)
 
 
 def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
@@ -401,14 +405,17 @@ def _method_objectives(methods: str, run_name: str, config) -> dict[str, Any]:
 
 
 def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_timer,
-                     teacher_cache: bool, print_fn) -> list[dict]:
+                     teacher_cache: bool, print_fn, rounds: int = 1) -> list[dict]:
   """Each method's distill step (and, with ``teacher_cache``, its cached step) and the
   teacher forward it needs; then the student step and the teacher forwards timed again
-  (a busy host drifts within a benchmark); overhead ratios against the mean of the two
-  timings of each, printed; the records."""
+  (a busy host drifts within a benchmark); with ``rounds`` > 1, then rounds - 1 more rounds
+  timing the networks and every distill step again, one after the other. Overhead ratios
+  from the median of each one's timings (for the networks with one round, the mean of the
+  two), printed; the records."""
   records = []
   teacher_recs: dict[tuple[str, ...], dict] = {}
   teacher_timers: dict[tuple[str, ...], Any] = {}
+  method_timers: dict[str, Any] = {}
   measured, cached_recs = [], {}
   for method, objectives_cfg in method_cfgs.items():
     objectives = bench.parse(objectives_cfg)
@@ -418,6 +425,7 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
       teacher_timers[used] = bench.last_timed
       records.append(teacher_recs[used])
     rec, _ = bench.measure_step("distill_step", method, objectives)
+    method_timers[method] = bench.last_timed
     rec["teacher_in_step"] = bool(used)
     records.append(rec)
     measured.append((method, rec, used))
@@ -426,18 +434,35 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
       cached["speedup_vs_distill_step"] = round(rec["step_ms"] / cached["step_ms"], 3)
       cached_recs[method] = cached
       records.append(cached)
-  # The networks alone again, after the methods: the ratios use the mean of both timings.
-  again = bench.again("student_step", "ce", student_timer)
-  records.append(again)
-  student_ms = (student_rec["step_ms"] + again["step_ms"]) / 2
-  teacher_ms = {}
-  for used, rec in teacher_recs.items():
-    rep = bench.again("teacher_forward", rec["method"], teacher_timers[used])
-    records.append(rep)
-    teacher_ms[used] = (rec["step_ms"] + rep["step_ms"]) / 2
+  # The networks alone again after the methods, then (rounds > 1) everything in turn.
+  student_all = [student_rec["step_ms"]]
+  teacher_all = {used: [rec["step_ms"]] for used, rec in teacher_recs.items()}
+  method_all = {method: [rec["step_ms"]] for method, rec, _ in measured}
+  for r in range(rounds):
+    rep = bench.again("student_step", "ce", student_timer)
+    student_timer = bench.last_timed  # (The step donates its state: time the newest.)
+    records.append({**rep, "round": r + 1})
+    student_all.append(rep["step_ms"])
+    for used, rec in teacher_recs.items():
+      rep = bench.again("teacher_forward", rec["method"], teacher_timers[used])
+      teacher_timers[used] = bench.last_timed
+      records.append({**rep, "round": r + 1})
+      teacher_all[used].append(rep["step_ms"])
+    if r + 1 == rounds:
+      break
+    for method, _, _ in measured:
+      rep = bench.again("distill_step", method, method_timers[method])
+      method_timers[method] = bench.last_timed
+      records.append({**rep, "round": r + 2})
+      method_all[method].append(rep["step_ms"])
+  student_ms = statistics.median(student_all)
+  teacher_ms = {used: statistics.median(ms) for used, ms in teacher_all.items()}
   for method, rec, used in measured:
     base_ms = student_ms + (teacher_ms[used] if used else 0.0)
-    rec["overhead"] = round(rec["step_ms"] / base_ms, 3)
+    step_ms = statistics.median(method_all[method])
+    if rounds > 1:
+      rec["rounds"], rec["step_ms_median"] = rounds, round(step_ms, 2)
+    rec["overhead"] = round(step_ms / base_ms, 3)
     base_flops = [student_rec["flops"]] + ([teacher_recs[used]["flops"]] if used else [])
     if rec["flops"] and all(base_flops):
       # The arithmetic the method adds (adapters, other views, the loss) beside the two
@@ -447,13 +472,16 @@ def _measure_methods(bench: "_Bench", method_cfgs, student_rec: dict, student_ti
     if method in cached_recs:
       # The cached step is the student step plus the objectives' own arithmetic.
       rec["overhead_beyond_objectives"] = round(
-          rec["step_ms"] / (teacher_ms[used] + cached_recs[method]["step_ms"]), 3)
+          step_ms / (teacher_ms[used] + cached_recs[method]["step_ms"]), 3)
   if cached_recs:
     print_fn("teacher cache: distill_step / cached_step (teacher outputs read from the batch):")
     for method, cached in cached_recs.items():
       print_fn(f"  {method:<8} {cached['speedup_vs_distill_step']:.2f}x")
-  print_fn("overhead = distill_step / (teacher_forward + student_step) in time (each network "
-           "timed before and after the methods: their mean); flops: the same ratio in FLOPs "
+  timings = ("each network timed before and after the methods: their mean" if rounds == 1
+             else f"medians: the networks' {rounds + 1} timings, each distill step's "
+                  f"{rounds}, timed in {rounds} rounds in turn")
+  print_fn(f"overhead = distill_step / (teacher_forward + student_step) in time ({timings}); "
+           "flops: the same ratio in FLOPs "
            "(XLA's count: what the method adds, e.g. adapters, other views); per flop: "
            "overhead / flops" + (
                "; beyond objectives: distill_step / (teacher_forward + cached_step)"
@@ -476,7 +504,8 @@ def _measure_seeds(bench: "_Bench", method_cfgs, records: list[dict], n: int,
   (``seeds_step``), its images/s per seed and ``gain`` = ``n`` x the one-seed step's time /
   its time (what one program of ``n`` seeds saves over ``n`` runs of one), printed; the
   records."""
-  one = {r["method"]: r for r in records if r["measurement"] == "distill_step"}
+  one = {r["method"]: r for r in records if r["measurement"] == "distill_step"
+         and not r.get("repeat")}
   out = []
   for method, objectives_cfg in method_cfgs.items():
     for mode in (seeds_lib.SHARED, seeds_lib.INDEPENDENT):
@@ -498,9 +527,10 @@ def _measure_seeds(bench: "_Bench", method_cfgs, records: list[dict], n: int,
 
 
 def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_data,
-         teacher_cache, only_pipeline, attempts, max_spread, print_fn, seeds=0):
-  if steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0:
-    raise KdJaxError("--steps, --windows and --attempts must be >= 1, --warmup and "
+         teacher_cache, only_pipeline, attempts, max_spread, print_fn, seeds=0, rounds=1):
+  if (steps < 1 or windows < 1 or warmup < 0 or attempts < 1 or max_spread < 0
+      or rounds < 1):
+    raise KdJaxError("--steps, --windows, --attempts and --rounds must be >= 1, --warmup and "
                      "--max_spread >= 0")
   plan = bench_plan(config, batch_size)
   config = plan.config
@@ -536,7 +566,7 @@ def _run(config, *, steps, windows, warmup, batch_size, methods, pipeline, mock_
   student_timer = bench.last_timed
   records.append(student_rec)
   records += _measure_methods(bench, method_cfgs, student_rec, student_timer, teacher_cache,
-                              print_fn)
+                              print_fn, rounds)
   if seeds > 1:
     records += _measure_seeds(bench, method_cfgs, records, seeds, print_fn)
   if pipeline:
