@@ -1,14 +1,13 @@
 """The benchmark measures what it says: each step once compiled, timed, and reported."""
 import json
 import os
-import statistics
 import subprocess
 import sys
 
 import pytest
 
 from kd_jax.errors import KdJaxError
-from kd_jax.bench import benchmarking
+from kd_jax.bench import benchmarking, timing
 from kd_jax import dry_run, recipes
 
 
@@ -61,26 +60,35 @@ def test_a_benchmark_reports_every_measurement_with_its_context():
 
 
 def test_rounds_time_the_networks_and_every_step_in_turn_and_the_overheads_use_medians(
-    fast_compilation):
+    fast_compilation, monkeypatch):
+  """Each timing scripted (one window of one step each, in the order they are taken): KD's
+  step 3, 1, 2 s and DKD's 5, 3, 4 s over the rounds, the student 0.4, 0.1, 0.2, 0.3 s and
+  the teacher 0.9, 0.6, 0.7, 0.8 s; so KD's overhead is median 2 / (0.25 + 0.75) = 2 and
+  DKD's 4 (their first timings would give 3 and 5)."""
+  seconds = iter([0.4, 0.9, 3.0, 5.0,             # Before: student, teacher, KD, DKD.
+                  0.1, 0.6, 1.0, 3.0, 0.2, 0.7,   # Rounds: the networks, then the methods.
+                  2.0, 4.0, 0.3, 0.8])
+  real = timing.time_windows
+
+  def scripted(run_step, carry, **kwargs):  # The steps still run; the clock is scripted.
+    ticks = iter([0.0, next(seconds)])
+    return real(run_step, carry, clock=lambda: next(ticks), **kwargs)
+  monkeypatch.setattr(timing, "time_windows", scripted)
   lines = []
   records = benchmarking.run(_config(), steps=1, windows=1, warmup=0, batch_size=32,
                              methods="kd,dkd", pipeline=False, rounds=3, print_fn=lines.append)
-  assert [(r["measurement"], r["method"], r.get("round")) for r in records] == [
-      ("student_step", "ce", None), ("teacher_forward", "teacher", None),
-      ("distill_step", "kd", None), ("distill_step", "dkd", None),
-      ("student_step", "ce", 1), ("teacher_forward", "teacher", 1),
-      ("distill_step", "kd", 2), ("distill_step", "dkd", 2),
-      ("student_step", "ce", 2), ("teacher_forward", "teacher", 2),
-      ("distill_step", "kd", 3), ("distill_step", "dkd", 3),
-      ("student_step", "ce", 3), ("teacher_forward", "teacher", 3)]
-  ms = lambda measurement, method: statistics.median(
-      r["step_ms"] for r in records if (r["measurement"], r["method"]) == (measurement, method))
-  networks = ms("student_step", "ce") + ms("teacher_forward", "teacher")
-  for rec in records[2:4]:
-    assert rec["rounds"] == 3
-    assert rec["step_ms_median"] == pytest.approx(ms("distill_step", rec["method"]), abs=0.01)
-    assert rec["overhead"] == pytest.approx(ms("distill_step", rec["method"]) / networks,
-                                            rel=1e-2)
+  assert next(seconds, None) is None  # Every timing taken, none more.
+  assert [(r["measurement"], r["method"], r.get("round"), r["step_ms"]) for r in records] == [
+      ("student_step", "ce", None, 400), ("teacher_forward", "teacher", None, 900),
+      ("distill_step", "kd", None, 3000), ("distill_step", "dkd", None, 5000),
+      ("student_step", "ce", 1, 100), ("teacher_forward", "teacher", 1, 600),
+      ("distill_step", "kd", 2, 1000), ("distill_step", "dkd", 2, 3000),
+      ("student_step", "ce", 2, 200), ("teacher_forward", "teacher", 2, 700),
+      ("distill_step", "kd", 3, 2000), ("distill_step", "dkd", 3, 4000),
+      ("student_step", "ce", 3, 300), ("teacher_forward", "teacher", 3, 800)]
+  kd, dkd = records[2], records[3]
+  assert (kd["rounds"], kd["step_ms_median"], kd["overhead"]) == (3, 2000, 2.0)
+  assert (dkd["rounds"], dkd["step_ms_median"], dkd["overhead"]) == (3, 4000, 4.0)
   assert any("medians: the networks' 4 timings, each distill step's 3" in l for l in lines)
 
 
