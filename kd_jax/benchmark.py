@@ -29,8 +29,8 @@ runs of one seed (``kd_jax/training/seeds.py``).
 term only when the step runs one): what distillation costs beyond running the two networks.
 The networks are timed again after the methods and their mean taken (a shared host's speed
 drifts over minutes; ``--rounds=N`` times the networks and every method's step again in N
-rounds in turn and takes the medians, so that methods compared were timed minutes, not a
-quarter of an hour, apart); ``flops``, the same ratio in XLA's count of FLOPs, says how much
+rounds in turn and takes the medians, so that the methods compared were timed in the same
+rounds, one after the other); ``flops``, the same ratio in XLA's count of FLOPs, says how much
 arithmetic the method adds (adapters, another view), and ``per flop`` the overhead beyond it.
 With ``--teacher_cache`` also ``distill_step / (teacher_forward + cached_step)``: the cached
 step is the student step plus the objectives' own arithmetic, so this is what the step costs

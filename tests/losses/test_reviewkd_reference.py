@@ -75,8 +75,8 @@ def test_nearest_resize_matches_torch_interpolate(size, out):
 @pytest.mark.parametrize("hw,out", [((4, 2), (8, 6)), ((7, 5), (14, 4)), ((1, 1), (3, 3))])
 def test_nearest_resize_gradient_matches_torch_interpolate(hw, out):
   """The gradient sums each output's cotangent into the input pixel it copies, as PyTorch's
-  backward of ``interpolate(mode="nearest")``: integer factors (a broadcast) and not (a
-  gather), height and width apart."""
+  backward of ``interpolate(mode="nearest")``: integer factors and not, height and width
+  apart."""
   rs = np.random.RandomState(sum(hw) + sum(out))
   x, g = rs.randn(2, *hw, 3).astype(np.float32), rs.randn(2, *out, 3).astype(np.float32)
   xt = torch.tensor(x).permute(0, 3, 1, 2).requires_grad_()
