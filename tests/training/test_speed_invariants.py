@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from kd_jax import job
 from kd_jax import plan
 from kd_jax import runtime
 from kd_jax.training import loop
@@ -43,17 +44,21 @@ def test_more_steps_and_epochs_compile_nothing_more(tmp_path):
 
 @pytest.mark.slow
 def test_bfloat16_runs_on_digits_reach_the_float32_accuracy_within_1_percent_on_average(tmp_path):
-  """Three seeds each (one seed's accuracy moves by a few of the 360 test images)."""
-  def accuracy(dtype, seed):
-    cfg = make_tiny_config(num_epochs=8, dtype=dtype, seed=seed)
+  """Three seeds each (one seed's accuracy moves by a few of the 360 test images), trained
+  side by side with their own batches (each as a run of that seed alone: tests/training/
+  test_seeds.py), one compilation per dtype."""
+  def accuracies(dtype):
+    cfg = make_tiny_config(num_epochs=8, dtype=dtype, seeds=(0, 1, 2),
+                           seed_batches="independent")
     cfg.batch_size = 64
     cfg.data.num_train_examples = -1
     cfg.optimizer.schedule = "cosine"
     cfg.log_every_steps = 22  # Once per epoch: a report per step costs 3-4 s of a 16 s run.
-    return loop.train_and_evaluate(plan.make_run(cfg, str(tmp_path / f"{dtype}_{seed}")))["test_accuracy"]
+    runs = job.run(cfg, str(tmp_path / dtype))["runs"]
+    assert sorted(runs) == ["seed0", "seed1", "seed2"]
+    return [r["test_accuracy"] for r in runs.values()]
 
-  seeds = (0, 1, 2)
-  f32 = np.mean([accuracy("float32", s) for s in seeds])
-  bf16 = np.mean([accuracy("bfloat16", s) for s in seeds])
+  f32 = np.mean(accuracies("float32"))
+  bf16 = np.mean(accuracies("bfloat16"))
   assert f32 > 0.9
   assert bf16 >= f32 - 0.01, (bf16, f32)
