@@ -88,13 +88,13 @@ def _params(run_dir):
   return variables
 
 
-@pytest.mark.parametrize("objectives_cfg", [
-    {"ce": dict(weight=0.1), "kd": dict(weight=0.9)},
-    {"ce": dict(weight=1.0), "at": dict(weight=1000.0), "crd": dict(weight=0.8, nce_k=16)},
-])
-def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objectives_cfg,
-                                                                  capsys, monkeypatch,
+def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, capsys, monkeypatch,
                                                                   teacher_run):
+  """KD (the logits), AT (three stage maps) and CRD (the pooled feature, a memory bank and
+  host-drawn negatives) in one run: the cache holds what they read, and the run trains as the
+  same run with the teacher in every step."""
+  objectives_cfg = {"ce": dict(weight=0.1), "kd": dict(weight=0.9),
+                    "at": dict(weight=1000.0), "crd": dict(weight=0.8, nce_k=16)}
   plain = job.run(_config("", objectives_cfg),
                   _workdir(tmp_path / "plain", teacher_run))["runs"]["student"]
   assert "teacher outputs cached" not in capsys.readouterr().out
@@ -111,7 +111,9 @@ def test_a_run_from_the_cache_trains_like_a_run_with_the_teacher(tmp_path, objec
                    _workdir(tmp_path / "cached", teacher_run))["runs"]["student"]
   assert "[student] teacher outputs cached for 1437 train examples (t: " in capsys.readouterr().out
   assert len(attached) == cached["steps"] == 4
-  assert all(keys == sorted(teacher_cache.batch_key("t", o) for o in _needed(objectives_cfg)["t"])
+  needed = _needed(objectives_cfg)["t"]
+  assert sorted(needed) == ["logits", "pooled", "stage1", "stage2", "stage3"]
+  assert all(keys == sorted(teacher_cache.batch_key("t", o) for o in needed)
              for keys in attached)
   assert cached["eval"]["loss"] == pytest.approx(plain["eval"]["loss"], rel=1e-5, abs=1e-6)
   a, b = _params(tmp_path / "plain" / "student"), _params(tmp_path / "cached" / "student")
