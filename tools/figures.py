@@ -11,7 +11,8 @@ command). Hyperparameters (``T=4``, ``lr 0.05``, ``1e-5``) are not: they
 have none of those forms. A figure takes the commit and the CPU named last before it in its
 paragraph (a table counts as one paragraph with the text just above it), else the section's
 ``*Measured: commit <sha>, <CPU>...*`` line, else the last named before it in its section. A
-commit is a short hash that ``git`` knows; a CPU is a named processor or accelerator.
+commit is a short hash that ``git`` knows and that has a letter (an all-digit one reads as a
+number: write a longer prefix); a CPU is a named processor or accelerator.
 """
 from __future__ import annotations
 
