@@ -168,13 +168,19 @@ def _last_report(out: str, step: int) -> dict[str, float]:
   return {k: float(v) for k, v in re.findall(r"train/(\w+)=([-+.\w]+)", lines[-1])}
 
 
+def _in_one_run(tables) -> dict:
+  """The objectives of several recipes, ``(name, objectives)`` each, as one run's: CE once
+  (weight 1), every other objective renamed ``<name>_<objective>`` with its settings."""
+  return {"ce": dict(weight=1.0), **{
+      f"{name}_{o}": dict(v, loss=v.get("loss", o))
+      for name, table in tables for o, v in table.items() if o != "ce"}}
+
+
 # The logit baselines read only logits: one run holds all of them (one compilation), MLKD's
 # strong view (made once, read by both MLKD objectives and their CE) too.
-ALL_BASELINES = {"ce": dict(weight=1.0), **{
-    f"{name}_{o}": dict(v, loss=v.get("loss", o)) for name, table in (
-        *((n, BASELINES[n]) for n in ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_dkd", "nkd",
-                                      "wttm")), *MLKD.items())
-    for o, v in table.items() if o != "ce"}}
+ALL_BASELINES = _in_one_run([
+    *((n, BASELINES[n]) for n in ("dist", "kd_ls", "dkd_ls", "ctkd", "ctkd_dkd", "nkd", "wttm")),
+    *MLKD.items()])
 
 
 # The recipes without an initialisation phase differ in their objectives alone: one run holds
@@ -192,14 +198,6 @@ def test_each_recipe_trains_alone_or_in_the_one_stage_run():
                             load_config(f"configs/cifar100/{m}.py").objectives.to_dict().items())
   assert [m for m in ONE_STAGE if has_phase(m)] == []
   assert all(has_phase(m) for m in WITH_A_PHASE)
-
-
-def _one_stage_objectives() -> dict:
-  return {"ce": dict(weight=1.0), **{
-      f"{name}_{o}": dict(v, loss=v.get("loss", o))
-      for name in ONE_STAGE
-      for o, v in load_config(f"configs/cifar100/{name}.py").objectives.to_dict().items()
-      if o != "ce"}}
 
 
 @pytest.mark.slow
@@ -220,7 +218,8 @@ def test_method_trains_three_steps_and_evaluates_on_mock_cifar100(method, stand_
   monkeypatch.setattr(build, "create_train_state", recording)
   if method in ("logit_baselines", "one_stage"):
     c = load_config("configs/cifar100/kd.py")
-    c.objectives = ALL_BASELINES if method == "logit_baselines" else _one_stage_objectives()
+    c.objectives = ALL_BASELINES if method == "logit_baselines" else _in_one_run(
+        (m, load_config(f"configs/cifar100/{m}.py").objectives.to_dict()) for m in ONE_STAGE)
   else:
     c = load_config(f"configs/cifar100/{method}.py")
   c.teachers.teacher.update(model=STAND_IN, checkpoint=stand_in_teacher)
