@@ -180,6 +180,13 @@ MUTATIONS = {
           "                               name=f\"stage{stage}_block{i}\")(x, train)\n"
           "        x = y if i == 0 else x")],
         ["tests/models/test_zoo.py::test_jitted_training_step_and_feature_contract"]),
+    "head_on_relu": (
+        "models.apply_head feeds the head the ReLU of the map it is given (the same for a "
+        "stage map that is a ReLU, not for MobileNetV2's linear bottleneck)",
+        [("kd_jax/models/__init__.py",
+          '"__call__": nn.compact(lambda self, x: self.head(x, False)[0]),',
+          '"__call__": nn.compact(lambda self, x: self.head(jax.nn.relu(x), False)[0]),')],
+        ["tests/models/test_zoo.py::test_jitted_training_step_and_feature_contract"]),
     "fresh_backbone_kept": (
         "init_from on a multi-head student: the merge puts the fresh backbone back over the "
         "pretrained one (dict order), so consolidation starts from random weights",
