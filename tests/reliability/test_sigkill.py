@@ -21,9 +21,9 @@ from tests.commands import (REPO, assert_same_final_params, checkpoint_steps,
 TOTAL = 66  # 3 epochs x 22 steps
 
 
-def _cmd(workdir):
+def _cmd(workdir, checkpoint_every_steps=2):
   return train_command(workdir, "--config.num_epochs=3", "--config.log_every_steps=1",
-                       "--config.checkpoint_every_steps=2")
+                       f"--config.checkpoint_every_steps={checkpoint_every_steps}")
 
 
 def _kill(run, log_path, point, step):
@@ -39,8 +39,10 @@ def _kill(run, log_path, point, step):
 
 @pytest.mark.slow
 def test_ten_sigkills_some_mid_write_then_resume_end_bit_identical(tmp_path):
-  straight = tmp_path / "straight"  # A fresh interpreter: what the forked runs must match.
-  subprocess.run(_cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
+  # A fresh interpreter that checkpoints once an epoch (how often a run checkpoints changes
+  # nothing it computes): what the forked runs must match.
+  straight = tmp_path / "straight"
+  subprocess.run(_cmd(straight, -1), cwd=REPO, check=True, capture_output=True, timeout=600)
 
   # Ten increasing steps; every second kill lands on a checkpointed (even) step, mid-write.
   halves = sorted(random.Random(0).sample(range(1, TOTAL // 2 - 1), 10))
@@ -78,12 +80,12 @@ def test_seeds_killed_mid_write_and_between_seeds_resume_every_seed_bit_identica
   written; then seed 2's newest complete checkpoint removed, as a kill between two seeds'
   writes leaves it: every seed resumes from the newest step all three hold, and each ends
   bit-identical to a run never interrupted."""
-  cmd = lambda workdir: train_command(
+  cmd = lambda workdir, every=2: train_command(
       workdir, "--config.num_epochs=1", "--config.seeds=0,1,2",
-      "--config.seed_batches=independent", "--config.checkpoint_every_steps=2",
+      "--config.seed_batches=independent", f"--config.checkpoint_every_steps={every}",
       "--config.log_every_steps=1")
   straight, run = tmp_path / "straight", tmp_path / "killed"
-  subprocess.run(cmd(straight), cwd=REPO, check=True, capture_output=True, timeout=600)
+  subprocess.run(cmd(straight, -1), cwd=REPO, check=True, capture_output=True, timeout=600)
   env = {**os.environ, "KD_JAX_FAULT": "SIGKILL@save:10"}
   killed = forkserver.run(cmd(run), cwd=REPO, capture_output=True, env=env, timeout=600,
                           check=False)
