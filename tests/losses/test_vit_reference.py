@@ -148,7 +148,9 @@ def test_vitkd_matches_authors_code(ds, dt, lam, prefix, dtype, monkeypatch):
   with jax.enable_x64(dtype == jnp.float64):
     s_maps = [jnp.asarray(x, dtype) for x in s_tok]
     t_maps = [jnp.asarray(x, dtype) for x in t_tok]
-    params = adapter.init(jax.random.PRNGKey(0), s_maps, t_maps, False)["params"]
+    # Shapes only (the values are drawn below): traced, not run operation by operation.
+    params = jax.eval_shape(lambda s, t: adapter.init(jax.random.PRNGKey(0), s, t, False),
+                            s_maps, t_maps)["params"]
     leaves, tree = jax.tree.flatten(params)
     params = jax.tree.unflatten(tree, [jnp.asarray(rng.randn(*x.shape) * 0.3, dtype)
                                        for x in leaves])
@@ -287,14 +289,17 @@ def _ofa_case(student_maps, d_s, d_t, stages, eps, t, dtype, to_torch, info, is_
   with jax.enable_x64(dtype == jnp.float64):
     arr = lambda a: jnp.asarray(a, dtype)
     maps = [arr(m) for m in student_maps]
-    variables = adapter.init(jax.random.PRNGKey(0), [*maps, arr(pooled_s), arr(zs)],
-                             [arr(pooled_t)], False)
+    # Shapes only (the parameters are drawn below; BatchNorm in training mode reads no
+    # statistics): traced, not run operation by operation (4 s a case).
+    variables = jax.eval_shape(lambda s, t: adapter.init(jax.random.PRNGKey(0), s, t, False),
+                               [*maps, arr(pooled_s), arr(zs)], [arr(pooled_t)])
     leaves, tree = jax.tree.flatten(variables["params"])
     params = jax.tree.unflatten(tree, [arr(rng.randn(*x.shape) * 0.2) for x in leaves])
 
     def total(maps, s_logits):
       (proj, t_maps), _ = adapter.apply(
-          {"params": params, "batch_stats": variables.get("batch_stats", {})},
+          {"params": params, "batch_stats": jax.tree.map(
+              lambda x: jnp.zeros(x.shape, x.dtype), variables.get("batch_stats", {}))},
           [*maps, arr(pooled_s), s_logits], [arr(pooled_t)], True, mutable=["batch_stats"])
       ctx = Context(proj, t_maps, Outputs(s_logits, {}), Outputs(arr(zt), {}),
                     {"label": jnp.asarray(y)}, None, None, None)
