@@ -436,6 +436,12 @@ MUTATIONS = {
         [("kd_jax/models/vit.py", 'jnp.einsum("bhqd,bhkd->bhqk", q * hd ** -0.5, k)',
           'jnp.einsum("bhqd,bhkd->bhqk", q, k)')],
         ["tests/models/test_vit.py::test_converted_vit_matches_timm"]),
+    "vit_gelu_tanh": (
+        "The ViT's MLP uses the tanh approximation of GELU instead of timm's exact (erf) GELU",
+        [("kd_jax/models/vit.py",
+          "return x * 0.5 * (1.0 + jax.lax.erf(x * np.sqrt(0.5).astype(x.dtype)))",
+          "return jax.nn.gelu(x, approximate=True)")],
+        ["tests/models/test_vit.py::test_converted_vit_matches_timm"]),
     "vit_spatial_check_off": (
         "A method comparing spatial maps is planned on a ViT side (and fails later, or reads "
         "tokens as maps) instead of being refused in one line",

@@ -70,7 +70,7 @@ class PatchMerging(nn.Module):
     x = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name="norm")(x)
     x = nn.Dense(self.features, use_bias=False, kernel_init=_linear["kernel_init"],
                  name="reduction")(x)
-    return nn.gelu(x, approximate=False) if self.gelu else x
+    return vit.gelu(x) if self.gelu else x
 
 
 class CNNProjector(nn.Module):

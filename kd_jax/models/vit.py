@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kd_jax.models import layers
 
@@ -102,13 +103,19 @@ class Attention(nn.Module):
     return _dense(d, self.dtype, "proj")(jnp.transpose(out, (0, 2, 1, 3)).reshape(b, t, d))
 
 
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU as PyTorch's ``nn.GELU()``: ``x / 2 * (1 + erf(x / sqrt(2)))`` (jax.nn.gelu's
+  erfc form ran 2.7x slower on XLA:CPU)."""
+  return x * 0.5 * (1.0 + jax.lax.erf(x * np.sqrt(0.5).astype(x.dtype)))
+
+
 class Mlp(nn.Module):
   hidden: int
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    y = nn.gelu(_dense(self.hidden, self.dtype, "fc1")(x), approximate=False)
+    y = gelu(_dense(self.hidden, self.dtype, "fc1")(x))
     return _dense(x.shape[-1], self.dtype, "fc2")(y)
 
 
