@@ -433,9 +433,24 @@ MUTATIONS = {
          "test_distilled_logits_are_the_class_head_in_training_and_the_mean_in_inference"]),
     "vit_attention_unscaled": (
         "The ViT's attention logits are q k^T without the 1 / sqrt(head dim) scale",
-        [("kd_jax/models/vit.py", 'jnp.einsum("bhqd,bhkd->bhqk", q * hd ** -0.5, k)',
+        [("kd_jax/models/vit.py", 'jnp.einsum("bhqd,bhkd->bhqk", q * scale, k)',
           'jnp.einsum("bhqd,bhkd->bhqk", q, k)')],
         ["tests/models/test_vit.py::test_converted_vit_matches_timm"]),
+    "vit_attention_backward_without_the_row_sum": (
+        "The attention's written-out backward drops the softmax's row term: dlogits = w * dw "
+        "instead of w * (dw - sum(dw * w))",
+        [("kd_jax/models/vit.py",
+          "weights * (d_weights - jnp.sum(d_weights * weights, axis=-1, keepdims=True))",
+          "weights * d_weights")],
+        ["tests/models/test_vit.py::test_gradients_match_timms",
+         "tests/models/test_vit.py::test_the_attentions_written_out_backward_is_autodiffs"]),
+    "vit_attention_backward_dk_unscaled": (
+        "The attention's written-out backward forgets the 1 / sqrt(head dim) in the keys' "
+        "gradient",
+        [("kd_jax/models/vit.py", 'jnp.einsum("bhqk,bhqd->bhkd", d_logits, q * scale)',
+          'jnp.einsum("bhqk,bhqd->bhkd", d_logits, q)')],
+        ["tests/models/test_vit.py::test_gradients_match_timms",
+         "tests/models/test_vit.py::test_the_attentions_written_out_backward_is_autodiffs"]),
     "vit_gelu_tanh": (
         "The ViT's MLP uses the tanh approximation of GELU instead of timm's exact (erf) GELU",
         [("kd_jax/models/vit.py",

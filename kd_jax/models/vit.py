@@ -21,6 +21,7 @@ precede the patches.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -79,9 +80,63 @@ class PatchEmbed(nn.Module):
     return PatchConv(self.patch_size, self.embed_dim, self.dtype, name="proj")(x)
 
 
+def _split_heads(qkv: jax.Array, num_heads: int) -> jax.Array:
+  """[B, T, 3D] (timm's fused qkv: [3, heads, D/heads] per token) -> [3, B, heads, T, D/heads].
+  Heads next to the batch, as timm permutes: XLA:CPU runs the two batched matmuls 3x faster
+  on that layout than on [B, T, heads, hd]."""
+  b, t, d3 = qkv.shape
+  return jnp.transpose(qkv.reshape(b, t, 3, num_heads, d3 // (3 * num_heads)), (2, 0, 3, 1, 4))
+
+
+def _attend(qkv: jax.Array, num_heads: int) -> tuple[jax.Array, tuple]:
+  q, k, v = _split_heads(qkv, num_heads)
+  scale = q.shape[-1] ** -0.5
+  logits = jnp.einsum("bhqd,bhkd->bhqk", q * scale, k)
+  weights = jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
+  out = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(qkv.dtype), v)
+  return out, (q, k, v, weights)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def attention(qkv: jax.Array, num_heads: int) -> jax.Array:
+  """Multi-head self-attention of timm's fused ``qkv`` [B, T, 3D]: softmax(q k^T / sqrt(hd)) v
+  per head, [B, heads, T, hd]; the softmax in float32 (or wider).
+
+  Its gradient is autodiff's arithmetic, written out: the softmax's backward as
+  ``w * (dw - sum(dw * w))`` and the three gradients written into one [B, T, 3D] array.
+  XLA:CPU, left to autodiff, padded each of dq, dk, dv to the size of all three and added
+  them, and materialised 1/sum broadcast to [B, heads, T, T] (docs/speed.md: one DeiT-Ti
+  attention, batch 32, forward and backward). A custom VJP: reverse mode only (``jax.jvp``
+  through a ViT raises)."""
+  return _attend(qkv, num_heads)[0]
+
+
+def _attention_fwd(qkv, num_heads):
+  return _attend(qkv, num_heads)
+
+
+def _attention_bwd(num_heads, residuals, d_out):
+  del num_heads
+  q, k, v, weights = residuals
+  dtype = q.dtype
+  d_v = jnp.einsum("bhqk,bhqd->bhkd", weights.astype(dtype), d_out)
+  d_weights = jnp.einsum("bhqd,bhkd->bhqk", d_out, v).astype(weights.dtype)
+  d_logits = weights * (d_weights - jnp.sum(d_weights * weights, axis=-1, keepdims=True))
+  d_logits = d_logits.astype(dtype)
+  scale = q.shape[-1] ** -0.5
+  d_q = jnp.einsum("bhqk,bhkd->bhqd", d_logits, k) * scale
+  d_k = jnp.einsum("bhqk,bhqd->bhkd", d_logits, q * scale)
+  b, _, t, _ = q.shape
+  d_qkv = jnp.transpose(jnp.stack([d_q, d_k, d_v]), (1, 3, 0, 2, 4))  # [B, T, 3, heads, hd]
+  return (d_qkv.reshape(b, t, -1),)
+
+
+attention.defvjp(_attention_fwd, _attention_bwd)
+
+
 class Attention(nn.Module):
   """timm's ``Attention``: qkv = Linear(D, 3D) split as [3, heads, D/heads]; softmax(q k^T /
-  sqrt(D/heads)) v, heads concatenated, Linear(D, D). The softmax runs in float32 (or wider)."""
+  sqrt(D/heads)) v, heads concatenated, Linear(D, D) (``attention``)."""
 
   num_heads: int
   dtype: Any = jnp.float32
@@ -90,16 +145,9 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x):
     b, t, d = x.shape
-    hd = d // self.num_heads
     qkv = nn.Dense(3 * d, dtype=self.dtype, use_bias=self.qkv_bias, kernel_init=_linear_init,
                    bias_init=nn.initializers.zeros, name="qkv")(x)
-    # Heads moved next to the batch first ([3, B, heads, T, hd], as timm permutes): XLA:CPU
-    # runs the two batched matmuls 3x faster on that layout than on [B, T, heads, hd].
-    q, k, v = jnp.transpose(qkv.reshape(b, t, 3, self.num_heads, hd), (2, 0, 3, 1, 4))
-    logits = jnp.einsum("bhqd,bhkd->bhqk", q * hd ** -0.5, k)
-    wide = jnp.promote_types(logits.dtype, jnp.float32)
-    weights = jax.nn.softmax(logits.astype(wide), axis=-1).astype(self.dtype or logits.dtype)
-    out = jnp.einsum("bhqk,bhkd->bhqd", weights, v)
+    out = attention(qkv, self.num_heads)
     return _dense(d, self.dtype, "proj")(jnp.transpose(out, (0, 2, 1, 3)).reshape(b, t, d))
 
 

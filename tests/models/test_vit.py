@@ -85,6 +85,70 @@ def test_parameter_count_matches_timm(name):
   assert sum(x.size for x in jax.tree.leaves(shapes["params"])) == TIMM_PARAMS[name]
 
 
+def _converted(state_dict, name, classes, dtype):
+  """``models.from_torch``'s params in ``dtype``. It casts to the model's float32 parameters:
+  float64 goes through as a float32 pair (high part + remainder, exact to ~1e-15)."""
+  if dtype == "float32":
+    return models.from_torch(state_dict, name, classes)["params"]
+  high = {k: v.float() for k, v in state_dict.items()}
+  low = {k: (v - high[k].double()).float() for k, v in state_dict.items()}
+  return jax.tree.map(lambda a, b: np.asarray(a, np.float64) + np.asarray(b, np.float64),
+                      models.from_torch(high, name, classes)["params"],
+                      models.from_torch(low, name, classes)["params"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradients_match_timms(dtype):
+  """The gradient of every parameter and of the image equals timm's (autograd through its
+  attention, exact GELU and LayerNorm; kd_jax's attention has a written-out backward):
+  float32 within 1e-5, float64 within 1e-10 (norm-wise, per tensor)."""
+  _, _, _, classes = CASES["vit_micro_distilled_patch2_8"]
+  net = _randomized(CASES["vit_micro_distilled_patch2_8"][0]())
+  tdtype = getattr(torch, dtype)
+  net = net.to(tdtype)
+  g = torch.Generator().manual_seed(3)
+  x = torch.randn(3, 1, 8, 8, generator=g, dtype=tdtype, requires_grad=True)
+  weights = torch.randn(3, classes, generator=g, dtype=tdtype)
+  (net(x) * weights).sum().backward()  # Inference logits: both heads, both tokens.
+  t_grads = _converted({k: p.grad for k, p in net.named_parameters()},
+                       "vit_micro_distilled_patch2_8", classes, dtype)
+  with jax.enable_x64(dtype == "float64"):
+    model = models.create("vit_micro_distilled_patch2_8", classes, dtype=jnp.dtype(dtype))
+    params = _converted(net.state_dict(), "vit_micro_distilled_patch2_8", classes, dtype)
+    loss = lambda p, image: jnp.sum(
+        model.apply({"params": p}, image, train=False)[0] * weights.numpy())
+    grads, d_image = jax.jit(jax.grad(loss, argnums=(0, 1)))(
+        params, jnp.asarray(x.detach().permute(0, 2, 3, 1).numpy()))
+  tol = 1e-5 if dtype == "float32" else 1e-10
+  paths = jax.tree_util.tree_leaves_with_path(t_grads)
+  assert len(paths) == len(jax.tree.leaves(grads))
+  for (path, want), got in zip(paths, jax.tree.leaves(grads)):
+    assert got.dtype == np.dtype(dtype)
+    assert _rel(got, np.asarray(want)) < tol, jax.tree_util.keystr(path)
+  assert _rel(d_image, x.grad.permute(0, 2, 3, 1).numpy()) < tol
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_the_attentions_written_out_backward_is_autodiffs(dtype):
+  """``vit.attention``'s custom VJP against autodiff of the same forward: float64 within
+  1e-12; bfloat16 (its softmax in float32 in both) within bfloat16's rounding."""
+  with jax.enable_x64(dtype == "float64"):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(4))
+    qkv = jax.random.normal(k1, (3, 7, 3 * 2 * 8), jnp.float32).astype(dtype)
+    d_out = jax.random.normal(k2, (3, 2, 7, 8), jnp.float32).astype(dtype)
+    out, vjp = jax.vjp(lambda a: vit.attention(a, 2), qkv)
+    want_out, want_vjp = jax.vjp(lambda a: vit._attend(a, 2)[0], qkv)
+    got, want = vjp(d_out)[0], want_vjp(d_out)[0]
+  assert got.dtype == qkv.dtype and got.shape == qkv.shape
+  np.testing.assert_array_equal(out, want_out)
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  if dtype == "float64":
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+  else:
+    np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2 * np.abs(want).max())
+    assert _rel(got, want) < 1e-2
+
+
 def test_the_parameter_counts_are_timms():
   """TIMM_PARAMS above, read off timm's models (built on the meta device: no memory)."""
   for name, count in TIMM_PARAMS.items():
