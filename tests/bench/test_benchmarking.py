@@ -1,6 +1,7 @@
 """The benchmark measures what it says: each step once compiled, timed, and reported."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -140,3 +141,31 @@ def test_the_pytorch_baseline_times_the_same_measurements():
     assert r["framework"] == "pytorch" and r["batch_size"] == 2 and r["windows"] == 2
     assert 1 <= r["attempts"] <= 3 and r["spread"] >= 0
     assert 0 < r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
+
+
+def test_the_vit_parts_benchmark_times_each_part_in_both_frameworks_in_one_round():
+  """benchmarks/vit_parts.py on a tiny block: PyTorch, kd_jax, PyTorch for the attention, the
+  MLP and the block; the same parts of another tree's vit.py (here this one's) in turn with
+  this tree's; both GELU forms; each matmul in both frameworks, with its GFLOP/s."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+      [sys.executable, os.path.join("benchmarks", "vit_parts.py"), "--batch=2", "--tokens=5",
+       "--width=16", "--heads=2", "--calls=1", f"--baseline_tree={root}"],
+      cwd=root, capture_output=True, text=True, timeout=300, check=True)
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith("host CPU: ")
+  part = r"(\w+)\s+(\w+)\s+forward\s+([\d.]+) ms\s+forward \+ backward\s+([\d.]+) ms"
+  parts = [re.fullmatch(part, line) for line in lines if " forward + backward " in line]
+  assert [(m[1], m[2]) for m in parts] == [
+      (f, p) for f in ("pytorch", "kd_jax", "pytorch") for p in ("attention", "mlp", "block")]
+  assert all(float(m[3]) > 0 and float(m[4]) > 0 for m in parts)
+  in_turn = [line.split()[2] for line in lines if line.startswith("in turn ")]
+  assert in_turn == ["attention", "mlp", "block"]
+  assert [line.split(": ")[1].split("  ")[0] for line in lines
+          if line.startswith("gelu on [10, 64]")] == ["jax.nn.gelu (erfc)", "vit.gelu (erf)"]
+  matmul = r"matmul (.+?)\s+kd_jax\s+([\d.]+) ms \(\s*(\d+) GFLOP/s\)\s+pytorch\s+([\d.]+) ms"
+  matmuls = [re.search(matmul, line) for line in lines if line.startswith("matmul ")]
+  assert [m[1] for m in matmuls] == [
+      "tokens x qkv weight", "tokens x fc1 weight", "hidden x fc2 weight", "fc1 weight gradient",
+      "q k^T (per head)", "weights v (per head)", "dv = weights^T d_out"]
+  assert all(float(m[2]) > 0 and float(m[4]) > 0 for m in matmuls)
