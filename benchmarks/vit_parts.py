@@ -80,15 +80,25 @@ def _torch_parts(x: np.ndarray, heads: int, calls: int) -> dict[str, tuple[float
   return out
 
 
+def _parts(vit_lib, heads: int, width: int) -> dict[str, tuple[Any, tuple]]:
+  """part -> (module of ``vit_lib``, its extra call arguments)."""
+  return {"attention": (vit_lib.Attention(heads), ()), "mlp": (vit_lib.Mlp(4 * width), ()),
+          "block": (vit_lib.Block(heads), (False,))}
+
+
+def _jitted(module, extra: tuple, x: jax.Array) -> tuple[Callable, Callable, Any]:
+  """``(forward, gradient of sum(output ** 2) w.r.t. (variables, x), variables)``, jitted."""
+  variables = module.init(jax.random.PRNGKey(0), x, *extra)
+  forward = jax.jit(lambda v, x: module.apply(v, x, *extra))
+  grad = jax.jit(jax.grad(lambda v, x: jnp.sum(forward(v, x) ** 2), argnums=(0, 1)))
+  return forward, grad, variables
+
+
 def _jax_parts(x: np.ndarray, heads: int, calls: int) -> dict[str, tuple[float, float]]:
-  d = x.shape[-1]
   xj = jnp.asarray(x)
   out = {}
-  for name, module, extra in (("attention", vit.Attention(heads), ()),
-                              ("mlp", vit.Mlp(4 * d), ()), ("block", vit.Block(heads), (False,))):
-    variables = module.init(jax.random.PRNGKey(0), xj, *extra)
-    forward = jax.jit(lambda v, x, m=module, e=extra: m.apply(v, x, *e))
-    grad = jax.jit(jax.grad(lambda v, x, f=forward: jnp.sum(f(v, x) ** 2), argnums=(0, 1)))
+  for name, (module, extra) in _parts(vit, heads, x.shape[-1]).items():
+    forward, grad, variables = _jitted(module, extra, xj)
     out[name] = (_median_ms(lambda: jax.block_until_ready(forward(variables, xj)), calls),
                  _median_ms(lambda: jax.block_until_ready(grad(variables, xj)), calls))
   return out
@@ -107,18 +117,12 @@ def _load_vit(tree: str):
 def _alternating(x: np.ndarray, heads: int, calls: int, versions: dict[str, Any]
                  ) -> dict[str, dict[str, list[float]]]:
   """part -> version -> the ms of each forward + backward call, the versions called in turn."""
-  d = x.shape[-1]
   xj = jnp.asarray(x)
   out = {}
   for part in ("attention", "mlp", "block"):
     grads = {}
-    for name, module_lib in versions.items():
-      module, extra = {"attention": (module_lib.Attention(heads), ()),
-                       "mlp": (module_lib.Mlp(4 * d), ()),
-                       "block": (module_lib.Block(heads), (False,))}[part]
-      variables = module.init(jax.random.PRNGKey(0), xj, *extra)
-      grad = jax.jit(jax.grad(lambda v, x, m=module, e=extra: jnp.sum(m.apply(v, x, *e) ** 2),
-                              argnums=(0, 1)))
+    for name, vit_lib in versions.items():
+      _, grad, variables = _jitted(*_parts(vit_lib, heads, x.shape[-1])[part], xj)
       jax.block_until_ready(grad(variables, xj))
       grads[name] = (grad, variables)
     times = {name: [] for name in versions}
