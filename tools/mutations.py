@@ -525,6 +525,12 @@ MUTATIONS = {
           "step_ms = method_all[method][0]")],
         ["tests/bench/test_benchmarking.py::"
          "test_rounds_time_the_networks_and_every_step_in_turn_and_the_overheads_use_medians"]),
+    "folder_sixteen_bit_clipped": (
+        "an image folder's 16-bit grey PNGs go through Pillow's conversion, which clips every "
+        "value at 255",
+        [("kd_jax/data/folder.py", "  if image.mode in _WIDE_GREY:\n", "  if False:\n")],
+        ["tests/data/test_folder.py::test_sixteen_bit_grey_images_are_scaled_to_eight_bits_not_clipped",
+         "tests/data/test_folder.py::test_sixteen_bit_grey_beside_colour_images_is_scaled_to_grey_rgb"]),
 }
 
 

@@ -14,8 +14,9 @@ into the TFDS data_dir (``kd_jax_image_folder/<folder name>_<hash>``, PNG-encode
 (split slicing, per-host sharding, caching, the example index CRD and teacher caches key on)
 works as for any TFDS data set. The hash covers the folder's path and every file's name,
 size and modification time: changed files are prepared again. Images are RGB, or grey
-(1 channel) if every image is grey; with images of different sizes ``data.image_size`` must
-be set (each image is resized to it).
+(1 channel) if every image is grey (with or without alpha); alpha is dropped, and 16-bit
+grey images (PNG) are scaled to 8 bits (``round(x / 257)``: 65535 -> 255). With images of
+different sizes ``data.image_size`` must be set (each image is resized to it).
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from kd_jax.errors import KdJaxError
 
 PREFIX = "folder:"
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Pillow's modes of 16-bit grey images (a 16-bit PNG opens as "I;16"; older Pillow: "I").
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_GREY = frozenset({"1", "L", "LA", "La", "F", *_WIDE_GREY})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +97,7 @@ def list_folder(root: str) -> Listing:
           shapes.add((image.height, image.width))
       except OSError as err:
         raise KdJaxError(f"{where}: cannot read image {path}: {err}") from None
-  channels = 1 if modes <= {"L", "1", "I;16", "I", "F"} else 3
+  channels = 1 if modes <= _GREY else 3
   return Listing(root, splits, classes, channels, shapes.pop() if len(shapes) == 1 else None)
 
 
@@ -108,8 +112,10 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
 class KdJaxImageFolder(tfds.core.GeneratorBasedBuilder):
   """A local folder of images, one class per folder (see the module docstring)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Images PNG-encoded, labels from sorted class folder names."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Images PNG-encoded, labels from sorted class folder names.",
+                   "1.1.0": "16-bit grey images scaled to 8 bits (1.0.0 clipped them at 255); "
+                            "grey images with alpha are grey."}
 
   def _info(self) -> tfds.core.DatasetInfo:
     listing = self.builder_config.listing
@@ -131,12 +137,22 @@ class KdJaxImageFolder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, files):
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    mode = "L" if self.builder_config.listing.channels == 1 else "RGB"
+    channels = self.builder_config.listing.channels
     for position, (path, label) in enumerate(files):
       with Image.open(path) as image:
-        pixels = np.asarray(image.convert(mode), dtype=np.uint8)
-      yield position, {"image": pixels if pixels.ndim == 3 else pixels[..., None],
-                       "label": label, "index": position}
+        pixels = decode(image, channels)
+      yield position, {"image": pixels, "label": label, "index": position}
+
+
+def decode(image, channels: int) -> np.ndarray:
+  """A PIL image as ``[H, W, channels]`` uint8 (1: grey, 3: RGB; alpha dropped)."""
+  if image.mode in _WIDE_GREY:
+    # Pillow's convert("L") or ("RGB") clips a 16-bit value at 255 instead of scaling it.
+    wide = np.asarray(image, dtype=np.float64)
+    grey = np.rint(np.clip(wide, 0, 65535) / 257).astype(np.uint8)[..., None]
+    return np.repeat(grey, channels, axis=-1)
+  pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+  return pixels if pixels.ndim == 3 else pixels[..., None]
 
 
 def builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:

@@ -80,6 +80,54 @@ def test_colour_images_of_several_sizes_need_an_image_size(tmp_path):
   assert next(iter(ds.train_batches(0)))["image"].shape == (4, 16, 16, 3)
 
 
+# 16-bit values and their 8-bit images, round(x / 257): 128 / 257 = 0.498 -> 0, 129 -> 1.
+WIDE = np.array([[0, 128, 129], [257, 384, 1000], [32896, 65279, 65535]], np.uint16)
+WIDE_AS_8_BIT = np.array([[0, 0, 1], [1, 1, 4], [128, 254, 255]], np.uint8)
+
+
+def _eval_images(root, **kw) -> np.ndarray:
+  """The eval split's images as stored (0..255, to float32 rounding), in file order."""
+  batches = list(pipelines.create_dataset(_cfg(root, **kw), 2, eval_batch_size=2).eval_batches())
+  keep = np.concatenate([b["mask"] for b in batches]) > 0  # Not the last batch's padding.
+  index = np.concatenate([b["index"] for b in batches])[keep]
+  return np.concatenate([b["image"] for b in batches])[keep][np.argsort(index)]
+
+
+def test_sixteen_bit_grey_images_are_scaled_to_eight_bits_not_clipped(tmp_path):
+  """Pillow's own conversion clips a 16-bit PNG's values at 255 (all but 0 white)."""
+  for split in ("train", "test"):
+    for name in ("a", "b"):
+      os.makedirs(tmp_path / split / name)
+      Image.fromarray(WIDE).save(tmp_path / split / name / "0.png")
+  assert Image.open(tmp_path / "test" / "a" / "0.png").mode == "I;16"
+  images = _eval_images(tmp_path)
+  assert images.shape == (2, 3, 3, 1)
+  for image in images:
+    np.testing.assert_allclose(image[..., 0], WIDE_AS_8_BIT, atol=1e-3)
+
+
+def test_sixteen_bit_grey_beside_colour_images_is_scaled_to_grey_rgb(tmp_path):
+  for split in ("train", "test"):
+    os.makedirs(tmp_path / split / "grey")
+    os.makedirs(tmp_path / split / "colour")
+    Image.fromarray(WIDE).save(tmp_path / split / "grey" / "0.png")
+    Image.fromarray(np.full((3, 3, 3), (10, 20, 30), np.uint8)).save(
+        tmp_path / split / "colour" / "0.png")
+  colour, grey = _eval_images(tmp_path, mean=(0.0,) * 3, std=(1.0 / 255,) * 3)
+  np.testing.assert_allclose(grey, np.repeat(WIDE_AS_8_BIT[..., None], 3, axis=-1), atol=1e-3)
+  np.testing.assert_allclose(colour, np.broadcast_to([10, 20, 30], (3, 3, 3)), atol=1e-3)
+
+
+def test_grey_images_with_alpha_are_one_grey_channel(tmp_path):
+  grey_alpha = np.stack([np.full((3, 3), 77, np.uint8), np.arange(9, dtype=np.uint8).reshape(3, 3)],
+                        -1)
+  for split in ("train", "test"):
+    os.makedirs(tmp_path / split / "a")
+    Image.fromarray(grey_alpha, "LA").save(tmp_path / split / "a" / "0.png")
+  (image,) = _eval_images(tmp_path)
+  np.testing.assert_allclose(image, np.full((3, 3, 1), 77), atol=1e-3)
+
+
 def test_changed_files_are_prepared_again(tmp_path):
   root = _write(tmp_path / "shapes")
   first = pipelines.create_dataset(_cfg(root), 4).num_train_examples
