@@ -137,10 +137,14 @@ class KdJaxImageFolder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, files):
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    channels = self.builder_config.listing.channels
+    listing = self.builder_config.listing
     for position, (path, label) in enumerate(files):
-      with Image.open(path) as image:
-        pixels = decode(image, channels)
+      try:
+        with Image.open(path) as image:
+          pixels = decode(image, listing.channels)
+      except OSError as err:  # A file whose header reads but whose pixels do not (truncated).
+        raise KdJaxError(f"config.data.name: {PREFIX}{listing.root}: cannot read image {path}: "
+                         f"{err}") from None
       yield position, {"image": pixels, "label": label, "index": position}
 
 

@@ -101,8 +101,12 @@ def _not_prepared(name: str, data_dir: str) -> KdJaxError:
       f"or point --config.data.data_dir to a directory that holds it.")
 
 
+def _first_line(err: Exception) -> str:
+  return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def _not_downloaded(name: str, data_dir: str, err: Exception) -> KdJaxError:
-  what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+  what = _first_line(err)
   manual = (" ImageNet needs the manual download: put ILSVRC2012_img_train.tar and "
             f"ILSVRC2012_img_val.tar in {data_dir}/downloads/manual first."
             if name.startswith("imagenet") else "")
@@ -193,7 +197,12 @@ def prepare(builder: tfds.core.DatasetBuilder, download: bool) -> None:
       tfds.display_progress_bar(sys.stderr.isatty())  # No escape sequences in log files.
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  except KdJaxError:
+    raise
   except Exception as err:  # pylint: disable=broad-except
+    if local:  # Nothing to download: say what failed, not how to get it elsewhere.
+      raise KdJaxError(f"could not prepare data set {name!r} in {data_dir}: "
+                       f"{type(err).__name__}: {_first_line(err)[:200]}") from None
     raise _not_downloaded(name, data_dir, err) from None
 
 

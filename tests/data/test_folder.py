@@ -143,6 +143,29 @@ def test_missing_or_empty_folders_fail_in_one_line(tmp_path):
     pipelines.create_dataset(_cfg(tmp_path / "empty"), 4)
 
 
+def test_an_image_whose_pixels_cannot_be_read_fails_in_one_line_naming_it(tmp_path):
+  root = _write(tmp_path / "shapes", sizes=[(32, 32)])
+  path = os.path.join(root, "train", "cat", "001.png")
+  noise = np.random.RandomState(0).randint(0, 256, (32, 32), np.uint8)
+  Image.fromarray(noise).save(path)
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:  # The header reads (the listing), the pixels do not.
+    f.write(data[:len(data) // 2])
+  with pytest.raises(KdJaxError, match=rf"^config.data.name: folder:{root}: cannot read image "
+                                       rf"{path}: image file is truncated"):
+    pipelines.create_dataset(_cfg(root), 4)
+
+
+def test_a_folder_that_cannot_be_prepared_says_so_not_how_to_download_it(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  with pytest.raises(KdJaxError, match=r"^could not prepare data set 'kd_jax_image_folder' in "
+                                       r".*a_file.*: NotADirectoryError") as err:
+    pipelines.create_dataset(_cfg(_write(tmp_path / "shapes"), data_dir=str(tmp_path / "a_file")),
+                             4)
+  assert "could not be downloaded" not in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.slow
 def test_the_readme_command_trains_on_a_folder(tmp_path):
   """docs/data.md: python -m kd_jax.train --config=configs/digits/supervised.py
