@@ -2,8 +2,8 @@
 
   python -m kd_jax.convert --arch=resnet32x4 --torch=ckpt.pth --out=<dir> [--num_classes=100]
 
-Reads the file with ``torch.load(weights_only=True)`` (RepDistiller files keep the weights
-under 'model'), converts it (kd_jax.models.torch_import) and writes an orbax checkpoint in
+Reads the file with ``torch.load(weights_only=True)`` (training checkpoints keep the weights
+under 'model' or 'state_dict': ``torch_import.unwrap``), converts it (kd_jax.models.torch_import) and writes an orbax checkpoint in
 ``<dir>/best/0`` that a config uses as ``teachers.<name> = dict(model=<arch>, checkpoint=<dir>)``.
 """
 from __future__ import annotations
@@ -31,9 +31,7 @@ def convert(arch: str, torch_path: str, out: str, num_classes: int = -1,
   import numpy as np
   from kd_jax.models import torch_import
   from kd_jax import checkpoint as ckpt_lib
-  state_dict = torch_import.load_torch_file(torch_path)
-  if "model" in state_dict and isinstance(state_dict["model"], dict):
-    state_dict = state_dict["model"]
+  state_dict = torch_import.unwrap(torch_import.load_torch_file(torch_path))
   if num_classes <= 0:  # The last 2-D weight is the classifier's: [classes, features].
     matrices = [v for k, v in state_dict.items() if k.endswith("weight") and len(v.shape) == 2]
     num_classes = int(matrices[-1].shape[0])

@@ -525,6 +525,12 @@ MUTATIONS = {
           "step_ms = method_all[method][0]")],
         ["tests/bench/test_benchmarking.py::"
          "test_rounds_time_the_networks_and_every_step_in_turn_and_the_overheads_use_medians"]),
+    "torch_state_dict_not_unwrapped": (
+        "a PyTorch checkpoint that keeps its weights under 'state_dict' (timm, pytorch/examples) "
+        "is read as if it were the state_dict",
+        [("kd_jax/models/torch_import.py", '_WRAPPERS = ("model", "state_dict")',
+          '_WRAPPERS = ("model",)')],
+        ["tests/models/test_torch_import.py::test_training_checkpoint_dicts_are_unwrapped"]),
     "folder_sixteen_bit_clipped": (
         "an image folder's 16-bit grey PNGs go through Pillow's conversion, which clips every "
         "value at 255",

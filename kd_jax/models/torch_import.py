@@ -81,19 +81,33 @@ def _get(tree, path):
   return tree
 
 
+# Where training scripts keep the weights in their checkpoint dicts: RepDistiller, mdistiller's
+# teachers and DeiT under 'model'; timm's train.py and pytorch/examples' ImageNet script under
+# 'state_dict'.
+_WRAPPERS = ("model", "state_dict")
+
+
+def unwrap(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+  """The state_dict in a training checkpoint (the weights under one of ``_WRAPPERS``, or the
+  checkpoint itself if it is a state_dict), DataParallel's ``module.`` prefix removed."""
+  for key in _WRAPPERS:
+    if isinstance(checkpoint.get(key), Mapping):
+      checkpoint = checkpoint[key]
+      break
+  return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
 def from_torch(state_dict: Mapping[str, Any], name: str, num_classes: int,
                input_shape=(32, 32, 3)) -> dict[str, Any]:
   """Flax variables ``{'params', 'batch_stats'}`` of zoo model ``name`` from a PyTorch state_dict.
 
-  A RepDistiller checkpoint dict (weights under ``'model'``) is accepted as is. A ViT's
-  (timm's, ``{'params'}`` only) image size is read from its position embedding, not
-  ``input_shape``. Raises a
+  A training checkpoint dict (weights under ``'model'`` or ``'state_dict'``, keys with
+  DataParallel's ``module.``: ``unwrap``) is accepted as is. A ViT's (timm's, ``{'params'}``
+  only) image size is read from its position embedding, not ``input_shape``. Raises a
   one-line KdJaxError naming the tensor and the expected shape on any mismatch.
   """
   from kd_jax import models
-  if "model" in state_dict and isinstance(state_dict["model"], Mapping):
-    state_dict = state_dict["model"]
-  state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+  state_dict = unwrap(state_dict)
   model = models.create(name, num_classes)
   if isinstance(model, vit.VisionTransformer):
     input_shape = _vit_input_shape(state_dict, model, input_shape)
@@ -234,4 +248,6 @@ def load_torch_file(path: str) -> Mapping[str, Any]:
   except Exception as err:  # pylint: disable=broad-except
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     raise KdJaxError(f"refusing to load {path}: it is not a plain weights file "
-                     f"(torch.load(weights_only=True) failed: {first[:200]})") from None
+                     f"(torch.load(weights_only=True) failed: {first[:200]}); if you trust it, "
+                     f"save its weights alone: torch.save(torch.load(path, weights_only=False)"
+                     f"['state_dict'], 'weights.pth') (or ['model'], where it keeps them)") from None

@@ -5,6 +5,7 @@ import pytest
 
 import torch  # noqa: E402  (the test extra installs it: a broken torch fails, not skips)
 
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from kd_jax import plan
@@ -44,10 +45,35 @@ def test_converted_model_matches_pytorch_forward(name):
     assert _rel(np.asarray(feats[key]), want) < 1e-4, key
 
 
-def test_repdistiller_checkpoint_dict_is_unwrapped():
-  net = ref.CifarResNet(8, (16, 16, 32, 64), 10)
-  v = models.from_torch({"model": net.state_dict(), "epoch": 240}, "resnet8", 10)
+def _pytorch_examples_checkpoint(net) -> dict:
+  """As pytorch/examples' ImageNet script saves one (timm's train.py: also 'state_dict'): the
+  weights of a DataParallel model under 'state_dict', beside the epoch, accuracy, optimiser."""
+  opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+  return {"epoch": 90, "arch": "resnet8", "best_acc1": torch.tensor(70.1),
+          "state_dict": {f"module.{k}": v for k, v in net.state_dict().items()},
+          "optimizer": opt.state_dict()}
+
+
+CHECKPOINT_DICTS = {
+    "repdistiller": lambda net: {"model": net.state_dict(), "epoch": 240},
+    "pytorch_examples": _pytorch_examples_checkpoint,
+    "state_dict": lambda net: net.state_dict(),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(CHECKPOINT_DICTS))
+def test_training_checkpoint_dicts_are_unwrapped(layout):
+  torch.manual_seed(0)
+  net = ref.randomize_bn(ref.CifarResNet(8, (16, 16, 32, 64), 10))
+  try:
+    v = models.from_torch(CHECKPOINT_DICTS[layout](net), "resnet8", 10)
+  except KdJaxError as err:  # E.g. every tensor missing: the checkpoint dict read as weights.
+    pytest.fail(f"{layout}: {err}")
   np.testing.assert_array_equal(v["params"]["fc"]["Dense_0"]["bias"], net.fc.bias.detach().numpy())
+  np.testing.assert_array_equal(v["batch_stats"]["BatchNorm_0"]["var"], net.bn1.running_var.numpy())
+  plain = models.from_torch(net.state_dict(), "resnet8", 10)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(v), jax.tree.leaves(plain)):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
 
 
 def test_wrong_shape_names_tensor_and_expected_shape():
@@ -88,7 +114,8 @@ def test_file_needing_code_execution_is_refused(tmp_path):
 
 
 def test_convert_command_round_trip_as_a_teacher(tmp_path):
-  """convert -> the teacher of a config -> same digits test accuracy as the PyTorch model."""
+  """convert (a checkpoint as pytorch/examples' ImageNet script writes it) -> the teacher of a
+  config -> same digits test accuracy as the PyTorch model."""
   import os
   import subprocess
   import sys
@@ -99,7 +126,7 @@ def test_convert_command_round_trip_as_a_teacher(tmp_path):
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   torch.manual_seed(3)
   net = ref.randomize_bn(ref.CifarResNet(8, (16, 16, 32, 64), 10))
-  torch.save({"model": net.state_dict(), "epoch": 240}, tmp_path / "ckpt.pth")
+  torch.save(_pytorch_examples_checkpoint(net), tmp_path / "ckpt.pth")
   proc = subprocess.run([sys.executable, "-m", "kd_jax.convert", "--arch=resnet8",
                          f"--torch={tmp_path / 'ckpt.pth'}", f"--out={tmp_path / 'teacher'}"],
                         cwd=repo, capture_output=True, text=True, timeout=300)
