@@ -531,6 +531,17 @@ MUTATIONS = {
         [("kd_jax/models/torch_import.py", '_WRAPPERS = ("model", "state_dict")',
           '_WRAPPERS = ("model",)')],
         ["tests/models/test_torch_import.py::test_training_checkpoint_dicts_are_unwrapped"]),
+    "ranges_unchecked": (
+        "a method's hyperparameter outside its ranges (a temperature of 0) is accepted",
+        [("kd_jax/methods/base.py", "    if value not in allowed:\n", "    if False:\n")],
+        ["tests/methods/test_ranges.py::test_a_value_outside_its_range_is_refused_at_plan_time_in_one_line",
+         "tests/methods/test_ranges.py::test_building_a_method_outside_its_range_raises"]),
+    "range_bound_open_closed": (
+        "a range's open lower bound is taken as closed (a temperature of 0 is positive)",
+        [("kd_jax/methods/base.py",
+          "(value <= self.low if self.low_open else value < self.low)",
+          "(value < self.low if self.low_open else value <= self.low)")],
+        ["tests/methods/test_ranges.py::test_a_range_holds_what_it_says"]),
     "folder_sixteen_bit_clipped": (
         "an image folder's 16-bit grey PNGs go through Pillow's conversion, which clips every "
         "value at 255",

@@ -66,9 +66,11 @@ def _hparams(method: type[Method], entry: dict, where: str) -> Method:
       raise KdJaxError(f"{where}.{name} must be a {type(default).__name__} like its default "
                        f"{default!r}, got {value!r}")
   try:
-    return method(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+    configured = method(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+    methods.check_ranges(configured)  # Also where its own __post_init__ skips the base's.
   except (TypeError, ValueError) as err:
     raise KdJaxError(f"{where}: {err}") from None
+  return configured
 
 
 def parse_objectives(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_names,

@@ -21,10 +21,12 @@ registry; a method defined outside kd_jax registers the same way (``config.metho
 from kd_jax.methods import (ab, ama, attention, cfl, crd, ctkd, deit, fitnet, fsp,  # noqa: F401
                             ft, function_matching, logits, mlkd, ofa, relations, reviewkd,
                             statistics, vid, vitkd)
-from kd_jax.methods.base import (ALL_ADAPTERS, REGISTRY, STUDENT_FEATURES, Context, HostSampler,
-                                 Method, Outputs, Phase, TrainSplit, get, import_modules, names,
+from kd_jax.methods.base import (ALL_ADAPTERS, AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE,
+                                 REGISTRY, STUDENT_FEATURES, Context, HostSampler, Method, Outputs,
+                                 Phase, Range, TrainSplit, check_ranges, get, import_modules, names,
                                  register, sum_over_layers, transforms_batch)
 
-__all__ = ["ALL_ADAPTERS", "REGISTRY", "STUDENT_FEATURES", "Context", "HostSampler", "Method",
-           "Outputs", "Phase", "TrainSplit", "get", "import_modules", "names", "register",
+__all__ = ["ALL_ADAPTERS", "AT_LEAST_ONE", "FRACTION", "NON_NEGATIVE", "POSITIVE", "REGISTRY",
+           "STUDENT_FEATURES", "Context", "HostSampler", "Method", "Outputs", "Phase", "Range",
+           "TrainSplit", "check_ranges", "get", "import_modules", "names", "register",
            "sum_over_layers", "transforms_batch"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import flax.linen as nn
 
 from kd_jax import losses
-from kd_jax.methods.base import ALL_ADAPTERS, STUDENT_FEATURES, Context, Method, Phase, register
+from kd_jax.methods.base import (ALL_ADAPTERS, NON_NEGATIVE, STUDENT_FEATURES, Context, Method,
+                                 Phase, register)
 from kd_jax.methods.fitnet import ConvReg
 
 
@@ -41,6 +42,7 @@ class AB(Method):
   activation boundary with a squared hinge at ``margin``. Transfers in its initialisation
   phase only (RepDistiller's ``-b 1`` stage), as the reference."""
   margin: float = 1.0
+  ranges = {"margin": NON_NEGATIVE}
   reads = "preact_stages"
   feature_kind = "maps"
   phase = Phase(loss="activation_boundaries", trains=(ALL_ADAPTERS, STUDENT_FEATURES),

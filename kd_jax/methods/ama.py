@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 
 from kd_jax import losses, models
-from kd_jax.methods.base import Context, Method, Phase, register
+from kd_jax.methods.base import NON_NEGATIVE, Context, Method, Phase, register
 from kd_jax.methods.fitnet import ConvReg
 from kd_jax.models import layers
 
@@ -80,6 +80,7 @@ class AMA(Method):
   student's last-stage shape, trained first (its phase) through the frozen teacher's
   classifier, then frozen; the student's last stage mimics its map (FitNet's MSE)."""
   phase_l2: float = 0.0  # Weight of the phase's L2 pull of the adapted teacher.
+  ranges = {"phase_l2": NON_NEGATIVE}
   needs_labels = True
   partial_labels = True
   reads = "last_stage"

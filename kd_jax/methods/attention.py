@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register, sum_over_layers
+from kd_jax.methods.base import POSITIVE, Context, Method, register, sum_over_layers
 
 
 @register("at")
 class AT(Method):
   """Attention maps ``mean_c f^p`` of stage1..3."""
   p: float = 2.0
+  ranges = {"p": POSITIVE}
   reads = "stages"
   feature_kind = "maps"
 

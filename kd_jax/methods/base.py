@@ -7,18 +7,21 @@ defaults (the only place they are written), registered under the name a config u
     class KD(methods.Method):
       temperature: float = 4.0
       multi_teacher: ClassVar[bool] = True
+      ranges: ClassVar = {"temperature": methods.POSITIVE}
 
       def loss(self, ctx):
         return losses.kd(ctx.student.logits, ctx.teacher.logits, temperature=self.temperature)
 
-A config entry ``objectives.kd=dict(weight=0.9, temperature=2)`` builds ``KD(temperature=2)``.
-The class says what the method reads (``reads``: a feature name or token, None for logits),
-whether it needs a teacher, labels, the teacher's head or the example index, its learnable adapter (``adapter``:
-a Flax module over the selected maps), its state (``init_state``: e.g. CRD's memory), inputs
-drawn on the host for each batch (``host_sampler``: e.g. CRD's other-class negatives), the
-view of the batch all networks read (``transform_batch``: function matching's mixup), other
-views of the batch that the student and the teachers also read (``views`` and ``make_view``:
-MLKD's strong augmentation) and its initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
+A config entry ``objectives.kd=dict(weight=0.9, temperature=2)`` builds ``KD(temperature=2)``
+(``temperature=-2`` is refused at plan time: ``ranges``). The class says what the method
+reads (``reads``: a feature name or token, None for logits), whether it needs a teacher,
+labels, the teacher's head or the example index, the values each hyperparameter takes
+(``ranges``), its learnable adapter (``adapter``: a Flax module over the selected maps), its
+state (``init_state``: e.g. CRD's memory), inputs drawn on the host for each batch
+(``host_sampler``: e.g. CRD's other-class negatives), the view of the batch all networks read
+(``transform_batch``: function matching's mixup), other views of the batch that the student
+and the teachers also read (``views`` and ``make_view``: MLKD's strong augmentation) and its
+initialisation phase (``phase`` and ``phase_loss``). A module outside kd_jax registers its
 methods the same way and is named in ``config.method_modules`` (kd_jax imports it first).
 """
 from __future__ import annotations
@@ -38,6 +41,37 @@ import numpy as np
 # parameter but the classifier.
 ALL_ADAPTERS = "*"
 STUDENT_FEATURES = "student_features"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """Where a hyperparameter's value lies (each element, for a tuple): ``low`` (excluded if
+  ``low_open``) to ``high`` (included; None: no bound). ``Method.ranges`` names them; a
+  config's value outside is refused at plan time in one line."""
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+
+  def __contains__(self, value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+      return all(v in self for v in value)
+    if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+      return False
+    return self.high is None or value <= self.high
+
+  def __str__(self) -> str:
+    low = f"{'>' if self.low_open else '>='} {self.low:g}" if self.low is not None else ""
+    if self.high is None:
+      return low
+    if self.low is None:
+      return f"<= {self.high:g}"
+    return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+
+POSITIVE = Range(0.0, low_open=True)
+NON_NEGATIVE = Range(0.0)
+AT_LEAST_ONE = Range(1)
+FRACTION = Range(0.0, 1.0)  # [0, 1]
 
 
 class Outputs(NamedTuple):
@@ -151,6 +185,13 @@ class Method:
   # Other views of the batch this method makes (``make_view``): the student (in training
   # mode) and its teachers also run on each, once per step; ``ctx.views`` holds their outputs.
   views: ClassVar[tuple[str, ...]] = ()
+  # ``{hyperparameter: Range}``: the values it takes (e.g. ``{"temperature": POSITIVE}``);
+  # a value outside is refused when the method is built (a config's: at plan time). Finer
+  # checks: ``__post_init__`` raising ValueError (calling ``super().__post_init__()``).
+  ranges: ClassVar[Mapping[str, Range]] = {}
+
+  def __post_init__(self):
+    check_ranges(self)
 
   def adapter(self) -> nn.Module | None:
     """The learnable module, or None: ``__call__(s_maps, t_maps, train[, phase])`` ->
@@ -215,6 +256,18 @@ class Method:
     """``{name: default}`` of the hyperparameters, in declaration order."""
     return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
             for f in dataclasses.fields(cls)}
+
+
+def check_ranges(method: Method) -> None:
+  """Raises ValueError (one line) for the first hyperparameter outside its ``ranges`` (a
+  traced value, of a method built inside a jitted function, is not checked)."""
+  for name, allowed in type(method).ranges.items():
+    value = getattr(method, name)
+    if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(value)):
+      continue
+    if value not in allowed:
+      each = " (each)" if isinstance(value, (tuple, list)) else ""
+      raise ValueError(f"{name} must be {allowed}{each}, got {value!r}")
 
 
 def transforms_batch(method: Method) -> bool:

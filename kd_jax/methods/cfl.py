@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Context, Method, register
 from kd_jax.models import layers
 
 
@@ -87,6 +87,8 @@ class CFL(Method):
   num_blocks: int = 3
   recon_weight: float = 1.0
   sigmas: tuple = (0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)
+  ranges = {"hidden": AT_LEAST_ONE, "num_blocks": NON_NEGATIVE, "recon_weight": NON_NEGATIVE,
+            "sigmas": POSITIVE}
   multi_teacher = True
   reads = "last_stage"
   feature_kind = "maps"

@@ -22,7 +22,8 @@ import jax
 import numpy as np
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, TrainSplit, register
+from kd_jax.methods.base import (AT_LEAST_ONE, FRACTION, POSITIVE, Context, Method, TrainSplit,
+                                 register)
 from kd_jax.methods.relations import EmbedPair
 
 MODES = ("exact", "relax", "uniform")
@@ -72,9 +73,12 @@ class CRD(Method):
   nce_t: float = 0.07
   nce_m: float = 0.5
   mode: str = "exact"
+  ranges = {"feat_dim": AT_LEAST_ONE, "nce_k": AT_LEAST_ONE, "nce_t": POSITIVE,
+            "nce_m": FRACTION}
   reads = "pooled"
 
   def __post_init__(self):
+    super().__post_init__()
     if self.mode not in MODES:
       raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import NON_NEGATIVE, POSITIVE, Context, Method, register
 from kd_jax.methods.logits import standardized_logits
 
 
@@ -70,12 +70,15 @@ class CTKD(Method):
   alpha: float = 1.0
   beta: float = 2.0
   logit_stand: bool = False
+  ranges = {"t_start": POSITIVE, "t_end": NON_NEGATIVE, "decay_loops": POSITIVE,
+            "alpha": NON_NEGATIVE, "beta": NON_NEGATIVE}
 
   @property
   def needs_labels(self) -> bool:  # DKD reads the labels; KD does not.
     return self.base == "dkd"
 
   def __post_init__(self):
+    super().__post_init__()
     if self.base not in ("kd", "dkd"):
       raise ValueError(f"ctkd: base must be 'kd' or 'dkd', got {self.base!r}")
     if self.base == "dkd" and self.logit_stand:

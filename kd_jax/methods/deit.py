@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import POSITIVE, Context, Method, register
 
 DIST_HEAD = "logits/dist"  # The feature a distilled ViT gives its distillation head's logits in.
 
@@ -37,10 +37,12 @@ class DeiT(Method):
   DeiT's defaults (``main.py``: ``--distillation-type``, ``--distillation-tau`` 1.0)."""
   distillation_type: str = "hard"
   tau: float = 1.0
+  ranges = {"tau": POSITIVE}
   reads = DIST_HEAD
   teacher_reads = "logits"
 
   def __post_init__(self):
+    super().__post_init__()
     if self.distillation_type not in ("hard", "soft"):
       raise ValueError(f"distillation_type must be hard or soft, got {self.distillation_type!r}")
 

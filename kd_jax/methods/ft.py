@@ -7,7 +7,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, Phase, register
+from kd_jax.methods.base import POSITIVE, Context, Method, Phase, register
 from kd_jax.models import layers
 
 # Students for which the reference pre-trains the paraphraser at lr 0.01 instead of 0.05.
@@ -92,6 +92,7 @@ class FT(Method):
   p1: float = 2.0
   p2: float = 1.0
   rate: float = 0.5
+  ranges = {"p1": POSITIVE, "p2": POSITIVE, "rate": POSITIVE}
   reads = "last_stage"
   feature_kind = "maps"
   phase = Phase(loss="paraphraser_reconstruction", trains=("paraphraser",), frozen_after=True)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Context, Method, register
 
 
 def mixup(rng: jax.Array, images: jax.Array, *, p: float, n: int
@@ -45,11 +45,7 @@ class FunctionMatching(Method):
   temperature: float = 1.0
   mixup_p: float = 1.0
   mixup_n: int = 2
-
-  def __post_init__(self):
-    if self.mixup_p < 0 or self.mixup_n < 1:
-      raise ValueError(f"mixup_p must be >= 0 and mixup_n >= 1, got {self.mixup_p} and "
-                       f"{self.mixup_n}")
+  ranges = {"temperature": POSITIVE, "mixup_p": NON_NEGATIVE, "mixup_n": AT_LEAST_ONE}
 
   def transform_batch(self, batch: Mapping[str, jax.Array], rng: jax.Array
                       ) -> Mapping[str, jax.Array]:

@@ -5,7 +5,7 @@ z-scored (``losses.logit_standardize``) before the loss, as the authors' mdistil
 from __future__ import annotations
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import FRACTION, NON_NEGATIVE, POSITIVE, Context, Method, register
 
 
 def standardized_logits(logit_stand: bool, ctx: Context):
@@ -20,6 +20,7 @@ def standardized_logits(logit_stand: bool, ctx: Context):
 class CE(Method):
   """Cross-entropy with the labels (with a labelled fraction, over the labelled examples)."""
   label_smoothing: float = 0.0
+  ranges = {"label_smoothing": FRACTION}
   needs_teacher = False
   needs_labels = True
   partial_labels = True
@@ -35,6 +36,7 @@ class KD(Method):
   concatenated, in the configured order."""
   temperature: float = 4.0
   logit_stand: bool = False
+  ranges = {"temperature": POSITIVE}
   multi_teacher = True
 
   def loss(self, ctx: Context):
@@ -46,6 +48,7 @@ class KD(Method):
 class SoftCE(Method):
   """Cross-entropy with the teacher's soft targets (CFL)."""
   temperature: float = 1.0
+  ranges = {"temperature": POSITIVE}
   multi_teacher = True
 
   def loss(self, ctx: Context):
@@ -69,6 +72,8 @@ class DKD(Method):
   temperature: float = 4.0
   warmup: float = 20.0
   logit_stand: bool = False
+  ranges = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "temperature": POSITIVE,
+            "warmup": NON_NEGATIVE}
   needs_labels = True
 
   def loss(self, ctx: Context):
@@ -86,6 +91,7 @@ class DIST(Method):
   beta: float = 1.0
   gamma: float = 1.0
   temperature: float = 1.0
+  ranges = {"beta": NON_NEGATIVE, "gamma": NON_NEGATIVE, "temperature": POSITIVE}
 
   def loss(self, ctx: Context):
     return losses.dist(ctx.student.logits, ctx.teacher.logits, beta=self.beta,
@@ -99,6 +105,7 @@ class NKD(Method):
   setting; their CIFAR-100 config: T 3, gamma 3.5)."""
   temperature: float = 1.0
   gamma: float = 1.5
+  ranges = {"temperature": POSITIVE, "gamma": NON_NEGATIVE}
   needs_labels = True
 
   def loss(self, ctx: Context):
@@ -112,6 +119,7 @@ class WTTM(Method):
   power-transformed teacher ``p_T^gamma`` (normalized), weighted per example by
   ``sum_c p_T^gamma``. Default: the authors' ``--ttm_l`` (1)."""
   gamma: float = 1.0
+  ranges = {"gamma": NON_NEGATIVE}
 
   def loss(self, ctx: Context):
     return losses.wttm(ctx.student.logits, ctx.teacher.logits, gamma=self.gamma)

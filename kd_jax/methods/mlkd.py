@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from kd_jax import losses
 from kd_jax.data import device_augment, randaugment
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import POSITIVE, Context, Method, register
 
 STRONG = "strong"
 
@@ -60,6 +60,7 @@ class MLKD(Method):
   standardization authors' MLKD)."""
   temperature: float = 4.0
   logit_stand: bool = False
+  ranges = {"temperature": POSITIVE}
   views = (STRONG,)
 
   def check_view(self, view: str, augment: Any) -> None:

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, Context, Method, register
 from kd_jax.models import layers, vit
 
 # init_weights: Linear trunc_normal_(std=.02) (bounds +-2: in effect a normal), bias 0;
@@ -164,6 +164,8 @@ class OFA(Method):
   temperature: float = 1.0
   stage_weight: float = 1.0
   logit_weight: float = 1.0
+  ranges = {"eps": POSITIVE, "stages": AT_LEAST_ONE, "temperature": POSITIVE,
+            "stage_weight": NON_NEGATIVE, "logit_weight": NON_NEGATIVE}
   needs_labels = True
   reads = ("stages", "pooled", "logits")
   teacher_reads = "pooled"

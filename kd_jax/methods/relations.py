@@ -7,7 +7,8 @@ import jax.numpy as jnp
 
 from kd_jax import losses
 from kd_jax.losses.common import flatten, float32
-from kd_jax.methods.base import Context, Method, register, sum_over_layers
+from kd_jax.methods.base import (AT_LEAST_ONE, NON_NEGATIVE, Context, Method, register,
+                                 sum_over_layers)
 from kd_jax.models import layers
 
 
@@ -25,6 +26,7 @@ class RKD(Method):
   """Relational KD on the pooled features: distance and angle terms."""
   distance_weight: float = 25.0
   angle_weight: float = 50.0
+  ranges = {"distance_weight": NON_NEGATIVE, "angle_weight": NON_NEGATIVE}
   reads = "pooled"
 
   def loss(self, ctx: Context):
@@ -36,6 +38,7 @@ class RKD(Method):
 class PKT(Method):
   """Probabilistic knowledge transfer on the pooled features."""
   eps: float = 1e-7
+  ranges = {"eps": NON_NEGATIVE}
   reads = "pooled"
 
   def loss(self, ctx: Context):
@@ -75,6 +78,7 @@ class EmbedPair(nn.Module):
 class CC(Method):
   """Correlation congruence on 128-d linear embeddings of the pooled features."""
   feat_dim: int = 128
+  ranges = {"feat_dim": AT_LEAST_ONE}
   reads = "pooled"
 
   def adapter(self):

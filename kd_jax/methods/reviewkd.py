@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register, sum_over_layers
+from kd_jax.methods.base import (AT_LEAST_ONE, NON_NEGATIVE, Context, Method, register,
+                                 sum_over_layers)
 from kd_jax.models import layers
 
 # ``nn.init.kaiming_uniform_(w, a=1)``: U(-sqrt(3 / fan_in), sqrt(3 / fan_in)).
@@ -99,6 +100,7 @@ class ReviewKD(Method):
   warms up for 1 epoch."""
   warmup: float = 20.0
   max_mid_channels: int = 512
+  ranges = {"warmup": NON_NEGATIVE, "max_mid_channels": AT_LEAST_ONE}
   reads = ("stages", "pooled")
   feature_kind = "maps"
   teacher_reads = ("preact_stages", "pooled")

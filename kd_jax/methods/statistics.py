@@ -16,7 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register, sum_over_layers
+from kd_jax.methods.base import NON_NEGATIVE, POSITIVE, Context, Method, register, sum_over_layers
 from kd_jax.models import layers
 
 
@@ -62,6 +62,7 @@ class StatMatching(Method):
   statistics against the teacher's, MSE; biased variance unless ``unbiased``."""
   eps: float = 1e-5
   unbiased: bool = False
+  ranges = {"eps": NON_NEGATIVE}
   reads = "last_stage"
   feature_kind = "maps"
 
@@ -84,11 +85,13 @@ class AdaINKD(Method):
   kind: str = "mse"
   temperature: float = 1.0
   stat_weight: float = 1.0
+  ranges = {"eps": NON_NEGATIVE, "temperature": POSITIVE, "stat_weight": NON_NEGATIVE}
   reads = "last_stage"
   feature_kind = "maps"
   uses_teacher_head = True
 
   def __post_init__(self):
+    super().__post_init__()
     if self.kind not in ("mse", "kl"):
       raise ValueError(f"kind must be 'mse' or 'kl', got {self.kind!r}")
 
@@ -111,6 +114,7 @@ class TeacherHead(Method):
   """SRRL: ``MSE(head_T(conn(F_S)), logits_T) + mean_weight * statm(conn(F_S), F_T)``, the
   MSE a mean over B*K; ``mean_weight=0`` leaves the head's MSE alone."""
   mean_weight: float = 1.0
+  ranges = {"mean_weight": NON_NEGATIVE}
   reads = "last_stage"
   feature_kind = "maps"
   uses_teacher_head = True

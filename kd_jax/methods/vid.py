@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import NON_NEGATIVE, POSITIVE, Context, Method, register
 from kd_jax.models import layers
 
 
@@ -60,6 +60,12 @@ class VID(Method):
   per-channel variance; the Gaussian negative log-likelihood, summed over the stages."""
   init_pred_var: float = 5.0
   eps: float = 1e-5
+  ranges = {"init_pred_var": POSITIVE, "eps": NON_NEGATIVE}
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.init_pred_var <= self.eps:  # The variance starts at init_pred_var > its floor eps.
+      raise ValueError(f"init_pred_var must be > eps ({self.eps:g}), got {self.init_pred_var!r}")
   reads = "stages"
   feature_kind = "maps"
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from kd_jax import losses
-from kd_jax.methods.base import Context, Method, register
+from kd_jax.methods.base import FRACTION, NON_NEGATIVE, Context, Method, register
 from kd_jax.models import layers, vit
 
 
@@ -60,6 +60,7 @@ class ViTKD(Method):
   alpha: float = 3e-5
   beta: float = 3e-6
   lam: float = 0.5
+  ranges = {"alpha": NON_NEGATIVE, "beta": NON_NEGATIVE, "lam": FRACTION}
   reads = ("block1", "block2", "tokens")
   feature_kind = "tokens"
 

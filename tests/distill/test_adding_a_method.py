@@ -60,6 +60,12 @@ def test_the_adapter_divides_the_logits_by_the_class_temperatures(calibrated_kd)
   assert float(loss) == pytest.approx(float(np.sum(p * np.log(p / 0.5))), rel=1e-6)
 
 
+def test_its_hyperparameters_range_is_checked_at_plan_time(calibrated_kd):
+  with pytest.raises(KdJaxError, match=r"^config\.objectives\.calibrated_kd: init_temperature "
+                     r"must be > 0, got 0\.0$"):
+    parsing.parse_objectives({"calibrated_kd": dict(init_temperature=0.0)}, ["t"], True)
+
+
 def test_a_frozen_phase_cannot_be_skipped(calibrated_kd):
   with pytest.raises(KdJaxError, match=r"^config\.objectives\.calibrated_kd: init_epochs=0 would "
                      r"train against a randomly initialised, frozen \*"):

@@ -48,6 +48,8 @@ CASES = {
     "hyperparameter": (lambda c: c.update(objectives={"ce": dict(weight=1.0, temprature=4.0)}),
                        "config.objectives.ce: unknown field(s) temprature for loss 'ce'; valid: "
                        "weight, loss, view, label_smoothing"),
+    "hyperparameter_range": (lambda c: c.update(objectives={"ce": dict(label_smoothing=-0.1)}),
+                             "config.objectives.ce: label_smoothing must be in [0, 1], got -0.1"),
     "objective_teacher": (lambda c: c.update(objectives={"kd": dict(weight=1.0, teacher="nobody")}),
                           "config.objectives.kd.teacher: 'nobody' is not a configured teacher "
                           "(config.teachers: none)"),
