@@ -542,6 +542,13 @@ MUTATIONS = {
           "(value <= self.low if self.low_open else value < self.low)",
           "(value < self.low if self.low_open else value <= self.low)")],
         ["tests/methods/test_ranges.py::test_a_range_holds_what_it_says"]),
+    "dist_norm_autodiff": (
+        "DIST's Pearson correlation differentiates its norms by autodiff: a NaN gradient where a "
+        "class's softmax is 0 for the whole batch (the authors' is finite)",
+        [("kd_jax/losses/logits.py", "/ (_row_norms(a) * _row_norms(b) + eps)",
+          "/ (jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1) + eps)")],
+        ["tests/losses/test_baselines_reference.py::"
+         "test_dist_where_a_class_underflows_for_the_whole_batch_matches_the_authors_gradient"]),
     "folder_sixteen_bit_clipped": (
         "an image folder's 16-bit grey PNGs go through Pillow's conversion, which clips every "
         "value at 255",

@@ -124,12 +124,21 @@ def logit_standardize(logits: jax.Array) -> jax.Array:
   return centered / (1e-7 + std)
 
 
+def _row_norms(x: jax.Array) -> jax.Array:
+  """``||x||`` per row of [N, D], with torch's gradient at a row of zeros (0; autodiff's is
+  NaN: 0/0)."""
+  sq = jnp.sum(jnp.square(x), axis=1)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
 def _pearson(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
-  """Per row of [N, D]: ``<a - mean a, b - mean b> / (||a - mean a|| ||b - mean b|| + eps)``."""
+  """Per row of [N, D]: ``<a - mean a, b - mean b> / (||a - mean a|| ||b - mean b|| + eps)``.
+  A constant row (e.g. a class whose softmax is 0 for the whole batch) has correlation 0 and
+  a finite gradient, as in the reference."""
   a = a - jnp.mean(a, axis=1, keepdims=True)
   b = b - jnp.mean(b, axis=1, keepdims=True)
-  norms = jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1)
-  return jnp.sum(a * b, axis=1) / (norms + eps)
+  return jnp.sum(a * b, axis=1) / (_row_norms(a) * _row_norms(b) + eps)
 
 
 @expects(student_logits=LOGITS, teacher_logits=LOGITS)

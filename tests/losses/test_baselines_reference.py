@@ -167,6 +167,23 @@ def test_ctkd_matches_authors_code(variant, g, epoch, scale, shape, dtype):
   assert all(e < t for e, t in zip(errs, tol)), errs
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dist_where_a_class_underflows_for_the_whole_batch_matches_the_authors_gradient(dtype):
+  """Logits 200 apart at tau 1: in float32 class 0's softmax is exactly 0 in every row of
+  the batch, so its column (the intra-class relation) is constant. The authors' gradient is finite
+  there (torch's norm has gradient 0 at a zero vector); autodiff of a norm is NaN (0/0)."""
+  zs, zt, y = inputs((7, 10), 1.0)
+  zs[:, 0] -= 200.0
+  if dtype == jnp.float32:
+    zs, zt = zs.astype(np.float32).astype(np.float64), zt.astype(np.float32).astype(np.float64)
+  with jax.enable_x64(dtype == jnp.float64):
+    got = kd_jax("dist", dict(temperature=1.0, beta=1.0, gamma=1.0), zs, zt, y, dtype)
+  want = reference(lambda s, t, yy: ref.DIST(1.0, 1.0, 1.0)(s, t), zs, zt, y)
+  assert float(jax.nn.softmax(jnp.asarray(zs, jnp.float32))[:, 0].max()) == 0.0  # float32.
+  assert np.isfinite(np.asarray(got[1])).all() and torch.isfinite(want[1]).all()
+  check(got, want, dtype)
+
+
 def test_ctkd_dkd_temperature_gradient_is_finite_where_the_authors_is_nan():
   """DKD at a learned temperature: the masked class's teacher probability is exactly 0
   (``softmax(z/T - 1000)``), and F.kl_div's gradient w.r.t. that target is NaN in current
