@@ -55,6 +55,8 @@ class Range:
   def __contains__(self, value: Any) -> bool:
     if isinstance(value, (tuple, list)):
       return all(v in self for v in value)
+    if value != value:  # NaN: in no range.
+      return False
     if self.low is not None and (value <= self.low if self.low_open else value < self.low):
       return False
     return self.high is None or value <= self.high

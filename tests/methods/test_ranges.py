@@ -16,6 +16,7 @@ def test_a_range_holds_what_it_says():
   assert 0 in FRACTION and 1 in FRACTION and 1.0000001 not in FRACTION and -1e-30 not in FRACTION
   assert 0 not in AT_LEAST_ONE and 1 in AT_LEAST_ONE
   assert (1, 2) in POSITIVE and (1, 0) not in POSITIVE and () in POSITIVE  # Each element.
+  assert float("nan") not in Range() and float("nan") not in NON_NEGATIVE
   ranges = (POSITIVE, NON_NEGATIVE, FRACTION, AT_LEAST_ONE, Range(high=2), Range(0, 1, True))
   assert [str(r) for r in ranges] == ["> 0", ">= 0", "in [0, 1]", ">= 1", "<= 2", "in (0, 1]"]
 
