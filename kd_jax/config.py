@@ -518,7 +518,7 @@ def _check_data(data, where: str) -> None:
                      f"cifar or pad_crop (inception crops and unions are prepared on the host)")
   mean, std = tuple(data.get("mean", ()) or ()), tuple(data.get("std", ()) or ())
   numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std)
-  if len(mean) != len(std) or not numbers or any(v <= 0 for v in std):
+  if len(mean) != len(std) or not numbers or any(not v > 0 for v in std):
     raise KdJaxError(f"{where}.mean and {where}.std must be set together, as equally long lists "
                      f"of numbers (std > 0), got {list(mean)} and {list(std)}")
   size = data.get("image_size", -1)
@@ -534,14 +534,29 @@ def _check_optimizer(opt, where: str) -> None:
     if not prefix.startswith(("student", "adapters", "aux")):  # aux: the old name.
       raise KdJaxError(f"{where}.lr_scale: {prefix!r} must be a parameter path starting with "
                        f"student or adapters (e.g. student/fc, adapters/<objective>)")
-    if not isinstance(scale, (int, float)) or scale < 0:
+    if not isinstance(scale, (int, float)) or not scale >= 0:  # NaN too.
       raise KdJaxError(f"{where}.lr_scale.{prefix} must be a number >= 0, got {scale!r}")
   if opt.get("decay", "all") not in ("all", "timm"):
     raise KdJaxError(f"{where}.decay must be all or timm, got {opt.decay!r}")
   clip = opt.get("clip_norm", 0.0)
-  if not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0:
+  if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip >= 0:
     raise KdJaxError(f"{where}.clip_norm must be a number >= 0 (0: no clipping), got {clip!r}")
   if opt.schedule not in ("step", "cosine", "constant"):
     raise KdJaxError(f"{where}.schedule must be step, cosine or constant, got {opt.schedule!r}")
-  if not isinstance(opt.lr, (int, float)) or opt.lr <= 0:
+  if not isinstance(opt.lr, (int, float)) or not opt.lr > 0:  # NaN too.
     raise KdJaxError(f"{where}.lr must be a number > 0, got {opt.lr!r}")
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+  for key, ok, what in (("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+                        ("weight_decay", lambda v: v >= 0, ">= 0"),
+                        ("decay_factor", lambda v: v > 0, "> 0"),
+                        ("warmup_epochs", lambda v: v >= 0, ">= 0")):
+    value = opt.get(key)
+    if not number(value) or not ok(value):  # NaN fails every comparison.
+      raise KdJaxError(f"{where}.{key} must be a number {what}, got {value!r}")
+  batch = opt.get("lr_reference_batch")
+  if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
+    raise KdJaxError(f"{where}.lr_reference_batch must be an integer >= 0 (0: no scaling), "
+                     f"got {batch!r}")
+  epochs = tuple(opt.get("decay_epochs") or ())
+  if not all(number(e) and e >= 0 for e in epochs):
+    raise KdJaxError(f"{where}.decay_epochs must be a list of epochs >= 0, got {list(epochs)}")

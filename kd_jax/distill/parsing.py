@@ -32,7 +32,7 @@ def _parse_phase(method: type[Method], entry: dict, where: str) -> dict[str, Any
   if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
     raise KdJaxError(f"{where}.init_epochs must be an integer >= 0, got {epochs!r}")
   lr = entry.pop("init_lr", None)
-  if lr is not None and (not isinstance(lr, (int, float)) or lr <= 0):
+  if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0):
     raise KdJaxError(f"{where}.init_lr must be a number > 0, got {lr!r}")
   if "main_stage" in entry:
     raise KdJaxError(f"{where}.main_stage is now called main_phase")
@@ -86,7 +86,7 @@ def parse_objectives(objectives_cfg: Mapping[str, Mapping[str, Any]], teacher_na
                        f"(a method of your own: config.method_modules)")
     method = methods.get(loss)
     weight = entry.pop("weight", 1.0)
-    if not isinstance(weight, (int, float)) or weight < 0:
+    if not isinstance(weight, (int, float)) or not weight >= 0:  # NaN too.
       raise KdJaxError(f"{where}.weight must be a number >= 0, got {weight!r}")
     teacher = entry.pop("teacher", None)
     if isinstance(teacher, (list, tuple)):

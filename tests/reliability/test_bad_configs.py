@@ -29,6 +29,12 @@ CASES = {
     "optimizer": (lambda c: c.optimizer.update(name="rmsprop"),
                   "config.optimizer.name must be sgd, adam or adamw, got 'rmsprop'"),
     "lr": (lambda c: c.optimizer.update(lr=-0.1), "config.optimizer.lr must be a number > 0, got -0.1"),
+    "lr_nan": (lambda c: c.optimizer.update(lr=float("nan")),
+               "config.optimizer.lr must be a number > 0, got nan"),
+    "momentum": (lambda c: c.optimizer.update(momentum=1.5),
+                 "config.optimizer.momentum must be a number in [0, 1), got 1.5"),
+    "weight_decay": (lambda c: c.optimizer.update(weight_decay=-5e-4),
+                     "config.optimizer.weight_decay must be a number >= 0, got -0.0005"),
     "schedule": (lambda c: c.optimizer.update(schedule="linear"),
                  "config.optimizer.schedule must be step, cosine or constant, got 'linear'"),
     "augment": (lambda c: c.data.update(train_augment="flip"),
@@ -40,6 +46,8 @@ CASES = {
     "dtype": (lambda c: c.update(dtype="float16"), "config.dtype must be float32 or bfloat16, got 'float16'"),
     "weight": (lambda c: c.update(objectives={"ce": dict(weight=-1.0)}),
                "config.objectives.ce.weight must be a number >= 0, got -1.0"),
+    "weight_nan": (lambda c: c.update(objectives={"ce": dict(weight=float("nan"))}),
+                   "config.objectives.ce.weight must be a number >= 0, got nan"),
     "loss": (lambda c: c.update(objectives={"kdd": dict(weight=1.0)}),
              "config.objectives.kdd: unknown loss 'kdd'; valid: ab, adain, ama, at, cc, ce, cfl, crd, "
              "ctkd, deit, dist, dkd, fitnet, fsp, ft, function_matching, kd, logit_l2, "
