@@ -135,7 +135,8 @@ def _md(text: str) -> str:
 
 def method_cards() -> str:
   """One section per registered method (sorted by config name): its class and file, its
-  docstring, a table of its hyperparameters with their defaults, what it reads and needs."""
+  docstring, a table of its hyperparameters with their defaults and ranges (``ranges``), what
+  it reads and needs."""
   from kd_jax import methods  # pylint: disable=g-import-not-at-top  (registers the built-ins)
   out = []
   for name, cls in sorted(methods.REGISTRY.items()):
@@ -148,8 +149,9 @@ def method_cards() -> str:
       out.append(_md(textwrap.dedent(doc)))
     fields = [f for f in dataclasses.fields(cls) if f.init]
     if fields:
-      out.append("\n".join(["| hyperparameter | default |", "|---|---|"] + [
-          f"| `{f.name}` | `{f.default!r}` |" for f in fields
+      values = lambda f: str(cls.ranges[f.name]) if f.name in cls.ranges else ""  # noqa: E731
+      out.append("\n".join(["| hyperparameter | default | values |", "|---|---|---|"] + [
+          f"| `{f.name}` | `{f.default!r}` | {values(f)} |" for f in fields
           if f.default is not dataclasses.MISSING]))
     else:
       out.append("No hyperparameters.")

@@ -61,6 +61,8 @@ def test_every_registered_method_has_a_card_with_its_defaults():
       methods.REGISTRY)
   kd = cards[cards.index("### `kd`"):cards.index("### `logit_l2`")]
   assert "`KD` in `kd_jax/methods/logits.py`." in kd
-  assert "| `temperature` | `4.0` |" in kd and "| `logit_stand` | `False` |" in kd
+  assert "| `temperature` | `4.0` | > 0 |" in kd and "| `logit_stand` | `False` |  |" in kd
+  crd = cards[cards.index("### `crd`"):cards.index("### `ctkd`")]
+  assert "| `nce_m` | `0.5` | in [0, 1] |" in crd and "| `nce_k` | `16384` | >= 1 |" in crd
   ab = cards[cards.index("### `ab`"):cards.index("### `adain`")]
   assert "initialisation phase: activation_boundaries, 30 epochs, acts only in its phase" in ab
