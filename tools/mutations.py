@@ -549,6 +549,13 @@ MUTATIONS = {
           "/ (jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1) + eps)")],
         ["tests/losses/test_baselines_reference.py::"
          "test_dist_where_a_class_underflows_for_the_whole_batch_matches_the_authors_gradient"]),
+    "cc_abs_gradient_at_ties": (
+        "CC's |e_s - e_t| differentiated as jnp.abs (gradient 1 where they tie; the reference's "
+        "is 0)",
+        [("kd_jax/losses/relations.py", "delta = absolute(e_s - e_t)",
+          "delta = jnp.abs(e_s - e_t)")],
+        ["tests/losses/test_reference_gradients.py::"
+         "test_gradient_where_student_and_teacher_tie_matches_reference"]),
     "folder_sixteen_bit_clipped": (
         "an image folder's 16-bit grey PNGs go through Pillow's conversion, which clips every "
         "value at 255",

@@ -13,7 +13,7 @@ family:
   adaptation.py   adapted_teacher_loss (activation map adaptation)
   tokens.py       vitkd (+ random_token_mask): a ViT's tokens [B, N, D]
   amalgamation.py mmd2, reconstruction, cfl (common feature learning)
-  common.py       l2_normalize, adaptive_avg_pool, match_spatial, smooth_l1; input checks
+  common.py       l2_normalize, absolute, adaptive_avg_pool, match_spatial, smooth_l1; checks
 
 Rules: this package imports nothing of kd_jax outside it; a loss's hyperparameters are
 keyword arguments without defaults (the reference defaults live in the method, in
@@ -25,7 +25,8 @@ shapes, reductions and paper. Losses compute in float32 whatever the input dtype
 """
 from kd_jax.losses.adaptation import adapted_teacher_loss
 from kd_jax.losses.amalgamation import cfl, mmd2, reconstruction
-from kd_jax.losses.common import adaptive_avg_pool, l2_normalize, match_spatial, smooth_l1
+from kd_jax.losses.common import (absolute, adaptive_avg_pool, l2_normalize, match_spatial,
+                                  smooth_l1)
 from kd_jax.losses.contrastive import CRDMemory, crd, crd_memory_init, nce, sample_contrast_index
 from kd_jax.losses.features import (activation_boundaries, attention_map, attention_transfer,
                                     check_fsp_channels, factor_transfer, fitnet, fsp, fsp_matrix, hcl,
@@ -50,7 +51,7 @@ cc = correlation_congruence
 hint = fitnet
 
 __all__ = [
-    "CRDMemory", "ab", "activation_boundaries", "adain", "adain_loss", "batch_consistency",
+    "CRDMemory", "ab", "absolute", "activation_boundaries", "adain", "adain_loss", "batch_consistency",
     "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
     "cc", "cfl", "channel_mean_std", "class_consistency", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dist", "dkd",
     "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hcl", "hint", "kd", "l2_normalize",

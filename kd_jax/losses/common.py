@@ -79,6 +79,12 @@ def expects(*, same_length: tuple[str, str] | None = None, **specs: Array | Arra
   return wrap
 
 
+def absolute(x: jax.Array) -> jax.Array:
+  """``|x|`` with PyTorch's gradient at 0 (``sign(0) = 0``; ``jnp.abs``'s is 1): where a
+  student's and a teacher's value tie, the reference's gradient."""
+  return jnp.sign(x) * x
+
+
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   """``torch.nn.functional.normalize(x, p=2, dim=axis, eps)``: ``x / max(||x||_2, eps)``.
 

@@ -16,8 +16,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from kd_jax.losses.common import (MAP, MAPS, Array, adaptive_avg_pool, expects, flatten,
-                                  float32, l2_normalize, match_spatial)
+from kd_jax.losses.common import (MAP, MAPS, Array, absolute, adaptive_avg_pool, expects,
+                                  flatten, float32, l2_normalize, match_spatial)
 
 
 @expects(f_s=MAP, f_t=MAP)
@@ -61,7 +61,7 @@ def factor_transfer(factor_s: jax.Array, factor_t: jax.Array, *, p1: float,
   """
   factor_s, factor_t = match_spatial(*float32(factor_s, factor_t))
   diff = attention_map(factor_s, p1) - attention_map(jax.lax.stop_gradient(factor_t), p1)
-  return jnp.mean(jnp.abs(diff)) if p2 == 1 else jnp.mean(diff ** p2)
+  return jnp.mean(absolute(diff)) if p2 == 1 else jnp.mean(diff ** p2)
 
 
 @expects(reconstruction=MAP, f_t=MAP)
@@ -75,7 +75,7 @@ def _ab_layer(s: jax.Array, t: jax.Array, margin: float) -> jax.Array:
   s_pos = (s > -margin) & (t <= 0)
   s_neg = (s <= margin) & (t > 0)
   loss = jnp.square(s + margin) * s_pos + jnp.square(s - margin) * s_neg
-  return jnp.sum(jnp.abs(loss))
+  return jnp.sum(absolute(loss))
 
 
 @expects(f_s=MAPS, f_t=MAPS, same_length=("f_s", "f_t"))

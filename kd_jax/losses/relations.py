@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from kd_jax.losses.common import BATCH, VECTORS, expects, flatten, float32, l2_normalize, smooth_l1
+from kd_jax.losses.common import (BATCH, VECTORS, absolute, expects, flatten, float32,
+                                  l2_normalize, smooth_l1)
 
 
 @expects(f_s=BATCH, f_t=BATCH)
@@ -31,7 +32,7 @@ def correlation_congruence(e_s: jax.Array, e_t: jax.Array) -> jax.Array:
   mean over i = 0..B-2 of ``sum_d delta[i, d] * delta[i + 1, d]``.
   """
   e_s, e_t = float32(e_s, e_t)
-  delta = jnp.abs(e_s - e_t)
+  delta = absolute(e_s - e_t)  # Where they tie, torch's gradient (0), as the reference.
   return jnp.mean(jnp.sum(delta[:-1] * delta[1:], axis=1))
 
 
