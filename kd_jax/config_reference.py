@@ -149,7 +149,10 @@ def method_cards() -> str:
       out.append(_md(textwrap.dedent(doc)))
     fields = [f for f in dataclasses.fields(cls) if f.init]
     if fields:
-      values = lambda f: str(cls.ranges[f.name]) if f.name in cls.ranges else ""  # noqa: E731
+      def values(f):
+        if f.name not in cls.ranges:
+          return ""
+        return f"{cls.ranges[f.name]}{' (each)' if isinstance(f.default, tuple) else ''}"
       out.append("\n".join(["| hyperparameter | default | values |", "|---|---|---|"] + [
           f"| `{f.name}` | `{f.default!r}` | {values(f)} |" for f in fields
           if f.default is not dataclasses.MISSING]))

@@ -64,5 +64,6 @@ def test_every_registered_method_has_a_card_with_its_defaults():
   assert "| `temperature` | `4.0` | > 0 |" in kd and "| `logit_stand` | `False` |  |" in kd
   crd = cards[cards.index("### `crd`"):cards.index("### `ctkd`")]
   assert "| `nce_m` | `0.5` | in [0, 1] |" in crd and "| `nce_k` | `16384` | >= 1 |" in crd
+  assert "| `sigmas` | `(0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)` | > 0 (each) |" in cards
   ab = cards[cards.index("### `ab`"):cards.index("### `adain`")]
   assert "initialisation phase: activation_boundaries, 30 epochs, acts only in its phase" in ab
