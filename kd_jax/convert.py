@@ -3,8 +3,9 @@
   python -m kd_jax.convert --arch=resnet32x4 --torch=ckpt.pth --out=<dir> [--num_classes=100]
 
 Reads the file with ``torch.load(weights_only=True)`` (training checkpoints keep the weights
-under 'model' or 'state_dict': ``torch_import.unwrap``), converts it (kd_jax.models.torch_import) and writes an orbax checkpoint in
-``<dir>/best/0`` that a config uses as ``teachers.<name> = dict(model=<arch>, checkpoint=<dir>)``.
+under 'model' or 'state_dict': ``torch_import.unwrap``), converts it
+(kd_jax.models.torch_import) and writes an orbax checkpoint in ``<dir>/best/0`` that a
+config uses as ``teachers.<name> = dict(model=<arch>, checkpoint=<dir>)``.
 """
 from __future__ import annotations
 

@@ -90,7 +90,8 @@ MUTATIONS = {
         ["tests/test_config_reference.py::test_every_field_is_listed_once_with_its_default_and_a_meaning"]),
     "method_cards_without_defaults": (
         "the docs' method cards leave out the hyperparameters and their defaults",
-        [("kd_jax/config_reference.py", "    if fields:\n      def values(f):", "    if False:\n      def values(f):")],
+        [("kd_jax/config_reference.py", "    if fields:\n      def values(f):",
+          "    if False:\n      def values(f):")],
         ["tests/test_config_reference.py::test_every_registered_method_has_a_card_with_its_defaults"]),
     "figure_conflicts_ignored": (
         "a table figure quoted twice with different values at one commit passes the figures check",
@@ -534,7 +535,8 @@ MUTATIONS = {
     "ranges_unchecked": (
         "a method's hyperparameter outside its ranges (a temperature of 0) is accepted",
         [("kd_jax/methods/base.py", "    if value not in allowed:\n", "    if False:\n")],
-        ["tests/methods/test_ranges.py::test_a_value_outside_its_range_is_refused_at_plan_time_in_one_line",
+        ["tests/methods/test_ranges.py::"
+         "test_a_value_outside_its_range_is_refused_at_plan_time_in_one_line",
          "tests/methods/test_ranges.py::test_building_a_method_outside_its_range_raises"]),
     "range_bound_open_closed": (
         "a range's open lower bound is taken as closed (a temperature of 0 is positive)",
@@ -560,8 +562,10 @@ MUTATIONS = {
         "an image folder's 16-bit grey PNGs go through Pillow's conversion, which clips every "
         "value at 255",
         [("kd_jax/data/folder.py", "  if image.mode in _WIDE_GREY:\n", "  if False:\n")],
-        ["tests/data/test_folder.py::test_sixteen_bit_grey_images_are_scaled_to_eight_bits_not_clipped",
-         "tests/data/test_folder.py::test_sixteen_bit_grey_beside_colour_images_is_scaled_to_grey_rgb"]),
+        ["tests/data/test_folder.py::"
+         "test_sixteen_bit_grey_images_are_scaled_to_eight_bits_not_clipped",
+         "tests/data/test_folder.py::"
+         "test_sixteen_bit_grey_beside_colour_images_is_scaled_to_grey_rgb"]),
 }
 
 

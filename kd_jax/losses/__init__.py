@@ -51,7 +51,8 @@ cc = correlation_congruence
 hint = fitnet
 
 __all__ = [
-    "CRDMemory", "ab", "absolute", "activation_boundaries", "adain", "adain_loss", "batch_consistency",
+    "CRDMemory", "ab", "absolute", "activation_boundaries", "adain", "adain_loss",
+    "batch_consistency",
     "adapted_teacher_loss", "adaptive_avg_pool", "at", "attention_map", "attention_transfer",
     "cc", "cfl", "channel_mean_std", "class_consistency", "check_fsp_channels", "correlation_congruence", "crd", "crd_memory_init", "cross_entropy", "dist", "dkd",
     "factor_transfer", "fitnet", "fsp", "fsp_matrix", "ft", "hcl", "hint", "kd", "l2_normalize",

@@ -250,4 +250,5 @@ def load_torch_file(path: str) -> Mapping[str, Any]:
     raise KdJaxError(f"refusing to load {path}: it is not a plain weights file "
                      f"(torch.load(weights_only=True) failed: {first[:200]}); if you trust it, "
                      f"save its weights alone: torch.save(torch.load(path, weights_only=False)"
-                     f"['state_dict'], 'weights.pth') (or ['model'], where it keeps them)") from None
+                     f"['state_dict'], 'weights.pth') (or ['model'], where it keeps them)"
+                     ) from None
