@@ -181,8 +181,13 @@ class _Shapes:
     the module (model name, classes, heads...)."""
     key = repr((what, tuple(input_shape)))
     if key not in self._outputs:
-      out, variables = jax.eval_shape(lambda: module.init_with_output(
-          jax.random.PRNGKey(0), jnp.zeros((2, *input_shape)), train=False))
+      try:
+        out, variables = jax.eval_shape(lambda: module.init_with_output(
+            jax.random.PRNGKey(0), jnp.zeros((2, *input_shape)), train=False))
+      except ValueError as err:  # A model that refuses the input shape (a ViT's patches).
+        size = "x".join(str(d) for d in input_shape)
+        raise KdJaxError(f"model {what[0]} cannot take the data's {size} images: {err} "
+                         f"(config.data.image_size)") from None
       self._outputs[key] = (variables, Outputs(*out))
     return self._outputs[key]
 

@@ -43,6 +43,10 @@ CASES = {
     "image_size": (lambda c: c.data.update(image_size=-5),
                    "config.data.image_size must be an integer >= 1, or -1 for the data set's "
                    "preset; got -5"),
+    "vit_image_size": (lambda c: (c.update(model="vit_micro_patch2_8"),
+                                  c.data.update(image_size=31)),
+                       "model vit_micro_patch2_8 cannot take the data's 31x31x1 images: a 31x31 "
+                       "image does not divide into 2x2 patches (config.data.image_size)"),
     "dtype": (lambda c: c.update(dtype="float16"), "config.dtype must be float32 or bfloat16, got 'float16'"),
     "weight": (lambda c: c.update(objectives={"ce": dict(weight=-1.0)}),
                "config.objectives.ce.weight must be a number >= 0, got -1.0"),
