@@ -7,6 +7,8 @@ Layout (as torchvision's ``ImageFolder`` per split)::
 
 or, with no split level, ``<path>/<class name>/*.png``: one split ``train``; hold part of it
 out with TFDS slicing (``data.train_split="train[:90%]"``, ``data.eval_split="train[90%:]"``).
+A class's images are the files directly in its folder (``ImageFolder`` also reads its
+subfolders); images beside the class folders of every split are refused, not guessed at.
 
 Class ids are the class folder names sorted (over all splits). The folder is prepared once
 into the TFDS data_dir (``kd_jax_image_folder/<folder name>_<hash>``, PNG-encoded images,
@@ -77,6 +79,15 @@ def list_folder(root: str) -> Listing:
   # Split level present when the first-level folders hold class folders, not images.
   nested = top and all(_subfolders(os.path.join(root, d)) and not _images(os.path.join(root, d))
                        for d in top)
+  if top and not nested and all(_subfolders(os.path.join(root, d)) for d in top):
+    # Folders in every first-level folder and images beside them: a split level with stray
+    # images, or class folders with folders inside; either way, not one of the two layouts.
+    mixed = next(d for d in top if _images(os.path.join(root, d)))
+    stray = _images(os.path.join(root, mixed))
+    raise KdJaxError(f"{where}: {mixed}/ holds both folders and {len(stray)} image(s) (e.g. "
+                     f"{os.path.basename(stray[0])}); expected <folder>/<split>/<class>/<image> "
+                     f"(no image directly in a split folder) or <folder>/<class>/<image> (no "
+                     f"folder in a class folder)")
   split_dirs = {d: os.path.join(root, d) for d in top} if nested else {"train": root}
   splits = {}
   for split, folder in split_dirs.items():

@@ -143,6 +143,15 @@ def test_missing_or_empty_folders_fail_in_one_line(tmp_path):
     pipelines.create_dataset(_cfg(tmp_path / "empty"), 4)
 
 
+def test_an_image_beside_the_class_folders_of_a_split_fails_in_one_line(tmp_path):
+  """Not read as a flat folder whose classes are the split names (the layout misread)."""
+  root = _write(tmp_path / "shapes")
+  Image.fromarray(_pixels(0, 0)).save(os.path.join(root, "train", "stray.png"))
+  with pytest.raises(KdJaxError, match=r"^config.data.name: folder:.*/shapes: train/ holds both "
+                                       r"folders and 1 image\(s\) \(e.g. stray.png\); expected "):
+    pipelines.create_dataset(_cfg(root), 4)
+
+
 def test_an_image_whose_pixels_cannot_be_read_fails_in_one_line_naming_it(tmp_path):
   root = _write(tmp_path / "shapes", sizes=[(32, 32)])
   path = os.path.join(root, "train", "cat", "001.png")
