@@ -8,7 +8,7 @@ Layout (as torchvision's ``ImageFolder`` per split)::
 or, with no split level, ``<path>/<class name>/*.png``: one split ``train``; hold part of it
 out with TFDS slicing (``data.train_split="train[:90%]"``, ``data.eval_split="train[90%:]"``).
 A class's images are the files directly in its folder (``ImageFolder`` also reads its
-subfolders); images beside the class folders of every split are refused, not guessed at.
+subfolders); a folder that fits neither layout is refused, not guessed at.
 
 Class ids are the class folder names sorted (over all splits). The folder is prepared once
 into the TFDS data_dir (``kd_jax_image_folder/<folder name>_<hash>``, PNG-encoded images,
@@ -75,19 +75,27 @@ def list_folder(root: str) -> Listing:
   where = f"config.data.name: {PREFIX}{root}"
   if not os.path.isdir(root):
     raise KdJaxError(f"{where}: no such folder")
-  top = _subfolders(root)
+  top = [d for d in _subfolders(root)  # Empty folders play no part in the layout.
+         if _subfolders(os.path.join(root, d)) or _images(os.path.join(root, d))]
   # Split level present when the first-level folders hold class folders, not images.
   nested = top and all(_subfolders(os.path.join(root, d)) and not _images(os.path.join(root, d))
                        for d in top)
-  if top and not nested and all(_subfolders(os.path.join(root, d)) for d in top):
-    # Folders in every first-level folder and images beside them: a split level with stray
-    # images, or class folders with folders inside; either way, not one of the two layouts.
-    mixed = next(d for d in top if _images(os.path.join(root, d)))
-    stray = _images(os.path.join(root, mixed))
-    raise KdJaxError(f"{where}: {mixed}/ holds both folders and {len(stray)} image(s) (e.g. "
-                     f"{os.path.basename(stray[0])}); expected <folder>/<split>/<class>/<image> "
-                     f"(no image directly in a split folder) or <folder>/<class>/<image> (no "
-                     f"folder in a class folder)")
+  if top and not nested:
+    has_sub = {d: bool(_subfolders(os.path.join(root, d))) for d in top}
+    images = {d: _images(os.path.join(root, d)) for d in top}
+    split_like = [d for d in top if has_sub[d] and not images[d]]
+    if split_like or all(has_sub.values()):  # Neither layout: refused, not guessed at.
+      mixed = [d for d in top if has_sub[d] and images[d]]
+      if mixed:  # A stray image beside a split's class folders, or folders in a class folder.
+        raise KdJaxError(
+            f"{where}: {mixed[0]}/ holds both folders and {len(images[mixed[0]])} image(s) "
+            f"(e.g. {os.path.basename(images[mixed[0]][0])}); expected "
+            f"<folder>/<split>/<class>/<image> (no image directly in a split folder) or "
+            f"<folder>/<class>/<image> (no folder in a class folder)")
+      classes = [d for d in top if d not in split_like]
+      raise KdJaxError(f"{where}: {split_like[0]}/ holds folders only (a split?) but "
+                       f"{classes[0]}/ holds images (a class?); expected <folder>/<split>/"
+                       f"<class>/<image> or <folder>/<class>/<image>")
   split_dirs = {d: os.path.join(root, d) for d in top} if nested else {"train": root}
   splits = {}
   for split, folder in split_dirs.items():

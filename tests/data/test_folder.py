@@ -152,6 +152,17 @@ def test_an_image_beside_the_class_folders_of_a_split_fails_in_one_line(tmp_path
     pipelines.create_dataset(_cfg(root), 4)
 
 
+def test_a_class_folder_beside_the_split_folders_fails_in_one_line(tmp_path):
+  """Not read as a flat folder (the splits' class folders ignored, 'extra' the one class)."""
+  root = _write(tmp_path / "shapes")
+  os.makedirs(os.path.join(root, "extra"))
+  Image.fromarray(_pixels(0, 0)).save(os.path.join(root, "extra", "0.png"))
+  with pytest.raises(KdJaxError, match=r"^config.data.name: folder:.*/shapes: test/ holds folders "
+                                       r"only \(a split\?\) but extra/ holds images \(a class\?\); "
+                                       r"expected "):
+    pipelines.create_dataset(_cfg(root), 4)
+
+
 def test_an_image_whose_pixels_cannot_be_read_fails_in_one_line_naming_it(tmp_path):
   root = _write(tmp_path / "shapes", sizes=[(32, 32)])
   path = os.path.join(root, "train", "cat", "001.png")
