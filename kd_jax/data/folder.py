@@ -75,21 +75,22 @@ def list_folder(root: str) -> Listing:
   where = f"config.data.name: {PREFIX}{root}"
   if not os.path.isdir(root):
     raise KdJaxError(f"{where}: no such folder")
-  top = [d for d in _subfolders(root)  # Empty folders play no part in the layout.
-         if _subfolders(os.path.join(root, d)) or _images(os.path.join(root, d))]
+  # Each first-level folder's (subfolders, images), listed once; empty ones play no part.
+  contents = {d: (_subfolders(os.path.join(root, d)), _images(os.path.join(root, d)))
+              for d in _subfolders(root)}
+  contents = {d: (sub, images) for d, (sub, images) in contents.items() if sub or images}
+  top = list(contents)
   # Split level present when the first-level folders hold class folders, not images.
-  nested = top and all(_subfolders(os.path.join(root, d)) and not _images(os.path.join(root, d))
-                       for d in top)
+  nested = bool(top) and all(sub and not images for sub, images in contents.values())
   if top and not nested:
-    has_sub = {d: bool(_subfolders(os.path.join(root, d))) for d in top}
-    images = {d: _images(os.path.join(root, d)) for d in top}
-    split_like = [d for d in top if has_sub[d] and not images[d]]
-    if split_like or all(has_sub.values()):  # Neither layout: refused, not guessed at.
-      mixed = [d for d in top if has_sub[d] and images[d]]
+    split_like = [d for d, (sub, images) in contents.items() if sub and not images]
+    if split_like or all(sub for sub, _ in contents.values()):  # Neither layout: refused.
+      mixed = [d for d, (sub, images) in contents.items() if sub and images]
       if mixed:  # A stray image beside a split's class folders, or folders in a class folder.
+        stray = contents[mixed[0]][1]
         raise KdJaxError(
-            f"{where}: {mixed[0]}/ holds both folders and {len(images[mixed[0]])} image(s) "
-            f"(e.g. {os.path.basename(images[mixed[0]][0])}); expected "
+            f"{where}: {mixed[0]}/ holds both folders and {len(stray)} image(s) "
+            f"(e.g. {os.path.basename(stray[0])}); expected "
             f"<folder>/<split>/<class>/<image> (no image directly in a split folder) or "
             f"<folder>/<class>/<image> (no folder in a class folder)")
       classes = [d for d in top if d not in split_like]
