@@ -409,6 +409,29 @@ def model_meta(workdir: str, which: str = "latest") -> dict[str, Any]:
     return _read_meta(mngr, folder, which)[1]
 
 
+def model_variable_shapes(workdir: str, which: str = "latest"
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """``(variables, meta)`` as ``load_model_variables`` returns them, but the variables as
+  ShapeDtypeStructs read from the checkpoint's metadata (no array is read)."""
+  folder, which, item = _model_checkpoint(workdir, which)
+  with _reader(folder, item) as mngr:
+    step, meta = _read_meta(mngr, folder, which)
+  try:
+    tree = _on_this_process(folder / str(step) / item)
+  except Exception as err:  # pylint: disable=broad-except
+    raise KdJaxError(f"cannot read the checkpoint {folder}/{step}: "
+                     f"{first_line(err)[:200]}") from None
+  return _model_variables(tree, item), meta
+
+
+def _model_variables(tree: dict[str, Any], item: str) -> dict[str, Any]:
+  """A model checkpoint's ``{'params', 'batch_stats'}`` out of its saved item (a train
+  state's student, or a model)."""
+  params = tree["params"]["student"] if item == "state" else tree["params"]
+  # A model without BatchNorm (a ViT) has no statistics; one converted from timm none saved.
+  return {"params": params, "batch_stats": tree.get("batch_stats") or {}}
+
+
 def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str, Any], dict[str, Any]]:
   """``({'params', 'batch_stats'}, meta)`` of the model trained in a kd_jax run's workdir.
 
@@ -425,9 +448,7 @@ def load_model_variables(workdir: str, which: str = "latest") -> tuple[dict[str,
     except Exception as err:  # pylint: disable=broad-except
       raise KdJaxError(f"cannot read the checkpoint {folder}/{step}: "
                        f"{first_line(err)[:200]}") from None
-  params = tree["params"]["student"] if item == "state" else tree["params"]
-  # A model without BatchNorm (a ViT) has no statistics; one converted from timm none saved.
-  return {"params": params, "batch_stats": tree.get("batch_stats") or {}}, meta
+  return _model_variables(tree, item), meta
 
 
 def save_model_variables(workdir: str, variables: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -448,26 +469,36 @@ def is_complete_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "results.json"))
 
 
-def merge_pretrained(target: dict[str, Any], pretrained: dict[str, Any], source: str
-                     ) -> dict[str, Any]:
-  """``target`` variables with every leaf taken from ``pretrained`` except the classifier
-  (``models.is_classifier``: a new task gets a new one). One-line error if a layer is missing
-  or has another shape (another model)."""
-  out = {}
+def pretrained_mismatch(target: dict[str, Any], pretrained: dict[str, Any]) -> str | None:
+  """Where ``pretrained`` variables do not fit a model's ``target`` variables (arrays or
+  ShapeDtypeStructs), the classifier aside (``models.is_classifier``): the first layer
+  missing, of another shape or extra, in words; None where they fit."""
   for collection, tree in target.items():
     flat = traverse_util.flatten_dict(tree)
     given = traverse_util.flatten_dict(pretrained.get(collection, {}))
     for path, leaf in flat.items():
-      if models.is_classifier(path[0]):
-        continue
-      if path not in given or given[path].shape != leaf.shape:
-        got = given[path].shape if path in given else "missing"
-        raise KdJaxError(f"config.init_from: {source} does not hold this model: "
-                         f"{collection}/{'/'.join(path)} is {got}, expected {leaf.shape}")
-      flat[path] = given[path]
+      if not models.is_classifier(path[0]) and (path not in given
+                                                or given[path].shape != leaf.shape):
+        got = tuple(given[path].shape) if path in given else "missing"
+        return f"{collection}/{'/'.join(path)} is {got}, expected {tuple(leaf.shape)}"
     extra = [p for p in given if p not in flat and not models.is_classifier(p[0])]
     if extra:
-      raise KdJaxError(f"config.init_from: {source} does not hold this model: it has "
-                       f"{collection}/{'/'.join(extra[0])}, which this model lacks")
-    out[collection] = traverse_util.unflatten_dict(flat)
+      return f"it has {collection}/{'/'.join(extra[0])}, which this model lacks"
+  return None
+
+
+def merge_pretrained(target: dict[str, Any], pretrained: dict[str, Any], source: str,
+                     field: str = "config.init_from") -> dict[str, Any]:
+  """``target`` variables with every leaf taken from ``pretrained`` except the classifier
+  (``models.is_classifier``: a new task gets a new one). One-line error, naming ``field``,
+  if a layer is missing or has another shape (another model)."""
+  problem = pretrained_mismatch(target, pretrained)
+  if problem:
+    raise KdJaxError(f"{field}: {source} does not hold this model: {problem}")
+  out = {}
+  for collection, tree in target.items():
+    flat = traverse_util.flatten_dict(tree)
+    given = traverse_util.flatten_dict(pretrained.get(collection, {}))
+    out[collection] = traverse_util.unflatten_dict(
+        {p: leaf if models.is_classifier(p[0]) else given[p] for p, leaf in flat.items()})
   return out

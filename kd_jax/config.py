@@ -292,18 +292,22 @@ def expand_runs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
       run.teacher_cache = ""
   if config.get("side_by_side"):
     runs = side_by_side(runs, config.side_by_side)
-  # Runs that train a teacher go before the runs that read it (ConfigDict sorts keys).
+  # Runs that train a model go before the runs that read it (as a teacher, init_from or
+  # downstream.backbone; ConfigDict sorts keys).
   ordered: dict[str, ml_collections.ConfigDict] = {}
 
   def visit(name, chain):
     if name in ordered or name not in runs:
       return
     if name in chain:
-      raise KdJaxError(f"config.runs: teachers form a cycle: {' -> '.join(chain + (name,))}")
+      raise KdJaxError(f"config.runs: the runs read each other's models in a cycle "
+                       f"(teachers, init_from, downstream.backbone): "
+                       f"{' -> '.join(chain + (name,))}")
     for t in runs[name].teachers.values():
       if isinstance(t, (dict, ml_collections.ConfigDict)) and t.get("run"):
         visit(seeded_run(t["run"], runs)[0], chain + (name,))
     visit(runs[name].downstream.backbone, chain + (name,))  # A run evaluating another's model.
+    visit(runs[name].init_from, chain + (name,))  # A run starting from another's model.
     ordered[name] = runs[name]
 
   for name in runs:

@@ -2,9 +2,12 @@
 
 Runs the downstream protocols of ``config.downstream`` (linear probe on frozen pooled
 features, and fine-tuning) on the backbone trained in ``--workdir`` (any kd_jax run: a
-student, a teacher, a converted PyTorch model), or on a random ``config.model`` with
+student, a teacher, a converted PyTorch model), on the model of another workdir with
+``--config.downstream.backbone=<workdir>``, or on a random ``config.model`` with
 ``--config.downstream.backbone=random`` (the from-scratch baseline). Results go to
 ``<workdir>/downstream/<data set>/``: results.json, TensorBoard events, the fine-tuning run.
+A workdir without a checkpoint (before the data set is prepared), or a backbone that cannot
+take the downstream images, is refused in one line before anything is evaluated.
 """
 from __future__ import annotations
 
@@ -34,7 +37,9 @@ def main(argv):
       raise KdJaxError("--workdir=<the trained run's workdir> is required")
     workdir = local_workdir(_WORKDIR.value)
     plan.make_downstream(config, workdir)  # Everything checked before anything runs.
-    downstream.evaluate(config, workdir)
+    backbone = config.downstream.backbone
+    downstream.evaluate(config, workdir, backbone_dir=None if backbone in ("", "random")
+                        else backbone)
   except Preempted as err:  # SIGTERM: the checkpoint is written; the same command resumes.
     print(f"kd_jax: {err}", flush=True)
     sys.exit(0)

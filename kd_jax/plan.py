@@ -36,6 +36,7 @@ from kd_jax.distill import host_inputs
 from kd_jax.distill import objectives as objectives_lib
 from kd_jax.distill import parsing
 from kd_jax.distill import student as student_lib
+from kd_jax.distill import teachers as teachers_lib
 from kd_jax.distill.objectives import Objective, Outputs
 from kd_jax.errors import KdJaxError
 from kd_jax.training import sharding, teacher_cache
@@ -175,8 +176,10 @@ class _Shapes:
   def __init__(self):
     self._outputs: dict[str, Any] = {}
     self._checked: dict[str, tuple[Any, Any]] = {}
+    self._stored: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
 
-  def outputs(self, module: nn.Module, what: tuple, input_shape) -> tuple[Any, Outputs]:
+  def outputs(self, module: nn.Module, what: tuple, input_shape,
+              field: str = "config.data.image_size") -> tuple[Any, Outputs]:
     """``(variables, Outputs)`` as ShapeDtypeStructs for a batch of 2; ``what``: what makes
     the module (model name, classes, heads...)."""
     key = repr((what, tuple(input_shape)))
@@ -185,16 +188,27 @@ class _Shapes:
         out, variables = jax.eval_shape(lambda: module.init_with_output(
             jax.random.PRNGKey(0), jnp.zeros((2, *input_shape)), train=False))
       except ValueError as err:  # A model that refuses the input shape (a ViT's patches).
-        size = "x".join(str(d) for d in input_shape)
-        raise KdJaxError(f"model {what[0]} cannot take the data's {size} images: {err} "
-                         f"(config.data.image_size)") from None
+        raise KdJaxError(f"model {what[0]} cannot take the data's {_size(input_shape)} images: "
+                         f"{err} ({field})") from None
       self._outputs[key] = (variables, Outputs(*out))
     return self._outputs[key]
+
+  def stored(self, path: str, which: str) -> tuple[Any, dict[str, Any]]:
+    """``(variables as ShapeDtypeStructs, meta)`` of the model checkpoint in the workdir
+    ``path`` (``checkpoint.model_variable_shapes``: metadata only), read once per plan."""
+    key = (os.path.abspath(path), which)
+    if key not in self._stored:
+      self._stored[key] = ckpt_lib.model_variable_shapes(path, which)
+    return self._stored[key]
 
   def checked(self, key: str, fn):
     if key not in self._checked:
       self._checked[key] = fn()
     return self._checked[key]
+
+
+def _size(input_shape: Sequence[int]) -> str:
+  return "x".join(str(d) for d in input_shape)
 
 
 def _in_run(name: str, err: KdJaxError) -> KdJaxError:
@@ -263,14 +277,20 @@ def make_run(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
 
 def make_downstream(config: ml_collections.ConfigDict, workdir: str) -> RunPlan | None:
   """The checked plan of ``config.downstream`` alone (``kd_jax.evaluate`` of the backbone in
-  ``workdir``): its data, and its fine-tuning run if it has one (None if not)."""
+  ``workdir``, or in ``config.downstream.backbone``: another workdir, or ``random``): the
+  backbone's checkpoint (read first: its metadata), its data, that the backbone takes that
+  data, and its fine-tuning run if it has one (returned; None if not)."""
   config_lib.validate(config)
-  if not config.downstream.data.name:
+  ds = config.downstream
+  if not ds.data.name:
     raise KdJaxError("config.downstream.data.name is empty: the config names no downstream "
                      "data set")
-  sources.check_available(config.downstream.data)
-  sources.prepare_local(config.downstream.data)
-  return _plan_downstream("", config, workdir, {})
+  shapes = _Shapes()
+  backbone = (_Backbone.of(config, {}, shapes) if ds.backbone else
+              _Backbone.stored(workdir, ds.which, shapes, "--workdir"))
+  sources.check_available(ds.data)
+  sources.prepare_local(ds.data)
+  return _plan_downstream("", config, workdir, {}, shapes, backbone)
 
 
 def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
@@ -280,9 +300,9 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
               missing_checkpoints: bool = False, check_heads: bool = True) -> RunPlan:
   info = data_info.describe(cfg.data)
   trains = not (cfg.downstream.data.name and cfg.downstream.backbone)
-  downstream = _plan_downstream(name, cfg, run_dir, earlier) if cfg.downstream.data.name \
-      else None
   if not trains:
+    downstream = _plan_downstream(name, cfg, run_dir, earlier, shapes, _Backbone.of(
+        cfg, earlier, shapes, missing_checkpoints))
     return RunPlan(name, cfg, run_dir, False, info, max(cfg.num_classes, 0), False, False, {},
                    {}, (), downstream=downstream)
   sharding.check_batch_size(cfg.batch_size)
@@ -314,18 +334,23 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   _check_init_from(cfg, earlier, job_workdir)
   teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
-                 heads, teachers, objectives, downstream=downstream)
-  adapter_shapes, state_shapes, outputs, t_vars = _run_shapes(plan, shapes, samplers,
+                 heads, teachers, objectives)
+  adapter_shapes, state_shapes, outputs, t_vars = _run_shapes(plan, shapes, samplers, earlier,
                                                               check_heads)
   # A checkpoint in the run's workdir that it could not resume is refused now, not after
   # the runs before it (a finished run of a job is not trained again: not checked).
   if not (name and plan.is_complete()):
+    if cfg.init_from:
+      _check_init_from_variables(plan, earlier, shapes, job_workdir, missing_checkpoints)
     expected = {"model": cfg.model, "num_classes": int(num_classes), "seed": cfg.seed,
                 "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})}
     for seed, seed_dir in (plan.seed_workdirs() or {cfg.seed: run_dir}).items():
       ckpt_lib.check_resumable(seed_dir, {**expected, "seed": seed})
+  downstream = _plan_downstream(name, cfg, run_dir, earlier, shapes, _Backbone.trained(
+      plan, shapes, "the student this run trains")) if cfg.downstream.data.name else None
   return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes,
-                             output_shapes=outputs, teacher_variable_shapes=t_vars)
+                             output_shapes=outputs, teacher_variable_shapes=t_vars,
+                             downstream=downstream)
 
 
 def plan_teacher(name: str, spec: Mapping[str, Any],
@@ -382,6 +407,53 @@ def _has_checkpoint(path: str) -> bool:
   return any(os.path.isdir(os.path.join(path, sub)) for sub in ("checkpoints", "best"))
 
 
+def _check_teacher_variables(plan: RunPlan, t_vars: Mapping[str, Any],
+                             earlier: Mapping[str, RunPlan], shapes: _Shapes) -> None:
+  """Refuses a teacher whose variables (its checkpoint's, or those its run of this job
+  trains) do not fit its module on this run's data, as loading it would (one line)."""
+  runs = {n: r.config for n, r in earlier.items()}
+  for n, t in plan.teachers.items():
+    if not t.found:
+      continue
+    if t.run:
+      run = config_lib.seeded_run(t.run, runs)[0] if runs else ""
+      if run not in earlier:  # (Planned again alone: checked when its job was planned.)
+        continue
+      variables, _ = _student_shapes(earlier[run], shapes)
+    else:
+      try:
+        variables, _ = shapes.stored(t.path, t.which)
+      except KdJaxError as err:
+        raise KdJaxError(f"config.teachers.{n}.checkpoint: {err}") from None
+    teachers_lib.check_fit(t, teachers_lib.as_module_variables(t, variables), t_vars[n],
+                           plan.info.input_shape)
+
+
+def _check_init_from_variables(plan: RunPlan, earlier: Mapping[str, RunPlan], shapes: _Shapes,
+                               job_workdir: str | None, missing: bool) -> None:
+  """Refuses ``config.init_from`` where the model it names is another model than the run's
+  student, or does not take this run's data (the layers it would copy, classifier aside)."""
+  cfg = plan.config
+  path = cfg.init_from
+  if path in earlier:
+    if not earlier[path].trains:
+      raise KdJaxError(f"config.init_from: run {path!r} trains nothing")
+    source = _Backbone.trained(earlier[path], shapes, f"run {path!r}")
+  else:
+    if not os.path.isabs(path) and job_workdir and not os.path.exists(path):
+      path = os.path.join(job_workdir, path)  # As the run reads it (build.init_from).
+    source = _Backbone.stored(path, "latest", shapes, "config.init_from", missing, cfg.model)
+  if source.model != cfg.model:
+    raise KdJaxError(f"config.init_from: {source.source} holds a {source.model!r}, this run "
+                     f"trains a {cfg.model!r}")
+  own, _ = _student_shapes(plan, shapes)
+  problem = source.variables and ckpt_lib.pretrained_mismatch(
+      student_lib.backbone_variables(own, plan.heads), source.variables)
+  if problem:
+    raise KdJaxError(f"config.init_from: {source.source} does not hold this model on "
+                     f"{_size(plan.info.input_shape)} images: {problem}")
+
+
 def _check_init_from(cfg, earlier: Mapping[str, RunPlan], job_workdir: str | None) -> None:
   path = cfg.init_from
   if not path or path in earlier or os.path.exists(path):
@@ -392,18 +464,71 @@ def _check_init_from(cfg, earlier: Mapping[str, RunPlan], job_workdir: str | Non
                    f"that exists")
 
 
-def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan]
-                     ) -> RunPlan | None:
-  """The downstream fine-tuning run's plan (its model: the evaluated backbone's where it is
-  another run of this job), checked like any run; None without ``finetune``."""
+@dataclasses.dataclass(frozen=True)
+class _Backbone:
+  """The model a downstream phase evaluates: its name, and its variables (ShapeDtypeStructs,
+  a multi-head student's heads dropped; None: random, or a checkpoint not there)."""
+  model: str
+  variables: Any
+  source: str  # In words, for errors.
+
+  @classmethod
+  def trained(cls, run: RunPlan, shapes: _Shapes, source: str) -> "_Backbone":
+    """The student that ``run`` (of this job) trains."""
+    variables, _ = _student_shapes(run, shapes)
+    return cls(run.config.model, student_lib.backbone_variables(variables, run.heads), source)
+
+  @classmethod
+  def stored(cls, path: str, which: str, shapes: _Shapes, field: str,
+             missing: bool = False, model: str = "") -> "_Backbone":
+    """The model in the kd_jax workdir ``path`` (``model``, unread, where ``missing`` and
+    there is no checkpoint)."""
+    if missing and not _has_checkpoint(path):
+      return cls(model, None, path)
+    try:
+      variables, meta = shapes.stored(path, which)
+    except KdJaxError as err:
+      raise KdJaxError(f"{field}: {err}") from None
+    return cls(meta.get("model") or model,
+               student_lib.backbone_variables(variables, meta.get("heads")), path)
+
+  @classmethod
+  def of(cls, cfg, earlier: Mapping[str, RunPlan], shapes: _Shapes, missing: bool = False
+         ) -> "_Backbone":
+    """``config.downstream.backbone`` of a run that trains nothing: random, another run of
+    this job or a workdir."""
+    source = cfg.downstream.backbone
+    if source == "random":
+      return cls(cfg.model, None, f"a random {cfg.model}")
+    if source in earlier:
+      if not earlier[source].trains:
+        raise KdJaxError(f"config.downstream.backbone: run {source!r} trains nothing")
+      return cls.trained(earlier[source], shapes, f"run {source!r}")
+    return cls.stored(source, cfg.downstream.which, shapes, "config.downstream.backbone",
+                      missing, cfg.model)
+
+
+def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan],
+                     shapes: _Shapes, backbone: _Backbone) -> RunPlan | None:
+  """Checks that ``backbone`` takes the downstream data (its layers, the classifier aside,
+  the shapes they have on it); returns the downstream fine-tuning run's plan (the
+  backbone's model), checked like any run; None without ``finetune``."""
   ds = cfg.downstream
   sharding.check_batch_size(ds.batch_size, "config.downstream.batch_size")
   info = data_info.describe(ds.data)
   if not info.num_classes:
     raise KdJaxError(f"config.downstream.data: {ds.data.name!r} has no labels to evaluate on")
+  model = backbone.model
+  target, _ = shapes.outputs(
+      student_lib.create(model, info.num_classes, dtype=jnp.dtype(cfg.dtype)),
+      (model, info.num_classes, [], cfg.dtype), info.input_shape,
+      "config.downstream.data.image_size")
+  problem = backbone.variables and ckpt_lib.pretrained_mismatch(target, backbone.variables)
+  if problem:
+    raise KdJaxError(f"config.downstream.data: the {model} of {backbone.source} cannot take "
+                     f"{ds.data.name}'s {_size(info.input_shape)} images: {problem}")
   if "finetune" not in ds.protocols:
     return None
-  model = earlier[ds.backbone].config.model if ds.backbone in earlier else cfg.model
   ft = config_lib.finetune_config(cfg, model, "")
   try:
     config_lib.validate(ft)
@@ -414,21 +539,22 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
     raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
 
 
-def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers, check_heads: bool = True
-                ) -> tuple[Any, Any, Any, Any]:
+def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers, earlier: Mapping[str, RunPlan],
+                check_heads: bool = True) -> tuple[Any, Any, Any, Any]:
   """The run's shapes: ``(params['adapters'], objective_state, (student Outputs, {teacher:
-  Outputs}), {teacher: variables})``, after every objective is traced on the shapes of the
-  student's and the teachers' outputs (one-line errors: a feature the model lacks, a
-  connector that cannot bridge the shapes, a teacher without a head)."""
+  Outputs}), {teacher: variables})``, after the teachers' variables are checked and every
+  objective is traced on the shapes of the student's and the teachers' outputs (one-line
+  errors: a teacher's variables that do not fit, a feature the model lacks, a connector
+  that cannot bridge the shapes, a teacher without a head)."""
   input_shape = plan.info.input_shape
   c = plan.config
-  _, s_out = shapes.outputs(plan.student(), (c.model, plan.num_classes,
-                                             sorted(plan.heads.items()), c.dtype), input_shape)
+  _, s_out = _student_shapes(plan, shapes)
   t_vars, t_out, modules = {}, {}, plan.teacher_modules()
   for n, module in modules.items():
     t = plan.teachers[n]
     t_vars[n], t_out[n] = shapes.outputs(
         module, (t.model, t.num_classes, sorted(t.heads.items()), t.head, c.dtype), input_shape)
+  _check_teacher_variables(plan, t_vars, earlier, shapes)
   adapters.check_teacher_heads(plan.objectives, t_out, modules)
   adapters.check_feature_kinds(plan.objectives, s_out, t_out, c.model,
                          {n: t.model for n, t in plan.teachers.items()})
@@ -453,6 +579,13 @@ def _run_shapes(plan: RunPlan, shapes: _Shapes, samplers, check_heads: bool = Tr
     params.update(p)
     state.update(st)
   return params, state, (s_out, t_out), t_vars
+
+
+def _student_shapes(plan: RunPlan, shapes: _Shapes) -> tuple[Any, Outputs]:
+  """``(variables, Outputs)`` of a run's student on its data (ShapeDtypeStructs)."""
+  c = plan.config
+  return shapes.outputs(plan.student(), (c.model, plan.num_classes, sorted(plan.heads.items()),
+                                         c.dtype), plan.info.input_shape)
 
 
 def example_batch(plan: RunPlan, host_specs: Mapping[str, jax.ShapeDtypeStruct],

@@ -211,3 +211,128 @@ def test_a_later_runs_checkpoint_of_another_model_is_refused_before_the_first_ru
                                        r"model='resnet14'; use another --workdir"):
     job.run(config, str(tmp_path / "w"))
   assert sorted(os.listdir(tmp_path / "w")) == ["kd"]
+
+
+# --- Models read from checkpoints and from earlier runs (teachers, init_from, a downstream
+# backbone): a model that the run would refuse at its start is refused by the plan.
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+  """Untrained checkpoints: a resnet8 for 10 classes of 8x8 RGB images (digits are grey) and
+  a resnet14 for 8x8 grey ones."""
+  import jax
+  from kd_jax import checkpoint as ckpt_lib
+  from kd_jax import models
+  root = tmp_path_factory.mktemp("checkpoints")
+  out = {}
+  for name, model, shape in (("rgb_resnet8", "resnet8", (8, 8, 3)),
+                             ("grey_resnet14", "resnet14", (8, 8, 1))):
+    variables = models.init(models.create(model, 10), jax.random.PRNGKey(0), shape)
+    out[name] = str(root / name)
+    ckpt_lib.save_model_variables(out[name], dict(variables), {"model": model, "num_classes": 10})
+  return out
+
+
+def _as_teacher(path, **spec):
+  return lambda c: setattr(c.runs.kd, "teachers", {"teacher": {
+      "model": "resnet8", "checkpoint": path, **spec}})
+
+
+def _probing(path):
+  """A run that evaluates the model in ``path`` (trains nothing) on the transposed digits."""
+  def change(c):
+    c.runs.probe = dict(downstream=dict(data=dict(name="sklearn_digits_transposed"),
+                                        backbone=path, protocols=("linear_probe",)))
+  return change
+
+
+# mistake -> (what it changes given the checkpoints, the one line expected)
+MODEL_MISTAKES = {
+    "teacher checkpoint for RGB images": (
+        lambda p: _as_teacher(p["rgb_resnet8"]),
+        r"^\[kd\] config\.teachers\.teacher: the variables in .*/rgb_resnet8 do not fit a "
+        r"resnet8 with 10 classes on 8x8x1 images$"),
+    "teacher checkpoint with other classes": (
+        lambda p: _as_teacher(p["grey_resnet14"], model="resnet14", num_classes=5),
+        r"^\[kd\] config\.teachers\.teacher: the variables in .*/grey_resnet14 do not fit a "
+        r"resnet14 with 5 classes on 8x8x1 images$"),
+    "init_from a model for RGB images": (
+        lambda p: lambda c: c.runs.kd.update(init_from=p["rgb_resnet8"]),
+        r"^\[kd\] config\.init_from: .*/rgb_resnet8 does not hold this model on 8x8x1 images: "
+        r"params/\w+/kernel is \(3, 3, 3, 16\), expected \(3, 3, 1, 16\)$"),
+    "init_from another model": (
+        lambda p: lambda c: c.runs.kd.update(init_from=p["grey_resnet14"]),
+        r"^\[kd\] config\.init_from: .*/grey_resnet14 holds a 'resnet14', this run trains a "
+        r"'resnet8'$"),
+    "init_from a workdir without a checkpoint": (
+        lambda p: lambda c: c.runs.kd.update(init_from=os.path.dirname(p["rgb_resnet8"])),
+        r"^\[kd\] config\.init_from: no kd_jax checkpoint in .*"),
+    "downstream backbone for RGB images": (
+        lambda p: _probing(p["rgb_resnet8"]),
+        r"^\[probe\] config\.downstream\.data: the resnet8 of .*/rgb_resnet8 cannot take "
+        r"sklearn_digits_transposed's 8x8x1 images: params/\w+/kernel is \(3, 3, 3, 16\), "
+        r"expected \(3, 3, 1, 16\)$"),
+    "downstream backbone without a checkpoint": (
+        lambda p: _probing("/nonexistent/run"),
+        r"^\[probe\] config\.downstream\.backbone: no kd_jax checkpoint in /nonexistent/run .*"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MODEL_MISTAKES))
+def test_a_model_the_last_run_cannot_take_is_refused_before_the_first_run_trains(
+    mistake, checkpoints, tmp_path, monkeypatch):
+  from kd_jax.evaluation import downstream
+  change, message = MODEL_MISTAKES[mistake]
+  config = _digits_job("kd")
+  change(checkpoints)(config)
+  workdir = tmp_path / "w"
+  for module, name in ((job, "train_and_evaluate"), (downstream, "evaluate")):
+    monkeypatch.setattr(module, name, lambda *_, **__: pytest.fail("a run started"))
+  with pytest.raises(KdJaxError, match=message) as err:
+    job.run(config, str(workdir))
+  assert "\n" not in str(err.value)
+  assert not workdir.exists()
+
+
+def test_a_run_reading_a_later_named_run_with_init_from_trains_after_it(tmp_path):
+  """Runs are ordered by the models they read: ``a`` starts from ``z``, so ``z`` goes first
+  (the plan of ``a`` then reads ``z``'s model)."""
+  from kd_jax import config as config_lib
+  c = recipes.digits_base()
+  c.runs = {"a": dict(init_from="z"), "z": dict()}
+  assert list(config_lib.expand_runs(c)) == ["z", "a"]
+  assert plan.make(c, str(tmp_path / "w")).runs["a"].config.init_from == "z"
+
+
+def test_evaluate_refuses_a_workdir_without_a_checkpoint_before_reading_the_data(
+    tmp_path, monkeypatch):
+  c = recipes.digits_base()
+  recipes.digits_downstream(c)
+
+  def prepare(_):
+    raise AssertionError("the data set was prepared")
+  monkeypatch.setattr(sources, "prepare_local", prepare)
+  with pytest.raises(KdJaxError, match=r"^--workdir: no kd_jax checkpoint in .*/empty "):
+    plan.make_downstream(c, str(tmp_path / "empty"))
+
+
+def test_evaluate_fine_tunes_the_model_in_the_workdir_not_config_model(checkpoints):
+  c = recipes.digits_base("resnet8")
+  recipes.digits_downstream(c)
+  finetune = plan.make_downstream(c, checkpoints["grey_resnet14"])
+  assert finetune.config.model == "resnet14"
+
+
+@pytest.mark.parametrize("run,which", [("student", "latest"), ("student", "best"),
+                                       ("teacher", "best")])
+def test_the_variable_shapes_read_from_a_checkpoints_metadata_are_those_it_loads(run, which):
+  """What the plan checks (metadata only) is what a run reads: a train state's student
+  (latest) or a saved model (best), of the e5517ae fixture."""
+  import jax
+  from kd_jax import checkpoint as ckpt_lib
+  shapes, meta = ckpt_lib.model_variable_shapes(os.path.join(FIXTURE, run), which)
+  variables, loaded_meta = ckpt_lib.load_model_variables(os.path.join(FIXTURE, run), which)
+  assert meta == loaded_meta
+  as_shapes = lambda tree: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), tree)
+  assert as_shapes(shapes) == as_shapes(variables)
+  assert jax.tree.leaves(shapes)

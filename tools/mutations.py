@@ -566,6 +566,23 @@ MUTATIONS = {
          "test_sixteen_bit_grey_images_are_scaled_to_eight_bits_not_clipped",
          "tests/data/test_folder.py::"
          "test_sixteen_bit_grey_beside_colour_images_is_scaled_to_grey_rgb"]),
+    "pretrained_channels_unchecked": (
+        "a model read by init_from or as a downstream backbone is checked for its layers' "
+        "ranks only: one for RGB images passes the plan on grey ones",
+        [("kd_jax/checkpoint.py", "or given[path].shape != leaf.shape):",
+          "or len(given[path].shape) != len(leaf.shape)):")],
+        ["tests/test_plan.py::"
+         "test_a_model_the_last_run_cannot_take_is_refused_before_the_first_run_trains"]),
+    "teacher_variables_unchecked_at_plan": (
+        "a teacher checkpoint whose variables do not fit its module on the run's images is "
+        "found only when its run starts",
+        [("kd_jax/plan.py", "  _check_teacher_variables(plan, t_vars, earlier, shapes)\n", "")],
+        ["tests/test_plan.py::"
+         "test_a_model_the_last_run_cannot_take_is_refused_before_the_first_run_trains"]),
+    "runs_not_ordered_by_init_from": (
+        "a run that starts from a run named after it (init_from) is planned before it",
+        [("kd_jax/config.py", "    visit(runs[name].init_from, chain + (name,))", "    pass")],
+        ["tests/test_plan.py::test_a_run_reading_a_later_named_run_with_init_from_trains_after_it"]),
 }
 
 

@@ -88,15 +88,29 @@ def load(plans: Mapping[str, Any], input_shape: tuple[int, ...], dtype: Any = jn
     module = t.module(dtype)
     expected = (variable_shapes or {}).get(name) or jax.eval_shape(
         lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape)), train=False))
-    if t.head:  # HeadAsLogits nests the student's variables one level down.
-      variables = {k: {"student": v} for k, v in variables.items()}
-    # Empty collections (a ViT's batch_stats) are no difference.
-    variables = {k: v for k, v in variables.items() if jax.tree.leaves(v)}
-    got = jax.tree.map(lambda x: x.shape, variables)
-    want = jax.tree.map(lambda x: x.shape, {k: v for k, v in dict(expected).items()
-                                            if jax.tree.leaves(v)})
-    if got != want:
-      raise KdJaxError(f"config.teachers.{name}: the variables in {t.path} do not fit a "
-                       f"{t.model} with {t.num_classes} classes on input {input_shape}")
+    variables = as_module_variables(t, variables)
+    check_fit(t, variables, expected, input_shape)
     out[name] = (module, variables)
   return out
+
+
+def as_module_variables(t: Any, variables: Mapping[str, Any]) -> dict[str, Any]:
+  """A teacher checkpoint's model variables (arrays or ShapeDtypeStructs) as its module
+  (``plan.TeacherPlan.module``) takes them; empty collections (a ViT's batch_stats) dropped."""
+  if t.head:  # HeadAsLogits nests the student's variables one level down.
+    variables = {k: {"student": v} for k, v in variables.items()}
+  return {k: v for k, v in variables.items() if jax.tree.leaves(v)}
+
+
+def check_fit(t: Any, variables: Mapping[str, Any], expected: Mapping[str, Any],
+              input_shape: Sequence[int]) -> None:
+  """Refuses, in one line, a teacher's variables (``as_module_variables``) that are not the
+  shapes of its module's ``expected`` ones for ``input_shape`` (another model, other
+  classes, images of another size or channels)."""
+  shape = lambda x: tuple(x.shape)
+  got = jax.tree.map(shape, dict(variables))
+  want = jax.tree.map(shape, {k: v for k, v in dict(expected).items() if jax.tree.leaves(v)})
+  if got != want:
+    size = "x".join(str(d) for d in input_shape)
+    raise KdJaxError(f"config.teachers.{t.name}: the variables in {t.path} do not fit a "
+                     f"{t.model} with {t.num_classes} classes on {size} images")

@@ -72,7 +72,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
     variables = models.init(model, jax.random.PRNGKey(config.seed), data.input_shape)
     if pretrained is not None:
       variables = ckpt_lib.merge_pretrained(jax.device_get(dict(variables)), pretrained,
-                                            backbone_dir)
+                                            backbone_dir, "config.downstream.backbone")
     apply = jax.jit(lambda v, images: model.apply(v, images, train=False)[1]["pooled"])
     pooled = lambda images: apply(variables, images)  # Weights are arguments, not constants.
     train_cfg = copy.deepcopy(ds.data)

@@ -77,7 +77,7 @@ def test_evaluate_a_workdir_without_a_run_fails_in_one_line(tmp_path):
   rc, _, err = _evaluate(f"--workdir={tmp_path}",
                          "--config=configs/downstream/digits_transposed.py")
   assert rc == 1 and len(err) == 1
-  assert err[0].startswith(f"kd_jax: error: no kd_jax checkpoint in {tmp_path}")
+  assert err[0].startswith(f"kd_jax: error: --workdir: no kd_jax checkpoint in {tmp_path}")
 
 
 @pytest.mark.slow
