@@ -264,6 +264,12 @@ def make(config: ml_collections.ConfigDict, workdir: str, overrides: Sequence[st
     problems += [f"{planned[name].tag} config.teachers.{t.name}.checkpoint: no kd_jax "
                  f"checkpoint in {t.path}" for t in planned[name].teachers.values()
                  if not t.found]
+    if missing:
+      problems += [f"{planned[name].tag} {field}: " + (
+          f"no kd_jax checkpoint in {path}" if os.path.exists(path) else
+          f"{written!r} is neither a run of this job nor a workdir that exists")
+                   for field, written, path in _workdirs_read(cfg, planned, workdir)
+                   if not _has_checkpoint(path)]
   return JobPlan(workdir, planned, tuple(problems))
 
 
@@ -331,7 +337,8 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   # labels: an empty split stands in for them.
   samplers = host_inputs.build(objectives, methods.TrainSplit(
       0, has_labels, lambda: np.zeros(0, np.int32)))
-  _check_init_from(cfg, earlier, job_workdir)
+  if not missing_checkpoints:  # (Else a workdir not there is one of JobPlan.problems.)
+    _check_init_from(cfg, earlier, job_workdir)
   teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
                  heads, teachers, objectives)
@@ -407,6 +414,27 @@ def _has_checkpoint(path: str) -> bool:
   return any(os.path.isdir(os.path.join(path, sub)) for sub in ("checkpoints", "best"))
 
 
+def _workdirs_read(cfg, earlier: Mapping[str, RunPlan], job_workdir: str
+                   ) -> list[tuple[str, str, str]]:
+  """``(field, value, path)`` of the workdirs whose model a run reads other than its
+  teachers' (not runs of this job): ``init_from``, ``downstream.backbone``."""
+  out = []
+  if cfg.init_from and cfg.init_from not in earlier:
+    out.append(("config.init_from", cfg.init_from, _init_from_path(cfg.init_from, job_workdir)))
+  backbone = cfg.downstream.backbone
+  if cfg.downstream.data.name and backbone not in ("", "random") and backbone not in earlier:
+    out.append(("config.downstream.backbone", backbone, backbone))
+  return out
+
+
+def _init_from_path(path: str, job_workdir: str | None) -> str:
+  """Where a run reads ``config.init_from`` (not a run of its job), as ``build.init_from``
+  does: relative to the working directory, else to the job's workdir."""
+  if not os.path.isabs(path) and job_workdir and not os.path.exists(path):
+    return os.path.join(job_workdir, path)
+  return path
+
+
 def _check_teacher_variables(plan: RunPlan, t_vars: Mapping[str, Any],
                              earlier: Mapping[str, RunPlan], shapes: _Shapes) -> None:
   """Refuses a teacher whose variables (its checkpoint's, or those its run of this job
@@ -440,9 +468,8 @@ def _check_init_from_variables(plan: RunPlan, earlier: Mapping[str, RunPlan], sh
       raise KdJaxError(f"config.init_from: run {path!r} trains nothing")
     source = _Backbone.trained(earlier[path], shapes, f"run {path!r}")
   else:
-    if not os.path.isabs(path) and job_workdir and not os.path.exists(path):
-      path = os.path.join(job_workdir, path)  # As the run reads it (build.init_from).
-    source = _Backbone.stored(path, "latest", shapes, "config.init_from", missing, cfg.model)
+    source = _Backbone.stored(_init_from_path(path, job_workdir), "latest", shapes,
+                              "config.init_from", missing, cfg.model)
   if source.model != cfg.model:
     raise KdJaxError(f"config.init_from: {source.source} holds a {source.model!r}, this run "
                      f"trains a {cfg.model!r}")
@@ -456,9 +483,7 @@ def _check_init_from_variables(plan: RunPlan, earlier: Mapping[str, RunPlan], sh
 
 def _check_init_from(cfg, earlier: Mapping[str, RunPlan], job_workdir: str | None) -> None:
   path = cfg.init_from
-  if not path or path in earlier or os.path.exists(path):
-    return
-  if job_workdir and not os.path.isabs(path) and os.path.exists(os.path.join(job_workdir, path)):
+  if not path or path in earlier or os.path.exists(_init_from_path(path, job_workdir)):
     return
   raise KdJaxError(f"config.init_from: {path!r} is neither a run of this job nor a workdir "
                    f"that exists")
@@ -466,8 +491,9 @@ def _check_init_from(cfg, earlier: Mapping[str, RunPlan], job_workdir: str | Non
 
 @dataclasses.dataclass(frozen=True)
 class _Backbone:
-  """The model a downstream phase evaluates: its name, and its variables (ShapeDtypeStructs,
-  a multi-head student's heads dropped; None: random, or a checkpoint not there)."""
+  """A model read from a run of this job or a workdir (a downstream phase's backbone, what
+  ``init_from`` copies): its name, and its variables (ShapeDtypeStructs, a multi-head
+  student's heads dropped; None: random, or a checkpoint not there)."""
   model: str
   variables: Any
   source: str  # In words, for errors.

@@ -294,6 +294,21 @@ def test_a_model_the_last_run_cannot_take_is_refused_before_the_first_run_trains
   assert not workdir.exists()
 
 
+def test_the_dry_runs_plan_lists_a_model_workdir_not_there_as_a_problem(tmp_path):
+  """Where the plan allows what this machine lacks (the dry run), a workdir read by init_from
+  or as a downstream backbone that is not there is a problem, not a refusal."""
+  config = _digits_job("kd")
+  config.runs.kd.init_from = "/nonexistent/generalist"
+  _probing(str(tmp_path))(config)  # A folder, without a checkpoint.
+  job_plan = plan.make(config, str(tmp_path / "w"), missing=True)
+  assert job_plan.problems == (
+      "[kd] config.init_from: '/nonexistent/generalist' is neither a run of this job nor a "
+      "workdir that exists",
+      f"[probe] config.downstream.backbone: no kd_jax checkpoint in {tmp_path}")
+  with pytest.raises(KdJaxError, match=r"^\[kd\] config\.init_from: '/nonexistent/generalist' "):
+    plan.make(config, str(tmp_path / "w"))
+
+
 def test_a_run_reading_a_later_named_run_with_init_from_trains_after_it(tmp_path):
   """Runs are ordered by the models they read: ``a`` starts from ``z``, so ``z`` goes first
   (the plan of ``a`` then reads ``z``'s model)."""
