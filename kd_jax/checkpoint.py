@@ -311,6 +311,10 @@ def _mb(n: float) -> str:
   return f"{n / 2**20:.1f} MB"
 
 
+def _not_writable(workdir: str, why: str) -> str:
+  return f"workdir {workdir} is not writable ({why}): use another --workdir or fix its permissions"
+
+
 def check_writable(workdir: str, need_bytes: int = 0) -> None:
   """Start-up check of a workdir: a probe file written, synced and removed, and (given
   ``need_bytes``) enough free space. One-line KdJaxError saying where and how much."""
@@ -323,14 +327,27 @@ def check_writable(workdir: str, need_bytes: int = 0) -> None:
       os.fsync(f.fileno())
     os.remove(probe)
   except OSError as err:
-    raise KdJaxError(f"workdir {workdir} is not writable ({err.strerror or err}): use another "
-                     f"--workdir or fix its permissions") from None
+    raise KdJaxError(_not_writable(workdir, err.strerror or str(err))) from None
   if need_bytes:
     free = shutil.disk_usage(workdir).free
     if free < need_bytes:
       raise KdJaxError(f"workdir {workdir} has {_mb(free)} free, but this run's checkpoints "
                        f"need about {_mb(need_bytes)}: free space there, lower "
                        f"config.keep_checkpoints, or use another --workdir")
+
+
+def writable_problem(workdir: str) -> str | None:
+  """What ``check_writable`` would refuse, found without writing (the dry run): the workdir,
+  or the nearest folder above it that exists, is not a folder kd_jax may create files in
+  (permissions, a read-only file system); None if it is."""
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    return _not_writable(workdir, f"{path} is not a directory")
+  if not os.access(path, os.W_OK | os.X_OK):
+    return _not_writable(workdir, f"{path}: permission denied or a read-only file system")
+  return None
 
 
 def checkpoint_bytes(tree: Any) -> int:

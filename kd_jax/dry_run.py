@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from kd_jax import checkpoint as ckpt_lib
 from kd_jax import plan as plan_lib
 from kd_jax.bench import benchmarking
 from kd_jax.data import info as data_info
@@ -143,7 +144,8 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
   """Prints the job (see the module docstring); returns ``{run: {steps, step_s, estimate_s,
   how}}`` (``how``: 'measured' or 'estimated'; None where nothing trains or nothing was
   measured). What would stop the job at its start on this machine (a data set that cannot be
-  had, a teacher checkpoint not there) is printed last, one line each."""
+  had, a teacher checkpoint not there, a workdir it cannot write) is printed last, one line
+  each."""
   job = plan_lib.make(config, workdir, overrides, missing=True)
   print_fn(f"kd_jax: dry run of {len(job.runs)} run(s) in {workdir} (nothing is trained or "
            f"written)")
@@ -154,7 +156,8 @@ def describe(config: ml_collections.ConfigDict, workdir: str, measure: bool = Tr
          for name, run in job.runs.items()}
   if measure:
     _estimate(job, out, print_fn, measure_s)
-  for problem in job.problems:
+  writable = ckpt_lib.writable_problem(workdir)
+  for problem in job.problems + ((writable,) if writable else ()):
     print_fn(f"kd_jax: training here would stop at its start: {problem}")
   return out
 

@@ -96,3 +96,16 @@ def test_runs_of_one_step_share_a_measurement_and_the_rest_are_estimated_from_fl
   assert out["kd_seed0"]["step_s"] != out["scratch_seed0"]["step_s"]
   estimated = [l for l in lines if l.startswith("[teacher] estimate: ")]
   assert len(estimated) == 1 and "GFLOP/step by XLA's cost analysis at the" in estimated[0]
+
+
+def test_a_workdir_that_cannot_be_created_is_the_last_line_and_nothing_is_written(tmp_path):
+  """What the run would refuse at its start (``checkpoint.check_writable``), said without
+  writing: the workdir lies under a file."""
+  (tmp_path / "file").write_text("not a folder")
+  lines = []
+  dry_run.describe(load_config("configs/digits/distill.py", "kd"), str(tmp_path / "file" / "w"),
+                   measure=False, print_fn=lines.append)
+  assert lines[-1] == (f"kd_jax: training here would stop at its start: workdir "
+                       f"{tmp_path}/file/w is not writable ({tmp_path}/file is not a directory): "
+                       f"use another --workdir or fix its permissions")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

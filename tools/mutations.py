@@ -583,6 +583,12 @@ MUTATIONS = {
         "a run that starts from a run named after it (init_from) is planned before it",
         [("kd_jax/config.py", "    visit(runs[name].init_from, chain + (name,))", "    pass")],
         ["tests/test_plan.py::test_a_run_reading_a_later_named_run_with_init_from_trains_after_it"]),
+    "dry_run_writability_unchecked": (
+        "the dry run says nothing of a workdir that the run would refuse as not writable",
+        [("kd_jax/dry_run.py", "job.problems + ((writable,) if writable else ())",
+          "job.problems")],
+        ["tests/test_dry_run.py::"
+         "test_a_workdir_that_cannot_be_created_is_the_last_line_and_nothing_is_written"]),
 }
 
 
