@@ -589,6 +589,18 @@ MUTATIONS = {
           "job.problems")],
         ["tests/test_dry_run.py::"
          "test_a_workdir_that_cannot_be_created_is_the_last_line_and_nothing_is_written"]),
+    "crd_first_normaliser_differentiated": (
+        "CRD's normalisers, estimated at the first step from its own scores, pass gradient "
+        "(the reference's are constants: .item())",
+        [("kd_jax/losses/contrastive.py", "first = n * jnp.mean(jax.lax.stop_gradient(out))",
+          "first = n * jnp.mean(out)")],
+        ["tests/losses/test_reference_gradients.py::"
+         "test_crd_gradient_matches_reference_over_three_steps"]),
+    "vid_teacher_not_detached": (
+        "VID's teacher map receives gradient from the student's likelihood",
+        [("kd_jax/losses/features.py",
+          "jnp.square(mean - jax.lax.stop_gradient(f_t))", "jnp.square(mean - f_t)")],
+        ["tests/losses/test_reference_gradients.py::test_vid_gradient_matches_reference"]),
 }
 
 

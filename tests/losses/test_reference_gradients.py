@@ -1,17 +1,23 @@
 """RepDistiller's objectives (and KD, DKD) equal their reference implementations
-(``torch_reference``, float64 autograd) in gradient, w.r.t. the student's inputs, in float32
-within 1e-5 relative (of the largest element), as test_reference_match.py checks their values;
-also where a student's and a teacher's value tie exactly (a dead position, a zero row), where
-PyTorch's ``abs`` has gradient 0 and ``jnp.abs``'s is 1 (``losses.absolute``)."""
+(``torch_reference``, float64 autograd) in gradient, w.r.t. the student's inputs (and, for
+VID, its regressor's parameters; for CRD, both embeddings over three steps of its memory), in
+float32 within 1e-5 relative (of the largest element), as test_reference_match.py checks
+their values; also where a student's and a teacher's value tie exactly (a dead position, a
+zero row), where PyTorch's ``abs`` has gradient 0 and ``jnp.abs``'s is 1
+(``losses.absolute``)."""
+import functools
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
 from kd_jax import losses, methods
 from kd_jax.methods import Context
+from kd_jax.methods.vid import VIDRegressor
 from tests.losses import torch_reference as ref
-from tests.losses.test_reference_match import maps, nchw, rel_err
+from tests.losses.test_reference_match import B, maps, nchw, rel_err
 
 RTOL = 1e-5
 S_MAPS = [(16, 16, 16), (8, 8, 32), (4, 4, 64)]
@@ -97,3 +103,58 @@ def test_gradient_where_student_and_teacher_tie_matches_reference(name):
   got, want = gradients(name, tie(*CASES[name][2]()))
   assert all(np.isfinite(np.asarray(g)).all() for g in got)
   assert max(rel_err(g, w) for g, w in zip(got, want)) < RTOL
+
+
+@pytest.mark.parametrize("s_shape,t_shape", [((8, 8, 32), (8, 8, 48)), ((16, 16, 16), (8, 8, 24))])
+def test_vid_gradient_matches_reference(s_shape, t_shape):
+  """W.r.t. the student's map (pooled to the teacher's size where larger), the regressor's
+  three kernels and its per-channel ``log_scale``; the teacher's map gets none."""
+  fs, ft = maps(25, [s_shape]) + maps(26, [t_shape])
+  vid = methods.get("vid")()
+  module = VIDRegressor(t_shape[-1], vid.init_pred_var, vid.eps)
+  p = dict(jax.jit(module.init)(jax.random.PRNGKey(0), losses.vid_match(fs, ft)[0])["params"])
+  p["log_scale"] = p["log_scale"] + jnp.linspace(-1.0, 1.0, t_shape[-1])  # non-trivial variance
+
+  def ours(p, f_s, f_t):
+    f_s, f_t = losses.vid_match(f_s, f_t)
+    return losses.vid(*module.apply({"params": p}, f_s), f_t)
+  got_p, got_s, got_t = jax.jit(jax.grad(ours, argnums=(0, 1, 2)))(p, fs, ft)
+
+  kernels = [torch.from_numpy(np.asarray(p[f"TorchConv_{i}"]["Conv_0"]["kernel"], np.float64))
+             .permute(3, 2, 0, 1).contiguous().requires_grad_(True) for i in range(3)]
+  log_scale = torch.from_numpy(np.asarray(p["log_scale"], np.float64)).requires_grad_(True)
+  f_s = nchw(fs).requires_grad_(True)
+  conv = torch.nn.functional.conv2d
+  regressor = lambda x: conv(torch.relu(conv(torch.relu(conv(x, kernels[0])), kernels[1])),
+                             kernels[2])
+  ref.vid(f_s, nchw(ft), regressor, log_scale).backward()
+  assert rel_err(got_s, f_s.grad.permute(0, 2, 3, 1)) < RTOL
+  assert rel_err(got_p["log_scale"], log_scale.grad) < RTOL
+  for i, k in enumerate(kernels):
+    assert rel_err(got_p[f"TorchConv_{i}"]["Conv_0"]["kernel"], k.grad.permute(2, 3, 1, 0)) < RTOL
+  assert not np.asarray(got_t).any()  # (The reference's teacher map is a detached feature.)
+
+
+@pytest.mark.parametrize("nce_t, nce_m", [(None, None), (0.1, 0.8)])
+def test_crd_gradient_matches_reference_over_three_steps(nce_t, nce_m):
+  """W.r.t. the student's and the teacher's embeddings, at each of three steps (the memory
+  and its normalisers updated in between; the first step's normalisers, estimated from its
+  own scores, pass no gradient: the reference takes them with ``.item()``)."""
+  n, d, k = 500, 128, 64
+  rng = np.random.RandomState(27)
+  memory = losses.crd_memory_init(jax.random.PRNGKey(0), n, d)
+  crd = methods.get("crd")(**{k: v for k, v in (("nce_t", nce_t), ("nce_m", nce_m)) if v})
+  reference = ref.CRD(nchw(memory.student), nchw(memory.teacher), T=crd.nce_t,
+                      momentum=crd.nce_m)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  step = jax.jit(jax.grad(functools.partial(losses.crd, temperature=crd.nce_t,
+                                            momentum=crd.nce_m), argnums=(0, 1), has_aux=True))
+  for _ in range(3):
+    zs = unit(rng.randn(B, d)).astype(np.float32)
+    zt = unit(rng.randn(B, d)).astype(np.float32)
+    index = rng.choice(n, B, replace=False)
+    contrast = np.concatenate([index[:, None], rng.randint(0, n, (B, k))], axis=1)
+    (got_s, got_t), memory = step(zs, zt, memory, jnp.asarray(index), jnp.asarray(contrast))
+    v1, v2 = nchw(zs).requires_grad_(True), nchw(zt).requires_grad_(True)
+    reference(v1, v2, torch.from_numpy(index), torch.from_numpy(contrast)).backward()
+    assert rel_err(got_s, v1.grad) < RTOL and rel_err(got_t, v2.grad) < RTOL
