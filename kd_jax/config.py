@@ -340,20 +340,29 @@ def validate(config: ml_collections.ConfigDict, run_names=()) -> None:
   _check_downstream(config.downstream)
 
 
+def _is_number(value: Any) -> bool:
+  """An int or a float, not a bool (True is 1 to Python, never a number of a config)."""
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_scalars(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "num_epochs", "log_every_steps", "keep_checkpoints",
               "eval_every_epochs"):
     value = config[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_int(value) or value < 1:
       raise KdJaxError(f"config.{key} must be an integer >= 1, got {value!r}")
   for key in ("eval_batch_size", "checkpoint_every_steps", "num_classes"):
     value = config[key]
-    if not isinstance(value, int) or (value < 1 and value != -1):
+    if not _is_int(value) or (value < 1 and value != -1):
       raise KdJaxError(f"config.{key} must be an integer >= 1, or -1 for the default; got {value!r}")
   _check_data(config.data, "config.data")
   _check_published(config.published)
   fraction = config.data.labeled_fraction
-  if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+  if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
     raise KdJaxError(f"config.data.labeled_fraction must be a number in (0, 1], got {fraction!r}")
   if not isinstance(config.skip_nonfinite_steps, bool):
     raise KdJaxError(f"config.skip_nonfinite_steps must be True or False, got "
@@ -368,8 +377,7 @@ def _check_scalars(config: ml_collections.ConfigDict) -> None:
 
 def _check_seeds(config: ml_collections.ConfigDict) -> None:
   seeds = config.seeds
-  if (isinstance(seeds, (str, int)) or not all(isinstance(k, int) and not isinstance(k, bool)
-                                                and k >= 0 for k in seeds)
+  if (isinstance(seeds, (str, int)) or not all(_is_int(k) and k >= 0 for k in seeds)
       or len(set(seeds)) != len(seeds)):
     raise KdJaxError(f"config.seeds must be a list of distinct integers >= 0 (or () for one "
                      f"seed, config.seed), got {seeds!r}")
@@ -460,7 +468,7 @@ def _check_heads_and_tasks(config: ml_collections.ConfigDict) -> None:
     if not name.isidentifier():
       raise KdJaxError(f"config.eval_tasks: {name!r} must be a name (letters, digits, _)")
     if (not isinstance(classes, (list, tuple)) or not classes
-        or not all(isinstance(c, int) and c >= 0 for c in classes)):
+        or not all(_is_int(c) and c >= 0 for c in classes)):
       raise KdJaxError(f"config.eval_tasks.{name} must be a list of class ids, got {classes!r}")
 
 
@@ -480,11 +488,11 @@ def _check_downstream(ds: ml_collections.ConfigDict) -> None:
                        f"{ds.validation_fraction!r}")
     l2 = ds.probe_l2
     if (isinstance(l2, str) or not l2
-        or not all(isinstance(v, (int, float)) and v >= 0 for v in l2)):
+        or not all(_is_number(v) and v >= 0 for v in l2)):
       raise KdJaxError(f"config.downstream.probe_l2 must be a list of numbers >= 0, got {l2!r}")
     for key in ("probe_steps", "num_epochs", "batch_size"):
       value = ds[key]
-      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      if not _is_int(value) or value < 1:
         raise KdJaxError(f"config.downstream.{key} must be an integer >= 1, got {value!r}")
     _check_optimizer(ds.optimizer, "config.downstream.optimizer")
 
@@ -493,7 +501,7 @@ def _check_published(rows) -> None:
   for row in rows:
     ok = (isinstance(row, (tuple, list)) and len(row) == 4
           and all(isinstance(v, str) for v in row[:3])
-          and isinstance(row[3], (int, float)) and not isinstance(row[3], bool))
+          and _is_number(row[3]))
     if not ok:
       raise KdJaxError(f"config.published: each row must be (table, row, seed group or run, "
                        f"published % or -1), got {row!r}")
@@ -521,12 +529,12 @@ def _check_data(data, where: str) -> None:
     raise KdJaxError(f"{where}.augment_on='device' takes one data set with train_augment none, "
                      f"cifar or pad_crop (inception crops and unions are prepared on the host)")
   mean, std = tuple(data.get("mean", ()) or ()), tuple(data.get("std", ()) or ())
-  numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std)
-  if len(mean) != len(std) or not numbers or any(not v > 0 for v in std):
+  if (len(mean) != len(std) or not all(_is_number(v) for v in mean + std)
+      or any(not v > 0 for v in std)):
     raise KdJaxError(f"{where}.mean and {where}.std must be set together, as equally long lists "
                      f"of numbers (std > 0), got {list(mean)} and {list(std)}")
   size = data.get("image_size", -1)
-  if size not in (None, -1) and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+  if size not in (None, -1) and (not _is_int(size) or size < 1):
     raise KdJaxError(f"{where}.image_size must be an integer >= 1, or -1 for the data set's "
                      f"preset; got {size!r}")
 
@@ -538,29 +546,28 @@ def _check_optimizer(opt, where: str) -> None:
     if not prefix.startswith(("student", "adapters", "aux")):  # aux: the old name.
       raise KdJaxError(f"{where}.lr_scale: {prefix!r} must be a parameter path starting with "
                        f"student or adapters (e.g. student/fc, adapters/<objective>)")
-    if not isinstance(scale, (int, float)) or not scale >= 0:  # NaN too.
+    if not _is_number(scale) or not scale >= 0:  # NaN too.
       raise KdJaxError(f"{where}.lr_scale.{prefix} must be a number >= 0, got {scale!r}")
   if opt.get("decay", "all") not in ("all", "timm"):
     raise KdJaxError(f"{where}.decay must be all or timm, got {opt.decay!r}")
   clip = opt.get("clip_norm", 0.0)
-  if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip >= 0:
+  if not _is_number(clip) or not clip >= 0:
     raise KdJaxError(f"{where}.clip_norm must be a number >= 0 (0: no clipping), got {clip!r}")
   if opt.schedule not in ("step", "cosine", "constant"):
     raise KdJaxError(f"{where}.schedule must be step, cosine or constant, got {opt.schedule!r}")
-  if not isinstance(opt.lr, (int, float)) or not opt.lr > 0:  # NaN too.
+  if not _is_number(opt.lr) or not opt.lr > 0:  # NaN too.
     raise KdJaxError(f"{where}.lr must be a number > 0, got {opt.lr!r}")
-  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
   for key, ok, what in (("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
                         ("weight_decay", lambda v: v >= 0, ">= 0"),
                         ("decay_factor", lambda v: v > 0, "> 0"),
                         ("warmup_epochs", lambda v: v >= 0, ">= 0")):
     value = opt.get(key)
-    if not number(value) or not ok(value):  # NaN fails every comparison.
+    if not _is_number(value) or not ok(value):  # NaN fails every comparison.
       raise KdJaxError(f"{where}.{key} must be a number {what}, got {value!r}")
   batch = opt.get("lr_reference_batch")
-  if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
+  if not _is_int(batch) or batch < 0:
     raise KdJaxError(f"{where}.lr_reference_batch must be an integer >= 0 (0: no scaling), "
                      f"got {batch!r}")
   epochs = tuple(opt.get("decay_epochs") or ())
-  if not all(number(e) and e >= 0 for e in epochs):
+  if not all(_is_number(e) and e >= 0 for e in epochs):
     raise KdJaxError(f"{where}.decay_epochs must be a list of epochs >= 0, got {list(epochs)}")

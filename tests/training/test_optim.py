@@ -55,6 +55,8 @@ def test_adam_adds_the_weight_decay_to_the_gradient_like_pytorch():
     ({"fc": 10.0}, r"^config\.optimizer\.lr_scale: 'fc' must be a parameter path starting "
                    r"with student or adapters"),
     ({"aux/cfl": -1.0}, r"^config\.optimizer\.lr_scale\.aux/cfl must be a number >= 0"),
+    ({"student/fc": True}, r"^config\.optimizer\.lr_scale\.student/fc must be a number >= 0, "
+                           r"got True$"),
 ])
 def test_bad_lr_scales_fail_in_one_line(lr_scale, message):
   c = config_lib.base_config()
