@@ -40,12 +40,83 @@ def local_workdir(value: str, flag: str = "--workdir") -> str:
 def define_config(default: str | None, help_text: str):
   """``config_flags.DEFINE_config_file("config", ...)`` (locked). With a default file, the
   default loads and the ``--config.*`` overrides apply here, at definition: their errors
-  are one line too."""
+  are one line too. An override of an objective's hyperparameter that the file leaves at
+  its default (``--config.objectives.kd.temperature=8``, or ``--config.runs.<run>.objectives.
+  ...``) sets it: ``with_objective_fields``."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  # The module that defines DEFINE_config_file's parser class (not exported): the parser is
+  # made from its name when the flag is defined, so ours, a subclass, stands in for this call.
+  from ml_collections.config_flags import config_flags as impl  # pylint: disable=g-import-not-at-top
+  file_parser = impl.ConfigFileFlagParser
+
+  class Parser(file_parser):
+    def parse(self, path):
+      return with_objective_fields(super().parse(path), _config_overrides(sys.argv))
+
+  impl.ConfigFileFlagParser = Parser
   try:
     return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
   except Exception as err:  # pylint: disable=broad-except
     sys.exit(flag_error(err))
+  finally:
+    impl.ConfigFileFlagParser = file_parser
+
+
+# What an objective's entry may hold besides its method's hyperparameters (distill.parsing).
+_OBJECTIVE_FIELDS = ("loss", "weight", "teacher", "student_feature", "teacher_feature", "view",
+                     "init_epochs", "init_lr", "main_phase")
+_FIELD_HINTS: dict[str, str] = {}  # An override's unknown field -> what to say of it.
+
+
+def _config_overrides(argv: list[str]) -> list[str]:
+  """The paths of the ``--config.<path>[=value]`` arguments."""
+  return [a.split("=", 1)[0].split(".", 1)[1] for a in argv[1:]
+          if a.startswith(("--config.", "-config."))]
+
+
+def with_objective_fields(config, paths: list[str]):
+  """``config`` with each objective field that a path of ``paths`` names but the file does
+  not set (``[runs.<run>.]objectives.<objective>.<field>``: a hyperparameter of the
+  objective's method, its ``weight``, or ``init_epochs`` / ``main_phase`` of a method with
+  an initialisation phase) added at its default, so that the override sets it like any
+  field (parsed by the default's type). Other paths are left to the override's own errors."""
+  try:
+    config.keys()
+  except Exception:  # pylint: disable=broad-except  (a file that failed to load: start() says)
+    return config
+  from kd_jax import methods  # pylint: disable=g-import-not-at-top
+  for path in paths:
+    parts = path.split(".")
+    if len(parts) == 3 and parts[0] == "objectives":
+      holder, name, field = config, parts[1], parts[2]
+    elif len(parts) == 5 and parts[0] == "runs" and parts[2] == "objectives":
+      holder, name, field = config.get("runs", {}).get(parts[1]), parts[3], parts[4]
+    else:
+      continue
+    entry = (holder or {}).get("objectives", {}).get(name)
+    if entry is None or not hasattr(entry, "unlocked") or field in entry:
+      continue
+    try:
+      methods.import_modules(tuple(config.get("method_modules", ()))
+                             + tuple((holder or {}).get("method_modules", ())))
+    except Exception:  # pylint: disable=broad-except  (validation reports a bad module)
+      pass
+    method = methods.REGISTRY.get(entry.get("loss", name))
+    if method is None:
+      continue
+    defaults = {"weight": 1.0, **({"init_epochs": method.phase.epochs,
+                                   "main_phase": method.phase.in_main} if method.phase else {}),
+                **method.hparams()}
+    if field not in defaults and field not in _OBJECTIVE_FIELDS:
+      _FIELD_HINTS[field] = (f"objective {name!r} (loss {method.name!r}) has no field "
+                             f"{field!r}; its hyperparameters: "
+                             f"{', '.join(method.hparams()) or 'none'}")
+    default = defaults.get(field)
+    if default is None:
+      continue
+    with entry.unlocked():
+      entry[field] = default
+  return config
 
 
 def flag_error(err: Exception) -> str:
@@ -57,7 +128,7 @@ def flag_error(err: Exception) -> str:
     field = text.split()[0].strip("'\\") if text else "?"
     hint = text[len(field):].strip(" '")
     if not hint:
-      hint = _run_field_hint(field)
+      hint = _FIELD_HINTS.get(field) or _run_field_hint(field)
     return (f"kd_jax: error: unknown config field in --config.* override: {field!r}"
             f"{'; ' + hint if hint else ''}")
   return load_error(err)
@@ -66,11 +137,13 @@ def flag_error(err: Exception) -> str:
 def _run_field_hint(field: str) -> str:
   """Where a field given for one run (``--config.runs.<run>.<field>``) goes instead."""
   for arg in sys.argv[1:]:
-    path = arg.split("=", 1)[0]
-    if path.startswith("--config.runs.") and path.endswith(f".{field}"):
+    parts = arg.split("=", 1)[0][2:].split(".")
+    if parts[:2] == ["config", "runs"] and field in parts[3:]:
+      missing = ".".join(parts[:parts.index(field, 3) + 1])
       every = " (every run with teachers)" if field == "teacher_cache" else ""
-      return (f"{path[2:]} is not in the config file's run, and a run holds only the fields "
-              f"its file sets: --config.{field}=... sets it for every run{every}")
+      return (f"{missing} is not in the config file's run, and a run holds only the fields "
+              f"its file sets: --config.{'.'.join(parts[3:])}=... sets it for every run"
+              f"{every}")
   return ""
 
 

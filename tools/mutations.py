@@ -601,6 +601,14 @@ MUTATIONS = {
         [("kd_jax/losses/features.py",
           "jnp.square(mean - jax.lax.stop_gradient(f_t))", "jnp.square(mean - f_t)")],
         ["tests/losses/test_reference_gradients.py::test_vid_gradient_matches_reference"]),
+    "objective_override_needs_the_field_in_the_file": (
+        "--config.objectives.kd.temperature=8 is refused where the config file leaves kd's "
+        "temperature at its default",
+        [("kd_jax/cli.py", "  impl.ConfigFileFlagParser = Parser\n", "")],
+        ["tests/training/test_bad_inputs.py::"
+         "test_an_objective_field_the_file_leaves_at_its_default_is_overridden",
+         "tests/training/test_bad_inputs.py::"
+         "test_a_run_objective_field_of_the_default_config_is_overridden_when_the_flag_is_defined"]),
 }
 
 

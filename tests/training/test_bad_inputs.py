@@ -57,6 +57,35 @@ def test_a_field_one_run_lacks_says_where_it_goes(tmp_path):
       "(every run with teachers)"]
 
 
+def test_an_objective_field_the_file_leaves_at_its_default_is_overridden(tmp_path):
+  """configs/digits/distill.py:kd sets its objectives' weights only: kd's temperature (in
+  the run kd) and ce's label smoothing (top level: the teacher run) are overridden all the
+  same (out of range, refused by the plan before anything trains: they reached the
+  methods), and a field kd lacks says which ones it has."""
+  config = "--config=configs/digits/distill.py:kd"
+  for override, refused in (
+      ("--config.runs.kd.objectives.kd.temperature=-2",
+       "[kd] config.objectives.kd: temperature must be > 0, got -2.0"),
+      ("--config.objectives.ce.label_smoothing=2.0",
+       "[teacher] config.objectives.ce: label_smoothing must be in [0, 1], got 2.0")):
+    rc, err = _cli(config, override, f"--workdir={tmp_path}")
+    assert rc == 1 and err == [f"kd_jax: error: {refused}"]
+  rc, err = _cli(config, "--config.runs.kd.objectives.kd.tempreature=8", f"--workdir={tmp_path}")
+  assert rc == 1 and err == [
+      "kd_jax: error: unknown config field in --config.* override: 'tempreature'; objective "
+      "'kd' (loss 'kd') has no field 'tempreature'; its hyperparameters: temperature, "
+      "logit_stand"]
+
+
+def test_a_run_objective_field_of_the_default_config_is_overridden_when_the_flag_is_defined(
+    tmp_path):
+  """Without --config the default file loads, and the overrides apply, at definition."""
+  rc, err = _cli("--config.runs.kd_student.objectives.ce.label_smoothing=2.0",
+                 f"--workdir={tmp_path}")
+  assert rc == 1 and err == ["kd_jax: error: [kd_student] config.objectives.ce: label_smoothing "
+                             "must be in [0, 1], got 2.0"]
+
+
 def test_unknown_model(tiny_config, tmp_path):
   with pytest.raises(KdJaxError, match=r"^config\.model: unknown model 'resnet9'; valid names: "):
     job.run(tiny_config(model="resnet9"), str(tmp_path))
@@ -139,3 +168,22 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tiny_config, tmp_path
   assert jax.tree.structure(kept) == jax.tree.structure(good)
   for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(kept)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_only_objective_fields_the_file_leaves_unset_are_added_at_their_defaults():
+  """``cli.with_objective_fields``: a method's hyperparameter (a tuple too), weight, and an
+  initialisation phase's fields are added at their defaults (the override then sets them);
+  a field the file sets, an unknown objective or field, and other paths are left alone."""
+  import ml_collections
+  from kd_jax import cli
+  c = ml_collections.ConfigDict({"objectives": {"kd": {"weight": 0.5}, "ab": {}},
+                                 "runs": {"s": {"objectives": {"cfl": {}}}}, "num_epochs": 3})
+  c.lock()
+  cli.with_objective_fields(c, ["objectives.kd.temperature", "objectives.kd.weight",
+                                "objectives.ab.init_epochs", "objectives.ab.main_phase",
+                                "runs.s.objectives.cfl.sigmas", "objectives.kd.nope",
+                                "objectives.nope.temperature", "num_epochs", "runs.s.seed"])
+  assert c.objectives.kd.to_dict() == {"weight": 0.5, "temperature": 4.0}
+  assert c.objectives.ab.to_dict() == {"init_epochs": 30, "main_phase": False}
+  assert c.runs.s.objectives.cfl.to_dict() == {"sigmas": (0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)}
+  assert "nope" not in c.objectives and c.num_epochs == 3 and "seed" not in c.runs.s
