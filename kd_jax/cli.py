@@ -40,9 +40,9 @@ def local_workdir(value: str, flag: str = "--workdir") -> str:
 def define_config(default: str | None, help_text: str):
   """``config_flags.DEFINE_config_file("config", ...)`` (locked). With a default file, the
   default loads and the ``--config.*`` overrides apply here, at definition: their errors
-  are one line too. An override of an objective's hyperparameter that the file leaves at
-  its default (``--config.objectives.kd.temperature=8``, or ``--config.runs.<run>.objectives.
-  ...``) sets it: ``with_objective_fields``."""
+  are one line too. An override of an objective's hyperparameter (or a teacher's field)
+  that the file leaves at its default (``--config.objectives.kd.temperature=8``, or
+  ``--config.runs.<run>.objectives...``) sets it: ``with_unset_fields``."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   # The module that defines DEFINE_config_file's parser class (not exported): the parser is
   # made from its name when the flag is defined, so ours, a subclass, stands in for this call.
@@ -51,7 +51,7 @@ def define_config(default: str | None, help_text: str):
 
   class Parser(file_parser):
     def parse(self, path):
-      return with_objective_fields(super().parse(path), _config_overrides(sys.argv))
+      return with_unset_fields(super().parse(path), _config_overrides(sys.argv))
 
   impl.ConfigFileFlagParser = Parser
   try:
@@ -74,49 +74,67 @@ def _config_overrides(argv: list[str]) -> list[str]:
           if a.startswith(("--config.", "-config."))]
 
 
-def with_objective_fields(config, paths: list[str]):
-  """``config`` with each objective field that a path of ``paths`` names but the file does
-  not set (``[runs.<run>.]objectives.<objective>.<field>``: a hyperparameter of the
-  objective's method, its ``weight``, or ``init_epochs`` / ``main_phase`` of a method with
-  an initialisation phase) added at its default, so that the override sets it like any
-  field (parsed by the default's type). Other paths are left to the override's own errors."""
+def with_unset_fields(config, paths: list[str]):
+  """``config`` with each field of an objective or a teacher that a path of ``paths`` names
+  but the file does not set added at its default, so that the override sets it like any
+  field (parsed by the default's type): ``[runs.<run>.]objectives.<objective>.<field>`` (a
+  hyperparameter of the objective's method, its ``weight``, or ``init_epochs`` /
+  ``main_phase`` of a method with an initialisation phase) and
+  ``[runs.<run>.]teachers.<teacher>.<field>`` (``which``, ``head``, ``num_classes``, and
+  ``checkpoint`` or ``run``: a teacher trained by the job read from a checkpoint with
+  ``...teacher.run= ...teacher.checkpoint=<workdir>``). Other
+  paths are left to the override's own errors."""
   try:
     config.keys()
   except Exception:  # pylint: disable=broad-except  (a file that failed to load: start() says)
     return config
-  from kd_jax import methods  # pylint: disable=g-import-not-at-top
   for path in paths:
     parts = path.split(".")
-    if len(parts) == 3 and parts[0] == "objectives":
-      holder, name, field = config, parts[1], parts[2]
-    elif len(parts) == 5 and parts[0] == "runs" and parts[2] == "objectives":
-      holder, name, field = config.get("runs", {}).get(parts[1]), parts[3], parts[4]
+    if len(parts) == 3:
+      holder, (group, name, field) = config, parts
+    elif len(parts) == 5 and parts[0] == "runs":
+      holder, (group, name, field) = config.get("runs", {}).get(parts[1]), parts[2:]
     else:
       continue
-    entry = (holder or {}).get("objectives", {}).get(name)
+    if group not in ("objectives", "teachers"):
+      continue
+    entry = (holder or {}).get(group, {}).get(name)
     if entry is None or not hasattr(entry, "unlocked") or field in entry:
       continue
-    try:
-      methods.import_modules(tuple(config.get("method_modules", ()))
-                             + tuple((holder or {}).get("method_modules", ())))
-    except Exception:  # pylint: disable=broad-except  (validation reports a bad module)
-      pass
-    method = methods.REGISTRY.get(entry.get("loss", name))
-    if method is None:
-      continue
-    defaults = {"weight": 1.0, **({"init_epochs": method.phase.epochs,
-                                   "main_phase": method.phase.in_main} if method.phase else {}),
-                **method.hparams()}
-    if field not in defaults and field not in _OBJECTIVE_FIELDS:
-      _FIELD_HINTS[field] = (f"objective {name!r} (loss {method.name!r}) has no field "
-                             f"{field!r}; its hyperparameters: "
-                             f"{', '.join(method.hparams()) or 'none'}")
-    default = defaults.get(field)
-    if default is None:
-      continue
-    with entry.unlocked():
-      entry[field] = default
+    if group == "teachers":
+      default = _TEACHER_DEFAULTS.get(field)
+    else:
+      default = _objective_default(config, holder, name, entry, field)
+    if default is not None:
+      with entry.unlocked():
+        entry[field] = default
   return config
+
+
+# The fields of a teacher's entry that a config may leave out, at their defaults (plan.plan_teacher).
+_TEACHER_DEFAULTS = {"which": "latest", "head": "", "num_classes": 0, "checkpoint": "", "run": ""}
+
+
+def _objective_default(config, holder, name: str, entry, field: str):
+  """The default of an objective's ``field`` (None: none to add); a field its method lacks
+  gets a hint for the override's error."""
+  from kd_jax import methods  # pylint: disable=g-import-not-at-top
+  try:
+    methods.import_modules(tuple(config.get("method_modules", ()))
+                           + tuple(holder.get("method_modules", ())))
+  except Exception:  # pylint: disable=broad-except  (validation reports a bad module)
+    pass
+  method = methods.REGISTRY.get(entry.get("loss", name))
+  if method is None:
+    return None
+  defaults = {"weight": 1.0, **({"init_epochs": method.phase.epochs,
+                                 "main_phase": method.phase.in_main} if method.phase else {}),
+              **method.hparams()}
+  if field not in defaults and field not in _OBJECTIVE_FIELDS:
+    _FIELD_HINTS[field] = (f"objective {name!r} (loss {method.name!r}) has no field "
+                           f"{field!r}; its hyperparameters: "
+                           f"{', '.join(method.hparams()) or 'none'}")
+  return defaults.get(field)
 
 
 def flag_error(err: Exception) -> str:

@@ -170,20 +170,39 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tiny_config, tmp_path
     np.testing.assert_array_equal(a, b)
 
 
-def test_only_objective_fields_the_file_leaves_unset_are_added_at_their_defaults():
-  """``cli.with_objective_fields``: a method's hyperparameter (a tuple too), weight, and an
-  initialisation phase's fields are added at their defaults (the override then sets them);
-  a field the file sets, an unknown objective or field, and other paths are left alone."""
+def test_only_objective_and_teacher_fields_the_file_leaves_unset_are_added_at_their_defaults():
+  """``cli.with_unset_fields``: a method's hyperparameter (a tuple too), weight, an
+  initialisation phase's fields and a teacher's are added at their defaults (the override
+  then sets them); a field the file sets, an unknown objective or field, and other paths
+  are left alone."""
   import ml_collections
   from kd_jax import cli
-  c = ml_collections.ConfigDict({"objectives": {"kd": {"weight": 0.5}, "ab": {}},
-                                 "runs": {"s": {"objectives": {"cfl": {}}}}, "num_epochs": 3})
+  c = ml_collections.ConfigDict({
+      "objectives": {"kd": {"weight": 0.5}, "ab": {}},
+      "runs": {"s": {"objectives": {"cfl": {}},
+                     "teachers": {"t": {"model": "resnet20", "run": "teacher"}}}},
+      "num_epochs": 3})
   c.lock()
-  cli.with_objective_fields(c, ["objectives.kd.temperature", "objectives.kd.weight",
-                                "objectives.ab.init_epochs", "objectives.ab.main_phase",
-                                "runs.s.objectives.cfl.sigmas", "objectives.kd.nope",
-                                "objectives.nope.temperature", "num_epochs", "runs.s.seed"])
+  cli.with_unset_fields(c, ["objectives.kd.temperature", "objectives.kd.weight",
+                            "objectives.ab.init_epochs", "objectives.ab.main_phase",
+                            "runs.s.objectives.cfl.sigmas", "objectives.kd.nope",
+                            "objectives.nope.temperature", "num_epochs", "runs.s.seed",
+                            "runs.s.teachers.t.checkpoint", "runs.s.teachers.t.run",
+                            "runs.s.teachers.t.which", "runs.s.teachers.t.nope"])
   assert c.objectives.kd.to_dict() == {"weight": 0.5, "temperature": 4.0}
   assert c.objectives.ab.to_dict() == {"init_epochs": 30, "main_phase": False}
   assert c.runs.s.objectives.cfl.to_dict() == {"sigmas": (0.001, 0.01, 0.05, 0.1, 0.2, 1.0, 2.0)}
+  assert c.runs.s.teachers.t.to_dict() == {"model": "resnet20", "run": "teacher",
+                                           "checkpoint": "", "which": "latest"}
   assert "nope" not in c.objectives and c.num_epochs == 3 and "seed" not in c.runs.s
+
+
+def test_a_teacher_the_job_trains_is_read_from_a_checkpoint_by_overrides(tmp_path):
+  """``--config.runs.kd.teachers.teacher.run= ...checkpoint=<workdir>`` (a field the file
+  leaves unset): the kd run reads that workdir (here one without a checkpoint: refused)."""
+  rc, err = _cli("--config=configs/digits/distill.py:kd", "--config.runs.kd.teachers.teacher.run=",
+                 f"--config.runs.kd.teachers.teacher.checkpoint={tmp_path}/t",
+                 f"--workdir={tmp_path}/w")
+  assert rc == 1 and err == [f"kd_jax: error: [kd] config.teachers.teacher.checkpoint: no kd_jax "
+                             f"checkpoint in {tmp_path}/t (expected {tmp_path}/t/checkpoints); "
+                             f"train it first or convert a PyTorch teacher into it"]
