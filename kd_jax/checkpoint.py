@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import logging
 import os
 import shutil
@@ -484,6 +485,53 @@ def save_model_variables(workdir: str, variables: dict[str, Any], meta: dict[str
 
 def is_complete_run(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "results.json"))
+
+
+CONFIG_FILE = "config.json"  # A run's config, as its workdir was trained with.
+# Fields that say how a run is carried out or reported, not what it trains: a run resumes,
+# or its finished result is reused, with other values (num_epochs: the main phase may be
+# lengthened on a resume; not of a finished run). downstream: evaluated after training.
+_NOT_TRAINED = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+                "eval_every_epochs", "eval_batch_size", "data.data_dir", "data.download",
+                "data.cache", "seed_compute", "side_by_side", "runs", "published",
+                "published_source", "method_modules", "downstream")
+
+
+def _as_json(config: Any) -> dict[str, Any]:
+  return json.loads(json.dumps(dict(config), default=str))
+
+
+def save_run_config(workdir: str, config: dict[str, Any]) -> None:
+  """Writes a run's config (``plan.RunPlan.trained_config``: JSON, objectives and teachers
+  resolved) to ``<workdir>/config.json``, which ``check_run_config`` reads."""
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    json.dump(_as_json(config), f, indent=2, sort_keys=True)
+
+
+def check_run_config(workdir: str, config: dict[str, Any]) -> None:
+  """Refuses, in one line, a workdir whose run was trained with another config (as
+  ``save_run_config`` wrote it) in what it trains (every field but ``_NOT_TRAINED``'s;
+  ``num_epochs`` too once the run finished): resuming would mix two configs, and a
+  finished run's results would be reported for a config they are not of. A workdir without
+  ``config.json`` (written before kd_jax saved it) is not checked."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      saved = traverse_util.flatten_dict(json.load(f), sep=".")
+  except (OSError, ValueError, AttributeError) as err:
+    raise KdJaxError(f"cannot read {path}: {first_line(err)[:200]}") from None
+  now = traverse_util.flatten_dict(_as_json(config), sep=".")
+  skip = _NOT_TRAINED + (() if is_complete_run(workdir) else ("num_epochs",))
+  kept = lambda key: not any(key == f or key.startswith(f + ".") for f in skip)
+  for key in sorted({*saved, *now}):
+    if kept(key) and saved.get(key, "(not set)") != now.get(key, "(not set)"):
+      state = "finished" if is_complete_run(workdir) else "in progress"
+      raise KdJaxError(f"workdir {workdir} holds a run ({state}) trained with {key}="
+                       f"{saved.get(key, '(not set)')!r}, but this config has {key}="
+                       f"{now.get(key, '(not set)')!r}: use another --workdir (or remove that "
+                       f"one to train this config there)")
 
 
 def pretrained_mismatch(target: dict[str, Any], pretrained: dict[str, Any]) -> str | None:

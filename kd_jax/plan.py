@@ -17,6 +17,7 @@ and how to override one of them (``--config.runs.<run>.<field>=...``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Mapping, Sequence
 
@@ -147,6 +148,25 @@ class RunPlan:
     cfg.objectives = ml_collections.ConfigDict(dict(objectives_cfg))
     return _plan_run(self.name, cfg, self.workdir, {}, _Shapes(), teachers=self.teachers,
                      check_heads=not measurement_only)
+
+  def trained_config(self) -> dict[str, Any]:
+    """The config as JSON, its objectives and teachers resolved (every hyperparameter, set
+    or default; each teacher's model, classes, heads and the run of this job that trains
+    it, not the folder it is read from, nor the teacher cache's: a workdir moved or copied
+    trains the same): what decides what this run trains (``checkpoint.check_run_config``
+    compares it)."""
+    c = self.config.to_dict()
+    c["teacher_cache"] = "cached" if c.get("teacher_cache") else ""
+    c["objectives"] = {o.name: {
+        "loss": o.loss, "weight": o.weight, "teacher": o.teacher,
+        "student_feature": o.student_feature, "teacher_feature": o.teacher_feature,
+        "init_epochs": o.init_epochs, "init_lr": o.init_lr, "main_phase": o.main_phase,
+        "view": o.view, **{k: getattr(o.method, k) for k in o.method.hparams()}}
+        for o in self.objectives}
+    c["teachers"] = {n: {"model": t.model, "num_classes": t.num_classes, "heads": dict(t.heads),
+                         "head": t.head, "run": t.run, "which": t.which}
+                     for n, t in self.teachers.items()}
+    return json.loads(json.dumps(c, default=str))
 
   def step_key(self) -> str:
     """What decides the compiled train step: runs with equal keys run the same program."""
@@ -353,6 +373,8 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
                 "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})}
     for seed, seed_dir in (plan.seed_workdirs() or {cfg.seed: run_dir}).items():
       ckpt_lib.check_resumable(seed_dir, {**expected, "seed": seed})
+  if not plan.seeds:  # (A run of seeds writes no config.json: each folder is one seed's.)
+    ckpt_lib.check_run_config(run_dir, plan.trained_config())
   downstream = _plan_downstream(name, cfg, run_dir, earlier, shapes, _Backbone.trained(
       plan, shapes, "the student this run trains")) if cfg.downstream.data.name else None
   return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes,

@@ -351,3 +351,31 @@ def test_the_variable_shapes_read_from_a_checkpoints_metadata_are_those_it_loads
   as_shapes = lambda tree: jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), tree)
   assert as_shapes(shapes) == as_shapes(variables)
   assert jax.tree.leaves(shapes)
+
+
+def test_a_workdir_trained_with_another_config_is_refused_in_one_line(tmp_path, tiny_config):
+  """The run writes config.json (objectives and teachers resolved); the next command must
+  train the same thing there: other logging, or a hyperparameter set to its default, is the
+  same run; another hyperparameter, or more epochs of a finished run, is refused."""
+  import json
+  workdir = str(tmp_path / "w")
+  job.run(tiny_config(), workdir)
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["objectives"]["ce"] == {
+      "loss": "ce", "weight": 1.0, "teacher": None, "student_feature": None,
+      "teacher_feature": None, "init_epochs": 0, "init_lr": None, "main_phase": True,
+      "view": "", "label_smoothing": 0.0}
+  same = tiny_config(log_every_steps=7, keep_checkpoints=1)
+  same.objectives.ce.label_smoothing = 0.0
+  plan.make(same, workdir)
+  other = tiny_config()
+  other.objectives.ce.label_smoothing = 0.1
+  with pytest.raises(KdJaxError, match=(
+      rf"^workdir {workdir} holds a run \(finished\) trained with "
+      r"objectives\.ce\.label_smoothing=0\.0, but this config has "
+      r"objectives\.ce\.label_smoothing=0\.1: use another --workdir \(or remove that one to "
+      r"train this config there\)$")):
+    plan.make(other, workdir)
+  with pytest.raises(KdJaxError, match=r"trained with num_epochs=2, but this config has "
+                                       r"num_epochs=3"):
+    plan.make(tiny_config(num_epochs=3), workdir)

@@ -440,6 +440,8 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
     per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items()) // max(1, len(seeds))
     for d, _ in where.values():
       ckpt_lib.check_writable(d, (config.keep_checkpoints + 2) * per_checkpoint)
+    if not seeds:  # What a later command is compared with (checkpoint.check_run_config).
+      ckpt_lib.save_run_config(workdir, plan.trained_config())
   outs = [_Out(name, d, ckpt_lib.Checkpoints(d, config.keep_checkpoints), m,
                *metrics_lib.create_writers(d, name)) for name, (d, m) in where.items()]
   eval_fn = make_eval_step(parts.student, eval_classes, config.eval_head or None,
