@@ -508,30 +508,37 @@ def save_run_config(workdir: str, config: dict[str, Any]) -> None:
     json.dump(_as_json(config), f, indent=2, sort_keys=True)
 
 
-def check_run_config(workdir: str, config: dict[str, Any]) -> None:
-  """Refuses, in one line, a workdir whose run was trained with another config (as
-  ``save_run_config`` wrote it) in what it trains (every field but ``_NOT_TRAINED``'s;
-  ``num_epochs`` too once the run finished): resuming would mix two configs, and a
-  finished run's results would be reported for a config they are not of. A workdir without
-  ``config.json`` (written before kd_jax saved it) is not checked."""
+def run_config_differences(workdir: str, config: dict[str, Any], epochs: bool = True
+                           ) -> list[str]:
+  """``field: <there> -> <here>`` for each field that decides what is trained (all but
+  ``_NOT_TRAINED``'s; ``num_epochs`` only with ``epochs``) where the run in ``workdir`` (its
+  ``config.json``, ``save_run_config``) was trained with another value than ``config``'s;
+  [] where it has no config.json (written before kd_jax saved it)."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
-    return
+    return []
   try:
     with open(path) as f:
       saved = traverse_util.flatten_dict(json.load(f), sep=".")
   except (OSError, ValueError, AttributeError) as err:
     raise KdJaxError(f"cannot read {path}: {first_line(err)[:200]}") from None
   now = traverse_util.flatten_dict(_as_json(config), sep=".")
-  skip = _NOT_TRAINED + (() if is_complete_run(workdir) else ("num_epochs",))
+  skip = _NOT_TRAINED + (() if epochs else ("num_epochs",))
   kept = lambda key: not any(key == f or key.startswith(f + ".") for f in skip)
-  for key in sorted({*saved, *now}):
-    if kept(key) and saved.get(key, "(not set)") != now.get(key, "(not set)"):
-      state = "finished" if is_complete_run(workdir) else "in progress"
-      raise KdJaxError(f"workdir {workdir} holds a run ({state}) trained with {key}="
-                       f"{saved.get(key, '(not set)')!r}, but this config has {key}="
-                       f"{now.get(key, '(not set)')!r}: use another --workdir (or remove that "
-                       f"one to train this config there)")
+  unset = "(not set)"
+  return [f"{key}: {saved.get(key, unset)!r} -> {now.get(key, unset)!r}"
+          for key in sorted({*saved, *now})
+          if kept(key) and saved.get(key, unset) != now.get(key, unset)]
+
+
+def check_finished_run_config(workdir: str, config: dict[str, Any]) -> None:
+  """Refuses, in one line, a finished run (one a job does not train again) that was trained
+  with another config in what it trains: its results would be reported as this config's."""
+  differences = run_config_differences(workdir, config)
+  if differences:
+    raise KdJaxError(f"workdir {workdir} holds a finished run trained with another config "
+                     f"({'; '.join(differences)[:300]}): use another --workdir (or remove that "
+                     f"one to train this config there)")
 
 
 def pretrained_mismatch(target: dict[str, Any], pretrained: dict[str, Any]) -> str | None:

@@ -373,8 +373,10 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
                 "batch_size": cfg.batch_size, "adapters": sorted({*adapter_shapes, *state_shapes})}
     for seed, seed_dir in (plan.seed_workdirs() or {cfg.seed: run_dir}).items():
       ckpt_lib.check_resumable(seed_dir, {**expected, "seed": seed})
-  if not plan.seeds:  # (A run of seeds writes no config.json: each folder is one seed's.)
-    ckpt_lib.check_run_config(run_dir, plan.trained_config())
+  # A job's finished run is not trained again: its results must be this config's. (A run of
+  # seeds writes no config.json: each folder is one seed's.)
+  if name and not plan.seeds and plan.is_complete():
+    ckpt_lib.check_finished_run_config(run_dir, plan.trained_config())
   downstream = _plan_downstream(name, cfg, run_dir, earlier, shapes, _Backbone.trained(
       plan, shapes, "the student this run trains")) if cfg.downstream.data.name else None
   return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes,

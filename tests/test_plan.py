@@ -353,29 +353,35 @@ def test_the_variable_shapes_read_from_a_checkpoints_metadata_are_those_it_loads
   assert jax.tree.leaves(shapes)
 
 
-def test_a_workdir_trained_with_another_config_is_refused_in_one_line(tmp_path, tiny_config):
-  """The run writes config.json (objectives and teachers resolved); the next command must
-  train the same thing there: other logging, or a hyperparameter set to its default, is the
-  same run; another hyperparameter, or more epochs of a finished run, is refused."""
+def test_a_finished_run_trained_with_another_config_is_refused_and_a_resumed_one_says_so(
+    tmp_path, tiny_config, capsys):
+  """Each run writes config.json (objectives and teachers resolved). A job's finished run is
+  not trained again, so it must have trained this config: other logging, or a hyperparameter
+  set to its default, is the same run; another hyperparameter, or more epochs, is refused.
+  A run resumed with another config (a lower learning rate, say) goes on and says so."""
   import json
   workdir = str(tmp_path / "w")
-  job.run(tiny_config(), workdir)
-  saved = json.load(open(os.path.join(workdir, "config.json")))
+  job_config = lambda **kw: tiny_config(**kw, runs={"a": {}})
+  job.run(job_config(), workdir)
+  saved = json.load(open(os.path.join(workdir, "a", "config.json")))
   assert saved["objectives"]["ce"] == {
       "loss": "ce", "weight": 1.0, "teacher": None, "student_feature": None,
       "teacher_feature": None, "init_epochs": 0, "init_lr": None, "main_phase": True,
       "view": "", "label_smoothing": 0.0}
-  same = tiny_config(log_every_steps=7, keep_checkpoints=1)
+  same = job_config(log_every_steps=7, keep_checkpoints=1)
   same.objectives.ce.label_smoothing = 0.0
   plan.make(same, workdir)
-  other = tiny_config()
+  other = job_config()
   other.objectives.ce.label_smoothing = 0.1
   with pytest.raises(KdJaxError, match=(
-      rf"^workdir {workdir} holds a run \(finished\) trained with "
-      r"objectives\.ce\.label_smoothing=0\.0, but this config has "
-      r"objectives\.ce\.label_smoothing=0\.1: use another --workdir \(or remove that one to "
-      r"train this config there\)$")):
+      rf"^\[a\] workdir {workdir}/a holds a finished run trained with another config "
+      r"\(objectives\.ce\.label_smoothing: 0\.0 -> 0\.1\): use another --workdir \(or remove "
+      r"that one to train this config there\)$")):
     plan.make(other, workdir)
-  with pytest.raises(KdJaxError, match=r"trained with num_epochs=2, but this config has "
-                                       r"num_epochs=3"):
-    plan.make(tiny_config(num_epochs=3), workdir)
+  with pytest.raises(KdJaxError, match=r"another config \(num_epochs: 2 -> 3\)"):
+    plan.make(job_config(num_epochs=3), workdir)
+  os.remove(os.path.join(workdir, "a", "results.json"))  # As if stopped after its last save.
+  capsys.readouterr()
+  job.run(job_config(num_epochs=3, **{"optimizer.lr": 0.01}), workdir)
+  assert ("[a] resumed with another config than the run was trained with so far: "
+          "optimizer.lr: 0.05 -> 0.01") in capsys.readouterr().out

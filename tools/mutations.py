@@ -610,17 +610,20 @@ MUTATIONS = {
          "tests/training/test_bad_inputs.py::"
          "test_a_run_objective_field_of_the_default_config_is_overridden_when_the_flag_is_defined"]),
     "workdir_of_another_config_resumed": (
-        "a workdir trained with another hyperparameter is resumed (or its finished results "
-        "reported) for this config",
-        [("kd_jax/plan.py", "    ckpt_lib.check_run_config(run_dir, plan.trained_config())\n",
+        "a job's finished run trained with another hyperparameter is reported as this "
+        "config's",
+        [("kd_jax/plan.py",
+          "    ckpt_lib.check_finished_run_config(run_dir, plan.trained_config())\n",
           "    pass\n")],
-        ["tests/test_plan.py::test_a_workdir_trained_with_another_config_is_refused_in_one_line"]),
+        ["tests/test_plan.py::"
+         "test_a_finished_run_trained_with_another_config_is_refused_and_a_resumed_one_says_so"]),
     "run_config_defaults_not_filled": (
         "an objective's hyperparameter set to its default counts as another config than the "
         "same left unset",
         [("kd_jax/plan.py", "\"view\": o.view, **{k: getattr(o.method, k) for k in o.method.hparams()}}",
           "\"view\": o.view, **{k: getattr(o.method, k) for k in o.given}}")],
-        ["tests/test_plan.py::test_a_workdir_trained_with_another_config_is_refused_in_one_line"]),
+        ["tests/test_plan.py::"
+         "test_a_finished_run_trained_with_another_config_is_refused_and_a_resumed_one_says_so"]),
 }
 
 

@@ -440,8 +440,10 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
     per_checkpoint = ckpt_lib.checkpoint_bytes(state.checkpoint_items()) // max(1, len(seeds))
     for d, _ in where.values():
       ckpt_lib.check_writable(d, (config.keep_checkpoints + 2) * per_checkpoint)
-    if not seeds:  # What a later command is compared with (checkpoint.check_run_config).
-      ckpt_lib.save_run_config(workdir, plan.trained_config())
+  changed = []
+  if jax.process_index() == 0 and not seeds:  # What a later command is compared with.
+    changed = ckpt_lib.run_config_differences(workdir, plan.trained_config(), epochs=False)
+    ckpt_lib.save_run_config(workdir, plan.trained_config())
   outs = [_Out(name, d, ckpt_lib.Checkpoints(d, config.keep_checkpoints), m,
                *metrics_lib.create_writers(d, name)) for name, (d, m) in where.items()]
   eval_fn = make_eval_step(parts.student, eval_classes, config.eval_head or None,
@@ -460,6 +462,9 @@ def train_and_evaluate(plan, job_workdir: str | None = None) -> dict[str, Any]:
                log_every=config.log_every_steps, fault="step")
   run_phases.append(main)
   resumed = _restore(run, run_phases, state, repl)
+  if resumed is not None and changed:  # Allowed (e.g. a lower learning rate), but said.
+    run.log(f"resumed with another config than the run was trained with so far: "
+            f"{'; '.join(changed)}")
   if resumed is None:
     if config.init_from:
       state = build.init_from(state, config, parts.heads, job_workdir, repl, run.log)
