@@ -380,13 +380,15 @@ def _on_this_process(path: epath.Path) -> Any:
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   with ocp.StandardCheckpointer() as reader:
     metadata = reader.metadata(path).item_metadata
+  if metadata is None:
+    raise ValueError(f"no metadata of the arrays in {path}")
   return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                       metadata)
 
 
 def _model_checkpoint(workdir: str, which: str) -> tuple[epath.Path, str, str]:
   """``(folder, which, item)`` of the model checkpoints ``load_model_variables`` reads."""
-  root = epath.Path(workdir)
+  root = epath.Path(os.path.abspath(workdir))  # orbax reads absolute paths only.
   sub = "checkpoints" if which == "latest" else "best"
   if sub == "checkpoints" and not (root / sub).exists() and (root / "best").exists():
     which, sub = "best", "best"  # A converted PyTorch teacher has only best/.
