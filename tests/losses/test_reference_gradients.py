@@ -17,7 +17,7 @@ from kd_jax import losses, methods
 from kd_jax.methods import Context
 from kd_jax.methods.vid import VIDRegressor
 from tests.losses import torch_reference as ref
-from tests.losses.test_reference_match import B, maps, nchw, rel_err
+from tests.losses.test_reference_match import crd_case, maps, nchw, rel_err
 
 RTOL = 1e-5
 S_MAPS = [(16, 16, 16), (8, 8, 32), (4, 4, 64)]
@@ -140,20 +140,10 @@ def test_crd_gradient_matches_reference_over_three_steps(nce_t, nce_m):
   """W.r.t. the student's and the teacher's embeddings, at each of three steps (the memory
   and its normalisers updated in between; the first step's normalisers, estimated from its
   own scores, pass no gradient: the reference takes them with ``.item()``)."""
-  n, d, k = 500, 128, 64
-  rng = np.random.RandomState(27)
-  memory = losses.crd_memory_init(jax.random.PRNGKey(0), n, d)
-  crd = methods.get("crd")(**{k: v for k, v in (("nce_t", nce_t), ("nce_m", nce_m)) if v})
-  reference = ref.CRD(nchw(memory.student), nchw(memory.teacher), T=crd.nce_t,
-                      momentum=crd.nce_m)
-  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  crd, memory, reference, batches = crd_case(27, nce_t, nce_m)
   step = jax.jit(jax.grad(functools.partial(losses.crd, temperature=crd.nce_t,
                                             momentum=crd.nce_m), argnums=(0, 1), has_aux=True))
-  for _ in range(3):
-    zs = unit(rng.randn(B, d)).astype(np.float32)
-    zt = unit(rng.randn(B, d)).astype(np.float32)
-    index = rng.choice(n, B, replace=False)
-    contrast = np.concatenate([index[:, None], rng.randint(0, n, (B, k))], axis=1)
+  for zs, zt, index, contrast in batches:
     (got_s, got_t), memory = step(zs, zt, memory, jnp.asarray(index), jnp.asarray(contrast))
     v1, v2 = nchw(zs).requires_grad_(True), nchw(zt).requires_grad_(True)
     reference(v1, v2, torch.from_numpy(index), torch.from_numpy(contrast)).backward()

@@ -178,24 +178,34 @@ def test_vid_matches_reference(s_shape, t_shape):
   assert rel_err(got, want) < RTOL
 
 
-@pytest.mark.parametrize("nce_t, nce_m", [(None, None), (0.1, 0.8)])
-def test_crd_matches_reference_over_three_steps(nce_t, nce_m):
-  """Loss, both memories and both normalisers after 3 steps (memory updated in between), at
-  the method's defaults (tau 0.07, momentum 0.5) and at values where a swapped momentum or a
-  fixed temperature would show."""
-  n, d, k = 500, 128, 64
-  rng = np.random.RandomState(19)
+def crd_case(seed, nce_t, nce_m, n=500, d=128, k=64, steps=3):
+  """``(method, memory, reference, batches)``: CRD at its defaults or at ``nce_t``/``nce_m``,
+  its memory of ``n`` examples and the reference's copy, and ``steps`` batches ``(z_s, z_t,
+  index, contrast_index)`` of unit embeddings, unique indices and ``k`` negatives."""
+  rng = np.random.RandomState(seed)
   memory = losses.crd_memory_init(jax.random.PRNGKey(0), n, d)
   crd = methods.get("crd")(**{k: v for k, v in (("nce_t", nce_t), ("nce_m", nce_m)) if v})
   reference = ref.CRD(nchw(memory.student), nchw(memory.teacher), T=crd.nce_t,
                       momentum=crd.nce_m)
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-  step = jax.jit(functools.partial(losses.crd, temperature=crd.nce_t, momentum=crd.nce_m))
-  for _ in range(3):
+  batches = []
+  for _ in range(steps):
     zs = unit(rng.randn(B, d)).astype(np.float32)
     zt = unit(rng.randn(B, d)).astype(np.float32)
     index = rng.choice(n, B, replace=False)
-    contrast = np.concatenate([index[:, None], rng.randint(0, n, (B, k))], axis=1)
+    batches.append((zs, zt, index,
+                    np.concatenate([index[:, None], rng.randint(0, n, (B, k))], axis=1)))
+  return crd, memory, reference, batches
+
+
+@pytest.mark.parametrize("nce_t, nce_m", [(None, None), (0.1, 0.8)])
+def test_crd_matches_reference_over_three_steps(nce_t, nce_m):
+  """Loss, both memories and both normalisers after 3 steps (memory updated in between), at
+  the method's defaults (tau 0.07, momentum 0.5) and at values where a swapped momentum or a
+  fixed temperature would show."""
+  crd, memory, reference, batches = crd_case(19, nce_t, nce_m)
+  step = jax.jit(functools.partial(losses.crd, temperature=crd.nce_t, momentum=crd.nce_m))
+  for zs, zt, index, contrast in batches:
     got, memory = step(zs, zt, memory, jnp.asarray(index), jnp.asarray(contrast))
     want = reference(nchw(zs), nchw(zt), torch.from_numpy(index), torch.from_numpy(contrast))
     assert rel_err(got, want) < RTOL
