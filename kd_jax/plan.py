@@ -521,12 +521,14 @@ class _Backbone:
   model: str
   variables: Any
   source: str  # In words, for errors.
+  path: str  # The workdir it is read from ("": random), as a fine-tuning run's init_from.
 
   @classmethod
   def trained(cls, run: RunPlan, shapes: _Shapes, source: str) -> "_Backbone":
     """The student that ``run`` (of this job) trains."""
     variables, _ = _student_shapes(run, shapes)
-    return cls(run.config.model, student_lib.backbone_variables(variables, run.heads), source)
+    return cls(run.config.model, student_lib.backbone_variables(variables, run.heads), source,
+               run.workdir)
 
   @classmethod
   def stored(cls, path: str, which: str, shapes: _Shapes, field: str,
@@ -534,13 +536,13 @@ class _Backbone:
     """The model in the kd_jax workdir ``path`` (``model``, unread, where ``missing`` and
     there is no checkpoint)."""
     if missing and not _has_checkpoint(path):
-      return cls(model, None, path)
+      return cls(model, None, path, path)
     try:
       variables, meta = shapes.stored(path, which)
     except KdJaxError as err:
       raise KdJaxError(f"{field}: {err}") from None
     return cls(meta.get("model") or model,
-               student_lib.backbone_variables(variables, meta.get("heads")), path)
+               student_lib.backbone_variables(variables, meta.get("heads")), path, path)
 
   @classmethod
   def of(cls, cfg, earlier: Mapping[str, RunPlan], shapes: _Shapes, missing: bool = False
@@ -549,7 +551,7 @@ class _Backbone:
     this job or a workdir."""
     source = cfg.downstream.backbone
     if source == "random":
-      return cls(cfg.model, None, f"a random {cfg.model}")
+      return cls(cfg.model, None, f"a random {cfg.model}", "")
     if source in earlier:
       if not earlier[source].trains:
         raise KdJaxError(f"config.downstream.backbone: run {source!r} trains nothing")
@@ -579,12 +581,13 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
                      f"{ds.data.name}'s {_size(info.input_shape)} images: {problem}")
   if "finetune" not in ds.protocols:
     return None
-  ft = config_lib.finetune_config(cfg, model, "")
+  ft = config_lib.finetune_config(cfg, model, backbone.path)  # As downstream.evaluate's.
   try:
     config_lib.validate(ft)
+    # missing_checkpoints: its init_from (the backbone, checked above) may be trained first.
     return _plan_run(f"{name}/finetune" if name else "finetune", ft,
                      os.path.join(run_dir, "downstream", config_lib.downstream_task_name(ds.data),
-                                  "finetune"), {}, _Shapes())
+                                  "finetune"), {}, _Shapes(), missing_checkpoints=True)
   except KdJaxError as err:
     raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
 

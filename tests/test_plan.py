@@ -338,6 +338,17 @@ def test_evaluate_fine_tunes_the_model_in_the_workdir_not_config_model(checkpoin
   assert finetune.config.model == "resnet14"
 
 
+def test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes(tmp_path):
+  """The downstream fine-tuning run the plan checks is the one the job trains (from the
+  run's own student, or another run's), so that a finished one is compared with it."""
+  c = recipes.digits_base()
+  recipes.digits_downstream(c)
+  c.runs = {"student": {}, "student_eval": dict(downstream=dict(backbone="student"))}
+  runs = plan.make(c, str(tmp_path)).runs
+  assert runs["student"].downstream.config.init_from == str(tmp_path / "student")
+  assert runs["student_eval"].downstream.config.init_from == str(tmp_path / "student")
+
+
 @pytest.mark.parametrize("run,which", [("student", "latest"), ("student", "best"),
                                        ("teacher", "best"), ("teacher", "latest")])
 def test_the_variable_shapes_read_from_a_checkpoints_metadata_are_those_it_loads(

@@ -617,6 +617,13 @@ MUTATIONS = {
           "    pass\n")],
         ["tests/test_plan.py::"
          "test_a_finished_run_trained_with_another_config_is_refused_and_a_resumed_one_says_so"]),
+    "finetune_planned_without_its_init_from": (
+        "the plan's downstream fine-tuning run starts from no backbone, unlike the one trained: "
+        "a finished job with a fine-tuning run is refused when it is run again",
+        [("kd_jax/plan.py", "  ft = config_lib.finetune_config(cfg, model, backbone.path)",
+          "  ft = config_lib.finetune_config(cfg, model, \"\")")],
+        ["tests/test_plan.py::"
+         "test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes"]),
     "run_config_defaults_not_filled": (
         "an objective's hyperparameter set to its default counts as another config than the "
         "same left unset",
