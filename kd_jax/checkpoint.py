@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import orbax.checkpoint as ocp
@@ -499,7 +499,8 @@ _NOT_TRAINED = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                 "published_source", "method_modules", "downstream")
 
 
-def _as_json(config: Any) -> dict[str, Any]:
+def as_json(config: Any) -> dict[str, Any]:
+  """A config (ConfigDict or dict) as plain JSON values (tuples as lists)."""
   return json.loads(json.dumps(dict(config), default=str))
 
 
@@ -507,7 +508,20 @@ def save_run_config(workdir: str, config: dict[str, Any]) -> None:
   """Writes a run's config (``plan.RunPlan.trained_config``: JSON, objectives and teachers
   resolved) to ``<workdir>/config.json``, which ``check_run_config`` reads."""
   with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-    json.dump(_as_json(config), f, indent=2, sort_keys=True)
+    json.dump(as_json(config), f, indent=2, sort_keys=True)
+
+
+def config_differences(then: dict[str, Any], now: dict[str, Any],
+                       skip: Sequence[str] = ()) -> list[str]:
+  """``field: <then> -> <now>`` for each dotted field of two JSON configs whose values
+  differ, those under ``skip``'s fields aside; sorted by field."""
+  then = traverse_util.flatten_dict(then, sep=".")
+  now = traverse_util.flatten_dict(as_json(now), sep=".")
+  kept = lambda key: not any(key == f or key.startswith(f + ".") for f in skip)
+  unset = "(not set)"
+  return [f"{key}: {then.get(key, unset)!r} -> {now.get(key, unset)!r}"
+          for key in sorted({*then, *now})
+          if kept(key) and then.get(key, unset) != now.get(key, unset)]
 
 
 def run_config_differences(workdir: str, config: dict[str, Any], epochs: bool = True
@@ -521,16 +535,12 @@ def run_config_differences(workdir: str, config: dict[str, Any], epochs: bool = 
     return []
   try:
     with open(path) as f:
-      saved = traverse_util.flatten_dict(json.load(f), sep=".")
-  except (OSError, ValueError, AttributeError) as err:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError("it is not a JSON object")
+  except (OSError, ValueError) as err:
     raise KdJaxError(f"cannot read {path}: {first_line(err)[:200]}") from None
-  now = traverse_util.flatten_dict(_as_json(config), sep=".")
-  skip = _NOT_TRAINED + (() if epochs else ("num_epochs",))
-  kept = lambda key: not any(key == f or key.startswith(f + ".") for f in skip)
-  unset = "(not set)"
-  return [f"{key}: {saved.get(key, unset)!r} -> {now.get(key, unset)!r}"
-          for key in sorted({*saved, *now})
-          if kept(key) and saved.get(key, unset) != now.get(key, unset)]
+  return config_differences(saved, config, _NOT_TRAINED + (() if epochs else ("num_epochs",)))
 
 
 def check_finished_run_config(workdir: str, config: dict[str, Any]) -> None:

@@ -66,8 +66,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     else:
       _print(f"[{name or 'train'}] training {cfg.model} in {run_dir}")
       results[name] = train_and_evaluate(run_plan, job_workdir=workdir)
-    if cfg.downstream.data.name and "downstream" not in results[name]:
-      # The downstream phase: the run's results.json gains it once it is done.
+    changed = downstream.changes(results[name], cfg) if cfg.downstream.data.name else None
+    if changed is not None:
+      # The downstream phase: the run's results.json gains it once it is done, and it is
+      # done again for another downstream config (a finished fine-tuning run of another
+      # config was refused by the plan).
+      if changed:
+        _print(f"[{name or 'train'}] evaluating downstream again: its results were of another "
+               f"config ({'; '.join(changed)[:300]})")
       task = config_lib.downstream_task_name(cfg.downstream.data)
       source = cfg.downstream.backbone
       backbone_dir = None if source in ("", "random") else (

@@ -617,6 +617,14 @@ MUTATIONS = {
           "    pass\n")],
         ["tests/test_plan.py::"
          "test_a_finished_run_trained_with_another_config_is_refused_and_a_resumed_one_says_so"]),
+    "downstream_results_kept_for_another_config": (
+        "a finished run's downstream results are reported for another downstream config",
+        [("kd_jax/evaluation/downstream.py", "  if task not in evaluated:\n",
+          "  if not evaluated:\n"),
+         ("kd_jax/evaluation/downstream.py", "  if \"config\" not in done:\n",
+          "  if True:\n")],
+        ["tests/evaluation/test_downstream.py::"
+         "test_a_finished_runs_downstream_phase_is_done_again_only_for_another_config"]),
     "finetune_planned_without_its_init_from": (
         "the plan's downstream fine-tuning run starts from no backbone, unlike the one trained: "
         "a finished job with a fine-tuning run is refused when it is run again",

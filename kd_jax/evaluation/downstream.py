@@ -44,6 +44,35 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+# Where the downstream data is read from, not what is evaluated.
+_NOT_EVALUATED = ("downstream.data.data_dir", "downstream.data.download",
+                  "downstream.data.cache")
+
+
+def evaluated_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """What decides a downstream phase's results, as JSON: ``config.downstream`` and the
+  run's ``seed`` and ``dtype`` (the backbone itself is the run's, checked by the plan)."""
+  return ckpt_lib.as_json({"downstream": config.downstream.to_dict(), "seed": config.seed,
+                           "dtype": config.dtype})
+
+
+def changes(run_results: dict[str, Any], config: ml_collections.ConfigDict
+            ) -> list[str] | None:
+  """Why a run whose results are ``run_results`` must be evaluated downstream (again) for
+  ``config``: None where its results hold this config's downstream phase (or one saved
+  before kd_jax recorded the config: it cannot tell); [] where they hold none of this data
+  set and no other; else ``field: <then> -> <now>`` for each field that changed."""
+  task = config_lib.downstream_task_name(config.downstream.data)
+  evaluated = run_results.get("downstream") or {}
+  if task not in evaluated:
+    return [f"downstream data set: {t!r} -> {task!r}" for t in evaluated]
+  done = evaluated[task]
+  if "config" not in done:
+    return None
+  return ckpt_lib.config_differences(done["config"], evaluated_config(config),
+                                     _NOT_EVALUATED) or None
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = "",
              backbone_dir: str | None = None) -> dict[str, Any]:
   """Runs ``config.downstream``'s protocols on the backbone trained in ``backbone_dir``
@@ -63,9 +92,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
   data = pipelines.create_dataset(ds.data, ds.batch_size, ds.batch_size)
   if not data.num_classes or not data.has_labels:
     raise KdJaxError(f"config.downstream.data: {ds.data.name!r} has no labels to evaluate on")
-  _log(f"{tag}downstream {config_lib.downstream_task_name(ds.data)}: {data.num_train_examples} train / "
-       f"{data.num_eval_examples} test images, {data.num_classes} classes; backbone {source}")
-  results: dict[str, Any] = {"data": ds.data.name, "backbone": source, "model": model_name}
+  _log(f"{tag}downstream {config_lib.downstream_task_name(ds.data)}: "
+       f"{data.num_train_examples} train / {data.num_eval_examples} test images, "
+       f"{data.num_classes} classes; backbone {source}")
+  results: dict[str, Any] = {"data": ds.data.name, "backbone": source, "model": model_name,
+                             "config": evaluated_config(config)}
 
   if "linear_probe" in ds.protocols:
     model = models.create(model_name, data.num_classes, dtype=jnp.dtype(config.dtype))

@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from kd_jax import job
+from kd_jax.errors import KdJaxError
+from kd_jax.evaluation import downstream
 
 from tests import forkserver
 
@@ -101,3 +103,43 @@ def test_a_job_evaluates_its_runs_downstream_and_other_runs_models(tiny_config, 
   assert json.loads((tmp_path / "results.json").read_text())["seed_groups"] == groups
   assert set(groups["teacher_eval"]) >= {"runs", "linear_probe"}
   assert "mean" in groups["student"] and "linear_probe" in groups["student"]
+
+
+@pytest.mark.slow
+def test_a_finished_runs_downstream_phase_is_done_again_only_for_another_config(
+    tiny_config, tmp_path, monkeypatch, capsys):
+  cfg = _small_downstream(tiny_config())
+  cfg.runs = {"student": {}}
+  job.run(cfg, str(tmp_path))
+  evaluate = downstream.evaluate
+
+  def fail(*args, **kwargs):
+    raise AssertionError("evaluated or fine-tuned downstream again for the same config")
+  monkeypatch.setattr(downstream, "evaluate", fail)
+  job.run(cfg, str(tmp_path))  # The same config: its results are kept.
+  monkeypatch.setattr(downstream, "evaluate", evaluate)
+  monkeypatch.setattr(downstream, "train_and_evaluate", fail)
+
+  capsys.readouterr()
+  cfg.downstream.probe_l2 = (0.5,)
+  runs = job.run(cfg, str(tmp_path))["runs"]  # The probe again, the fine-tuning kept.
+  task = runs["student"]["downstream"]["sklearn_digits_transposed"]
+  assert task["linear_probe"]["l2"] == 0.5 and "finetune" in task
+  assert ("[student] evaluating downstream again: its results were of another config "
+          "(downstream.probe_l2: [0.0001, 0.1] -> [0.5])") in capsys.readouterr().out
+  saved = json.loads((tmp_path / "student" / "results.json").read_text())
+  assert saved["downstream"] == runs["student"]["downstream"]
+
+  cfg.downstream.optimizer.lr = 0.5  # A finished fine-tuning run of another config.
+  with pytest.raises(KdJaxError, match=(
+      r"^\[student\] config.downstream \(its fine-tuning run\): workdir .*finetune holds a "
+      r"finished run trained with another config \(optimizer.lr: 0.01 -> 0.5\)")):
+    job.run(cfg, str(tmp_path))
+
+  cfg.downstream.data.name = "sklearn_digits"
+  cfg.downstream.protocols = ("linear_probe",)
+  runs = job.run(cfg, str(tmp_path))["runs"]
+  assert list(runs["student"]["downstream"]) == ["sklearn_digits"]
+  assert ("[student] evaluating downstream again: its results were of another config "
+          "(downstream data set: 'sklearn_digits_transposed' -> 'sklearn_digits')"
+          ) in capsys.readouterr().out
