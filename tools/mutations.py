@@ -632,6 +632,13 @@ MUTATIONS = {
           "  ft = config_lib.finetune_config(cfg, model, \"\")")],
         ["tests/test_plan.py::"
          "test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes"]),
+    "dkd_tckd_log_of_summed_probabilities": (
+        "DKD's TCKD takes the log of the summed non-target probabilities, as the reference: "
+        "infinite where they underflow to 0",
+        [("kd_jax/losses/logits.py", "jax.nn.logsumexp(log_p, axis=-1, where=gt == 0)",
+          "jnp.log(jnp.sum(jnp.exp(log_p) * (1.0 - gt), axis=-1))")],
+        ["tests/losses/test_baselines_reference.py::"
+         "test_dkd_where_a_students_binary_probability_underflows_is_the_finite_value"]),
     "run_config_defaults_not_filled": (
         "an objective's hyperparameter set to its default counts as another config than the "
         "same left unset",

@@ -77,7 +77,8 @@ def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
 
   student_logits, teacher_logits [B, C], labels int [B]. With ``p = softmax(z/T)``:
   TCKD = ``T^2 * mean_i KL(b_T || b_S)`` over the binary ``[p_gt, sum_{c!=gt} p_c]``
-  (log without epsilon, as the reference); NCKD = ``T^2 * mean_i KL(q_T || q_S)`` with
+  (no epsilon, as the reference; computed from log-probabilities, so that a probability
+  that underflows to 0 gives the finite value, not the reference's inf or NaN); NCKD = ``T^2 * mean_i KL(q_T || q_S)`` with
   ``q = softmax(z/T - 1000*onehot(y))``. Sum over classes, mean over the batch.
   ``epoch`` (counted from 1) multiplies the result by the warm-up factor
   ``min(epoch / warmup, 1)``; ``None`` leaves it out. The teacher side gets no gradient;
@@ -89,13 +90,16 @@ def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
   zt = float32(jax.lax.stop_gradient(teacher_logits)) / t
   gt = jax.nn.one_hot(labels, zs.shape[-1], dtype=zs.dtype)
 
-  def binary(p):
-    p_gt = jnp.sum(p * gt, axis=-1)
-    return jnp.stack([p_gt, jnp.sum(p * (1.0 - gt), axis=-1)], axis=-1)
+  def log_binary(z):
+    """``log [p_gt, sum_{c!=gt} p_c]`` [B, 2] from logits: finite where a probability
+    underflows to 0 (the reference's ``log`` of it is -inf: an infinite or NaN loss)."""
+    log_p = jax.nn.log_softmax(z, axis=-1)
+    return jnp.stack([jnp.sum(log_p * gt, axis=-1),
+                      jax.nn.logsumexp(log_p, axis=-1, where=gt == 0)], axis=-1)
 
-  bs, bt = binary(jax.nn.softmax(zs, axis=-1)), binary(jax.nn.softmax(zt, axis=-1))
-  # torch.kl_div's target * (log target - input), with 0 * log 0 = 0.
-  tckd = jnp.sum(_xlogx(bt) - bt * jnp.log(bs), axis=-1)
+  log_bs, log_bt = log_binary(zs), log_binary(zt)
+  # torch.kl_div's target * (log target - input); a target that underflows to 0 adds 0.
+  tckd = jnp.sum(jnp.exp(log_bt) * (log_bt - log_bs), axis=-1)
   log_qs = jax.nn.log_softmax(zs - 1000.0 * gt, axis=-1)
   log_qt = jax.nn.log_softmax(zt - 1000.0 * gt, axis=-1)
   qt = jnp.exp(log_qt)

@@ -184,6 +184,27 @@ def test_dist_where_a_class_underflows_for_the_whole_batch_matches_the_authors_g
   check(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shift", [200.0, -200.0], ids=["confident", "confidently_wrong"])
+def test_dkd_where_a_students_binary_probability_underflows_is_the_finite_value(shift, dtype):
+  """Each label's logit 200 above (or below) the others at T = 1: in float32 the student's
+  non-target (or target) probability is exactly 0, and the authors' TCKD takes its log: an
+  infinite loss and NaN gradients. kd_jax's value and gradient are those of the authors'
+  code in float64, where nothing underflows."""
+  zs, zt, y = inputs((7, 10), 1.0)
+  zs[np.arange(7), y] += shift
+  zs, zt = zs.astype(np.float32).astype(np.float64), zt.astype(np.float32).astype(np.float64)
+  authors = lambda s, t, yy: ref.dkd_loss(s, t, yy, 1.0, 8.0, 1.0, False)
+  s32 = torch.tensor(zs, dtype=torch.float32, requires_grad=True)
+  value32 = authors(s32, torch.tensor(zt, dtype=torch.float32), torch.from_numpy(y))
+  value32.backward()
+  assert torch.isinf(value32) and torch.isnan(s32.grad).any()
+  with jax.enable_x64(dtype == jnp.float64):
+    got = kd_jax("dkd", dict(temperature=1.0, alpha=1.0, beta=8.0, logit_stand=False),
+                 zs, zt, y, dtype)
+  check(got, reference(authors, zs, zt, y), dtype)
+
+
 def test_ctkd_dkd_temperature_gradient_is_finite_where_the_authors_is_nan():
   """DKD at a learned temperature: the masked class's teacher probability is exactly 0
   (``softmax(z/T - 1000)``), and F.kl_div's gradient w.r.t. that target is NaN in current
