@@ -80,8 +80,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           os.path.join(workdir, source) if source in runs else source)
       if backbone_dir and source in results:
         results[name]["model"] = results[source]["model"]
-      results[name]["downstream"] = {task: downstream.evaluate(cfg, run_dir, run_name=name,
-                                                               backbone_dir=backbone_dir)}
+      results[name]["downstream"] = {task: downstream.evaluate(
+          cfg, run_dir, run_name=name, backbone_dir=backbone_dir, job_workdir=workdir)}
       if jax.process_index() == 0:
         with open(os.path.join(run_dir, "results.json"), "w") as f:
           json.dump(results[name], f, indent=2)

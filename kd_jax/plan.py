@@ -86,6 +86,7 @@ class RunPlan:
   output_shapes: Any = None
   teacher_variable_shapes: Any = None
   downstream: "RunPlan | None" = None  # The downstream fine-tuning run, if any.
+  job_workdir: str | None = None       # The workdir of its job (None: a run alone).
 
   @property
   def tag(self) -> str:
@@ -157,6 +158,11 @@ class RunPlan:
     compares it)."""
     c = self.config.to_dict()
     c["teacher_cache"] = "cached" if c.get("teacher_cache") else ""
+    if c.get("init_from") and self.job_workdir:  # A run of the job by its place in the job.
+      job = os.path.abspath(self.job_workdir)
+      path = os.path.abspath(_init_from_path(c["init_from"], self.job_workdir))
+      if os.path.commonpath([job, path]) == job:
+        c["init_from"] = os.path.relpath(path, job)
     c["objectives"] = {o.name: {
         "loss": o.loss, "weight": o.weight, "teacher": o.teacher,
         "student_feature": o.student_feature, "teacher_feature": o.teacher_feature,
@@ -328,9 +334,9 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   trains = not (cfg.downstream.data.name and cfg.downstream.backbone)
   if not trains:
     downstream = _plan_downstream(name, cfg, run_dir, earlier, shapes, _Backbone.of(
-        cfg, earlier, shapes, missing_checkpoints))
+        cfg, earlier, shapes, missing_checkpoints), job_workdir)
     return RunPlan(name, cfg, run_dir, False, info, max(cfg.num_classes, 0), False, False, {},
-                   {}, (), downstream=downstream)
+                   {}, (), downstream=downstream, job_workdir=job_workdir)
   sharding.check_batch_size(cfg.batch_size)
   eval_batch = cfg.eval_batch_size if cfg.eval_batch_size > 0 else cfg.batch_size
   sharding.check_batch_size(eval_batch, "config.eval_batch_size")
@@ -361,7 +367,7 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
     _check_init_from(cfg, earlier, job_workdir)
   teacher_cache.check_config(cfg, objectives)
   plan = RunPlan(name, cfg, run_dir, True, info, int(num_classes), has_labels, all_labeled,
-                 heads, teachers, objectives)
+                 heads, teachers, objectives, job_workdir=job_workdir)
   adapter_shapes, state_shapes, outputs, t_vars = _run_shapes(plan, shapes, samplers, earlier,
                                                               check_heads)
   # A checkpoint in the run's workdir that it could not resume is refused now, not after
@@ -377,8 +383,9 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   # seeds writes no config.json: each folder is one seed's.)
   if name and not plan.seeds and plan.is_complete():
     ckpt_lib.check_finished_run_config(run_dir, plan.trained_config())
-  downstream = _plan_downstream(name, cfg, run_dir, earlier, shapes, _Backbone.trained(
-      plan, shapes, "the student this run trains")) if cfg.downstream.data.name else None
+  downstream = None if not cfg.downstream.data.name else _plan_downstream(
+      name, cfg, run_dir, earlier, shapes,
+      _Backbone.trained(plan, shapes, "the student this run trains"), job_workdir)
   return dataclasses.replace(plan, adapter_shapes=adapter_shapes, state_shapes=state_shapes,
                              output_shapes=outputs, teacher_variable_shapes=t_vars,
                              downstream=downstream)
@@ -561,10 +568,12 @@ class _Backbone:
 
 
 def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan],
-                     shapes: _Shapes, backbone: _Backbone) -> RunPlan | None:
+                     shapes: _Shapes, backbone: _Backbone, job_workdir: str | None = None
+                     ) -> RunPlan | None:
   """Checks that ``backbone`` takes the downstream data (its layers, the classifier aside,
   the shapes they have on it); returns the downstream fine-tuning run's plan (the
-  backbone's model), checked like any run; None without ``finetune``."""
+  backbone's model; of the job in ``job_workdir``, if any), checked like any run; None
+  without ``finetune``."""
   ds = cfg.downstream
   sharding.check_batch_size(ds.batch_size, "config.downstream.batch_size")
   info = data_info.describe(ds.data)
@@ -587,7 +596,8 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
     # missing_checkpoints: its init_from (the backbone, checked above) may be trained first.
     return _plan_run(f"{name}/finetune" if name else "finetune", ft,
                      os.path.join(run_dir, "downstream", config_lib.downstream_task_name(ds.data),
-                                  "finetune"), {}, _Shapes(), missing_checkpoints=True)
+                                  "finetune"), {}, _Shapes(), job_workdir=job_workdir,
+                     missing_checkpoints=True)
   except KdJaxError as err:
     raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
 

@@ -340,13 +340,17 @@ def test_evaluate_fine_tunes_the_model_in_the_workdir_not_config_model(checkpoin
 
 def test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes(tmp_path):
   """The downstream fine-tuning run the plan checks is the one the job trains (from the
-  run's own student, or another run's), so that a finished one is compared with it."""
+  run's own student, or another run's), so that a finished one is compared with it; its
+  config.json names that backbone by its place in the job, so a moved job resumes."""
   c = recipes.digits_base()
   recipes.digits_downstream(c)
   c.runs = {"student": {}, "student_eval": dict(downstream=dict(backbone="student"))}
-  runs = plan.make(c, str(tmp_path)).runs
-  assert runs["student"].downstream.config.init_from == str(tmp_path / "student")
-  assert runs["student_eval"].downstream.config.init_from == str(tmp_path / "student")
+  runs = plan.make(c, str(tmp_path / "job")).runs
+  moved = plan.make(c, str(tmp_path / "moved")).runs
+  for name in ("student", "student_eval"):
+    assert runs[name].downstream.config.init_from == str(tmp_path / "job" / "student")
+    assert runs[name].downstream.trained_config()["init_from"] == "student"
+    assert runs[name].downstream.trained_config() == moved[name].downstream.trained_config()
 
 
 @pytest.mark.parametrize("run,which", [("student", "latest"), ("student", "best"),

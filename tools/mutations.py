@@ -639,6 +639,13 @@ MUTATIONS = {
           "jnp.log(jnp.sum(jnp.exp(log_p) * (1.0 - gt), axis=-1))")],
         ["tests/losses/test_baselines_reference.py::"
          "test_dkd_where_a_students_binary_probability_underflows_is_the_finite_value"]),
+    "init_from_recorded_by_folder": (
+        "a run's config.json names an init_from inside its job by its folder: the job moved "
+        "elsewhere is refused",
+        [("kd_jax/plan.py", "        c[\"init_from\"] = os.path.relpath(path, job)\n",
+          "        pass\n")],
+        ["tests/test_plan.py::"
+         "test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes"]),
     "run_config_defaults_not_filled": (
         "an objective's hyperparameter set to its default counts as another config than the "
         "same left unset",

@@ -74,10 +74,12 @@ def changes(run_results: dict[str, Any], config: ml_collections.ConfigDict
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = "",
-             backbone_dir: str | None = None) -> dict[str, Any]:
+             backbone_dir: str | None = None, job_workdir: str | None = None
+             ) -> dict[str, Any]:
   """Runs ``config.downstream``'s protocols on the backbone trained in ``backbone_dir``
   (default ``workdir``), or on a random ``config.model`` (``downstream.backbone='random'``);
-  writes the results under ``workdir`` and returns them."""
+  writes the results under ``workdir`` and returns them. ``job_workdir``: that of the job
+  whose run ``workdir`` is, if any."""
   ds = config.downstream
   tag = f"[{run_name}] " if run_name else ""
   out_dir = os.path.join(workdir, "downstream", config_lib.downstream_task_name(ds.data))
@@ -130,7 +132,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, run_name: str = ""
     else:
       ft_config = config_lib.finetune_config(config, model_name,
                                              "" if pretrained is None else backbone_dir)
-      ft = train_and_evaluate(plan_lib.make_run(ft_config, ft_dir, ft_name))
+      ft = train_and_evaluate(plan_lib.make_run(ft_config, ft_dir, ft_name, job_workdir),
+                              job_workdir=job_workdir)
     results["finetune"] = {"top1": ft["test_accuracy"], "epochs": ft["epochs"],
                            "train_time_s": ft["train_time_s"]}
     _log(f"{tag}fine-tuned {ft['epochs']} epochs: test top-1 "

@@ -110,35 +110,37 @@ def test_a_finished_runs_downstream_phase_is_done_again_only_for_another_config(
     tiny_config, tmp_path, monkeypatch, capsys):
   cfg = _small_downstream(tiny_config())
   cfg.runs = {"student": {}}
-  job.run(cfg, str(tmp_path))
+  job.run(cfg, str(tmp_path / "job"))
+  workdir = tmp_path / "moved"
+  os.rename(tmp_path / "job", workdir)  # A job moved elsewhere goes on where it was.
   evaluate = downstream.evaluate
 
   def fail(*args, **kwargs):
     raise AssertionError("evaluated or fine-tuned downstream again for the same config")
   monkeypatch.setattr(downstream, "evaluate", fail)
-  job.run(cfg, str(tmp_path))  # The same config: its results are kept.
+  job.run(cfg, str(workdir))  # The same config: its results are kept.
   monkeypatch.setattr(downstream, "evaluate", evaluate)
   monkeypatch.setattr(downstream, "train_and_evaluate", fail)
 
   capsys.readouterr()
   cfg.downstream.probe_l2 = (0.5,)
-  runs = job.run(cfg, str(tmp_path))["runs"]  # The probe again, the fine-tuning kept.
+  runs = job.run(cfg, str(workdir))["runs"]  # The probe again, the fine-tuning kept.
   task = runs["student"]["downstream"]["sklearn_digits_transposed"]
   assert task["linear_probe"]["l2"] == 0.5 and "finetune" in task
   assert ("[student] evaluating downstream again: its results were of another config "
           "(downstream.probe_l2: [0.0001, 0.1] -> [0.5])") in capsys.readouterr().out
-  saved = json.loads((tmp_path / "student" / "results.json").read_text())
+  saved = json.loads((workdir / "student" / "results.json").read_text())
   assert saved["downstream"] == runs["student"]["downstream"]
 
   cfg.downstream.optimizer.lr = 0.5  # A finished fine-tuning run of another config.
   with pytest.raises(KdJaxError, match=(
       r"^\[student\] config.downstream \(its fine-tuning run\): workdir .*finetune holds a "
       r"finished run trained with another config \(optimizer.lr: 0.01 -> 0.5\)")):
-    job.run(cfg, str(tmp_path))
+    job.run(cfg, str(workdir))
 
   cfg.downstream.data.name = "sklearn_digits"
   cfg.downstream.protocols = ("linear_probe",)
-  runs = job.run(cfg, str(tmp_path))["runs"]
+  runs = job.run(cfg, str(workdir))["runs"]
   assert list(runs["student"]["downstream"]) == ["sklearn_digits"]
   assert ("[student] evaluating downstream again: its results were of another config "
           "(downstream data set: 'sklearn_digits_transposed' -> 'sklearn_digits')"
