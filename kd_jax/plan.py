@@ -158,11 +158,8 @@ class RunPlan:
     compares it)."""
     c = self.config.to_dict()
     c["teacher_cache"] = "cached" if c.get("teacher_cache") else ""
-    if c.get("init_from") and self.job_workdir:  # A run of the job by its place in the job.
-      job = os.path.abspath(self.job_workdir)
-      path = os.path.abspath(_init_from_path(c["init_from"], self.job_workdir))
-      if os.path.commonpath([job, path]) == job:
-        c["init_from"] = os.path.relpath(path, job)
+    if c.get("init_from"):
+      c["init_from"] = self._init_from_place(c["init_from"])
     c["objectives"] = {o.name: {
         "loss": o.loss, "weight": o.weight, "teacher": o.teacher,
         "student_feature": o.student_feature, "teacher_feature": o.teacher_feature,
@@ -173,6 +170,20 @@ class RunPlan:
                          "head": t.head, "run": t.run, "which": t.which}
                      for n, t in self.teachers.items()}
     return json.loads(json.dumps(c, default=str))
+
+  def _init_from_place(self, init_from: str) -> str:
+    """``init_from`` as ``trained_config`` records it: relative to this run's workdir where
+    it holds it (a downstream fine-tuning run's backbone: ``../../..``, whether a job or
+    ``kd_jax.evaluate`` fine-tunes it), else relative to its job's workdir where it lies in
+    it (another run of the job), else as written: a job moved or copied trains the same."""
+    path = os.path.abspath(_init_from_path(init_from, self.job_workdir))
+    here = os.path.abspath(self.workdir)
+    if os.path.commonpath([path, here]) == path:
+      return os.path.relpath(path, here)
+    job = self.job_workdir and os.path.abspath(self.job_workdir)
+    if job and os.path.commonpath([job, path]) == job:
+      return os.path.relpath(path, job)
+    return init_from
 
   def step_key(self) -> str:
     """What decides the compiled train step: runs with equal keys run the same program."""

@@ -349,8 +349,10 @@ def test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes(t
   moved = plan.make(c, str(tmp_path / "moved")).runs
   for name in ("student", "student_eval"):
     assert runs[name].downstream.config.init_from == str(tmp_path / "job" / "student")
-    assert runs[name].downstream.trained_config()["init_from"] == "student"
     assert runs[name].downstream.trained_config() == moved[name].downstream.trained_config()
+  # The run's own student holds its fine-tuning run's folder; the other's lies in the job.
+  assert runs["student"].downstream.trained_config()["init_from"] == "../../.."
+  assert runs["student_eval"].downstream.trained_config()["init_from"] == "student"
 
 
 @pytest.mark.parametrize("run,which", [("student", "latest"), ("student", "best"),

@@ -642,8 +642,8 @@ MUTATIONS = {
     "init_from_recorded_by_folder": (
         "a run's config.json names an init_from inside its job by its folder: the job moved "
         "elsewhere is refused",
-        [("kd_jax/plan.py", "        c[\"init_from\"] = os.path.relpath(path, job)\n",
-          "        pass\n")],
+        [("kd_jax/plan.py", "      return os.path.relpath(path, here)\n", "      return init_from\n"),
+         ("kd_jax/plan.py", "      return os.path.relpath(path, job)\n", "      return init_from\n")],
         ["tests/test_plan.py::"
          "test_the_plans_fine_tuning_run_starts_from_the_backbone_the_job_fine_tunes"]),
     "run_config_defaults_not_filled": (

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from kd_jax import job
+from kd_jax import config as config_lib
+from kd_jax import job, plan
 from kd_jax.errors import KdJaxError
 from kd_jax.evaluation import downstream
 
@@ -119,6 +120,8 @@ def test_a_finished_runs_downstream_phase_is_done_again_only_for_another_config(
     raise AssertionError("evaluated or fine-tuned downstream again for the same config")
   monkeypatch.setattr(downstream, "evaluate", fail)
   job.run(cfg, str(workdir))  # The same config: its results are kept.
+  # kd_jax.evaluate of the run's workdir plans the same fine-tuning run (not refused).
+  plan.make_downstream(config_lib.expand_runs(cfg)["student"], str(workdir / "student"))
   monkeypatch.setattr(downstream, "evaluate", evaluate)
   monkeypatch.setattr(downstream, "train_and_evaluate", fail)
 
