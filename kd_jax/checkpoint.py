@@ -543,14 +543,16 @@ def run_config_differences(workdir: str, config: dict[str, Any], epochs: bool = 
   return config_differences(saved, config, _NOT_TRAINED + (() if epochs else ("num_epochs",)))
 
 
-def check_finished_run_config(workdir: str, config: dict[str, Any]) -> None:
-  """Refuses, in one line, a finished run (one a job does not train again) that was trained
-  with another config in what it trains: its results would be reported as this config's."""
+def check_finished_run_config(workdir: str, config: dict[str, Any],
+                              remedy: str = "use another --workdir (or remove that one to "
+                                            "train this config there)") -> None:
+  """Refuses, in one line ending with ``remedy``, a finished run (one a job does not train
+  again) that was trained with another config in what it trains: its results would be
+  reported as this config's."""
   differences = run_config_differences(workdir, config)
   if differences:
     raise KdJaxError(f"workdir {workdir} holds a finished run trained with another config "
-                     f"({'; '.join(differences)[:300]}): use another --workdir (or remove that "
-                     f"one to train this config there)")
+                     f"({'; '.join(differences)[:300]}): {remedy}")
 
 
 def pretrained_mismatch(target: dict[str, Any], pretrained: dict[str, Any]) -> str | None:

@@ -340,7 +340,8 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
               earlier: Mapping[str, RunPlan], shapes: _Shapes,
               job_workdir: str | None = None,
               teachers: Mapping[str, TeacherPlan] | None = None,
-              missing_checkpoints: bool = False, check_heads: bool = True) -> RunPlan:
+              missing_checkpoints: bool = False, check_heads: bool = True,
+              fine_tuning: bool = False) -> RunPlan:
   info = data_info.describe(cfg.data)
   trains = not (cfg.downstream.data.name and cfg.downstream.backbone)
   if not trains:
@@ -393,7 +394,8 @@ def _plan_run(name: str, cfg: ml_collections.ConfigDict, run_dir: str,
   # A job's finished run is not trained again: its results must be this config's. (A run of
   # seeds writes no config.json: each folder is one seed's.)
   if name and not plan.seeds and plan.is_complete():
-    ckpt_lib.check_finished_run_config(run_dir, plan.trained_config())
+    ckpt_lib.check_finished_run_config(run_dir, plan.trained_config(), *(
+        ["remove that folder to fine-tune with this config"] if fine_tuning else []))
   downstream = None if not cfg.downstream.data.name else _plan_downstream(
       name, cfg, run_dir, earlier, shapes,
       _Backbone.trained(plan, shapes, "the student this run trains"), job_workdir)
@@ -608,7 +610,7 @@ def _plan_downstream(name: str, cfg, run_dir: str, earlier: Mapping[str, RunPlan
     return _plan_run(f"{name}/finetune" if name else "finetune", ft,
                      os.path.join(run_dir, "downstream", config_lib.downstream_task_name(ds.data),
                                   "finetune"), {}, _Shapes(), job_workdir=job_workdir,
-                     missing_checkpoints=True)
+                     missing_checkpoints=True, fine_tuning=True)
   except KdJaxError as err:
     raise KdJaxError(f"config.downstream (its fine-tuning run): {err}") from None
 

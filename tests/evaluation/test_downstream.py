@@ -138,7 +138,8 @@ def test_a_finished_runs_downstream_phase_is_done_again_only_for_another_config(
   cfg.downstream.optimizer.lr = 0.5  # A finished fine-tuning run of another config.
   with pytest.raises(KdJaxError, match=(
       r"^\[student\] config.downstream \(its fine-tuning run\): workdir .*finetune holds a "
-      r"finished run trained with another config \(optimizer.lr: 0.01 -> 0.5\)")):
+      r"finished run trained with another config \(optimizer.lr: 0.01 -> 0.5\): remove that "
+      r"folder to fine-tune with this config$")):
     job.run(cfg, str(workdir))
 
   cfg.downstream.data.name = "sklearn_digits"
