@@ -78,12 +78,12 @@ def dkd(student_logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array,
   student_logits, teacher_logits [B, C], labels int [B]. With ``p = softmax(z/T)``:
   TCKD = ``T^2 * mean_i KL(b_T || b_S)`` over the binary ``[p_gt, sum_{c!=gt} p_c]``
   (no epsilon, as the reference; computed from log-probabilities, so that a probability
-  that underflows to 0 gives the finite value, not the reference's inf or NaN); NCKD = ``T^2 * mean_i KL(q_T || q_S)`` with
-  ``q = softmax(z/T - 1000*onehot(y))``. Sum over classes, mean over the batch.
-  ``epoch`` (counted from 1) multiplies the result by the warm-up factor
-  ``min(epoch / warmup, 1)``; ``None`` leaves it out. The teacher side gets no gradient;
-  ``temperature`` may be a traced scalar (CTKD), with a finite gradient where the
-  reference's is NaN (the masked class's p = 0).
+  that underflows to 0 gives the finite value, not the reference's inf or NaN); NCKD =
+  ``T^2 * mean_i KL(q_T || q_S)`` with ``q = softmax(z/T - 1000*onehot(y))``. Sum over
+  classes, mean over the batch. ``epoch`` (counted from 1) multiplies the result by the
+  warm-up factor ``min(epoch / warmup, 1)``; ``None`` leaves it out. The teacher side gets
+  no gradient; ``temperature`` may be a traced scalar (CTKD), with a finite gradient where
+  the reference's is NaN (the masked class's p = 0).
   """
   t = temperature
   zs = float32(student_logits) / t
