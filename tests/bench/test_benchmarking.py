@@ -17,7 +17,7 @@ def _config():
   return cfg
 
 
-def test_a_benchmark_reports_every_measurement_with_its_context(fast_compilation):
+def test_a_benchmark_reports_every_measurement_with_its_context():
   lines = []
   records = benchmarking.run(_config(), steps=1, windows=2, warmup=0, batch_size=32,
                              methods="kd,ab", teacher_cache=True, print_fn=lines.append)
