@@ -364,6 +364,21 @@ MUTATIONS = {
           "rng = np.random.default_rng([seed % 2**32, stream, step, jax.process_index(), i])",
           "rng = np.random.default_rng([seed % 2**32, stream, 0, jax.process_index(), i])")],
         ["tests/methods/test_crd_sampling.py::test_the_same_step_draws_the_same_indices"]),
+    "format_2_momentum_lost": (
+        "a checkpoint of format 2 (as main at e5517ae wrote them) resumes with the "
+        "optimiser's momentum zeroed",
+        [("kd_jax/checkpoint.py",
+          "    return _rename_format_2(out, to_format_2=False) if legacy else out",
+          "    return {**(r := _rename_format_2(out, to_format_2=False)), "
+          "\"opt_state\": jax.tree.map(lambda a: a * 0, r[\"opt_state\"])} if legacy else out")],
+        ["tests/test_plan.py::test_a_checkpoint_written_by_main_at_e5517ae_resumes_as_an_uninterrupted_run"]),
+    "format_2_adapter_reinitialised": (
+        "a checkpoint of format 2 resumes with its adapters (params['aux']) initialised anew",
+        [("kd_jax/checkpoint.py",
+          "    return _rename_format_2(out, to_format_2=False) if legacy else out",
+          "    return {**(r := _rename_format_2(out, to_format_2=False)), \"params\": "
+          "{**r[\"params\"], \"adapters\": items[\"params\"][\"adapters\"]}} if legacy else out")],
+        ["tests/test_plan.py::test_a_checkpoint_written_by_main_at_e5517ae_resumes_as_an_uninterrupted_run"]),
     "best_keeps_the_worst": (
         "best/ keeps the model of the lowest eval accuracy",
         [("kd_jax/checkpoint.py", 'best_mode="max"', 'best_mode="min"')],
